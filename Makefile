@@ -1,0 +1,56 @@
+# Two commands for a new user: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+
+.PHONY: help install test test-fast lint typecheck migrations-check bench demo wheel-test matrix browser-deps clean
+
+help:
+	@echo "make demo    run the example shop + Datadog sandbox on http://127.0.0.1:8000/"
+	@echo "make test    run the test suite (SQLite + django-q2 ORM broker)"
+	@echo "make lint | typecheck | bench | wheel-test | matrix | browser-deps"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11 or newer is needed (set PYTHON=python3.12, for example)."; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not e2e and not browser" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy django_datadog_partner tests
+
+migrations-check: $(STAMP)
+	$(BIN)/python -m django makemigrations --check --dry-run --settings tests.settings
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+demo: $(STAMP)
+	$(BIN)/python example_project/demo.py
+
+wheel-test: $(STAMP)
+	bash scripts/wheel-test.sh
+
+matrix: $(STAMP)
+	$(BIN)/tox run-parallel --parallel 2 --parallel-no-spinner
+
+browser-deps:
+	bash scripts/install-browser.sh
+
+clean:
+	rm -rf $(VENV) .tox build dist *.egg-info tests/.*.sqlite3 example_project/db.sqlite3

@@ -1,0 +1,164 @@
+"""System checks (``datadog_partner.E0xx`` errors, ``W0xx`` warnings), each tested."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.apps import AppConfig, apps
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+
+from .conf import SETTING_NAME, app_settings
+
+SETTINGS_DOC = "See the settings reference in README.rst."
+
+
+@register(Tags.security, Tags.compatibility)
+def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    errors += _check_client_credentials()
+    errors += _check_base_url()
+    errors += _check_encryption_keys()
+    errors += _check_django_q()
+    errors += _check_extra_sites()
+    return errors
+
+
+def _check_client_credentials() -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    if not app_settings.raw.get("CLIENT_ID"):
+        errors.append(
+            Error(
+                f"{SETTING_NAME}['CLIENT_ID'] is not set.",
+                hint="Copy the OAuth client id from Datadog's Developer Platform "
+                "(Configuration Method → API with OAuth). " + SETTINGS_DOC,
+                id="datadog_partner.E001",
+            )
+        )
+    if not app_settings.raw.get("CLIENT_SECRET"):
+        errors.append(
+            Error(
+                f"{SETTING_NAME}['CLIENT_SECRET'] is not set.",
+                hint="Set the OAuth client secret (a string, or a callable that reads it "
+                "from your secrets manager). " + SETTINGS_DOC,
+                id="datadog_partner.E002",
+            )
+        )
+    return errors
+
+
+def _check_base_url() -> list[CheckMessage]:
+    value = app_settings.raw.get("BASE_URL")
+    if not value:
+        return [
+            Error(
+                f"{SETTING_NAME}['BASE_URL'] is not set.",
+                hint="Set it to the public origin of this site, e.g. "
+                "'https://app.example.com'; the OAuth redirect URI is built from it, "
+                "never from the Host header.",
+                id="datadog_partner.E003",
+            )
+        ]
+    parts = urlsplit(str(value))
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/"):
+        return [
+            Error(
+                f"{SETTING_NAME}['BASE_URL'] must be an origin like 'https://app.example.com'.",
+                hint="Scheme and host only (a port is fine); no path, query or fragment.",
+                id="datadog_partner.E004",
+            )
+        ]
+    if parts.scheme != "https" and not settings.DEBUG:
+        return [
+            Error(
+                f"{SETTING_NAME}['BASE_URL'] must use https outside DEBUG.",
+                hint="Datadog sends authorization codes to the redirect URI: serve it over "
+                "https.",
+                id="datadog_partner.E005",
+            )
+        ]
+    return []
+
+
+def _check_encryption_keys() -> list[CheckMessage]:
+    from . import crypto
+
+    if not app_settings.raw.get("ENCRYPTION_KEYS"):
+        return [
+            Error(
+                f"{SETTING_NAME}['ENCRYPTION_KEYS'] is not set.",
+                hint="Generate a key with `python -m django_datadog_partner.crypto` and set "
+                "ENCRYPTION_KEYS to a list holding it (newest first). Keep it out of source "
+                "control and independent of SECRET_KEY.",
+                id="datadog_partner.E006",
+            )
+        ]
+    try:
+        crypto._multifernet(crypto.current_keys())
+    except ImproperlyConfigured:
+        return [
+            Error(
+                f"{SETTING_NAME}['ENCRYPTION_KEYS'] holds a value that is not a Fernet key.",
+                hint="Each key is 32 url-safe base64-encoded bytes, as printed by "
+                "`python -m django_datadog_partner.crypto`.",
+                id="datadog_partner.E007",
+            )
+        ]
+    return []
+
+
+def _check_django_q() -> list[CheckMessage]:
+    if not apps.is_installed("django_q"):
+        return [
+            Error(
+                "django_q is not in INSTALLED_APPS.",
+                hint="Add 'django_q' to INSTALLED_APPS and run a `manage.py qcluster`: "
+                "token refresh, health checks and telemetry delivery run there.",
+                id="datadog_partner.E008",
+            )
+        ]
+    return []
+
+
+def _check_extra_sites() -> list[CheckMessage]:
+    from .regions import DATADOG_SITES, is_loopback_url
+
+    raw = app_settings.raw.get("EXTRA_SITES", {})
+    if not isinstance(raw, dict):
+        return [_extra_sites_error("EXTRA_SITES must be a dict keyed by domain.")]
+    errors: list[CheckMessage] = []
+    known = {site.domain for site in DATADOG_SITES}
+    for domain, urls in raw.items():
+        if domain in known:
+            errors.append(_extra_sites_error(f"{domain!r} is a Datadog site already."))
+            continue
+        if not isinstance(urls, dict) or not {"web_url", "api_url"} <= set(urls):
+            errors.append(
+                _extra_sites_error(f"{domain!r} needs 'web_url', 'api_url' and 'logs_url'.")
+            )
+            continue
+        for key in ("web_url", "api_url", "logs_url"):
+            url = str(urls.get(key, urls["api_url"]))
+            parts = urlsplit(url)
+            if parts.scheme == "https" and parts.netloc:
+                continue
+            if parts.scheme == "http" and is_loopback_url(url):
+                continue
+            errors.append(
+                _extra_sites_error(
+                    f"{domain!r} {key} {url!r} must be https (plain http only on loopback)."
+                )
+            )
+    return errors
+
+
+def _extra_sites_error(message: str) -> Error:
+    return Error(
+        f"{SETTING_NAME}['EXTRA_SITES']: {message}",
+        hint="Entries look like {'sandbox.localhost': {'web_url': ..., 'api_url': ..., "
+        "'logs_url': ...}}; they exist for the bundled sandbox and local tests.",
+        id="datadog_partner.E009",
+    )

@@ -1,0 +1,148 @@
+"""The one HTTP seam to Datadog.
+
+A single ``requests.Session`` per process (kept-alive connections, no environment proxy
+look-ups, no urllib3 retries: the outbox owns retries), explicit timeouts, redirects never
+followed, response bodies capped, and a transport guard that refuses any host that is not
+in the site table. No ORM imports here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from . import __version__
+from .conf import app_settings
+from .exceptions import RetryableError, TransportRefusedError
+from .regions import Site, allowed_origins, get_site
+
+USER_AGENT = f"django-datadog-partner/{__version__}"
+POOL_SIZE = 32
+
+_lock = threading.Lock()
+_shared: dict[str, requests.Session] = {}
+
+
+def get_session() -> requests.Session:
+    """The process-wide session (thread-safe for concurrent requests on distinct hosts)."""
+    session = _shared.get("session")
+    if session is None:
+        with _lock:
+            session = _shared.get("session")
+            if session is None:
+                session = _new_session()
+                _shared["session"] = session
+    return session
+
+
+def _new_session() -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False
+    session.max_redirects = 0
+    adapter = HTTPAdapter(pool_connections=16, pool_maxsize=POOL_SIZE, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers["User-Agent"] = USER_AGENT
+    return session
+
+
+def reset_session() -> None:
+    """Drop pooled connections (tests, and after a fork)."""
+    with _lock:
+        session = _shared.pop("session", None)
+    if session is not None:
+        session.close()
+
+
+class DatadogClient:
+    """Requests to one Datadog site; every URL is built from the site table."""
+
+    def __init__(self, site: Site | str) -> None:
+        self.site = get_site(site) if isinstance(site, str) else site
+
+    def api_url(self, path: str) -> str:
+        return self.site.api_url + path
+
+    def logs_url(self, path: str) -> str:
+        return self.site.logs_url + path
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        data: Any = None,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        timeout: tuple[float, float] | None = None,
+    ) -> requests.Response:
+        """Send one request; 3xx answers and unknown hosts are refused, bodies are capped.
+
+        Non-2xx answers are returned, not raised: callers classify them.
+        """
+        _guard_host(url)
+        try:
+            response = get_session().request(
+                method,
+                url,
+                headers=dict(headers or {}),
+                data=data,
+                json=json,
+                params=params,
+                timeout=timeout or app_settings.HTTP_TIMEOUT,
+                allow_redirects=False,
+                stream=True,
+            )
+        except requests.Timeout as exc:
+            raise RetryableError(f"Datadog did not answer in time ({_where(url)}).") from exc
+        except requests.ConnectionError as exc:
+            raise RetryableError(f"Could not reach Datadog ({_where(url)}).") from exc
+        except requests.RequestException as exc:
+            raise RetryableError(f"Request to Datadog failed ({_where(url)}).") from exc
+        _read_capped(response)
+        if response.is_redirect or 300 <= response.status_code < 400:
+            raise TransportRefusedError(
+                f"Datadog answered {response.status_code} with a redirect at {_where(url)}; "
+                "redirects are never followed so no credential is re-sent elsewhere.",
+                status_code=response.status_code,
+            )
+        return response
+
+
+def _where(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.netloc}{parts.path}"
+
+
+def _guard_host(url: str) -> None:
+    parts = urlsplit(url)
+    if f"{parts.scheme}://{parts.netloc}" not in allowed_origins():
+        raise TransportRefusedError(
+            f"Refusing to send a request to {parts.netloc!r}: not a configured Datadog site."
+        )
+
+
+def _read_capped(response: requests.Response) -> None:
+    limit = app_settings.MAX_RESPONSE_BYTES
+    chunks = []
+    size = 0
+    try:
+        for chunk in response.iter_content(chunk_size=65536):
+            size += len(chunk)
+            if size > limit:
+                response.close()
+                raise RetryableError(
+                    f"Datadog's answer exceeded {limit} bytes ({_where(response.url)}).",
+                    status_code=response.status_code,
+                )
+            chunks.append(chunk)
+    except requests.RequestException as exc:
+        raise RetryableError(f"Datadog's answer was cut off ({_where(response.url)}).") from exc
+    response._content = b"".join(chunks)
+    response._content_consumed = True

@@ -1,0 +1,67 @@
+"""Status transitions and configuration alarms, recorded and signalled in one place."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from ..models import Alarm, Connection, ConnectionStatus
+from ..signals import configuration_alarm, connection_status_changed
+
+logger = logging.getLogger("django_datadog_partner")
+
+
+def set_status(connection: Connection, new: str, reason: str = "") -> bool:
+    """Move ``connection`` to ``new``, recording reason and time; True if it changed.
+
+    The row is updated in the database at once (and the instance in memory), and
+    ``connection_status_changed`` is sent after the surrounding transaction commits.
+    """
+    old = connection.status
+    now = timezone.now()
+    reason = reason[:1000]
+    if old == new and connection.status_reason == reason:
+        return False
+    Connection.objects.filter(pk=connection.pk).update(
+        status=new, status_reason=reason, status_changed_at=now, updated_at=now
+    )
+    connection.status, connection.status_reason, connection.status_changed_at = new, reason, now
+    if old != new:
+        logger.info(
+            "Datadog connection %s: %s -> %s (%s)", connection.pk, old, new, reason or "-"
+        )
+        transaction.on_commit(
+            lambda: connection_status_changed.send(
+                sender=Connection, connection=connection, old=old, new=new, reason=reason
+            ),
+            robust=True,
+        )
+    return old != new
+
+
+def mark_broken(connection: Connection, new: str, reason: str, error_code: str = "") -> bool:
+    """A failure status with the error recorded (``needs_reconnect``, ``api_key_rejected``…)."""
+    assert new not in (ConnectionStatus.ACTIVE, ConnectionStatus.REVOKED)
+    now = timezone.now()
+    Connection.objects.filter(pk=connection.pk).update(
+        last_error_at=now, last_error_code=error_code[:100]
+    )
+    connection.last_error_at, connection.last_error_code = now, error_code[:100]
+    return set_status(connection, new, reason)
+
+
+def raise_alarm(code: str, message: str) -> None:
+    """Record a vendor-side configuration problem: log, admin banner, signal."""
+    logger.error("Datadog integration configuration alarm %s: %s", code, message)
+    now = timezone.now()
+    updated = Alarm.objects.filter(code=code).update(
+        message=message, count=F("count") + 1, last_raised_at=now, cleared_at=None
+    )
+    if not updated:
+        Alarm.objects.get_or_create(
+            code=code, defaults={"message": message, "first_raised_at": now, "last_raised_at": now}
+        )
+    configuration_alarm.send(sender=Alarm, code=code, message=message)

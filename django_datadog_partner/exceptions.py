@@ -1,0 +1,126 @@
+"""Errors raised by the package.
+
+Every error can carry the HTTP status and a *redacted* description of Datadog's answer
+(error codes and messages only, never a body that could hold a token or key).
+Configuration errors are also ``ImproperlyConfigured``; errors caused by bad or replayed
+input are also ``SuspiciousOperation`` so Django answers 400 if one ever escapes a view.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
+
+if TYPE_CHECKING:
+    import requests
+
+
+class DatadogPartnerError(Exception):
+    """Base class: ``status_code``, ``error_code`` and ``response_summary`` when known."""
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        status_code: int | None = None,
+        error_code: str = "",
+        response: requests.Response | None = None,
+    ) -> None:
+        self.status_code = status_code if status_code is not None else _status(response)
+        self.error_code = error_code
+        self.response_summary = describe_response(response) if response is not None else ""
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.response_summary:
+            return f"{text} ({self.response_summary})" if text else self.response_summary
+        return text
+
+
+class ConfigurationError(DatadogPartnerError, ImproperlyConfigured):
+    """Our own setup is wrong (client credentials, settings, a bug): no customer can fix it."""
+
+
+class InvalidSiteError(DatadogPartnerError, SuspiciousOperation):
+    """A ``domain`` or ``site`` value was refused; ``reason`` is safe to show to users."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class OAuthError(DatadogPartnerError):
+    """The OAuth server refused a request; ``error_code`` is the RFC 6749 code."""
+
+    def __init__(self, message: str = "", *, description: str = "", **kwargs: Any) -> None:
+        self.description = description
+        super().__init__(message, **kwargs)
+
+
+class InvalidStateError(OAuthError, SuspiciousOperation):
+    """The callback's ``state`` is missing, unknown, expired, replayed or not this browser's."""
+
+
+class NeedsReconnectError(DatadogPartnerError):
+    """The customer revoked the grant or uninstalled the integration: only a new flow helps."""
+
+
+class APIKeyRejectedError(DatadogPartnerError):
+    """Datadog refuses the connection's API key."""
+
+
+class CredentialsUnreadableError(DatadogPartnerError):
+    """A stored secret cannot be decrypted with the configured ``ENCRYPTION_KEYS``."""
+
+
+class RateLimitedError(DatadogPartnerError):
+    """HTTP 429; ``retry_after`` is the wait in seconds Datadog asked for."""
+
+    def __init__(self, message: str = "", *, retry_after: float, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+
+class RetryableError(DatadogPartnerError):
+    """A timeout, a reset connection or a 5xx: try again later, change nothing."""
+
+
+class TransportRefusedError(ConfigurationError):
+    """We refused to send: a redirect, or a host that is not in the Datadog site table."""
+
+
+def _status(response: requests.Response | None) -> int | None:
+    return None if response is None else response.status_code
+
+
+def datadog_error_messages(response: requests.Response) -> list[str]:
+    """Error strings from both RFC 6749 bodies and Datadog's ``{"errors": [...]}`` shape."""
+    try:
+        body = response.json()
+    except ValueError:
+        return []
+    messages: list[str] = []
+    if isinstance(body, dict):
+        if isinstance(body.get("error"), str):
+            desc = body.get("error_description")
+            messages.append(f"{body['error']} - {desc}" if isinstance(desc, str) else body["error"])
+        for item in body.get("errors") or []:
+            if isinstance(item, str):
+                messages.append(item)
+            elif isinstance(item, dict):
+                parts = [str(item[k]) for k in ("title", "detail") if item.get(k)]
+                if parts:
+                    messages.append(": ".join(parts))
+    return [m[:300] for m in messages[:5]]
+
+
+def describe_response(response: requests.Response) -> str:
+    """A one-line, secret-free summary: status, host and path, Datadog's error strings."""
+    request = getattr(response, "request", None)
+    where = ""
+    if request is not None and request.url:
+        where = " from " + request.url.split("?", 1)[0].split("://", 1)[-1]
+    messages = "; ".join(datadog_error_messages(response))
+    return f"HTTP {response.status_code}{where}" + (f": {messages}" if messages else "")

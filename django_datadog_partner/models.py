@@ -1,0 +1,207 @@
+"""Connections to customers' Datadog organisations, pending authorisations and alarms."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .fields import EncryptedSecretField
+
+
+class ConnectionStatus(models.TextChoices):
+    """Every state a connection can be in; defined once and used everywhere."""
+
+    ACTIVE = "active", _("Active")
+    KEY_MISSING = "key_missing", _("API key missing")
+    NEEDS_RECONNECT = "needs_reconnect", _("Needs reconnect")
+    API_KEY_REJECTED = "api_key_rejected", _("API key rejected")
+    REVOKING = "revoking", _("Revoking")
+    REVOKED = "revoked", _("Revoked")
+    CREDENTIALS_UNREADABLE = "credentials_unreadable", _("Credentials unreadable")
+
+
+class OwnedModel(models.Model):
+    """A generic reference to any host model (integer or UUID primary keys alike)."""
+
+    owner_content_type = models.ForeignKey(
+        ContentType, on_delete=models.PROTECT, related_name="+", verbose_name=_("owner type")
+    )
+    owner_object_id = models.CharField(_("owner id"), max_length=255)
+    owner = GenericForeignKey("owner_content_type", "owner_object_id")
+
+    class Meta:
+        abstract = True
+
+    def set_owner(self, owner: models.Model) -> None:
+        self.owner_content_type = ContentType.objects.get_for_model(owner)
+        self.owner_object_id = str(owner.pk)
+
+
+class ConnectionQuerySet(models.QuerySet["Connection"]):
+    def owned_by(self, owner: models.Model) -> ConnectionQuerySet:
+        return self.filter(
+            owner_content_type=ContentType.objects.get_for_model(owner),
+            owner_object_id=str(owner.pk),
+        )
+
+    def active(self) -> ConnectionQuerySet:
+        return self.filter(status=ConnectionStatus.ACTIVE)
+
+
+class Connection(OwnedModel):
+    """One owner's link to one Datadog organisation on one site.
+
+    Identity is (owner, ``domain``, ``dd_org_id``); ``dd_org_id`` is empty when Datadog
+    did not tell us the org. Secrets are encrypted; only ``api_key_last4`` is shown.
+    """
+
+    connected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("connected by"),
+    )
+    domain = models.CharField(_("Datadog region"), max_length=100)
+    site = models.CharField(_("Datadog site"), max_length=255)
+    dd_org_id = models.CharField(_("Datadog org id"), max_length=100, blank=True, default="")
+    dd_org_name = models.CharField(_("Datadog org name"), max_length=255, blank=True, default="")
+    scopes = models.JSONField(_("granted scopes"), default=list, blank=True)
+
+    access_token = EncryptedSecretField(_("access token"))
+    refresh_token = EncryptedSecretField(_("refresh token"))
+    expires_at = models.DateTimeField(_("access token expires at"), null=True, blank=True)
+    api_key = EncryptedSecretField(_("API key"))
+    api_key_id = models.CharField(_("API key id"), max_length=100, blank=True, default="")
+    api_key_last4 = models.CharField(_("API key last 4"), max_length=4, blank=True, default="")
+    api_key_fingerprint = models.CharField(
+        _("API key fingerprint"), max_length=64, blank=True, default="", db_index=True
+    )
+
+    status = models.CharField(
+        _("status"),
+        max_length=32,
+        choices=ConnectionStatus.choices,
+        default=ConnectionStatus.ACTIVE,
+        db_index=True,
+    )
+    status_reason = models.TextField(_("status reason"), blank=True, default="")
+    status_changed_at = models.DateTimeField(_("status changed at"), default=timezone.now)
+    paused_until = models.DateTimeField(
+        _("sending paused until"),
+        null=True,
+        blank=True,
+        help_text=_("Set by a 429 from Datadog; every worker honours it."),
+    )
+
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    last_success_at = models.DateTimeField(_("last success"), null=True, blank=True)
+    last_error_at = models.DateTimeField(_("last error at"), null=True, blank=True)
+    last_error_code = models.CharField(_("last error"), max_length=100, blank=True, default="")
+    health_checked_at = models.DateTimeField(_("last health check"), null=True, blank=True)
+
+    objects = ConnectionQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("Datadog connection")
+        verbose_name_plural = _("Datadog connections")
+        ordering = ("-created_at",)
+        constraints = [
+            models.UniqueConstraint(
+                fields=("owner_content_type", "owner_object_id", "domain", "dd_org_id"),
+                name="datadog_partner_connection_identity",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=("owner_content_type", "owner_object_id", "status"),
+                name="datadog_partner_conn_owner",
+            )
+        ]
+
+    def __str__(self) -> str:
+        org = self.dd_org_name or self.dd_org_id or _("Datadog org")
+        return f"{org} @ {self.domain} ({self.get_status_display()})"
+
+    def __repr__(self) -> str:
+        key = f"…{self.api_key_last4}" if self.api_key_last4 else "none"
+        return (
+            f"<Connection {self.pk} domain={self.domain!r} status={self.status!r} "
+            f"api_key={key}>"
+        )
+
+
+class AuthorizationRequest(OwnedModel):
+    """One pending OAuth authorisation: single use, bound to a user and a browser."""
+
+    LIFETIME_SECONDS = 600
+    MAX_PER_SESSION = 10
+
+    state = models.CharField(_("state"), max_length=128, unique=True)
+    code_verifier = EncryptedSecretField(_("PKCE verifier"))
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", verbose_name=_("user")
+    )
+    binding_hash = models.CharField(
+        _("browser binding"),
+        max_length=64,
+        db_index=True,
+        help_text=_("SHA-256 of a random value kept in the user's session."),
+    )
+    domain = models.CharField(_("Datadog region"), max_length=100)
+    site = models.CharField(_("Datadog site"), max_length=255)
+    reconnect_of = models.ForeignKey(
+        Connection,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("reconnects"),
+    )
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires at"), db_index=True)
+    used_at = models.DateTimeField(_("used at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("authorization request")
+        verbose_name_plural = _("authorization requests")
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return f"Authorization for {self.domain} by user {self.user_id}"
+
+    def __repr__(self) -> str:
+        return f"<AuthorizationRequest {self.pk} domain={self.domain!r} used={bool(self.used_at)}>"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.expires_at is None:
+            self.expires_at = self.created_at + timedelta(seconds=self.LIFETIME_SECONDS)
+        super().save(*args, **kwargs)
+
+
+class Alarm(models.Model):
+    """A configuration problem only the vendor can fix; shown as an admin banner."""
+
+    code = models.CharField(_("code"), max_length=64, unique=True)
+    message = models.TextField(_("message"))
+    count = models.PositiveIntegerField(_("occurrences"), default=1)
+    first_raised_at = models.DateTimeField(_("first raised"), default=timezone.now)
+    last_raised_at = models.DateTimeField(_("last raised"), default=timezone.now)
+    cleared_at = models.DateTimeField(_("cleared"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("configuration alarm")
+        verbose_name_plural = _("configuration alarms")
+        ordering = ("-last_raised_at",)
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message[:80]}"

@@ -1,0 +1,59 @@
+"""Shared fixtures: canary secrets, a DEBUG log capture that fails on leaks, users, owners."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterator
+
+import pytest
+import responses as responses_lib
+
+from django_datadog_partner import client
+
+
+@pytest.fixture(autouse=True)
+def _fresh_http_session() -> Iterator[None]:
+    client.reset_session()
+    yield
+    client.reset_session()
+
+
+@pytest.fixture
+def mocked_http() -> Iterator[responses_lib.RequestsMock]:
+    """``responses`` with every unmatched request failing the test."""
+    with responses_lib.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        yield rsps
+
+
+class Canaries(dict[str, str]):
+    """Unique random secrets; ``assert_absent(text)`` proves none leaked into ``text``."""
+
+    def assert_absent(self, text: str, where: str = "output") -> None:
+        leaked = [name for name, value in self.items() if value in text]
+        assert not leaked, f"secret(s) {leaked} leaked into {where}"
+
+
+@pytest.fixture
+def canaries() -> Canaries:
+    return Canaries(
+        client_secret="cs-canary-" + secrets.token_hex(12),
+        code="code-canary-" + secrets.token_hex(12),
+        access_token="at-canary-" + secrets.token_hex(12),
+        refresh_token="rt-canary-" + secrets.token_hex(12),
+        api_key="ak" + secrets.token_hex(15),
+    )
+
+
+@pytest.fixture
+def debug_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """Every logger at DEBUG (oauthlib, requests_oauthlib, urllib3, django, django_q...)."""
+    names = ["", "oauthlib", "requests_oauthlib", "urllib3", "requests", "django", "django_q",
+             "django.request", "django_datadog_partner"]  # fmt: skip
+    old = {name: logging.getLogger(name).level for name in names}
+    for name in names:
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    caplog.set_level(logging.DEBUG)
+    yield caplog
+    for name, level in old.items():
+        logging.getLogger(name).setLevel(level)

@@ -1,0 +1,101 @@
+"""Minimal settings for the test suite.
+
+SQLite and django-q2's ORM broker by default; ``DATABASE_URL`` (PostgreSQL) and
+``REDIS_URL`` (django-q2's Redis broker) switch to real servers, as CI does.
+"""
+
+import os
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent
+env = environ.Env()
+
+# One SQLite test file per test run; child processes (a real qcluster) inherit the name.
+os.environ.setdefault("TEST_DB_SUFFIX", f"-{os.getpid()}")
+
+SECRET_KEY = "tests-only-not-secret"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+USE_TZ = True
+TIME_ZONE = "UTC"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django_q",
+    "django_datadog_partner",
+    "tests.testapp",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "tests.urls"
+LOGIN_URL = "/accounts/login/"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+if os.environ.get("DATABASE_URL"):
+    DATABASES = {"default": env.db("DATABASE_URL")}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(BASE_DIR / ".db.sqlite3"),
+            # A file, not :memory:, so a real qcluster process can share the test database.
+            "TEST": {"NAME": str(BASE_DIR / f".test-db{os.environ['TEST_DB_SUFFIX']}.sqlite3")},
+        }
+    }
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STATIC_URL = "/static/"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+Q_CLUSTER = {
+    "name": "datadog-partner-tests",
+    "workers": 2,
+    "timeout": 30,
+    "retry": 60,
+    "ack_failures": True,
+    "max_attempts": 1,
+    "save_limit": 0,
+    "catch_up": False,
+    "poll": 0.1,
+}
+if os.environ.get("REDIS_URL"):
+    Q_CLUSTER["redis"] = os.environ["REDIS_URL"]
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# Test-only keys: never use these anywhere else.
+DATADOG_PARTNER = {
+    "CLIENT_ID": "test-client-id",
+    "CLIENT_SECRET": "test-client-secret",
+    "BASE_URL": "https://vendor.example",
+    "ENCRYPTION_KEYS": ["zUJ3nx6iYJdNfS0Gm0u_IlmGL1p1pMv6D2Mt2rXwzZ0="],
+}

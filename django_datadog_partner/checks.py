@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from django.apps import AppConfig, apps
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, register
 from django.core.exceptions import ImproperlyConfigured
 
 from .conf import SETTING_NAME, app_settings
@@ -17,7 +17,9 @@ SETTINGS_DOC = "See the settings reference in README.rst."
 
 
 @register(Tags.security, Tags.compatibility)
-def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+def check_settings(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
     errors: list[CheckMessage] = []
     errors += _check_client_credentials()
     errors += _check_base_url()
@@ -75,8 +77,7 @@ def _check_base_url() -> list[CheckMessage]:
         return [
             Error(
                 f"{SETTING_NAME}['BASE_URL'] must use https outside DEBUG.",
-                hint="Datadog sends authorization codes to the redirect URI: serve it over "
-                "https.",
+                hint="Datadog sends authorization codes to the redirect URI: serve it over https.",
                 id="datadog_partner.E005",
             )
         ]

@@ -145,4 +145,4 @@ def _read_capped(response: requests.Response) -> None:
     except requests.RequestException as exc:
         raise RetryableError(f"Datadog's answer was cut off ({_where(response.url)}).") from exc
     response._content = b"".join(chunks)
-    response._content_consumed = True
+    response._content_consumed = True  # type: ignore[attr-defined]

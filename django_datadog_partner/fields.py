@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import models
 from django.db.models.query_utils import DeferredAttribute
@@ -37,7 +37,14 @@ class Secret:
         return hash(self.ciphertext)
 
 
-class EncryptedSecretField(models.TextField):
+if TYPE_CHECKING:
+    # For type checkers: assign str/Secret/None, read Secret/None.
+    _SecretFieldBase = models.Field[str | Secret | None, Secret | None]
+else:
+    _SecretFieldBase = models.Field
+
+
+class EncryptedSecretField(_SecretFieldBase):
     """Stores a Fernet token. Assign a ``str`` to encrypt it, ``None`` to wipe it.
 
     Reading gives a ``Secret`` (or ``None``); list views and ``repr`` never decrypt.
@@ -50,6 +57,9 @@ class EncryptedSecretField(models.TextField):
         kwargs.setdefault("blank", True)
         kwargs.setdefault("editable", False)
         super().__init__(*args, **kwargs)
+
+    def get_internal_type(self) -> str:
+        return "TextField"
 
     def from_db_value(self, value: str | None, expression: Any, connection: Any) -> Secret | None:
         return Secret(value) if value else None

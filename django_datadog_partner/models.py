@@ -134,10 +134,7 @@ class Connection(OwnedModel):
 
     def __repr__(self) -> str:
         key = f"…{self.api_key_last4}" if self.api_key_last4 else "none"
-        return (
-            f"<Connection {self.pk} domain={self.domain!r} status={self.status!r} "
-            f"api_key={key}>"
-        )
+        return f"<Connection {self.pk} domain={self.domain!r} status={self.status!r} api_key={key}>"
 
 
 class AuthorizationRequest(OwnedModel):

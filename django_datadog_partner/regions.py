@@ -122,9 +122,7 @@ def validate_domain(raw: str | None) -> Site:
     value = raw.strip().lower()
     site = all_sites().get(value)
     if site is None:
-        raise InvalidSiteError(
-            _("“%(domain)s” is not a Datadog region.") % {"domain": value[:80]}
-        )
+        raise InvalidSiteError(_("“%(domain)s” is not a Datadog region.") % {"domain": value[:80]})
     return site
 
 

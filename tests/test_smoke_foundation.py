@@ -13,6 +13,7 @@ def test_connection_secret_round_trip_and_raw_column_is_ciphertext(django_user_m
     conn.api_key = canaries["api_key"]
     conn.save()
     loaded = Connection.objects.get(pk=conn.pk)
+    assert loaded.api_key is not None
     assert loaded.api_key.reveal() == canaries["api_key"]
     with db.cursor() as cursor:
         cursor.execute("SELECT api_key FROM datadog_partner_connection WHERE id = %s", [conn.pk])

@@ -30,9 +30,7 @@ def set_status(connection: Connection, new: str, reason: str = "") -> bool:
     )
     connection.status, connection.status_reason, connection.status_changed_at = new, reason, now
     if old != new:
-        logger.info(
-            "Datadog connection %s: %s -> %s (%s)", connection.pk, old, new, reason or "-"
-        )
+        logger.info("Datadog connection %s: %s -> %s (%s)", connection.pk, old, new, reason or "-")
         transaction.on_commit(
             lambda: connection_status_changed.send(
                 sender=Connection, connection=connection, old=old, new=new, reason=reason

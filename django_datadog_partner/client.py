@@ -43,7 +43,6 @@ def get_session() -> requests.Session:
 def _new_session() -> requests.Session:
     session = requests.Session()
     session.trust_env = False
-    session.max_redirects = 0
     adapter = HTTPAdapter(pool_connections=16, pool_maxsize=POOL_SIZE, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)

@@ -59,6 +59,11 @@ class OAuthError(DatadogPartnerError):
         super().__init__(message, **kwargs)
 
 
+class InvalidClientError(OAuthError, ConfigurationError):
+    """Datadog refused our client credentials (``invalid_client`` or a 401 from the token
+    endpoint): our configuration is wrong, never the customer's grant."""
+
+
 class InvalidStateError(OAuthError, SuspiciousOperation):
     """The callback's ``state`` is missing, unknown, expired, replayed or not this browser's."""
 

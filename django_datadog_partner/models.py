@@ -202,3 +202,87 @@ class Alarm(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message[:80]}"
+
+
+class OutboxKind(models.TextChoices):
+    EVENT = "event", _("Event")
+    METRIC = "metric", _("Metric point")
+    LOG = "log", _("Log entry")
+
+
+class OutboxStatus(models.TextChoices):
+    """Only ``pending`` rows are ever sent; every other status is final until requeued."""
+
+    PENDING = "pending", _("Pending")
+    DELIVERED = "delivered", _("Delivered")
+    NO_CONNECTION = "no_connection", _("No connection")
+    PARKED = "parked", _("Parked (connection needs repair)")
+    DEAD = "dead", _("Dead (permanent error)")
+    EXPIRED = "expired", _("Expired (too old for Datadog)")
+    CANCELLED = "cancelled", _("Cancelled (connection revoked)")
+
+
+class OutboxEvent(models.Model):
+    """One telemetry item (event, metric point or log entry) for one destination.
+
+    Written in the caller's transaction with only an owner reference (or a fixed
+    connection). On its first claim it is *routed*: it becomes the row for the owner's
+    first connection and a copy is added for each further one, so after routing a row is
+    the outcome record of one item at one connection. ``payload`` is the Datadog body
+    (after ``pre_event_send``), stored so every retry sends identical bytes.
+    """
+
+    kind = models.CharField(_("kind"), max_length=8, choices=OutboxKind.choices)
+    owner_content_type = models.ForeignKey(
+        ContentType,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("owner type"),
+    )
+    owner_object_id = models.CharField(_("owner id"), max_length=255, blank=True, default="")
+    owner = GenericForeignKey("owner_content_type", "owner_object_id")
+    connection = models.ForeignKey(
+        Connection,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="outbox_events",
+        verbose_name=_("connection"),
+    )
+    payload = models.JSONField(_("payload"))
+    source = models.CharField(
+        _("source"), max_length=100, blank=True, default="", help_text=_("Model label or 'api'.")
+    )
+    action = models.CharField(_("action"), max_length=16, blank=True, default="")
+
+    status = models.CharField(
+        _("status"), max_length=16, choices=OutboxStatus.choices, default=OutboxStatus.PENDING
+    )
+    prepared = models.BooleanField(
+        _("prepared"), default=False, help_text=_("Routed and passed through pre_event_send.")
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    event_time = models.DateTimeField(_("event time"), default=timezone.now)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), default=timezone.now)
+    lease_until = models.DateTimeField(_("leased until"), null=True, blank=True)
+    lease_token = models.CharField(_("lease token"), max_length=32, blank=True, default="")
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    last_error_code = models.CharField(_("reason"), max_length=100, blank=True, default="")
+    last_error = models.TextField(_("last error"), blank=True, default="")
+
+    class Meta:
+        verbose_name = _("outbox item")
+        verbose_name_plural = _("outbox")
+        ordering = ("-id",)
+        indexes = [
+            models.Index(fields=("status", "next_attempt_at"), name="datadog_partner_outbox_due"),
+            models.Index(fields=("connection", "status"), name="datadog_partner_outbox_conn"),
+            models.Index(fields=("lease_token",), name="datadog_partner_outbox_lease"),
+            models.Index(fields=("created_at",), name="datadog_partner_outbox_age"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk} ({self.get_status_display()})"

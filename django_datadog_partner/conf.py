@@ -7,6 +7,7 @@ Every property reads ``settings.DATADOG_PARTNER`` when it is called, so
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -129,6 +130,120 @@ class PartnerSettings:
     @property
     def MAX_RESPONSE_BYTES(self) -> int:
         return int(self._get("MAX_RESPONSE_BYTES", 1_048_576))
+
+    # --- Sandbox ------------------------------------------------------------------------
+
+    @property
+    def SANDBOX_FORCE(self) -> bool:
+        """Let the sandbox app load with ``DEBUG`` off (test settings only; never production)."""
+        return bool(self._get("SANDBOX_FORCE", False))
+
+    # --- Connect flow -------------------------------------------------------------------
+
+    @property
+    def OWNERS_FOR_USER(self) -> Callable[..., Any]:
+        """Hook ``(user) -> list of owners`` the user may connect; default: the user alone."""
+        return self.hook("OWNERS_FOR_USER", "django_datadog_partner.permissions.user_alone")
+
+    @property
+    def CAN_MANAGE_CONNECTION(self) -> Callable[..., Any]:
+        """Hook ``(user, connection) -> bool`` for viewing, disconnecting, reconnecting.
+
+        Default: staff, or the owner is the user or one of ``OWNERS_FOR_USER(user)``.
+        """
+        return self.hook(
+            "CAN_MANAGE_CONNECTION", "django_datadog_partner.permissions.owner_or_staff"
+        )
+
+    @property
+    def SUCCESS_URL(self) -> str:
+        """Where the "back to the product" link on the result pages points."""
+        return str(self._get("SUCCESS_URL", "/"))
+
+    @property
+    def REQUIRED_SCOPES(self) -> list[str]:
+        """Scopes the token answer must list (checked only when Datadog lists scopes)."""
+        value = self._get("REQUIRED_SCOPES", [])
+        if isinstance(value, str):
+            return value.split()
+        return [str(s) for s in value]
+
+    # --- Telemetry ----------------------------------------------------------------------
+
+    @property
+    def TRACKED_MODELS(self) -> Mapping[str, Mapping[str, Any]]:
+        """``{"app_label.Model": {"owner": ..., "on": [...], ...}}``, read once at startup."""
+        value = self._get("TRACKED_MODELS", {})
+        if not isinstance(value, Mapping):
+            raise ImproperlyConfigured(
+                f"{SETTING_NAME}['TRACKED_MODELS'] must be a dict keyed by 'app_label.Model'."
+            )
+        return value
+
+    @property
+    def KICK_ON_COMMIT(self) -> bool:
+        """Enqueue a delivery task after commits (off: drain with the command from cron)."""
+        return bool(self._get("KICK_ON_COMMIT", True))
+
+    @property
+    def KICK_INTERVAL(self) -> float:
+        """Seconds: at most one kick per process per interval; a delivery task lingers as long."""
+        return self._seconds("KICK_INTERVAL", 0.5)
+
+    @property
+    def DELIVERY_CONCURRENCY(self) -> int:
+        """Requests in flight per delivery task (bounded by the HTTP pool size)."""
+        return max(1, int(self._get("DELIVERY_CONCURRENCY", 32)))
+
+    @property
+    def DELIVERY_BATCH_SIZE(self) -> int:
+        """Outbox rows claimed at once by a delivery task."""
+        return max(1, int(self._get("DELIVERY_BATCH_SIZE", 200)))
+
+    @property
+    def EVENT_MAX_AGE(self) -> float:
+        """Seconds after which events and logs expire; kept under Datadog's 18 hours."""
+        return min(self._seconds("EVENT_MAX_AGE", 17 * 3600), 18 * 3600 - 300)
+
+    @property
+    def METRIC_MAX_AGE(self) -> float:
+        """Seconds after which metric points expire; kept under Datadog's 1 hour."""
+        return min(self._seconds("METRIC_MAX_AGE", 50 * 60), 3600 - 120)
+
+    @property
+    def BACKOFF_BASE(self) -> float:
+        """Seconds: retry n waits a random time in [0, min(BACKOFF_CAP, BASE * 2**(n-1))]."""
+        return self._seconds("BACKOFF_BASE", 2.0)
+
+    @property
+    def BACKOFF_CAP(self) -> float:
+        return self._seconds("BACKOFF_CAP", 15 * 60)
+
+    @property
+    def LEASE_SECONDS(self) -> float:
+        """How long a claimed row stays reserved; a killed worker's rows return after it."""
+        return self._seconds("LEASE_SECONDS", 120)
+
+    @property
+    def SOURCE_TYPE_NAME(self) -> str:
+        """Events' ``source_type_name`` and ``source:`` tag: your integration's name."""
+        return str(self._get("SOURCE_TYPE_NAME", "my_apps"))
+
+    @property
+    def LOG_SOURCE(self) -> str:
+        """Logs' ``ddsource`` (lowercase; Datadog wants the integration name)."""
+        return str(self._get("LOG_SOURCE", self.SOURCE_TYPE_NAME)).lower()
+
+    @property
+    def LOG_SERVICE(self) -> str:
+        """Logs' default ``service`` (lowercase)."""
+        return str(self._get("LOG_SERVICE", self.LOG_SOURCE)).lower()
+
+    def _seconds(self, key: str, default: float) -> float:
+        value = self._get(key, default)
+        if isinstance(value, timedelta):
+            return value.total_seconds()
+        return float(value)
 
     # --- Hooks --------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django_q",
     "django_datadog_partner",
+    "django_datadog_partner.sandbox",
     "tests.testapp",
 ]
 
@@ -98,4 +99,11 @@ DATADOG_PARTNER = {
     "CLIENT_SECRET": "test-client-secret",
     "BASE_URL": "https://vendor.example",
     "ENCRYPTION_KEYS": ["zUJ3nx6iYJdNfS0Gm0u_IlmGL1p1pMv6D2Mt2rXwzZ0="],
+    # The sandbox app refuses to load with DEBUG off unless forced (test settings only).
+    "SANDBOX_FORCE": True,
 }
+if os.environ.get("DDP_SANDBOX_URL"):
+    # A live sandbox (end-to-end and browser tests); child processes inherit the variable.
+    from django_datadog_partner.sandbox import SANDBOX_DOMAIN, site_entry
+
+    DATADOG_PARTNER["EXTRA_SITES"] = {SANDBOX_DOMAIN: site_entry(os.environ["DDP_SANDBOX_URL"])}

@@ -6,4 +6,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("datadog/", include("django_datadog_partner.urls")),
+    path("sandbox/", include("django_datadog_partner.sandbox.urls")),
 ]

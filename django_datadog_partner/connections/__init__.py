@@ -3,6 +3,41 @@
 Views, admin, management commands and tasks all call these functions.
 """
 
+from .api_keys import APIKeyOutcome, create_api_key, validate_api_key
+from .authorization import (
+    consume_authorization,
+    purge_expired_authorization_requests,
+    start_authorization,
+)
+from .connect import ConnectFailed, ConnectOutcome, connect, reconnect
+from .health import HealthReport, check_health, run_scheduled_health_checks
+from .keyrotation import rotate_keys, secrets_on_retired_keys
+from .revoke import RevokeOutcome, retry_pending_revocations, revoke
 from .status import mark_broken, raise_alarm, set_status
+from .tokens import access_token, refresh
 
-__all__ = ["mark_broken", "raise_alarm", "set_status"]
+__all__ = [
+    "APIKeyOutcome",
+    "ConnectFailed",
+    "ConnectOutcome",
+    "HealthReport",
+    "RevokeOutcome",
+    "access_token",
+    "check_health",
+    "connect",
+    "consume_authorization",
+    "create_api_key",
+    "mark_broken",
+    "purge_expired_authorization_requests",
+    "raise_alarm",
+    "reconnect",
+    "refresh",
+    "retry_pending_revocations",
+    "revoke",
+    "rotate_keys",
+    "run_scheduled_health_checks",
+    "secrets_on_retired_keys",
+    "set_status",
+    "start_authorization",
+    "validate_api_key",
+]

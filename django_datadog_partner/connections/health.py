@@ -1,0 +1,235 @@
+"""Health checks: notice uninstalls, revoked API keys and deleted owners, even when idle.
+
+No uninstall webhook exists, so each connection is checked once a day: its token is
+refreshed (an uninstall answers ``invalid_grant``) and its API key validated with
+``GET /api/v1/validate`` (a revoked key answers 403). The scheduled run is hourly and
+takes a slice of the connections that are due, so the work is spread over the day.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.core.exceptions import ValidationError
+from django.db.models import F, Q
+from django.utils import timezone
+
+from ..client import DatadogClient
+from ..exceptions import (
+    DatadogPartnerError,
+    InvalidClientError,
+    RateLimitedError,
+    RetryableError,
+)
+from ..models import Connection, ConnectionStatus
+from .revoke import revoke
+from .rows import error_code_of, record_error
+from .status import mark_broken, set_status
+from .tokens import refresh, reveal
+
+logger = logging.getLogger("django_datadog_partner")
+
+VALIDATE_PATH = "/api/v1/validate"
+
+#: A connection is due again this long after its last check (a little under a day, so the
+#: hourly runs do not drift later every day).
+DUE_AFTER = timedelta(hours=23)
+#: Scheduled runs per day (the schedule is hourly).
+RUNS_PER_DAY = 24
+#: Each run may take this many times its share, so a backlog after downtime clears.
+CATCH_UP_FACTOR = 2
+
+#: Statuses a health check leaves alone: nothing to check, or another process owns them.
+NOT_CHECKED = frozenset(
+    {ConnectionStatus.NEEDS_RECONNECT, ConnectionStatus.REVOKING, ConnectionStatus.REVOKED}
+)
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """The outcome of one check; ``message`` is written for people."""
+
+    connection_id: int
+    healthy: bool
+    status: str
+    message: str
+
+
+@dataclass
+class HealthRunSummary:
+    """What one scheduled run did (returned by the task, so no secrets here)."""
+
+    due: int = 0
+    checked: int = 0
+    healthy: int = 0
+    unhealthy: int = 0
+    stopped_early: bool = False
+    problems: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "due": self.due,
+            "checked": self.checked,
+            "healthy": self.healthy,
+            "unhealthy": self.unhealthy,
+            "stopped_early": self.stopped_early,
+        }
+
+
+def check_health(connection: Connection) -> HealthReport:
+    """Check one connection now: owner still exists, token refreshes, API key accepted.
+
+    Raises ``InvalidClientError`` (our credentials are wrong; every connection would fail
+    the same way). Every other problem is reported, and recorded on the connection when
+    it is definitive; timeouts, 5xx and 429 never change its status.
+    """
+    owner_matters = connection.status not in (ConnectionStatus.REVOKING, ConnectionStatus.REVOKED)
+    if owner_matters and not owner_exists(connection):
+        outcome = revoke(connection, reason="Its owner was deleted.")
+        return _report(connection, False, f"Its owner was deleted. {outcome.message}")
+    if connection.status in NOT_CHECKED:
+        return _report(connection, False, f"Not checked: {connection.get_status_display()}.")
+    try:
+        if connection.status == ConnectionStatus.CREDENTIALS_UNREADABLE:
+            _recover_if_readable(connection)
+        refresh(connection, force=True)
+        return _check_api_key(connection)
+    except InvalidClientError:
+        raise
+    except (RetryableError, RateLimitedError) as exc:
+        return _report(connection, False, f"Datadog could not be checked now: {exc}")
+    except DatadogPartnerError as exc:
+        return _report(connection, False, str(exc))
+    finally:
+        _mark_checked(connection)
+
+
+def validate_api_key(connection: Connection) -> bool:
+    """``GET /api/v1/validate`` with the stored key: True on 200, False on 403.
+
+    Raises ``RateLimitedError``/``RetryableError`` for 429/5xx and ``DatadogPartnerError``
+    for other answers, so a Datadog outage is never mistaken for a revoked key.
+    """
+    assert connection.api_key is not None
+    key = reveal(connection, connection.api_key)
+    client = DatadogClient(connection.domain)
+    response = client.request(
+        "GET",
+        client.api_url(VALIDATE_PATH),
+        headers={"DD-API-KEY": key, "Accept": "application/json"},
+    )
+    if response.status_code == 200:
+        return True
+    if response.status_code == 403:
+        return False
+    if response.status_code == 429:
+        from ..oauth import retry_after
+
+        raise RateLimitedError(
+            "Datadog asked us to slow down while validating the API key.",
+            retry_after=retry_after(response),
+            response=response,
+        )
+    if response.status_code >= 500:
+        raise RetryableError("Datadog failed to validate the API key.", response=response)
+    raise DatadogPartnerError("Datadog gave an unexpected answer.", response=response)
+
+
+def run_scheduled_health_checks(now: datetime | None = None) -> HealthRunSummary:
+    """One hourly slice of the daily health checks (oldest check first)."""
+    now = now or timezone.now()
+    checkable = Connection.objects.exclude(
+        status__in=(ConnectionStatus.REVOKING, ConnectionStatus.REVOKED)
+    )
+    limit = math.ceil(checkable.count() / RUNS_PER_DAY) * CATCH_UP_FACTOR
+    due = list(
+        checkable.filter(
+            Q(health_checked_at__isnull=True) | Q(health_checked_at__lte=now - DUE_AFTER)
+        ).order_by(F("health_checked_at").asc(nulls_first=True), "pk")[:limit]
+    )
+    summary = HealthRunSummary(due=len(due))
+    for connection in due:
+        try:
+            report = check_health(connection)
+        except InvalidClientError as exc:
+            # Our own credentials are wrong: checking the others would only repeat it.
+            summary.stopped_early = True
+            summary.problems.append(str(exc))
+            break
+        summary.checked += 1
+        if report.healthy:
+            summary.healthy += 1
+        else:
+            summary.unhealthy += 1
+            summary.problems.append(f"connection {connection.pk}: {report.message}")
+    return summary
+
+
+def owner_exists(connection: Connection) -> bool:
+    """Whether the host object owning the connection still exists (generic FKs don't cascade)."""
+    model = connection.owner_content_type.model_class()
+    if model is None:
+        return False
+    try:
+        pk = model._meta.pk.to_python(connection.owner_object_id)
+    except ValidationError:
+        return False
+    return model._base_manager.filter(pk=pk).exists()
+
+
+def _check_api_key(connection: Connection) -> HealthReport:
+    if connection.api_key is None:
+        mark_broken(
+            connection,
+            ConnectionStatus.KEY_MISSING,
+            "No API key is stored for this connection.",
+            "key_missing",
+        )
+        return _report(
+            connection,
+            False,
+            "The token works but no API key is stored: revoke “OAuth Client API Key” in "
+            "Datadog (Organization Settings → API Keys), then use “Create the API key again”.",
+        )
+    try:
+        valid = validate_api_key(connection)
+    except (RetryableError, RateLimitedError, DatadogPartnerError) as exc:
+        record_error(connection, error_code_of(exc))
+        raise
+    if not valid:
+        mark_broken(
+            connection,
+            ConnectionStatus.API_KEY_REJECTED,
+            "Datadog rejected the API key (GET /api/v1/validate answered 403); it was probably "
+            "revoked in Datadog. Reconnect to obtain a new one.",
+            "api_key_rejected",
+        )
+        return _report(connection, False, connection.status_reason)
+    if connection.status == ConnectionStatus.API_KEY_REJECTED:
+        set_status(connection, ConnectionStatus.ACTIVE, "Datadog accepts the API key again.")
+    return _report(
+        connection, True, "Healthy: the token refreshes and Datadog accepts the API key."
+    )
+
+
+def _recover_if_readable(connection: Connection) -> None:
+    """After an ENCRYPTION_KEYS fix, a connection whose secrets decrypt again is active again."""
+    for secret in (connection.access_token, connection.refresh_token, connection.api_key):
+        if secret is not None:
+            secret.reveal()  # raises CredentialsUnreadableError while still unreadable
+    set_status(connection, ConnectionStatus.ACTIVE, "Its stored secrets can be decrypted again.")
+
+
+def _mark_checked(connection: Connection) -> None:
+    now = timezone.now()
+    Connection.objects.filter(pk=connection.pk).update(health_checked_at=now)
+    connection.health_checked_at = now
+
+
+def _report(connection: Connection, healthy: bool, message: str) -> HealthReport:
+    if not healthy:
+        logger.info("Datadog connection %s health check: %s", connection.pk, message)
+    return HealthReport(connection.pk, healthy, connection.status, message)

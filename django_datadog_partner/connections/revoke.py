@@ -1,0 +1,183 @@
+"""Disconnect: revoke the tokens at Datadog, then forget them.
+
+The connection goes to ``revoking`` first. The refresh token and then the access token are
+revoked at ``https://api.<domain>/oauth2/v1/revoke`` (RFC 7009: Datadog answers 200 for
+unknown tokens too, so revoking twice is harmless). Only after Datadog confirmed are the
+secrets wiped, the connection's pending events cancelled and the status set to
+``revoked``. A timeout or 5xx leaves the connection ``revoking`` with its secrets still
+encrypted, and the scheduled retry finishes the job. Datadog offers no API to delete the
+marketplace API key, so the outcome tells the customer how to revoke it themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Model
+
+from .. import oauth
+from ..exceptions import (
+    CredentialsUnreadableError,
+    DatadogPartnerError,
+    InvalidClientError,
+    RateLimitedError,
+    RetryableError,
+)
+from ..models import Connection, ConnectionStatus
+from ..regions import get_site
+from .rows import copy_state, error_code_of, locked_row, record_error
+from .status import raise_alarm, set_status
+
+logger = logging.getLogger("django_datadog_partner")
+
+API_KEYS_PAGE = "/organization-settings/api-keys"
+
+#: Revoked in this order: the grant first (RFC 7009 §2.1), then the access token.
+TOKEN_FIELDS = (("refresh_token", "refresh_token"), ("access_token", "access_token"))
+
+
+@dataclass(frozen=True)
+class RevokeOutcome:
+    """``status`` is ``revoked`` (done) or ``revoking`` (retried in the background)."""
+
+    status: str
+    message: str
+
+    @property
+    def done(self) -> bool:
+        return self.status == ConnectionStatus.REVOKED
+
+
+def revoke(
+    connection: Connection, *, reason: str = "", actor: Model | None = None
+) -> RevokeOutcome:
+    """Disconnect ``connection`` from Datadog; safe to call again at any time."""
+    if connection.status == ConnectionStatus.REVOKED:
+        return RevokeOutcome(connection.status, api_key_instruction(connection, already=True))
+    reason = _describe(reason, actor)
+    set_status(connection, ConnectionStatus.REVOKING, reason)
+    failure: DatadogPartnerError | None = None
+    with locked_row(connection) as row:
+        if row.status != ConnectionStatus.REVOKED:
+            failure = _revoke_tokens(row)
+            if failure is None:
+                _finish(row, reason)
+    copy_state(row, connection)
+    if isinstance(failure, InvalidClientError):
+        raise_alarm(
+            "invalid_client",
+            "Datadog refused this OAuth client's credentials while revoking a token. Check "
+            "DATADOG_PARTNER['CLIENT_ID'] and ['CLIENT_SECRET']; revocations are retried.",
+        )
+    if failure is None:
+        return RevokeOutcome(ConnectionStatus.REVOKED, api_key_instruction(connection))
+    return RevokeOutcome(ConnectionStatus.REVOKING, _pending_message(failure))
+
+
+def retry_pending_revocations() -> dict[str, int]:
+    """Finish the disconnects Datadog did not confirm yet (run by a schedule)."""
+    counts = {"revoked": 0, "still_revoking": 0}
+    for connection in Connection.objects.filter(status=ConnectionStatus.REVOKING).order_by("pk"):
+        outcome = revoke(connection, reason=connection.status_reason)
+        counts["revoked" if outcome.done else "still_revoking"] += 1
+    return counts
+
+
+def api_key_instruction(connection: Connection, *, already: bool = False) -> str:
+    """What the customer must still do in Datadog (no API can delete the key for us)."""
+    ending = f" (ending in {connection.api_key_last4})" if connection.api_key_last4 else ""
+    first = (
+        "This connection is already disconnected."
+        if already
+        else "Disconnected: Datadog revoked this integration's access and the stored "
+        "credentials were deleted."
+    )
+    return (
+        f"{first} One step is left, in Datadog: open Organization Settings → API Keys "
+        f"({api_keys_page_url(connection)}), find the key named “OAuth Client API Key”"
+        f"{ending} and revoke it. Datadog does not let integrations delete it themselves."
+    )
+
+
+def api_keys_page_url(connection: Connection) -> str:
+    """The API Keys page on the customer's own Datadog web host (custom subdomains kept)."""
+    base = connection.site if connection.site.startswith("https://") else ""
+    if not base:
+        base = get_site(connection.domain).web_url
+    return base.rstrip("/") + API_KEYS_PAGE
+
+
+def _revoke_tokens(row: Connection) -> DatadogPartnerError | None:
+    """Revoke each stored token, forgetting each one as soon as Datadog confirmed it."""
+    site = get_site(row.domain)
+    for field_name, hint in TOKEN_FIELDS:
+        secret = getattr(row, field_name)
+        if secret is None:
+            continue
+        try:
+            oauth.revoke_token(site, secret.reveal(), hint)
+        except CredentialsUnreadableError as exc:
+            # Keep the ciphertext: once ENCRYPTION_KEYS is fixed the retry completes.
+            record_error(row, "credentials_unreadable")
+            return exc
+        except (DatadogPartnerError, RetryableError, RateLimitedError) as exc:
+            logger.warning("Revoking Datadog connection %s failed: %s", row.pk, exc)
+            record_error(row, error_code_of(exc))
+            return exc
+        setattr(row, field_name, None)
+        row.save(update_fields=[field_name, "updated_at"])
+    return None
+
+
+def _finish(row: Connection, reason: str) -> None:
+    """Wipe what is left, cancel pending events, and mark the connection revoked."""
+    from ..delivery import cancel_pending_for_connection
+
+    row.access_token = None
+    row.refresh_token = None
+    row.api_key = None
+    row.expires_at = None
+    row.api_key_fingerprint = ""
+    row.save(
+        update_fields=[
+            "access_token",
+            "refresh_token",
+            "api_key",
+            "expires_at",
+            "api_key_fingerprint",
+            "updated_at",
+        ]
+    )
+    cancelled = cancel_pending_for_connection(row)
+    if cancelled:
+        logger.info("Datadog connection %s: %s pending events cancelled.", row.pk, cancelled)
+    set_status(row, ConnectionStatus.REVOKED, reason)
+
+
+def _pending_message(failure: Exception) -> str:
+    if isinstance(failure, CredentialsUnreadableError):
+        why = (
+            "the stored tokens cannot be decrypted with the configured ENCRYPTION_KEYS "
+            "(the vendor must fix that setting)"
+        )
+    elif isinstance(failure, InvalidClientError):
+        why = (
+            "Datadog refused this integration's client credentials (a vendor configuration problem)"
+        )
+    elif isinstance(failure, RetryableError | RateLimitedError):
+        why = "Datadog could not be reached"
+    else:
+        why = f"Datadog refused the request ({failure})"
+    return (
+        f"Disconnect requested, but {why}. The connection stays “Revoking”: nothing is sent "
+        "to Datadog for it, and the revocation is retried automatically in the background."
+    )
+
+
+def _describe(reason: str, actor: Any) -> str:
+    reason = reason or "Disconnect requested."
+    if actor is not None and hasattr(actor, "get_username"):
+        return f"{reason} (by {actor.get_username()})"
+    return reason

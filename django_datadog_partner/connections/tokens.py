@@ -1,0 +1,199 @@
+"""Access-token refresh: on demand, one at a time per connection, never losing a refresh token.
+
+Rules (see README "Keeping connections healthy"):
+
+* Serialised per connection by a row lock; expiry is re-checked once the lock is held, so
+  of many workers holding one expired connection exactly one calls Datadog and the others
+  use the token it stored.
+* The new refresh token is committed before the new access token is handed out, and an
+  answer without ``refresh_token`` keeps the stored one (RFC 6749 §6).
+* ``invalid_grant``: the row is re-read. A changed refresh token means another worker won
+  a race (its token is used); an unchanged one means the customer revoked the grant or
+  uninstalled: ``needs_reconnect`` and no further token calls.
+* ``invalid_client`` is our own configuration (e.g. a rotated client secret not deployed
+  yet): a configuration alarm, and every connection is left untouched.
+* Timeouts, 5xx and 429 never change a connection's status.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+
+from .. import oauth
+from ..exceptions import (
+    CredentialsUnreadableError,
+    DatadogPartnerError,
+    InvalidClientError,
+    NeedsReconnectError,
+    OAuthError,
+    RateLimitedError,
+    RetryableError,
+    TransportRefusedError,
+)
+from ..fields import Secret
+from ..models import Alarm, Connection, ConnectionStatus
+from ..regions import get_site
+from .rows import TOKEN_STATUSES, copy_state, error_code_of, locked_row, record_error, reread
+from .rows import unusable_error as _unusable_error
+from .status import mark_broken, raise_alarm
+
+logger = logging.getLogger("django_datadog_partner")
+
+#: Refresh this long before the access token expires (Datadog's own CLI uses 300 s).
+REFRESH_LEEWAY = timedelta(minutes=5)
+
+#: Alarm code raised when Datadog refuses our client credentials.
+INVALID_CLIENT_ALARM = "invalid_client"
+
+
+def token_is_fresh(connection: Connection, now: datetime | None = None) -> bool:
+    """True when the stored access token stays valid for longer than the leeway."""
+    if connection.access_token is None or connection.expires_at is None:
+        return False
+    return connection.expires_at > (now or timezone.now()) + REFRESH_LEEWAY
+
+
+def access_token(connection: Connection) -> str:
+    """A usable access token for ``Authorization: Bearer``, refreshed first if needed."""
+    if connection.status not in TOKEN_STATUSES:
+        raise _unusable_error(connection)
+    if not token_is_fresh(connection):
+        refresh(connection)
+    assert connection.access_token is not None
+    return reveal(connection, connection.access_token)
+
+
+def refresh(connection: Connection, *, force: bool = False) -> bool:
+    """Refresh the connection's tokens; True if ``connection`` now holds a new access token.
+
+    Without ``force`` nothing happens while the token is fresh. With ``force`` (admin
+    "Refresh now", health checks) the token is refreshed unless another worker replaced it
+    since ``connection`` was read. ``connection`` is updated in place either way.
+    Raises ``NeedsReconnectError``, ``CredentialsUnreadableError``, ``InvalidClientError``
+    (a ``ConfigurationError``), ``RetryableError``/``RateLimitedError`` or ``OAuthError``.
+    """
+    seen_access_token = connection.access_token
+    failure: DatadogPartnerError | None = None
+    with locked_row(connection) as row:
+        if row.status not in TOKEN_STATUSES:
+            failure = _unusable_error(row)
+        elif _needs_refresh(row, seen_access_token, force):
+            failure = _refresh_locked(row)
+    copy_state(row, connection)
+    if isinstance(failure, InvalidClientError):
+        raise_alarm(
+            INVALID_CLIENT_ALARM,
+            "Datadog refused this OAuth client's credentials while refreshing a token. "
+            "Check DATADOG_PARTNER['CLIENT_ID'] and ['CLIENT_SECRET'] (after regenerating "
+            "the secret in Datadog's Developer Platform, deploy it and restart web and "
+            "worker processes). No connection was changed.",
+        )
+    if failure is not None:
+        raise failure
+    return connection.access_token != seen_access_token
+
+
+def reveal(connection: Connection, secret: Secret) -> str:
+    """Decrypt one of the connection's secrets; an unreadable one marks the connection."""
+    try:
+        return secret.reveal()
+    except CredentialsUnreadableError:
+        mark_broken(
+            connection,
+            ConnectionStatus.CREDENTIALS_UNREADABLE,
+            "A stored secret cannot be decrypted with the configured ENCRYPTION_KEYS.",
+            "credentials_unreadable",
+        )
+        raise
+
+
+def _needs_refresh(row: Connection, seen_access_token: Secret | None, force: bool) -> bool:
+    if force:
+        # Single flight for forced refreshes too: skip if someone replaced the token already.
+        return row.access_token == seen_access_token
+    return not token_is_fresh(row)
+
+
+def _refresh_locked(row: Connection) -> DatadogPartnerError | None:
+    """Call the token endpoint for the locked row; store tokens or return the failure."""
+    if row.refresh_token is None:
+        mark_broken(
+            row,
+            ConnectionStatus.NEEDS_RECONNECT,
+            "No refresh token is stored for this connection.",
+            "no_refresh_token",
+        )
+        return _unusable_error(row)
+    try:
+        sent = reveal(row, row.refresh_token)
+    except CredentialsUnreadableError as exc:
+        return exc
+    try:
+        tokens = oauth.refresh_tokens(get_site(row.domain), sent)
+    except InvalidClientError as exc:  # ours to fix: nobody's grant is dead, touch nothing
+        return exc
+    except OAuthError as exc:
+        if exc.error_code != "invalid_grant":
+            record_error(row, error_code_of(exc))
+            return exc
+        try:
+            return _after_invalid_grant(row, sent)
+        except CredentialsUnreadableError as unreadable:
+            return unreadable
+    except (RetryableError, RateLimitedError, TransportRefusedError) as exc:
+        record_error(row, error_code_of(exc))
+        return exc
+    _store(row, tokens)
+    return None
+
+
+def _after_invalid_grant(row: Connection, sent: str) -> DatadogPartnerError | None:
+    """A race (another worker rotated the token) or a revoked grant (nothing changed)."""
+    current = reread(row)
+    current_token = current.refresh_token
+    if current_token is not None and not hmac.compare_digest(reveal(current, current_token), sent):
+        logger.info("Datadog connection %s: another worker refreshed first.", row.pk)
+        copy_state(current, row)
+        return None if current.status in TOKEN_STATUSES else _unusable_error(current)
+    if current.status not in TOKEN_STATUSES:  # revoked or reconnected meanwhile
+        copy_state(current, row)
+        return _unusable_error(current)
+    mark_broken(
+        row,
+        ConnectionStatus.NEEDS_RECONNECT,
+        "Datadog refused the refresh token (invalid_grant): the integration was uninstalled "
+        "or its authorization revoked in Datadog. Reconnect to restore it.",
+        "invalid_grant",
+    )
+    return NeedsReconnectError(
+        f"Datadog connection {row.pk} needs to be reconnected: Datadog refused its refresh "
+        "token (invalid_grant).",
+        error_code="invalid_grant",
+    )
+
+
+def _store(row: Connection, tokens: oauth.TokenSet) -> None:
+    now = timezone.now()
+    row.access_token = tokens.access_token
+    if tokens.refresh_token:  # Datadog may rotate it; without one the old one stays valid.
+        row.refresh_token = tokens.refresh_token
+    row.expires_at = tokens.expires_at
+    if tokens.scopes:
+        row.scopes = tokens.scopes
+    row.last_success_at = now
+    row.save(
+        update_fields=[
+            "access_token",
+            "refresh_token",
+            "expires_at",
+            "scopes",
+            "last_success_at",
+            "updated_at",
+        ]
+    )
+    # The token endpoint accepted our credentials: any invalid_client alarm is over.
+    Alarm.objects.filter(code=INVALID_CLIENT_ALARM, cleared_at__isnull=True).update(cleared_at=now)

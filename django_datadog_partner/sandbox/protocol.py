@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -50,7 +50,9 @@ class Context:
     store: Store
     domain: str = ""
     sleep: Callable[[float], None] = time.sleep
-    now: Callable[[], datetime] = field(default=timezone.now)
+
+    def now(self) -> datetime:
+        return timezone.now()
 
 
 def answer(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Answer:

@@ -138,17 +138,20 @@ class Sandbox:
 
     # --- what arrived -------------------------------------------------------------------
 
-    def events(self, org: Org | None = None) -> list[dict[str, Any]]:
-        return [item.payload for item in self.store.received(_id(org), "event")]
+    def org_id(self, org: Any) -> int | None:
+        """The store id of ``org`` (None: every org)."""
+        return org.id if isinstance(org, Org) else None
 
-    def series(self, org: Org | None = None) -> list[dict[str, Any]]:
-        return [
-            s for item in self.store.received(_id(org), "series") for s in item.payload["series"]
-        ]
+    def events(self, org: Any = None) -> list[dict[str, Any]]:
+        """Accepted events of ``org`` (every org when None), oldest first."""
+        return [item.payload for item in self.store.received(self.org_id(org), "event")]
 
-    def logs(self, org: Org | None = None) -> list[dict[str, Any]]:
-        return [entry for item in self.store.received(_id(org), "logs") for entry in item.payload]
+    def series(self, org: Any = None) -> list[dict[str, Any]]:
+        """Accepted metric series, flattened across requests."""
+        received = self.store.received(self.org_id(org), "series")
+        return [series for item in received for series in item.payload["series"]]
 
-
-def _id(org: Org | None) -> int | None:
-    return org.id if org is not None else None
+    def logs(self, org: Any = None) -> list[dict[str, Any]]:
+        """Accepted log entries, flattened across requests."""
+        received = self.store.received(self.org_id(org), "logs")
+        return [entry for item in received for entry in item.payload]

@@ -1,0 +1,335 @@
+"""Pages of the connect flow and of a user's connections. Thin: operations live in
+``connections``; these views check input and permissions and translate outcomes to pages.
+
+Every page here is sent with ``Cache-Control: no-store``, ``Referrer-Policy: no-referrer``
+and ``X-Frame-Options: DENY``; failures get a page that says what happened and what to do,
+never a stack trace.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.clickjacking import xframe_options_deny
+from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.debug import sensitive_variables
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from . import connections, failures, permissions
+from .conf import app_settings
+from .connections.api_keys import KEY_MISSING, api_keys_page_url
+from .connections.authorization import burn_state, callback_url
+from .connections.connect import ConnectFailed, fail
+from .exceptions import DatadogPartnerError, InvalidSiteError, NeedsReconnectError
+from .models import Connection, ConnectionStatus
+from .regions import all_sites as datadog_sites
+from .regions import check_region_agreement, validate_domain, validate_site
+
+logger = logging.getLogger("django_datadog_partner")
+
+RESULT_KEY = "datadog_partner_result"
+FAILURE_KEY = "datadog_partner_failure"
+NOTICE_KEY = "datadog_partner_notice"
+MAX_QUERY_STRING = 8192
+MAX_LENGTHS = {
+    "domain": 255, "site": 255, "code": 2048, "state": 128, "error": 100,
+    "error_description": 1000, "dd_oid": 100, "dd_org_name": 255, "reason": 64,
+}  # fmt: skip
+
+RECONNECT_FIRST = _("This connection must be reconnected before an API key can be created.")
+KEY_RETRY_FAILED = _(
+    "Datadog could not be reached or refused the request. Try again in a minute, or reconnect."
+)
+KEY_READY = _("The API key is in place: data can be sent to Datadog.")
+
+
+class BadParameter(Exception):
+    """A repeated, oversized or malformed query parameter."""
+
+
+def flow_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """No caching, no Referer, no framing, for every response of ``view``."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        add_never_cache_headers(response)
+        response["Referrer-Policy"] = "no-referrer"
+        return response
+
+    return xframe_options_deny(wrapper)
+
+
+def single(params: QueryDict, name: str) -> str | None:
+    """One value of ``name`` or None; repeats, oversize and NUL bytes are refused."""
+    values = params.getlist(name)
+    if len(values) > 1:
+        raise BadParameter(name)
+    if not values:
+        return None
+    value = values[0]
+    if len(value) > MAX_LENGTHS[name] or "\x00" in value:
+        raise BadParameter(name)
+    return value
+
+
+def query(request: HttpRequest, *names: str) -> dict[str, str | None]:
+    if len(request.META.get("QUERY_STRING", "")) > MAX_QUERY_STRING:
+        raise BadParameter("query string")
+    return {name: single(request.GET, name) for name in names}
+
+
+def failure_page(request: HttpRequest, reason: str, *, detail: str = "") -> HttpResponse:
+    page = failures.page_for(reason)
+    context = {
+        "reason": reason if reason in failures.PAGES else failures.STATE_UNKNOWN,
+        "page": page,
+        "detail": detail,
+        "redirect_uri": callback_url() if reason == failures.REDIRECT_URI_MISMATCH else "",
+        "success_url": app_settings.SUCCESS_URL,
+    }
+    return render(request, "datadog_partner/error.html", context, status=page.status)
+
+
+def failure_redirect(request: HttpRequest, exc: ConnectFailed) -> HttpResponse:
+    """PRG to the error page, so ``code`` and ``state`` leave the address bar."""
+    request.session[FAILURE_KEY] = {"reason": exc.reason, "detail": exc.detail}
+    return HttpResponseRedirect(
+        reverse("datadog_partner:error") + "?" + urlencode({"reason": exc.reason})
+    )
+
+
+# --- The flow --------------------------------------------------------------------------
+
+
+@flow_page
+@csrf_protect
+@require_http_methods(["GET", "POST"])
+def onboarding(request: HttpRequest) -> HttpResponse:
+    """Datadog's Connect Accounts lands here with ``?domain=&site=``; the user confirms."""
+    try:
+        params = query(request, "domain", "site")
+    except BadParameter as exc:
+        fail(failures.BAD_REQUEST, user=request.user, message=f"bad parameter {exc}")
+        return failure_page(request, failures.BAD_REQUEST)
+    if params["domain"] is None and params["site"] is None:
+        return site_picker(request)
+    try:
+        site = validate_domain(params["domain"])
+        web_site = validate_site(params["site"])
+    except InvalidSiteError as exc:
+        fail(failures.INVALID_SITE, user=request.user, message=exc.reason)
+        return failure_page(request, failures.INVALID_SITE, detail=exc.reason)
+    try:
+        check_region_agreement(web_site, site)
+    except InvalidSiteError as exc:
+        fail(failures.REGION_MISMATCH, user=request.user, message=exc.reason)
+        return failure_page(request, failures.REGION_MISMATCH, detail=exc.reason)
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    owners = permissions.owners_for_user(request.user)
+    if not owners:
+        fail(failures.NO_OWNER, user=request.user)
+        return failure_page(request, failures.NO_OWNER)
+    if request.method == "POST":
+        owner = permissions.find_owner(request.user, request.POST.get("owner", ""))
+        if owner is None:
+            fail(failures.BAD_REQUEST, user=request.user, message="unknown owner chosen")
+            return failure_page(request, failures.BAD_REQUEST)
+        url = connections.start_authorization(
+            request.session, user=request.user, owner=owner, site=site, web_site=web_site
+        )
+        return HttpResponseRedirect(url)
+    choices = [(permissions.owner_choice_value(o), str(o)) for o in owners]
+    context = {"site": site, "web_site": web_site, "choices": choices, "owner": owners[0]}
+    return render(request, "datadog_partner/confirm.html", context)
+
+
+def site_picker(request: HttpRequest) -> HttpResponse:
+    """Reached without ``domain``/``site`` (e.g. from the product): choose the Datadog site."""
+    url = reverse("datadog_partner:onboarding")
+    sites = [
+        (site, url + "?" + urlencode({"domain": site.domain, "site": site.web_url}))
+        for site in datadog_sites().values()
+    ]
+    return render(request, "datadog_partner/site_picker.html", {"sites": sites})
+
+
+@flow_page
+@require_GET
+@transaction.non_atomic_requests
+@sensitive_variables("params")
+def callback(request: HttpRequest) -> HttpResponse:
+    """Datadog's redirect back: ``?code&state&domain`` or ``?error&error_description``."""
+    names = ("code", "state", "domain", "error", "error_description", "dd_oid", "dd_org_name")
+    try:
+        params = query(request, *names)
+    except BadParameter as exc:
+        return failure_redirect(
+            request, fail(failures.BAD_REQUEST, user=request.user, message=f"bad parameter {exc}")
+        )
+    state = params["state"]
+    if params["error"] is not None:
+        burn_state(state)
+        reason = {
+            "access_denied": failures.ACCESS_DENIED,
+            "invalid_scope": failures.INVALID_SCOPE,
+        }.get(params["error"], failures.AUTHORIZE_ERROR)
+        detail = params["error_description"] or params["error"]
+        return failure_redirect(request, fail(reason, user=request.user, detail=detail))
+    if not request.user.is_authenticated:
+        burn_state(state)
+        return failure_redirect(request, fail(failures.SIGNED_OUT, user=request.user))
+    if not params["code"] and state:
+        burn_state(state)
+        return failure_redirect(
+            request, fail(failures.BAD_REQUEST, user=request.user, message="no code")
+        )
+    try:
+        outcome = connections.connect(
+            request.session,
+            user=request.user,
+            state=state,
+            code=params["code"] or "",
+            callback_domain=params["domain"],
+            dd_org_id=params["dd_oid"] or "",
+            dd_org_name=params["dd_org_name"] or "",
+        )
+    except ConnectFailed as exc:
+        return failure_redirect(request, exc)
+    except Exception:
+        logger.exception("Datadog connect flow: unexpected error.")
+        return failure_redirect(request, fail(failures.UNEXPECTED, user=request.user))
+    request.session[RESULT_KEY] = {
+        "connection": outcome.connection.pk,
+        "code": outcome.code,
+        "created": outcome.created,
+        "key": outcome.api_key.result,
+        "key_reason": outcome.api_key.reason,
+        "key_detail": outcome.api_key.detail,
+    }
+    return HttpResponseRedirect(reverse("datadog_partner:connected"))
+
+
+@flow_page
+@require_GET
+def connected(request: HttpRequest) -> HttpResponse:
+    """The success page: "You may now close this tab", and a link back into the product."""
+    result = request.session.get(RESULT_KEY)
+    pk = result.get("connection") if isinstance(result, dict) else None
+    connection = Connection.objects.filter(pk=pk).first() if isinstance(pk, int) else None
+    if connection is None or not permissions.can_manage_connection(request.user, connection):
+        return redirect("datadog_partner:connections")
+    context = {"connection": connection, "result": result, "success_url": app_settings.SUCCESS_URL}
+    context.update(_key_context(connection))
+    return render(request, "datadog_partner/connected.html", context)
+
+
+@flow_page
+@require_GET
+def error(request: HttpRequest) -> HttpResponse:
+    """The failure page after the callback's redirect; Datadog's words come from the session."""
+    try:
+        reason = query(request, "reason")["reason"] or failures.STATE_UNKNOWN
+    except BadParameter:
+        reason = failures.BAD_REQUEST
+    flash = request.session.pop(FAILURE_KEY, None)
+    detail = ""
+    if isinstance(flash, dict) and flash.get("reason") == reason:
+        detail = str(flash.get("detail") or "")
+    return failure_page(request, reason, detail=detail)
+
+
+# --- A user's connections --------------------------------------------------------------
+
+
+@flow_page
+@login_required
+@require_GET
+def connection_list(request: HttpRequest) -> HttpResponse:
+    items = permissions.connections_for_user(request.user)
+    url = reverse("datadog_partner:onboarding")
+    return render(
+        request, "datadog_partner/connection_list.html", {"connections": items, "connect_url": url}
+    )
+
+
+@flow_page
+@login_required
+@require_GET
+def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    connection = permissions.manageable_connection(request.user, pk)
+    notice = request.session.pop(NOTICE_KEY, None)
+    if not isinstance(notice, dict) or notice.get("connection") != connection.pk:
+        notice = None
+    context = {"connection": connection, "notice": notice, "success_url": app_settings.SUCCESS_URL}
+    context.update(_key_context(connection))
+    return render(request, "datadog_partner/connection_detail.html", context)
+
+
+@flow_page
+@login_required
+@require_POST
+def disconnect(request: HttpRequest, pk: int) -> HttpResponse:
+    connection = permissions.manageable_connection(request.user, pk)
+    from .connections import revoke  # the lifecycle operation
+
+    actor: Any = request.user
+    outcome = revoke(connection, reason="Disconnected by the user.", actor=actor)
+    return _back_to(request, connection, outcome.message, ok=outcome.done)
+
+
+@flow_page
+@login_required
+@require_POST
+def reconnect(request: HttpRequest, pk: int) -> HttpResponse:
+    connection = permissions.manageable_connection(request.user, pk)
+    try:
+        url = connections.reconnect(connection, session=request.session, user=request.user)
+    except ConnectFailed as exc:
+        return failure_page(request, exc.reason, detail=exc.detail)
+    return HttpResponseRedirect(url)
+
+
+@flow_page
+@login_required
+@require_POST
+def create_api_key(request: HttpRequest, pk: int) -> HttpResponse:
+    """ "Create the API key again": retries the marketplace call for a key_missing connection."""
+    connection = permissions.manageable_connection(request.user, pk)
+    try:
+        outcome = connections.create_api_key(connection)
+    except NeedsReconnectError:
+        return _back_to(request, connection, str(RECONNECT_FIRST), ok=False)
+    except DatadogPartnerError as exc:
+        logger.warning("Datadog connection %s: API key retry failed: %s", connection.pk, exc)
+        return _back_to(request, connection, str(KEY_RETRY_FAILED), ok=False)
+    if outcome.result == KEY_MISSING:
+        return _back_to(request, connection, connection.status_reason, ok=False)
+    return _back_to(request, connection, str(KEY_READY), ok=True)
+
+
+def _back_to(
+    request: HttpRequest, connection: Connection, message: str, *, ok: bool
+) -> HttpResponse:
+    request.session[NOTICE_KEY] = {"connection": connection.pk, "message": message, "ok": ok}
+    return redirect("datadog_partner:connection", pk=connection.pk)
+
+
+def _key_context(connection: Connection) -> dict[str, Any]:
+    return {
+        "key_missing": connection.status == ConnectionStatus.KEY_MISSING,
+        "api_keys_page": api_keys_page_url(connection),
+    }

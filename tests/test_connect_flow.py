@@ -1,0 +1,487 @@
+"""The whole connect flow through the real views, with Datadog faked by ``responses``."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+import responses
+from django.test import Client, override_settings
+
+from django_datadog_partner.models import AuthorizationRequest, Connection, ConnectionStatus
+from django_datadog_partner.regions import DATADOG_SITES
+from django_datadog_partner.signals import connection_established
+from tests.connect_support import (
+    API_KEY,
+    CONNECTED,
+    ONBOARDING,
+    REDIRECT_URI,
+    api,
+    callback,
+    fake_datadog,
+    key_json,
+    make_user,
+    requests_made,
+    s256,
+    signed_in,
+    start,
+    token_form,
+    token_json,
+)
+from tests.testapp.models import Organization
+
+pytestmark = pytest.mark.django_db
+
+FLOW_SITES = [(site.domain, site.web_host, site.domain) for site in DATADOG_SITES] + [
+    # Custom subdomains say nothing about the region: the callback's domain decides.
+    ("datadoghq.com", "acme.datadoghq.com", "us3.datadoghq.com"),
+    ("datadoghq.eu", "acme.datadoghq.eu", "datadoghq.eu"),
+    # app.datadoghq.com is where users may switch region (pup#550).
+    ("datadoghq.com", "app.datadoghq.com", "us5.datadoghq.com"),
+]
+
+
+@pytest.fixture
+def alice(django_user_model: Any) -> Any:
+    return make_user(django_user_model, "alice")
+
+
+@pytest.fixture
+def established() -> Any:
+    calls: list[dict[str, Any]] = []
+
+    def receiver(sender: Any, **kwargs: Any) -> None:
+        calls.append(kwargs)
+
+    connection_established.connect(receiver)
+    yield calls
+    connection_established.disconnect(receiver)
+
+
+def assert_flow_headers(response: Any) -> None:
+    assert "no-store" in response["Cache-Control"]
+    assert response["Referrer-Policy"] == "no-referrer"
+    assert response["X-Frame-Options"] == "DENY"
+
+
+@pytest.mark.parametrize(("domain", "web_host", "callback_domain"), FLOW_SITES)
+def test_whole_flow_for_every_site(
+    alice: Any,
+    mocked_http: responses.RequestsMock,
+    established: list[dict[str, Any]],
+    django_capture_on_commit_callbacks: Any,
+    domain: str,
+    web_host: str,
+    callback_domain: str,
+) -> None:
+    client = signed_in(alice)
+    page = client.get(f"{ONBOARDING}?domain={domain}&site={web_host}")
+    assert page.status_code == 200
+    assert_flow_headers(page)
+    assert f"Connect alice to Datadog {web_host}?" in page.content.decode()
+    assert AuthorizationRequest.objects.count() == 0  # GET creates nothing
+
+    started = start(client, domain, web_host)
+    parts = urlsplit(started.url)
+    assert (parts.scheme, parts.netloc, parts.path) == ("https", web_host, "/oauth2/v1/authorize")
+    assert parse_qsl(parts.query) == [
+        ("response_type", "code"),
+        ("client_id", "test-client-id"),
+        ("redirect_uri", REDIRECT_URI),
+        ("state", started.state),
+        ("code_challenge", started.challenge),
+        ("code_challenge_method", "S256"),
+    ]
+    assert len(started.state) >= 43
+    assert started.row.domain == domain
+
+    fake_datadog(mocked_http, callback_domain)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = callback(client, started.state, "code-1", domain=callback_domain)
+    assert response.status_code == 302
+    assert response["Location"] == CONNECTED
+    assert_flow_headers(response)
+
+    form = token_form(mocked_http)
+    assert form == {
+        "grant_type": "authorization_code",
+        "client_id": "test-client-id",
+        "client_secret": "test-client-secret",
+        "code": "code-1",
+        "code_verifier": form["code_verifier"],
+        "redirect_uri": REDIRECT_URI,
+    }
+    assert s256(form["code_verifier"]) == started.challenge
+    api_host = f"api.{callback_domain}"
+    assert requests_made(mocked_http) == [
+        ("POST", api_host, "/oauth2/v1/token"),
+        ("POST", api_host, "/api/v2/api_keys/marketplace"),
+    ]
+    assert mocked_http.calls[1].request.headers["Authorization"] == "Bearer access-1"
+
+    connection = Connection.objects.get()
+    assert connection.owner == alice
+    assert connection.connected_by == alice
+    assert (connection.domain, connection.site) == (callback_domain, f"https://{web_host}")
+    assert connection.status == ConnectionStatus.ACTIVE
+    assert connection.access_token is not None and connection.refresh_token is not None
+    assert connection.access_token.reveal() == "access-1"
+    assert connection.refresh_token.reveal() == "refresh-1"
+    assert connection.api_key is not None and connection.api_key.reveal() == API_KEY
+    assert (connection.api_key_id, connection.api_key_last4) == ("key-id-1", API_KEY[-4:])
+    assert connection.scopes == ["api_keys_write"]
+    assert established == [
+        {"signal": connection_established, "connection": connection, "created": True}
+    ]
+
+    done = client.get(CONNECTED)
+    assert done.status_code == 200
+    assert_flow_headers(done)
+    text = done.content.decode()
+    assert "You may now close this tab." in text
+    assert 'href="/"' in text
+    assert "An API key was created" in text
+    assert started.row.code_verifier is None  # wiped after use
+
+
+def test_callback_without_domain_uses_the_onboarding_domain(
+    alice: Any, mocked_http: responses.RequestsMock
+) -> None:
+    client = signed_in(alice)
+    started = start(client, "ap1.datadoghq.com", "ap1.datadoghq.com")
+    fake_datadog(mocked_http, "ap1.datadoghq.com")
+    assert callback(client, started.state)["Location"] == CONNECTED
+    assert {host for _m, host, _p in requests_made(mocked_http)} == {"api.ap1.datadoghq.com"}
+
+
+def test_scopes_are_requested_only_when_configured(alice: Any) -> None:
+    client = signed_in(alice)
+    with override_settings(
+        DATADOG_PARTNER={
+            "CLIENT_ID": "test-client-id",
+            "CLIENT_SECRET": "test-client-secret",
+            "BASE_URL": "https://vendor.example",
+            "ENCRYPTION_KEYS": ["zUJ3nx6iYJdNfS0Gm0u_IlmGL1p1pMv6D2Mt2rXwzZ0="],
+            "SCOPES": ["api_keys_write", "events_read"],
+        }
+    ):
+        started = start(client)
+    assert started.params["scope"] == "api_keys_write events_read"
+    assert started.params["code_challenge_method"] == "S256"
+
+
+def test_anonymous_onboarding_redirects_to_login_keeping_the_query(client: Client) -> None:
+    response = client.get(f"{ONBOARDING}?domain=datadoghq.eu&site=app.datadoghq.eu")
+    assert response.status_code == 302
+    location = urlsplit(response["Location"])
+    assert location.path == "/accounts/login/"
+    assert dict(parse_qsl(location.query)) == {
+        "next": "/datadog/connect/?domain=datadoghq.eu&site=app.datadoghq.eu"
+    }
+    assert AuthorizationRequest.objects.count() == 0
+
+
+def test_site_picker_lists_every_datadog_site(client: Client) -> None:
+    response = client.get(ONBOARDING)
+    assert response.status_code == 200
+    text = response.content.decode()
+    for site in DATADOG_SITES:
+        assert f"domain={site.domain}&amp;site=https%3A%2F%2F{site.web_host}" in text
+        assert site.name in text
+    assert AuthorizationRequest.objects.count() == 0
+
+
+def test_a_picked_site_link_leads_to_the_confirmation(alice: Any) -> None:
+    client = signed_in(alice)
+    picker = client.get(ONBOARDING)
+    (_site, link) = next(
+        item for item in picker.context["sites"] if item[0].domain == "us5.datadoghq.com"
+    )
+    page = client.get(link)
+    assert page.status_code == 200
+    assert "Connect alice to Datadog us5.datadoghq.com?" in page.content.decode()
+
+
+def test_only_the_confirmation_post_creates_the_request(alice: Any) -> None:
+    client = signed_in(alice)
+    url = f"{ONBOARDING}?domain=datadoghq.com&site=app.datadoghq.com"
+    client.get(url)
+    client.get(url)
+    assert AuthorizationRequest.objects.count() == 0
+    csrf_client = Client(enforce_csrf_checks=True)
+    csrf_client.force_login(alice)
+    assert csrf_client.post(url, {"owner": "x"}).status_code == 403
+    assert AuthorizationRequest.objects.count() == 0
+
+
+# --- Owners ---------------------------------------------------------------------------
+
+
+def orgs_of(user: Any) -> list[Organization]:
+    return list(Organization.objects.filter(members=user).order_by("pk"))
+
+
+@pytest.fixture
+def two_orgs(alice: Any) -> list[Organization]:
+    first = Organization.objects.create(name="Acme")
+    second = Organization.objects.create(name="Globex")
+    first.members.add(alice)
+    second.members.add(alice)
+    return [first, second]
+
+
+def org_settings() -> override_settings:
+    return override_settings(
+        DATADOG_PARTNER={
+            "CLIENT_ID": "test-client-id",
+            "CLIENT_SECRET": "test-client-secret",
+            "BASE_URL": "https://vendor.example",
+            "ENCRYPTION_KEYS": ["zUJ3nx6iYJdNfS0Gm0u_IlmGL1p1pMv6D2Mt2rXwzZ0="],
+            "OWNERS_FOR_USER": orgs_of,
+        }
+    )
+
+
+def test_the_confirmation_offers_a_choice_of_owners(
+    alice: Any, two_orgs: list[Organization], mocked_http: responses.RequestsMock
+) -> None:
+    client = signed_in(alice)
+    url = f"{ONBOARDING}?domain=datadoghq.com&site=app.datadoghq.com"
+    with org_settings():
+        page = client.get(url)
+        text = page.content.decode()
+        assert "Connect to Datadog app.datadoghq.com?" in text
+        assert "Acme" in text and "Globex" in text
+        choice = page.context["choices"][1][0]
+        response = client.post(url, {"owner": choice})
+        state = dict(parse_qsl(urlsplit(response["Location"]).query))["state"]
+        fake_datadog(mocked_http)
+        assert callback(client, state)["Location"] == CONNECTED
+        assert Connection.objects.get().owner == two_orgs[1]
+        # An owner the user may not connect is refused and creates nothing.
+        stranger = Organization.objects.create(name="Initech")
+        bad = (
+            f"{Organization._meta.pk and page.context['choices'][0][0].split(':')[0]}:{stranger.pk}"
+        )
+        refused = client.post(url, {"owner": bad})
+    assert refused.status_code == 400
+    assert AuthorizationRequest.objects.count() == 1
+
+
+def test_a_user_without_owners_is_told_so(alice: Any) -> None:
+    client = signed_in(alice)
+    with org_settings():
+        response = client.get(f"{ONBOARDING}?domain=datadoghq.com&site=app.datadoghq.com")
+    assert response.status_code == 403
+    assert "Your account cannot connect Datadog" in response.content.decode()
+
+
+# --- Identity: reconnecting updates in place ------------------------------------------
+
+
+def connect_once(client: Client, rsps: responses.RequestsMock, **callback_extra: str) -> Connection:
+    started = start(client)
+    response = callback(client, started.state, **callback_extra)
+    assert response["Location"] == CONNECTED, response["Location"]
+    return Connection.objects.order_by("-updated_at").first()  # type: ignore[return-value]
+
+
+def test_connecting_again_updates_the_connection_and_keeps_a_valid_key(
+    alice: Any, mocked_http: responses.RequestsMock, established: list[dict[str, Any]],
+    django_capture_on_commit_callbacks: Any,
+) -> None:  # fmt: skip
+    client = signed_in(alice)
+    fake_datadog(mocked_http)
+    first = connect_once(client, mocked_http)
+    created_at = first.created_at
+
+    mocked_http.replace(
+        responses.POST,
+        api("datadoghq.com", "/oauth2/v1/token"),
+        json=token_json("access-2", "refresh-2"),
+    )
+    mocked_http.get(api("datadoghq.com", "/api/v1/validate"), json={"valid": True})
+    mocked_http.calls.reset()
+    with django_capture_on_commit_callbacks(execute=True):
+        second = connect_once(client, mocked_http)
+    assert second.pk == first.pk
+    assert second.created_at == created_at
+    assert second.access_token is not None and second.access_token.reveal() == "access-2"
+    assert second.api_key is not None and second.api_key.reveal() == API_KEY
+    assert requests_made(mocked_http) == [
+        ("POST", "api.datadoghq.com", "/oauth2/v1/token"),
+        ("GET", "api.datadoghq.com", "/api/v1/validate"),
+    ]
+    assert mocked_http.calls[1].request.headers["DD-API-KEY"] == API_KEY
+    assert established[-1]["created"] is False
+    page = client.get(CONNECTED).content.decode()
+    assert "Reconnected to Datadog" in page
+    assert "still works and was kept" in page
+
+
+def test_org_id_from_the_callback_is_part_of_the_identity(
+    alice: Any, mocked_http: responses.RequestsMock
+) -> None:
+    client = signed_in(alice)
+    fake_datadog(mocked_http)
+    mocked_http.get(api("datadoghq.com", "/api/v1/validate"), json={"valid": True})
+    first = connect_once(client, mocked_http, dd_oid="org-a", dd_org_name="Alpha Inc")
+    assert (first.dd_org_id, first.dd_org_name) == ("org-a", "Alpha Inc")
+    again = connect_once(client, mocked_http, dd_oid="org-a")
+    assert again.pk == first.pk
+    other = connect_once(client, mocked_http, dd_oid="org-b")
+    assert other.pk != first.pk
+    assert Connection.objects.count() == 2
+
+
+def test_reconnect_starts_a_fresh_flow_with_the_stored_site(
+    alice: Any, mocked_http: responses.RequestsMock
+) -> None:
+    client = signed_in(alice)
+    fake_datadog(mocked_http, "datadoghq.eu")
+    started = start(client, "datadoghq.eu", "acme.datadoghq.eu")
+    callback(client, started.state, domain="datadoghq.eu")
+    connection = Connection.objects.get()
+
+    response = client.post(f"/datadog/connections/{connection.pk}/reconnect/")
+    assert response.status_code == 302
+    location = urlsplit(response["Location"])
+    assert (location.netloc, location.path) == ("acme.datadoghq.eu", "/oauth2/v1/authorize")
+    state = dict(parse_qsl(location.query))["state"]
+    pending = AuthorizationRequest.objects.get(state=state)
+    assert pending.reconnect_of == connection
+    assert (pending.domain, pending.site) == ("datadoghq.eu", "https://acme.datadoghq.eu")
+
+    mocked_http.get(api("datadoghq.eu", "/api/v1/validate"), json={"valid": True})
+    assert callback(client, state, domain="datadoghq.eu")["Location"] == CONNECTED
+    assert Connection.objects.get().pk == connection.pk
+
+
+def test_reconnect_answered_for_another_org_makes_a_new_connection(
+    alice: Any, mocked_http: responses.RequestsMock
+) -> None:
+    client = signed_in(alice)
+    fake_datadog(mocked_http)
+    first = connect_once(client, mocked_http, dd_oid="org-a")
+    response = client.post(f"/datadog/connections/{first.pk}/reconnect/")
+    state = dict(parse_qsl(urlsplit(response["Location"]).query))["state"]
+    mocked_http.replace(
+        responses.POST,
+        api("datadoghq.com", "/api/v2/api_keys/marketplace"),
+        json=key_json("fedcba9876543210fedcba9876543210", "key-2"),
+        status=201,
+    )
+    assert callback(client, state, dd_oid="org-b")["Location"] == CONNECTED
+    assert Connection.objects.count() == 2
+    page = client.get(CONNECTED).content.decode()
+    assert "Connected to a different Datadog organisation" in page
+    first.refresh_from_db()
+    assert first.dd_org_id == "org-a"
+
+
+# --- Pages and permissions ------------------------------------------------------------
+
+
+@pytest.fixture
+def connection(alice: Any, mocked_http: responses.RequestsMock) -> Connection:
+    client = signed_in(alice)
+    fake_datadog(mocked_http)
+    return connect_once(client, mocked_http)
+
+
+def test_connection_pages_for_the_owner(alice: Any, connection: Connection) -> None:
+    client = signed_in(alice)
+    listing = client.get("/datadog/connections/")
+    assert listing.status_code == 200
+    assert_flow_headers(listing)
+    assert f"/datadog/connections/{connection.pk}/" in listing.content.decode()
+    detail = client.get(f"/datadog/connections/{connection.pk}/")
+    assert detail.status_code == 200
+    assert_flow_headers(detail)
+    text = detail.content.decode()
+    assert f"…{API_KEY[-4:]}" in text
+    assert API_KEY not in text
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/datadog/connections/{pk}/"),
+        ("post", "/datadog/connections/{pk}/disconnect/"),
+        ("post", "/datadog/connections/{pk}/reconnect/"),
+        ("post", "/datadog/connections/{pk}/api-key/"),
+    ],
+)
+def test_another_users_connection_answers_404(
+    django_user_model: Any, connection: Connection, method: str, path: str
+) -> None:
+    mallory = signed_in(make_user(django_user_model, "mallory"))
+    response = getattr(mallory, method)(path.format(pk=connection.pk))
+    assert response.status_code == 404
+    assert getattr(mallory, method)(path.format(pk=connection.pk + 1000)).status_code == 404
+    connection.refresh_from_db()
+    assert connection.status == ConnectionStatus.ACTIVE
+    assert AuthorizationRequest.objects.filter(reconnect_of=connection).count() == 0
+
+
+def test_staff_may_manage_any_connection(django_user_model: Any, connection: Connection) -> None:
+    staff = signed_in(make_user(django_user_model, "root", is_staff=True))
+    assert staff.get(f"/datadog/connections/{connection.pk}/").status_code == 200
+
+
+def test_members_of_the_owner_may_manage_its_connections(
+    django_user_model: Any,
+    alice: Any,
+    two_orgs: list[Organization],
+    mocked_http: responses.RequestsMock,
+) -> None:
+    bob = make_user(django_user_model, "bob")
+    two_orgs[0].members.add(bob)
+    with org_settings():
+        client = signed_in(alice)
+        fake_datadog(mocked_http)
+        connection = connect_once(client, mocked_http)
+        assert connection.owner == two_orgs[0]
+        assert signed_in(bob).get(f"/datadog/connections/{connection.pk}/").status_code == 200
+        carol = make_user(django_user_model, "carol")
+        assert signed_in(carol).get(f"/datadog/connections/{connection.pk}/").status_code == 404
+        listing = signed_in(bob).get("/datadog/connections/").content.decode()
+        assert f"/datadog/connections/{connection.pk}/" in listing
+
+
+def test_state_changing_routes_refuse_get_and_missing_csrf(
+    alice: Any, connection: Connection
+) -> None:
+    client = signed_in(alice)
+    for action in ("disconnect", "reconnect", "api-key"):
+        assert client.get(f"/datadog/connections/{connection.pk}/{action}/").status_code == 405
+    csrf_client = Client(enforce_csrf_checks=True)
+    csrf_client.force_login(alice)
+    for action in ("disconnect", "reconnect", "api-key"):
+        assert (
+            csrf_client.post(f"/datadog/connections/{connection.pk}/{action}/").status_code == 403
+        )
+    connection.refresh_from_db()
+    assert connection.status == ConnectionStatus.ACTIVE
+
+
+def test_anonymous_users_are_sent_to_login_from_connection_pages(connection: Connection) -> None:
+    response = Client().get(f"/datadog/connections/{connection.pk}/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+
+
+def test_disconnect_revokes_through_the_lifecycle_operation(
+    alice: Any, connection: Connection, mocked_http: responses.RequestsMock
+) -> None:
+    mocked_http.post(api("datadoghq.com", "/oauth2/v1/revoke"), status=200)
+    client = signed_in(alice)
+    response = client.post(f"/datadog/connections/{connection.pk}/disconnect/")
+    assert response.status_code == 302
+    assert response["Location"] == f"/datadog/connections/{connection.pk}/"
+    connection.refresh_from_db()
+    assert connection.status == ConnectionStatus.REVOKED
+    page = client.get(response["Location"]).content.decode()
+    assert "OAuth Client API Key" in page
+    assert "Connect again" in page

@@ -17,7 +17,6 @@ from django.core.exceptions import ValidationError
 from django.db.models import F, Q
 from django.utils import timezone
 
-from ..client import DatadogClient
 from ..exceptions import (
     DatadogPartnerError,
     InvalidClientError,
@@ -25,14 +24,14 @@ from ..exceptions import (
     RetryableError,
 )
 from ..models import Connection, ConnectionStatus
+from ..regions import get_site
+from .api_keys import validate_api_key
 from .revoke import revoke
-from .rows import error_code_of, record_error
+from .rows import record_error
 from .status import mark_broken, set_status
 from .tokens import refresh, reveal
 
 logger = logging.getLogger("django_datadog_partner")
-
-VALIDATE_PATH = "/api/v1/validate"
 
 #: A connection is due again this long after its last check (a little under a day, so the
 #: hourly runs do not drift later every day).
@@ -91,6 +90,7 @@ def check_health(connection: Connection) -> HealthReport:
         outcome = revoke(connection, reason="Its owner was deleted.")
         return _report(connection, False, f"Its owner was deleted. {outcome.message}")
     if connection.status in NOT_CHECKED:
+        _mark_checked(connection)
         return _report(connection, False, f"Not checked: {connection.get_status_display()}.")
     try:
         if connection.status == ConnectionStatus.CREDENTIALS_UNREADABLE:
@@ -105,37 +105,6 @@ def check_health(connection: Connection) -> HealthReport:
         return _report(connection, False, str(exc))
     finally:
         _mark_checked(connection)
-
-
-def validate_api_key(connection: Connection) -> bool:
-    """``GET /api/v1/validate`` with the stored key: True on 200, False on 403.
-
-    Raises ``RateLimitedError``/``RetryableError`` for 429/5xx and ``DatadogPartnerError``
-    for other answers, so a Datadog outage is never mistaken for a revoked key.
-    """
-    assert connection.api_key is not None
-    key = reveal(connection, connection.api_key)
-    client = DatadogClient(connection.domain)
-    response = client.request(
-        "GET",
-        client.api_url(VALIDATE_PATH),
-        headers={"DD-API-KEY": key, "Accept": "application/json"},
-    )
-    if response.status_code == 200:
-        return True
-    if response.status_code == 403:
-        return False
-    if response.status_code == 429:
-        from ..oauth import retry_after
-
-        raise RateLimitedError(
-            "Datadog asked us to slow down while validating the API key.",
-            retry_after=retry_after(response),
-            response=response,
-        )
-    if response.status_code >= 500:
-        raise RetryableError("Datadog failed to validate the API key.", response=response)
-    raise DatadogPartnerError("Datadog gave an unexpected answer.", response=response)
 
 
 def run_scheduled_health_checks(now: datetime | None = None) -> HealthRunSummary:
@@ -194,11 +163,12 @@ def _check_api_key(connection: Connection) -> HealthReport:
             "The token works but no API key is stored: revoke “OAuth Client API Key” in "
             "Datadog (Organization Settings → API Keys), then use “Create the API key again”.",
         )
-    try:
-        valid = validate_api_key(connection)
-    except (RetryableError, RateLimitedError, DatadogPartnerError) as exc:
-        record_error(connection, error_code_of(exc))
-        raise
+    valid = validate_api_key(get_site(connection.domain), reveal(connection, connection.api_key))
+    if valid is None:
+        record_error(connection, "validate_unconfirmed")
+        return _report(
+            connection, False, "Datadog could not confirm the API key now; checked again later."
+        )
     if not valid:
         mark_broken(
             connection,

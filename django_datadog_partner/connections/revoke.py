@@ -15,8 +15,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Model
-
 from .. import oauth
 from ..exceptions import (
     CredentialsUnreadableError,
@@ -27,12 +25,11 @@ from ..exceptions import (
 )
 from ..models import Connection, ConnectionStatus
 from ..regions import get_site
+from .api_keys import api_keys_page_url
 from .rows import copy_state, error_code_of, locked_row, record_error
 from .status import raise_alarm, set_status
 
 logger = logging.getLogger("django_datadog_partner")
-
-API_KEYS_PAGE = "/organization-settings/api-keys"
 
 #: Revoked in this order: the grant first (RFC 7009 §2.1), then the access token.
 TOKEN_FIELDS = (("refresh_token", "refresh_token"), ("access_token", "access_token"))
@@ -50,10 +47,11 @@ class RevokeOutcome:
         return self.status == ConnectionStatus.REVOKED
 
 
-def revoke(
-    connection: Connection, *, reason: str = "", actor: Model | None = None
-) -> RevokeOutcome:
-    """Disconnect ``connection`` from Datadog; safe to call again at any time."""
+def revoke(connection: Connection, *, reason: str = "", actor: Any = None) -> RevokeOutcome:
+    """Disconnect ``connection`` from Datadog; safe to call again at any time.
+
+    ``actor`` (the user who asked, if any) is recorded in the status reason.
+    """
     if connection.status == ConnectionStatus.REVOKED:
         return RevokeOutcome(connection.status, api_key_instruction(connection, already=True))
     reason = _describe(reason, actor)
@@ -99,14 +97,6 @@ def api_key_instruction(connection: Connection, *, already: bool = False) -> str
         f"({api_keys_page_url(connection)}), find the key named “OAuth Client API Key”"
         f"{ending} and revoke it. Datadog does not let integrations delete it themselves."
     )
-
-
-def api_keys_page_url(connection: Connection) -> str:
-    """The API Keys page on the customer's own Datadog web host (custom subdomains kept)."""
-    base = connection.site if connection.site.startswith("https://") else ""
-    if not base:
-        base = get_site(connection.domain).web_url
-    return base.rstrip("/") + API_KEYS_PAGE
 
 
 def _revoke_tokens(row: Connection) -> DatadogPartnerError | None:

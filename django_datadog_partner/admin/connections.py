@@ -1,0 +1,270 @@
+"""Connections in the admin: a read-only record plus lifecycle actions with confirmation pages.
+
+Secrets are never shown, edited or decrypted here: list views defer the encrypted columns,
+and pages show only the API key's last four characters and whether tokens are stored.
+Nothing is saved through a form (a stale form could overwrite a token refreshed
+meanwhile); every change goes through an operation of ``connections``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, URLPattern, path, reverse
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
+
+from ..conf import app_settings
+from ..exceptions import ConfigurationError, DatadogPartnerError
+from ..models import Alarm, Connection
+from .lifecycle_actions import ACTIONS, LifecycleAction
+
+SECRET_FIELDS = ("access_token", "refresh_token", "api_key")
+CONFIRM_URL_NAME = "datadog_partner_connection_confirm"
+
+
+@admin.register(Connection)
+class ConnectionAdmin(admin.ModelAdmin):
+    list_display = ("id", "org", "owner_display", "domain", "status", "api_key_display",
+                    "expires_at", "last_success_at", "last_error", "health_checked_at")  # fmt: skip
+    list_display_links = ("id", "org")
+    list_filter = ("status", "domain", "owner_content_type", "last_error_code")
+    list_select_related = ("owner_content_type",)
+    date_hierarchy = "created_at"
+    actions = ("revoke_action", "refresh_action", "check_action", "test_event_action",
+               "reconnect_link_action", "create_api_key_action")  # fmt: skip
+    fieldsets = (
+        ("Datadog", {"fields": ("domain", "site", "dd_org_id", "dd_org_name", "scopes")}),
+        ("Owner", {"fields": ("owner_display", "connected_by")}),
+        ("Status", {"fields": ("status", "status_reason", "status_changed_at", "paused_until")}),
+        ("Credentials (encrypted; never shown)", {"fields": ("credentials",)}),
+        ("Activity", {"fields": ("created_at", "updated_at", "last_success_at", "last_error",
+                                 "health_checked_at")}),
+    )  # fmt: skip
+    readonly_fields = ("owner_display", "credentials", "last_error")
+    change_form_template = "admin/datadog_partner/connection/change_form.html"
+    change_list_template = "admin/datadog_partner/connection/change_list.html"
+
+    # --- what is shown -------------------------------------------------------------------
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Connection]:
+        return super().get_queryset(request).defer(*SECRET_FIELDS).prefetch_related("owner")
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        username = get_user_model().USERNAME_FIELD
+        return ["dd_org_name", "dd_org_id", "owner_object_id", "api_key_last4", "api_key_id",
+                f"connected_by__{username}"]  # fmt: skip
+
+    @admin.display(description="Datadog org", ordering="dd_org_name")
+    def org(self, obj: Connection) -> str:
+        return obj.dd_org_name or obj.dd_org_id or "—"
+
+    @admin.display(description="Owner")
+    def owner_display(self, obj: Connection) -> str:
+        owner = obj.owner
+        return str(owner) if owner is not None else "(deleted)"
+
+    @admin.display(description="API key", ordering="api_key_last4")
+    def api_key_display(self, obj: Connection) -> str:
+        return f"…{obj.api_key_last4}" if obj.api_key_last4 else "—"
+
+    @admin.display(description="Last error", ordering="last_error_at")
+    def last_error(self, obj: Connection) -> str:
+        if not obj.last_error_code:
+            return "—"
+        when = f" ({obj.last_error_at:%Y-%m-%d %H:%M})" if obj.last_error_at else ""
+        return f"{obj.last_error_code}{when}"
+
+    @admin.display(description="Stored credentials")
+    def credentials(self, obj: Connection) -> str:
+        # Presence only: asking whether a value is stored needs no decryption.
+        expiry = f", expires {obj.expires_at:%Y-%m-%d %H:%M %Z}" if obj.expires_at else ""
+        lines = [
+            ("Access token", "stored" + expiry if obj.access_token is not None else "none"),
+            ("Refresh token", "stored" if obj.refresh_token is not None else "none"),
+            ("API key", _api_key_summary(obj)),
+        ]
+        return format_html_join(mark_safe("<br>"), "{}: {}", lines)
+
+    # --- nothing is edited through a form -------------------------------------------------
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The object page is read-only; actions check ``can_act`` instead.
+        return obj is None and super().has_change_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Only revoked connections may go: deleting a live one would leave its grant alive.
+        revoked = obj is not None and obj.status == "revoked"
+        return revoked and super().has_delete_permission(request, obj)
+
+    def can_act(self, request: HttpRequest) -> bool:
+        return super().has_change_permission(request)
+
+    # --- pages ----------------------------------------------------------------------------
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        alarms = Alarm.objects.filter(cleared_at__isnull=True)
+        return super().changelist_view(request, {**(extra_context or {}), "open_alarms": alarms})
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        buttons = []
+        connection = Connection.objects.defer(*SECRET_FIELDS).filter(pk=object_id).first()
+        if connection is not None and self.can_act(request):
+            buttons = [
+                (action.label, _confirm_url(action.name, [connection.pk]))
+                for action in ACTIONS.values()
+                if action.not_applicable(connection) is None
+            ]
+        context = {**(extra_context or {}), "lifecycle_buttons": buttons}
+        return super().change_view(request, object_id, form_url, context)
+
+    def get_urls(self) -> list[URLPattern]:
+        confirm = path(
+            "confirm/<str:action>/",
+            self.admin_site.admin_view(self.confirm_view),
+            name=CONFIRM_URL_NAME,
+        )
+        return [confirm, *super().get_urls()]
+
+    def confirm_view(self, request: HttpRequest, action: str) -> HttpResponse:
+        """GET: what will happen to which connections. POST: do it, report, go back."""
+        spec = ACTIONS.get(action)
+        if spec is None:
+            raise Http404("Unknown action.")
+        if not (
+            self.can_act(request) or (spec.perform is None and self.has_view_permission(request))
+        ):
+            raise PermissionDenied
+        ids = _ids(request.POST.get("ids") if request.method == "POST" else request.GET.get("ids"))
+        connections = list(
+            Connection.objects.defer(*SECRET_FIELDS).filter(pk__in=ids).order_by("pk")
+        )
+        if not connections:
+            self.message_user(request, "No connection selected.", messages.WARNING)
+            return HttpResponseRedirect(reverse("admin:datadog_partner_connection_changelist"))
+        applicable = [c for c in connections if spec.not_applicable(c) is None]
+        back = _back_url(connections)
+        if request.method == "POST" and spec.perform is not None and applicable:
+            self._perform(request, spec, applicable)
+            return HttpResponseRedirect(back)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": spec.label if spec.perform is None else f"{spec.label}: are you sure?",
+            "action": spec,
+            "confirmable": spec.perform is not None,
+            "applicable": applicable,
+            "skipped": [(c, spec.not_applicable(c)) for c in connections if c not in applicable],
+            "links": _reconnect_links(request, applicable) if spec.perform is None else [],
+            "ids": ",".join(str(c.pk) for c in applicable),
+            "back_url": back,
+        }
+        return TemplateResponse(
+            request, "admin/datadog_partner/connection/confirm_action.html", context
+        )
+
+    def _perform(
+        self, request: HttpRequest, spec: LifecycleAction, targets: list[Connection]
+    ) -> None:
+        assert spec.perform is not None
+        for connection in targets:
+            label = f"Connection #{connection.pk} ({self.org(connection)})"
+            try:
+                level, text = spec.perform(request, connection)
+            except ConfigurationError as exc:
+                self.message_user(request, f"{label}: {exc} Stopped.", messages.ERROR)
+                return
+            except DatadogPartnerError as exc:
+                level, text = messages.ERROR, str(exc)
+            self.message_user(request, f"{label}: {spec.label}: {text}", level)
+
+    # --- changelist actions: each leads to the confirmation page ------------------------------
+
+    def _to_confirmation(self, queryset: QuerySet[Connection], action: str) -> HttpResponse:
+        pks = queryset.order_by("pk").values_list("pk", flat=True)
+        return HttpResponseRedirect(_confirm_url(action, pks))
+
+    @admin.action(description="Revoke", permissions=["change"])
+    def revoke_action(self, request: HttpRequest, queryset: QuerySet[Connection]) -> HttpResponse:
+        return self._to_confirmation(queryset, "revoke")
+
+    @admin.action(description="Refresh now", permissions=["change"])
+    def refresh_action(self, request: HttpRequest, queryset: QuerySet[Connection]) -> HttpResponse:
+        return self._to_confirmation(queryset, "refresh")
+
+    @admin.action(description="Check health", permissions=["change"])
+    def check_action(self, request: HttpRequest, queryset: QuerySet[Connection]) -> HttpResponse:
+        return self._to_confirmation(queryset, "check")
+
+    @admin.action(description="Send test event", permissions=["change"])
+    def test_event_action(
+        self, request: HttpRequest, queryset: QuerySet[Connection]
+    ) -> HttpResponse:
+        return self._to_confirmation(queryset, "test_event")
+
+    @admin.action(description="Copy reconnect link", permissions=["view"])
+    def reconnect_link_action(
+        self, request: HttpRequest, queryset: QuerySet[Connection]
+    ) -> HttpResponse:
+        return self._to_confirmation(queryset, "reconnect_link")
+
+    @admin.action(description="Create the API key again", permissions=["change"])
+    def create_api_key_action(
+        self, request: HttpRequest, queryset: QuerySet[Connection]
+    ) -> HttpResponse:
+        return self._to_confirmation(queryset, "create_api_key")
+
+
+def _api_key_summary(obj: Connection) -> str:
+    if obj.api_key is None:
+        return "none" + (f" (was …{obj.api_key_last4})" if obj.api_key_last4 else "")
+    parts = [f"…{obj.api_key_last4}" if obj.api_key_last4 else "stored"]
+    if obj.api_key_id:
+        parts.append(f"id {obj.api_key_id}")
+    if obj.api_key_fingerprint:
+        parts.append(f"fingerprint {obj.api_key_fingerprint[:12]}")
+    return ", ".join(parts)
+
+
+def _confirm_url(action: str, ids: Any) -> str:
+    joined = ",".join(str(pk) for pk in ids)
+    return reverse(f"admin:{CONFIRM_URL_NAME}", args=[action]) + f"?ids={joined}"
+
+
+def _ids(raw: str | None) -> list[int]:
+    return [int(part) for part in (raw or "").split(",") if part.strip().isdigit()][:500]
+
+
+def _back_url(connections: list[Connection]) -> str:
+    if len(connections) == 1:
+        return reverse("admin:datadog_partner_connection_change", args=[connections[0].pk])
+    return reverse("admin:datadog_partner_connection_changelist")
+
+
+def _reconnect_links(
+    request: HttpRequest, connections: list[Connection]
+) -> list[tuple[Connection, str]]:
+    """Absolute URLs of the connections' own pages, built from BASE_URL (never the Host)."""
+    try:
+        base = app_settings.BASE_URL
+        return [(c, base + reverse("datadog_partner:connection", args=[c.pk])) for c in connections]
+    except (ImproperlyConfigured, NoReverseMatch) as exc:
+        messages.error(request, f"Cannot build reconnect links: {exc}")
+        return []

@@ -1,0 +1,102 @@
+"""The outbox in the admin: read-only, filterable, with "Requeue" for dead or parked rows."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from .. import delivery, kick
+from ..models import OutboxEvent
+
+OWNER_CHOICES_LIMIT = 50
+
+
+class OwnerFilter(admin.SimpleListFilter):
+    """Rows of one owner (``?owner=<content type id>:<object id>``), recent owners listed."""
+
+    title = _("owner")
+    parameter_name = "owner"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        pairs = (
+            OutboxEvent.objects.exclude(owner_content_type=None)
+            .order_by("-id")
+            .values_list("owner_content_type_id", "owner_object_id")
+            .distinct()[:OWNER_CHOICES_LIMIT]
+        )
+        types = ContentType.objects.in_bulk({ct for ct, _ in pairs})
+        return [(f"{ct}:{pk}", f"{types[ct].name} {pk}") for ct, pk in dict.fromkeys(pairs)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if not value or ":" not in value:
+            return queryset
+        content_type, object_id = value.split(":", 1)
+        if not content_type.isdigit():
+            return queryset.none()
+        return queryset.filter(owner_content_type_id=content_type, owner_object_id=object_id)
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(admin.ModelAdmin):
+    list_display = ("id", "kind", "status", "source", "action", "owner_display", "connection",
+                    "attempts", "next_attempt_at", "event_time", "last_error_code")  # fmt: skip
+    list_filter = ("status", "kind", "source", OwnerFilter, "connection")
+    search_fields = ("=id", "=owner_object_id", "last_error_code")
+    list_select_related = ("connection", "owner_content_type")
+    date_hierarchy = "created_at"
+    actions = ["requeue"]
+    fields = ("kind", "status", "source", "action", "owner_display", "connection", "attempts",
+              "event_time", "created_at", "next_attempt_at", "lease_until", "finished_at",
+              "last_error_code", "last_error", "payload_display")  # fmt: skip
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The list (and its Requeue action) needs "change"; a row itself is never edited.
+        return obj is None and super().has_change_permission(request)
+
+    @admin.display(description=_("owner"))
+    def owner_display(self, obj: OutboxEvent) -> str:
+        if obj.owner_content_type is None:
+            return "-"
+        return f"{obj.owner_content_type.name} {obj.owner_object_id}"
+
+    @admin.display(description=_("payload"))
+    def payload_display(self, obj: OutboxEvent) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2, sort_keys=True))
+
+    @admin.action(description=_("Requeue selected dead, parked or expired rows"))
+    def requeue(self, request: HttpRequest, queryset: QuerySet[OutboxEvent]) -> None:
+        selected = queryset.count()
+        done = delivery.requeue(queryset)
+        if done:
+            kick.request_kick()
+        self.message_user(
+            request,
+            ngettext("%(n)d row requeued.", "%(n)d rows requeued.", done) % {"n": done},
+            messages.SUCCESS if done else messages.WARNING,
+        )
+        if selected > done:
+            self.message_user(
+                request,
+                _(
+                    "%(n)d selected rows were left alone: only dead, parked or expired rows "
+                    "can be requeued."
+                )
+                % {"n": selected - done},
+                messages.WARNING,
+            )

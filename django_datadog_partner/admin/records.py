@@ -1,0 +1,58 @@
+"""Read-only records: pending OAuth authorizations and configuration alarms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from ..models import Alarm, AuthorizationRequest
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(AuthorizationRequest)
+class AuthorizationRequestAdmin(ReadOnlyAdmin):
+    """Who started connecting what, and whether it finished. The state value, the PKCE
+    verifier and the browser binding are secrets and are never listed."""
+
+    list_display = ("id", "user", "domain", "site", "created_at", "expires_at", "used_at",
+                    "reconnect_of")  # fmt: skip
+    list_filter = ("domain",)
+    list_select_related = ("user", "reconnect_of")
+    date_hierarchy = "created_at"
+    fields = ("user", "owner_content_type", "owner_object_id", "domain", "site", "reconnect_of",
+              "created_at", "expires_at", "used_at")  # fmt: skip
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AuthorizationRequest]:
+        return super().get_queryset(request).defer("code_verifier", "state", "binding_hash")
+
+
+@admin.register(Alarm)
+class AlarmAdmin(ReadOnlyAdmin):
+    """Configuration problems only the vendor can fix (shown as a banner on connections)."""
+
+    list_display = ("code", "message", "count", "first_raised_at", "last_raised_at", "cleared_at")
+    list_filter = (("cleared_at", admin.EmptyFieldListFilter),)
+    actions = ("clear",)
+
+    def has_clear_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("datadog_partner.change_alarm")
+
+    @admin.action(description="Clear (the problem is fixed)", permissions=["clear"])
+    def clear(self, request: HttpRequest, queryset: QuerySet[Alarm]) -> None:
+        cleared = queryset.filter(cleared_at__isnull=True).update(cleared_at=timezone.now())
+        self.message_user(
+            request,
+            f"{cleared} alarm(s) cleared. They come back if the problem happens again.",
+            messages.SUCCESS,
+        )

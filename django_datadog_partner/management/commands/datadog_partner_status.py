@@ -1,0 +1,104 @@
+"""Every connection at a glance, open configuration alarms and missing schedules."""
+
+from __future__ import annotations
+
+import json
+from argparse import ArgumentParser
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from ...models import Alarm, Connection, ConnectionStatus
+from ...schedules import schedules_out_of_date
+
+SECRET_FIELDS = ("access_token", "refresh_token", "api_key")
+COLUMNS = ("id", "status", "domain", "org", "owner", "api_key", "token_expires", "last_success",
+           "last_error", "health_checked")  # fmt: skip
+
+
+class Command(BaseCommand):
+    help = "Show every Datadog connection, open configuration alarms and missing schedules."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+        parser.add_argument(
+            "--status", choices=ConnectionStatus.values, help="only connections in this status"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        queryset = Connection.objects.defer(*SECRET_FIELDS).prefetch_related("owner")
+        if options["status"]:
+            queryset = queryset.filter(status=options["status"])
+        rows = [_row(connection) for connection in queryset.order_by("pk")]
+        alarms = [
+            {
+                "code": a.code,
+                "message": a.message,
+                "count": a.count,
+                "last": _time(a.last_raised_at),
+            }
+            for a in Alarm.objects.filter(cleared_at__isnull=True)
+        ]
+        missing = [spec.name for spec in schedules_out_of_date()]
+        if options["json"]:
+            by_status = dict(Counter(row["status"] for row in rows))
+            report = {"connections": rows, "by_status": by_status, "alarms": alarms,
+                      "schedules_missing": missing}  # fmt: skip
+            self.stdout.write(json.dumps(report, indent=2))
+            return
+        self._table(rows)
+        for alarm in alarms:
+            self.stdout.write(
+                self.style.ERROR(f"ALARM {alarm['code']} (x{alarm['count']}): {alarm['message']}")
+            )
+        if missing:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Schedules missing or outdated: {', '.join(missing)}. "
+                    "Run manage.py datadog_partner_schedule."
+                )
+            )
+
+    def _table(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            self.stdout.write("No Datadog connections.")
+            return
+        cells = [[str(row[c] if row[c] is not None else "-") for c in COLUMNS] for row in rows]
+        widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(COLUMNS)]
+        self.stdout.write(
+            "  ".join(c.upper().ljust(w) for c, w in zip(COLUMNS, widths, strict=True))
+        )
+        for line in cells:
+            self.stdout.write("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)))
+        counts = Counter(row["status"] for row in rows)
+        self.stdout.write(
+            f"{len(rows)} connection(s): "
+            + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        )
+
+
+def _row(connection: Connection) -> dict[str, Any]:
+    owner = connection.owner
+    return {
+        "id": connection.pk,
+        "status": connection.status,
+        "status_reason": connection.status_reason,
+        "domain": connection.domain,
+        "org": connection.dd_org_name or connection.dd_org_id or None,
+        "owner": str(owner) if owner is not None else "(deleted)",
+        "api_key": f"…{connection.api_key_last4}" if connection.api_key_last4 else None,
+        "token_expires": _time(connection.expires_at),
+        "last_success": _time(connection.last_success_at),
+        "last_error": (
+            f"{connection.last_error_code} {_time(connection.last_error_at)}"
+            if connection.last_error_code
+            else None
+        ),
+        "health_checked": _time(connection.health_checked_at),
+    }
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.strftime("%Y-%m-%d %H:%M") if value else None

@@ -1,0 +1,78 @@
+"""What the lifecycle commands share: choosing connections, and a per-connection loop.
+
+Each connection's failure is reported and the loop goes on; the command ends with a
+summary and exits non-zero if anything failed. Only a configuration error (our client
+credentials refused) stops the loop, since every further connection would fail alike.
+"""
+
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db.models import QuerySet
+
+from ..exceptions import ConfigurationError, DatadogPartnerError
+from ..models import Connection
+
+#: ``(succeeded, message)`` for one connection.
+Result = tuple[bool, str]
+
+
+def add_selection_arguments(parser: ArgumentParser, *, all_help: str | None) -> None:
+    """``ID …`` positional ids, plus ``--all`` when ``all_help`` says what it selects."""
+    parser.add_argument("ids", nargs="*", type=int, metavar="ID", help="connection ids")
+    if all_help:
+        parser.add_argument("--all", action="store_true", help=all_help)
+
+
+def selected_connections(
+    options: dict[str, Any], everything: QuerySet[Connection] | None = None
+) -> list[Connection]:
+    """The connections named on the command line (or ``everything`` with ``--all``)."""
+    ids: list[int] = options["ids"]
+    use_all = bool(options.get("all"))
+    if use_all and ids:
+        raise CommandError("Give connection ids or --all, not both.")
+    if use_all and everything is not None:
+        return list(everything.order_by("pk"))
+    if not ids:
+        hint = " (or --all)" if everything is not None else ""
+        raise CommandError(f"Give at least one connection id{hint}.")
+    found = Connection.objects.in_bulk(ids)
+    missing = [str(pk) for pk in ids if pk not in found]
+    if missing:
+        raise CommandError(f"No Datadog connection with id {', '.join(missing)}.")
+    return [found[pk] for pk in dict.fromkeys(ids)]
+
+
+def run_each(
+    command: BaseCommand,
+    connections: Iterable[Connection],
+    action: Callable[[Connection], Result],
+    *,
+    done: str,
+) -> None:
+    """Run ``action`` per connection, print one line each and a summary; fail at the end."""
+    total = failed = 0
+    for connection in connections:
+        total += 1
+        label = f"#{connection.pk} {connection.dd_org_name or connection.dd_org_id or '-'}"
+        label += f" @ {connection.domain}"
+        try:
+            ok, message = action(connection)
+        except ConfigurationError as exc:
+            raise CommandError(
+                f"{label}: {exc} Stopped: every connection would fail alike."
+            ) from exc
+        except DatadogPartnerError as exc:
+            ok, message = False, str(exc)
+        failed += not ok
+        style = command.style.SUCCESS if ok else command.style.ERROR
+        command.stdout.write(style(f"{label}: {message}"))
+    summary = f"{done} {total - failed} of {total} connection(s)."
+    if failed:
+        raise CommandError(f"{summary} {failed} failed (see above).")
+    command.stdout.write(summary)

@@ -1,0 +1,198 @@
+"""Revocation (AT-33..35 operation side): order, wipe, cancel events, retries, idempotence."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from django_datadog_partner import tasks
+from django_datadog_partner.connections import retry_pending_revocations, revoke
+from django_datadog_partner.models import (
+    Alarm,
+    Connection,
+    ConnectionStatus,
+    OutboxEvent,
+    OutboxKind,
+    OutboxStatus,
+)
+from tests.lifecycle_support import (
+    REVOKE_URL,
+    form,
+    make_connection,
+    make_owner,
+    oauth_error,
+    partner_settings,
+    secrets_of,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def outbox_row(connection: Connection, status: str = OutboxStatus.PENDING) -> OutboxEvent:
+    return OutboxEvent.objects.create(
+        kind=OutboxKind.EVENT,
+        payload={"title": "t", "text": "x"},
+        connection=connection,
+        status=status,
+    )
+
+
+def test_revoke_revokes_refresh_then_access_token_wipes_secrets_and_cancels_events(mocked_http):
+    mocked_http.post(REVOKE_URL, body="")
+    connection = make_connection(site="https://acme.datadoghq.com")
+    pending, parked = outbox_row(connection), outbox_row(connection, OutboxStatus.PARKED)
+    delivered = outbox_row(connection, OutboxStatus.DELIVERED)
+    elsewhere = outbox_row(make_connection())
+
+    outcome = revoke(connection, reason="Customer asked.")
+
+    assert [form(c.request) for c in mocked_http.calls] == [
+        {
+            "client_id": "test-client-id",
+            "client_secret": "test-client-secret",
+            "token": "rt-old",
+            "token_type_hint": "refresh_token",
+        },
+        {
+            "client_id": "test-client-id",
+            "client_secret": "test-client-secret",
+            "token": "at-old",
+            "token_type_hint": "access_token",
+        },
+    ]
+    assert outcome.done and outcome.status == ConnectionStatus.REVOKED
+    assert "“OAuth Client API Key” (ending in abcd)" in outcome.message
+    assert "https://acme.datadoghq.com/organization-settings/api-keys" in outcome.message
+    stored = Connection.objects.get(pk=connection.pk)
+    assert stored.status == ConnectionStatus.REVOKED
+    assert stored.status_reason == "Customer asked."
+    assert secrets_of(stored) == {"access_token": None, "refresh_token": None, "api_key": None}
+    assert (stored.api_key_fingerprint, stored.expires_at) == ("", None)
+    assert stored.api_key_last4 == "abcd"  # kept: it tells the customer which key to revoke
+    statuses = {
+        row.pk: row.status for row in OutboxEvent.objects.filter(pk__in=[pending.pk, parked.pk])
+    }
+    assert set(statuses.values()) == {OutboxStatus.CANCELLED}
+    delivered.refresh_from_db()
+    elsewhere.refresh_from_db()
+    assert (delivered.status, elsewhere.status) == (OutboxStatus.DELIVERED, OutboxStatus.PENDING)
+
+
+def test_the_actor_is_recorded_in_the_reason(mocked_http):
+    mocked_http.post(REVOKE_URL, body="")
+    connection = make_connection()
+    staff = make_owner("alice")
+    revoke(connection, actor=staff)
+    assert Connection.objects.get(pk=connection.pk).status_reason == (
+        "Disconnect requested. (by alice)"
+    )
+
+
+def test_revoking_twice_is_harmless(mocked_http):
+    mocked_http.post(REVOKE_URL, body="")
+    connection = make_connection()
+    first = revoke(connection)
+    second = revoke(Connection.objects.get(pk=connection.pk))
+    assert first.done and second.done
+    assert "already disconnected" in second.message
+    assert "OAuth Client API Key" in second.message
+    assert len(mocked_http.calls) == 2  # the second call contacted nobody
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [{"status": 503, "headers": {"Retry-After": "30"}}, {"body": requests.ReadTimeout("slow")}],
+)
+def test_outage_keeps_revoking_with_secrets_then_the_background_retry_finishes(
+    mocked_http, failure
+):
+    mocked_http.post(REVOKE_URL, **failure)
+    connection = make_connection()
+    pending = outbox_row(connection)
+
+    outcome = revoke(connection)
+
+    assert not outcome.done and outcome.status == ConnectionStatus.REVOKING
+    assert "retried automatically" in outcome.message
+    stored = Connection.objects.get(pk=connection.pk)
+    assert stored.status == ConnectionStatus.REVOKING
+    assert secrets_of(stored)["refresh_token"] == "rt-old"  # still encrypted, not wiped
+    pending.refresh_from_db()
+    assert pending.status == OutboxStatus.PENDING
+
+    mocked_http.replace("POST", REVOKE_URL, body="")
+    assert tasks.retry_revocations() == {"revoked": 1, "still_revoking": 0}
+    assert Connection.objects.get(pk=connection.pk).status == ConnectionStatus.REVOKED
+    pending.refresh_from_db()
+    assert pending.status == OutboxStatus.CANCELLED
+
+
+def test_a_token_datadog_already_revoked_is_not_sent_again_on_retry(mocked_http):
+    mocked_http.post(REVOKE_URL, body="")
+    mocked_http.post(REVOKE_URL, status=502)
+    connection = make_connection()
+    assert not revoke(connection).done
+    assert secrets_of(connection)["refresh_token"] is None  # confirmed, so forgotten
+    assert secrets_of(connection)["access_token"] == "at-old"
+
+    mocked_http.replace("POST", REVOKE_URL, body="")
+    retry_pending_revocations()
+    assert [form(c.request)["token_type_hint"] for c in mocked_http.calls] == [
+        "refresh_token",
+        "access_token",
+        "access_token",
+    ]
+    assert Connection.objects.get(pk=connection.pk).status == ConnectionStatus.REVOKED
+
+
+def test_invalid_client_while_revoking_raises_the_alarm_and_keeps_revoking(mocked_http):
+    mocked_http.post(REVOKE_URL, status=401, body=oauth_error("invalid_client"))
+    connection = make_connection()
+    outcome = revoke(connection)
+    assert outcome.status == ConnectionStatus.REVOKING
+    assert "client credentials" in outcome.message
+    assert Alarm.objects.get(code="invalid_client").cleared_at is None
+    assert secrets_of(connection)["refresh_token"] == "rt-old"
+
+
+def test_a_400_is_surfaced_logged_and_retried(mocked_http, caplog):
+    mocked_http.post(REVOKE_URL, status=400, body=oauth_error("invalid_request", "Missing token"))
+    connection = make_connection()
+    outcome = revoke(connection)
+    assert outcome.status == ConnectionStatus.REVOKING
+    assert "invalid_request - Missing token" in outcome.message
+    assert "Revoking Datadog connection" in caplog.text
+    assert Connection.objects.get(pk=connection.pk).last_error_code == "invalid_request"
+
+
+def test_unreadable_tokens_keep_revoking_without_contacting_datadog(mocked_http):
+    connection = make_connection()
+    with partner_settings(ENCRYPTION_KEYS=["0MDLmGX3rQnpZ4RvL7NTgGd0yZQ1uX6LJ4cT5V8nU2E="]):
+        outcome = revoke(connection)
+    assert outcome.status == ConnectionStatus.REVOKING
+    assert "ENCRYPTION_KEYS" in outcome.message
+    assert len(mocked_http.calls) == 0
+    # Once the keys are right again, the retry completes the revocation.
+    mocked_http.post(REVOKE_URL, body="")
+    retry_pending_revocations()
+    assert Connection.objects.get(pk=connection.pk).status == ConnectionStatus.REVOKED
+
+
+def test_connection_without_tokens_is_revoked_locally(mocked_http):
+    connection = make_connection(access_token=None, refresh_token=None)
+    assert revoke(connection).done
+    assert len(mocked_http.calls) == 0
+
+
+def test_no_secret_reaches_logs_outcome_or_task_result(mocked_http, debug_logs, canaries):
+    mocked_http.post(REVOKE_URL, status=503)
+    connection = make_connection(
+        access_token=canaries["access_token"],
+        refresh_token=canaries["refresh_token"],
+        api_key=canaries["api_key"],
+    )
+    with partner_settings(CLIENT_SECRET=canaries["client_secret"]):
+        outcome = revoke(connection)
+        result = tasks.retry_revocations()
+    canaries.assert_absent(debug_logs.text, "logs")
+    canaries.assert_absent(outcome.message + repr(outcome) + repr(result), "the outcome")

@@ -106,8 +106,8 @@ class StatusChanges(list):
         self.append((connection.pk, old, new, reason))
 
 
-@pytest.fixture
-def status_changes() -> Any:
+@pytest.fixture(name="status_changes")
+def status_changes_fixture() -> Any:
     changes = StatusChanges()
     connection_status_changed.connect(changes.receiver, weak=False)
     yield changes

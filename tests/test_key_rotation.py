@@ -16,6 +16,7 @@ from django_datadog_partner.models import AuthorizationRequest, Connection, Conn
 from tests.lifecycle_support import (
     REVOKE_URL,
     TOKEN_URL,
+    form,
     make_connection,
     make_owner,
     partner_settings,
@@ -47,8 +48,9 @@ def raw_ciphertexts() -> list[str]:
     values = []
     for row in Connection.objects.values_list("access_token", "refresh_token", "api_key"):
         values += [secret.ciphertext for secret in row if secret is not None]
-    for (secret,) in AuthorizationRequest.objects.values_list("code_verifier"):
-        values.append(secret.ciphertext)
+    for (verifier,) in AuthorizationRequest.objects.values_list("code_verifier"):
+        assert verifier is not None
+        values.append(verifier.ciphertext)
     return values
 
 
@@ -95,8 +97,6 @@ def test_rotation_drill(mocked_http):
 
 
 def form_token(call) -> str:
-    from tests.lifecycle_support import form
-
     return form(call.request)["refresh_token"]
 
 

@@ -668,3 +668,19 @@ def test_create_the_api_key_again_on_a_revoked_connection_asks_to_reconnect(
     page = client.get(response["Location"]).content.decode()
     assert "must be reconnected" in page
     assert len(mocked_http.calls) == calls
+
+
+def test_hostile_input_cannot_forge_log_lines(
+    client: Client, debug_logs: pytest.LogCaptureFixture
+) -> None:
+    response = client.get(ONBOARDING, {"domain": "x\r\nFAKE LOG LINE", "site": "app.datadoghq.com"})
+    assert response.status_code == 400
+    text = debug_logs.text.lower()
+    assert "\\r\\nfake log line" in text  # logged, but encoded on the same line
+    assert not any(line.startswith("fake") for line in text.splitlines())
+
+
+def test_connected_page_without_a_result_goes_to_the_connection_list(client: Client) -> None:
+    response = client.get(CONNECTED)
+    assert response.status_code == 302
+    assert response["Location"] == "/datadog/connections/"

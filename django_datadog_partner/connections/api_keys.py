@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import requests
 from django.views.decorators.debug import sensitive_variables
@@ -253,8 +252,3 @@ def _code(exc: Exception) -> str:
     if isinstance(exc, DatadogPartnerError) and exc.status_code:
         return f"http_{exc.status_code}"
     return "unreachable"
-
-
-def describe(outcome: APIKeyOutcome) -> dict[str, Any]:
-    """Plain data for the session (the result page reads it after the redirect)."""
-    return {"result": outcome.result, "reason": outcome.reason, "detail": outcome.detail}

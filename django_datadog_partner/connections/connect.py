@@ -85,11 +85,12 @@ def fail(
     connection: Connection | None = None,
 ) -> ConnectFailed:
     """Log the failure, send ``connection_failed`` and return the exception to raise."""
+    # %r: the message may quote hostile input; repr keeps CR/LF from forging log lines.
     logger.warning(
-        "Datadog connect flow failed for user %s: %s%s",
+        "Datadog connect flow failed for user %s: %s %r",
         getattr(user, "pk", None),
         reason,
-        f" ({message})" if message and message != reason else "",
+        message,
     )
     connection_failed.send(sender=Connection, reason=reason, user=user)
     return ConnectFailed(reason, message, detail=detail, connection=connection)

@@ -51,6 +51,9 @@ class Command(BaseCommand):
         "Print the Onboarding URL, Redirect URI and scopes to register in Datadog's Developer "
         "Platform, warnings about test values, and the listing requirements."
     )
+    # It reports on the configuration itself (e.g. a plain-http BASE_URL), so it must run
+    # even when the system checks would stop other commands.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from django.apps import AppConfig, apps
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Tags, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
 from .conf import SETTING_NAME, app_settings
@@ -163,3 +163,65 @@ def _extra_sites_error(message: str) -> Error:
         "'logs_url': ...}}; they exist for the bundled sandbox and local tests.",
         id="datadog_partner.E009",
     )
+
+
+# --- Connection lifecycle (W020-W029); they read the database, so run with --database ----
+
+REVOKING_TOO_LONG_HOURS = 24
+
+
+@register(Tags.database)
+def check_lifecycle(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Schedules the lifecycle needs, open configuration alarms, disconnects never confirmed."""
+    from datetime import timedelta
+
+    from django.db import DatabaseError
+    from django.utils import timezone
+
+    from .models import Alarm, Connection, ConnectionStatus
+    from .schedules import SCHEDULES, schedules_out_of_date
+
+    if not kwargs.get("databases"):
+        return []
+    lifecycle = {spec.name for spec in SCHEDULES if not spec.func.endswith(".sweep_outbox")}
+    stuck_since = timezone.now() - timedelta(hours=REVOKING_TOO_LONG_HOURS)
+    try:
+        missing = [spec.name for spec in schedules_out_of_date() if spec.name in lifecycle]
+        alarms = list(Alarm.objects.filter(cleared_at__isnull=True).values_list("code", flat=True))
+        stuck = Connection.objects.filter(
+            status=ConnectionStatus.REVOKING, status_changed_at__lt=stuck_since
+        ).count()
+    except DatabaseError:  # not migrated yet
+        return []
+    warnings: list[CheckMessage] = []
+    if missing:
+        warnings.append(
+            Warning(
+                f"django-q2 schedules missing or outdated: {', '.join(sorted(missing))}.",
+                hint="Run `python manage.py datadog_partner_schedule`: without them "
+                "uninstalls go unnoticed and failed disconnects are never retried.",
+                id="datadog_partner.W020",
+            )
+        )
+    if alarms:
+        warnings.append(
+            Warning(
+                f"Open configuration alarms: {', '.join(alarms)}.",
+                hint="See the alarms in the admin (Datadog integration > Configuration "
+                "alarms); fix the cause, then clear them.",
+                id="datadog_partner.W021",
+            )
+        )
+    if stuck:
+        warnings.append(
+            Warning(
+                f"{stuck} connection(s) have been revoking for over {REVOKING_TOO_LONG_HOURS} "
+                "hours: Datadog keeps refusing or failing the revocation.",
+                hint="See their last error in the admin; `manage.py datadog_partner_revoke ID` "
+                "retries one and prints why it fails.",
+                id="datadog_partner.W022",
+            )
+        )
+    return warnings

@@ -485,3 +485,26 @@ def test_disconnect_revokes_through_the_lifecycle_operation(
     page = client.get(response["Location"]).content.decode()
     assert "OAuth Client API Key" in page
     assert "Connect again" in page
+
+
+def test_flow_pages_load_nothing_from_third_parties(
+    alice: Any, mocked_http: responses.RequestsMock
+) -> None:
+    """AT-41: no scripts, styles, images or frames from anywhere on the flow pages."""
+    client = signed_in(alice)
+    mocked_http.post(api("datadoghq.com", "/oauth2/v1/token"), json=token_json())
+    mocked_http.post(api("datadoghq.com", "/api/v2/api_keys/marketplace"), status=409)
+    pages = [
+        client.get(ONBOARDING),
+        client.get(f"{ONBOARDING}?domain=datadoghq.com&site=app.datadoghq.com"),
+    ]
+    started = start(client)
+    callback(client, started.state)
+    pages += [client.get(CONNECTED), client.get("/datadog/error/?reason=access_denied")]
+    pk = Connection.objects.get().pk
+    pages += [client.get("/datadog/connections/"), client.get(f"/datadog/connections/{pk}/")]
+    for page in pages:
+        assert_flow_headers(page)
+        html = page.content.decode().lower()
+        for tag in ("<script", "<link", "<img", "<iframe", "@import", "url("):
+            assert tag not in html, (page.request["PATH_INFO"], tag)

@@ -201,3 +201,21 @@ def test_invalid_client_propagates_from_a_single_check(mocked_http):
 
 def test_owner_can_be_any_host_model():
     assert owner_exists(make_connection(make_owner("someone")))
+
+
+def test_key_missing_keeps_the_connect_flows_instructions(mocked_http):
+    mocked_http.post(TOKEN_URL, json=token_json())
+    connection = make_connection(
+        api_key=None, status=ConnectionStatus.KEY_MISSING, status_reason="Revoke it, then …"
+    )
+    report = check_health(connection)
+    assert (report.healthy, report.message) == (False, "Revoke it, then …")
+    assert Connection.objects.get(pk=connection.pk).status_reason == "Revoke it, then …"
+
+
+def test_key_missing_connection_whose_stored_key_validates_becomes_active(mocked_http):
+    mocked_http.post(TOKEN_URL, json=token_json())
+    mocked_http.get(VALIDATE_URL, **VALID)
+    connection = make_connection(status=ConnectionStatus.KEY_MISSING)
+    assert check_health(connection).healthy
+    assert Connection.objects.get(pk=connection.pk).status == ConnectionStatus.ACTIVE

@@ -23,6 +23,7 @@ from tests.lifecycle_support import (
     oauth_error,
     partner_settings,
     secrets_of,
+    status_changes_fixture,  # noqa: F401  (the ``status_changes`` fixture)
 )
 
 pytestmark = pytest.mark.django_db
@@ -196,3 +197,16 @@ def test_no_secret_reaches_logs_outcome_or_task_result(mocked_http, debug_logs, 
         result = tasks.retry_revocations()
     canaries.assert_absent(debug_logs.text, "logs")
     canaries.assert_absent(outcome.message + repr(outcome) + repr(result), "the outcome")
+
+
+def test_revoking_through_a_stale_copy_changes_nothing(
+    mocked_http, status_changes, django_capture_on_commit_callbacks
+):
+    mocked_http.post(REVOKE_URL, body="")
+    connection = make_connection()
+    stale = Connection.objects.get(pk=connection.pk)
+    revoke(connection)
+    with django_capture_on_commit_callbacks(execute=True):
+        outcome = revoke(stale)  # still says "active" in memory
+    assert outcome.done and "already disconnected" in outcome.message
+    assert status_changes == [] and len(mocked_http.calls) == 2

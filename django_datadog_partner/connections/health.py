@@ -41,6 +41,11 @@ RUNS_PER_DAY = 24
 #: Each run may take this many times its share, so a backlog after downtime clears.
 CATCH_UP_FACTOR = 2
 
+NO_KEY_REASON = (
+    "The token works but no API key is stored: revoke “OAuth Client API Key” in Datadog "
+    "(Organization Settings → API Keys), then use “Create the API key again”."
+)
+
 #: Statuses a health check leaves alone: nothing to check, or another process owns them.
 NOT_CHECKED = frozenset(
     {ConnectionStatus.NEEDS_RECONNECT, ConnectionStatus.REVOKING, ConnectionStatus.REVOKED}
@@ -151,18 +156,9 @@ def owner_exists(connection: Connection) -> bool:
 
 def _check_api_key(connection: Connection) -> HealthReport:
     if connection.api_key is None:
-        mark_broken(
-            connection,
-            ConnectionStatus.KEY_MISSING,
-            "No API key is stored for this connection.",
-            "key_missing",
-        )
-        return _report(
-            connection,
-            False,
-            "The token works but no API key is stored: revoke “OAuth Client API Key” in "
-            "Datadog (Organization Settings → API Keys), then use “Create the API key again”.",
-        )
+        if connection.status != ConnectionStatus.KEY_MISSING:  # else keep the connect reason
+            mark_broken(connection, ConnectionStatus.KEY_MISSING, NO_KEY_REASON, "key_missing")
+        return _report(connection, False, connection.status_reason)
     valid = validate_api_key(get_site(connection.domain), reveal(connection, connection.api_key))
     if valid is None:
         record_error(connection, "validate_unconfirmed")
@@ -178,8 +174,8 @@ def _check_api_key(connection: Connection) -> HealthReport:
             "api_key_rejected",
         )
         return _report(connection, False, connection.status_reason)
-    if connection.status == ConnectionStatus.API_KEY_REJECTED:
-        set_status(connection, ConnectionStatus.ACTIVE, "Datadog accepts the API key again.")
+    if connection.status in (ConnectionStatus.API_KEY_REJECTED, ConnectionStatus.KEY_MISSING):
+        set_status(connection, ConnectionStatus.ACTIVE, "Datadog accepts the API key.")
     return _report(
         connection, True, "Healthy: the token refreshes and Datadog accepts the API key."
     )

@@ -26,7 +26,7 @@ from ..exceptions import (
 from ..models import Connection, ConnectionStatus
 from ..regions import get_site
 from .api_keys import api_keys_page_url
-from .rows import copy_state, error_code_of, locked_row, record_error
+from .rows import copy_state, error_code_of, locked_row, record_error, reread
 from .status import raise_alarm, set_status
 
 logger = logging.getLogger("django_datadog_partner")
@@ -52,6 +52,7 @@ def revoke(connection: Connection, *, reason: str = "", actor: Any = None) -> Re
 
     ``actor`` (the user who asked, if any) is recorded in the status reason.
     """
+    copy_state(reread(connection), connection)  # the caller's copy may be stale
     if connection.status == ConnectionStatus.REVOKED:
         return RevokeOutcome(connection.status, api_key_instruction(connection, already=True))
     reason = _describe(reason, actor)

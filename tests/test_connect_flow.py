@@ -507,3 +507,42 @@ def test_flow_pages_load_nothing_from_third_parties(
         html = page.content.decode().lower()
         for tag in ("<script", "<link", "<img", "<iframe", "@import", "url("):
             assert tag not in html, (page.request["PATH_INFO"], tag)
+
+
+def test_connecting_a_revoked_connection_again_restores_it_in_place(
+    alice: Any,
+    connection: Connection,
+    mocked_http: responses.RequestsMock,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from django_datadog_partner.signals import connection_status_changed
+
+    mocked_http.post(api("datadoghq.com", "/oauth2/v1/revoke"), status=200)
+    client = signed_in(alice)
+    client.post(f"/datadog/connections/{connection.pk}/disconnect/")
+    connection.refresh_from_db()
+    assert connection.status == ConnectionStatus.REVOKED
+    changes: list[tuple[str, str]] = []
+
+    def receiver(sender: Any, old: str, new: str, **kwargs: Any) -> None:
+        changes.append((old, new))
+
+    connection_status_changed.connect(receiver)
+    try:
+        response = client.post(f"/datadog/connections/{connection.pk}/reconnect/")
+        state = dict(parse_qsl(urlsplit(response["Location"]).query))["state"]
+        mocked_http.replace(
+            responses.POST,
+            api("datadoghq.com", "/oauth2/v1/token"),
+            json=token_json("access-new", "refresh-new"),
+        )
+        with django_capture_on_commit_callbacks(execute=True):
+            assert callback(client, state)["Location"] == CONNECTED
+    finally:
+        connection_status_changed.disconnect(receiver)
+    restored = Connection.objects.get()
+    assert restored.pk == connection.pk
+    assert restored.status == ConnectionStatus.ACTIVE
+    assert restored.access_token is not None and restored.access_token.reveal() == "access-new"
+    assert restored.api_key is not None and restored.api_key.reveal() == API_KEY
+    assert changes == [("revoked", "key_missing"), ("key_missing", "active")]

@@ -38,7 +38,7 @@ from ..regions import Site, check_region_agreement, get_site, validate_domain, v
 from ..signals import connection_established, connection_failed
 from .api_keys import MISSING_SCOPE, APIKeyOutcome, create_api_key
 from .authorization import callback_url, consume_authorization, start_authorization, take_verifier
-from .status import raise_alarm
+from .status import raise_alarm, set_status
 
 logger = logging.getLogger("django_datadog_partner")
 
@@ -47,6 +47,13 @@ CONNECTED = "connected"  # a new connection
 RECONNECTED = "reconnected"  # an existing connection updated in place
 DIFFERENT_ORG = "different_org"  # a reconnect that Datadog answered for another organisation
 
+#: Statuses a reconnect leaves at once: the tokens just obtained work.
+UNUSABLE_STATUSES = (
+    ConnectionStatus.NEEDS_RECONNECT,
+    ConnectionStatus.REVOKING,
+    ConnectionStatus.REVOKED,
+    ConnectionStatus.CREDENTIALS_UNREADABLE,
+)
 ORG_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 INVALID_CLIENT_ALARM = "invalid_client"
 
@@ -281,6 +288,12 @@ def _save_once(
             connection = _new_connection(pending, site.domain, org_id)
         _apply(connection, pending, tokens, user, org_id, org_name)
         connection.save()
+        if connection.status in UNUSABLE_STATUSES:
+            # In the same transaction as the new tokens, so a pending revocation retry or
+            # a health check never treats them as the old, broken ones.
+            set_status(
+                connection, ConnectionStatus.KEY_MISSING, "Reconnected; checking the API key."
+            )
     return connection, created
 
 

@@ -39,6 +39,7 @@ from ..signals import connection_established, connection_failed
 from .api_keys import MISSING_SCOPE, APIKeyOutcome, create_api_key
 from .authorization import callback_url, consume_authorization, start_authorization, take_verifier
 from .status import raise_alarm, set_status
+from .tokens import INVALID_CLIENT_ALARM
 
 logger = logging.getLogger("django_datadog_partner")
 
@@ -55,7 +56,6 @@ UNUSABLE_STATUSES = (
     ConnectionStatus.CREDENTIALS_UNREADABLE,
 )
 ORG_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
-INVALID_CLIENT_ALARM = "invalid_client"
 
 
 @dataclass(frozen=True)

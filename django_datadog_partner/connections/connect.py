@@ -60,6 +60,8 @@ ORG_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 
 @dataclass(frozen=True)
 class ConnectOutcome:
+    """A finished flow: ``code`` is ``connected``, ``reconnected`` or ``different_org``."""
+
     connection: Connection
     created: bool
     code: str

@@ -28,6 +28,7 @@ from ..regions import get_site
 from .api_keys import api_keys_page_url
 from .rows import copy_state, error_code_of, locked_row, record_error, reread
 from .status import raise_alarm, set_status
+from .tokens import INVALID_CLIENT_ALARM
 
 logger = logging.getLogger("django_datadog_partner")
 
@@ -66,7 +67,7 @@ def revoke(connection: Connection, *, reason: str = "", actor: Any = None) -> Re
     copy_state(row, connection)
     if isinstance(failure, InvalidClientError):
         raise_alarm(
-            "invalid_client",
+            INVALID_CLIENT_ALARM,
             "Datadog refused this OAuth client's credentials while revoking a token. Check "
             "DATADOG_PARTNER['CLIENT_ID'] and ['CLIENT_SECRET']; revocations are retried.",
         )

@@ -14,7 +14,7 @@ from django_datadog_partner.exceptions import ConfigurationError, CredentialsUnr
 from django_datadog_partner.fields import Secret
 from django_datadog_partner.models import AuthorizationRequest, Connection
 
-KEY: str = dict(settings.DATADOG_PARTNER)["ENCRYPTION_KEYS"][0]
+KEY = crypto.current_keys()[0]
 
 
 def with_keys(*keys: str) -> override_settings:

@@ -79,7 +79,7 @@ def create_api_key(connection: Connection, *, access_token: str | None = None) -
     token = access_token if access_token is not None else _stored_access_token(connection)
     stored = _stored_key(connection)
     if stored is not None and validate_api_key(site, stored) is not False:
-        set_status(connection, ConnectionStatus.ACTIVE)
+        set_status(connection, ConnectionStatus.ACTIVE, "The stored API key is still valid.")
         return APIKeyOutcome(KEY_KEPT)
     client = DatadogClient(site)
     try:
@@ -122,11 +122,11 @@ def _handle_marketplace_answer(
             # The key may exist in Datadog now, but we could not read it: treat as lost.
             return _missing(connection, MISSING_UNCONFIRMED, error_code="invalid_key_response")
         _store_key(connection, *parsed)
-        set_status(connection, ConnectionStatus.ACTIVE)
+        set_status(connection, ConnectionStatus.ACTIVE, "Datadog created the API key.")
         return APIKeyOutcome(KEY_CREATED)
     if status == 409:
         if _share_key_of_same_org(connection, site):
-            set_status(connection, ConnectionStatus.ACTIVE)
+            set_status(connection, ConnectionStatus.ACTIVE, "Uses the API key of its Datadog org.")
             return APIKeyOutcome(KEY_SHARED)
         return _missing(connection, MISSING_CONFLICT, error_code="http_409")
     if status in (401, 403):

@@ -243,3 +243,14 @@ def test_the_sandbox_refuses_to_start_outside_debug_unless_forced(settings: Any)
         config.ready()
     settings.DATADOG_PARTNER = forced
     config.ready()
+
+
+def test_datadogs_api_keys_page_leads_to_the_signed_in_users_org(
+    client: Client, signed_in: SandboxUser
+) -> None:
+    response = client.get("/sandbox/organization-settings/api-keys")
+    assert response["Location"] == f"/sandbox/orgs/{signed_in.org_id}/#api-keys"
+    client.post("/sandbox/logout/")
+    assert client.get("/sandbox/organization-settings/api-keys")["Location"].startswith(
+        "/sandbox/login/?next="
+    )

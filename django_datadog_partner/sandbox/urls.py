@@ -15,6 +15,7 @@ urlpatterns = [
     path("orgs/<int:pk>/faults/", orgs.update_faults, name="faults"),
     path("orgs/<int:pk>/revoke-api-key/", orgs.revoke_api_key, name="revoke_api_key"),
     path("grants/<int:pk>/revoke/", orgs.revoke_grant, name="revoke_grant"),
+    path("organization-settings/api-keys", orgs.api_keys_page, name="api_keys"),
 ] + [
     # Machine endpoints: token, revoke, marketplace key and intake (CSRF-exempt there only).
     path(

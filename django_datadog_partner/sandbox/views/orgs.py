@@ -68,6 +68,17 @@ def _shown(item: SandboxReceived) -> dict[str, object]:
     }
 
 
+def api_keys_page(request: HttpRequest) -> HttpResponse:
+    """Datadog's Organization Settings → API Keys, where users revoke the integration's key."""
+    user = current_user(request)
+    if user is None:
+        login = reverse("datadog_partner_sandbox:login")
+        return HttpResponseRedirect(f"{login}?next={request.path}")
+    return HttpResponseRedirect(
+        reverse("datadog_partner_sandbox:org", args=[user.org_id]) + "#api-keys"
+    )
+
+
 @require_POST
 def update_faults(request: HttpRequest, pk: int) -> HttpResponse:
     org = get_object_or_404(SandboxOrg, pk=pk)

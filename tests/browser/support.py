@@ -1,0 +1,157 @@
+"""Helpers of the browser tests: a real qcluster, screenshots, the host's owner hook, and
+the steps of the connect journey a person clicks through."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.testapp.models import Organization
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+PASSWORD = "browser-test-password"
+DEADLINE = 20.0
+
+
+def organizations_of(user: Any) -> list[Organization]:
+    """``OWNERS_FOR_USER`` of the test host: the organizations the user is a member of."""
+    return list(Organization.objects.filter(members=user).order_by("name"))
+
+
+class QCluster:
+    """``manage qcluster`` in a child process on the test database (tests/settings.py)."""
+
+    def __init__(self, sandbox_url: str) -> None:
+        self.sandbox_url = sandbox_url
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = ROOT / "test-artifacts" / "qcluster.log"
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "DDP_TEST_CHILD": "1",
+            "DDP_SANDBOX_URL": self.sandbox_url,
+        }
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "django", "qcluster"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class Shot:
+    """Numbered screenshots of one test, for people reading CI artifacts."""
+
+    def __init__(self, page: Any, test_name: str, folder: Path | None = None) -> None:
+        self.page = page
+        self.name = re.sub(r"[^A-Za-z0-9_.-]+", "_", test_name)
+        self.folder = folder or ROOT / "test-artifacts" / "screenshots"
+        self.count = 0
+
+    def __call__(self, label: str) -> None:
+        self.take(label)
+
+    def take(self, label: str) -> None:
+        self.count += 1
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{self.name}-{self.count:02d}-{label}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+
+
+def eventually(check: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
+    """Poll ``check`` until it returns something truthy (work done by another process)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Timed out waiting for {what}")
+        time.sleep(0.25)
+
+
+class Journey:
+    """What a person does, step by step, with a screenshot of each page that matters."""
+
+    def __init__(self, page: Any, base_url: str, shot: Shot) -> None:
+        self.page, self.base, self.shot = page, base_url, shot
+
+    def open_tile(self) -> None:
+        self.page.goto(self.base + "/sandbox/")
+        self.shot("tile")
+
+    def click_connect_accounts(self) -> None:
+        self.page.click("#connect-accounts")
+
+    def host_login(self, username: str) -> None:
+        self.page.wait_for_selector("#id_username")
+        self.page.fill("#id_username", username)
+        self.page.fill("#id_password", PASSWORD)
+        self.shot("host-login")
+        self.page.click("#log-in")
+
+    def confirm(self) -> None:
+        self.page.wait_for_selector("text=Continue to Datadog")
+        self.shot("confirm")
+        self.page.click("text=Continue to Datadog")
+        self.page.wait_for_load_state()
+        if "CSRF verification failed" in self.page.content():
+            self.shot("csrf-refused")
+            raise AssertionError(
+                "The confirmation form's POST was refused by CSRF. A page served with "
+                "Referrer-Policy: no-referrer (header or <meta>) makes Chromium send "
+                "'Origin: null' on its same-origin form POSTs, which Django's CSRF check "
+                "rejects; the confirmation page needs 'same-origin' (still no referrer to "
+                "Datadog or any other site)."
+            )
+
+    def sandbox_login(self, name: str = "Ada on Datadog", org: str = "Acme on Datadog") -> None:
+        """On the sandbox's sign-in page: pick the user if it exists, else create it."""
+        self.page.wait_for_selector("text=Sign in to Datadog (sandbox)")
+        existing = self.page.locator("button[name=user]", has_text=name)
+        if existing.count():
+            existing.first.click()
+            return
+        self.page.fill("#id_name", name)
+        self.page.fill("#id_org_name", org)
+        self.shot("sandbox-login")
+        self.page.click("button[name=create]")
+
+    def consent(self, *, approve: bool = True) -> None:
+        self.page.wait_for_selector("#authorize")
+        self.shot("consent")
+        self.page.click("#authorize" if approve else "#deny")
+
+    def connect(self, username: str) -> None:
+        """Tile -> host login -> confirm -> sandbox sign-in -> consent -> connected page."""
+        self.open_tile()
+        self.click_connect_accounts()
+        self.host_login(username)
+        self.confirm()
+        self.sandbox_login()
+        self.consent()
+        self.page.wait_for_selector("text=You may now close this tab.")
+        self.shot("connected")

@@ -1,0 +1,198 @@
+"""The journeys of issue 6, in Chromium, against the live server and a real qcluster."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from django_datadog_partner import connections
+from django_datadog_partner.models import AuthorizationRequest, Connection, ConnectionStatus
+from django_datadog_partner.sandbox.models import SandboxAPIKey, SandboxGrant, SandboxOrg
+from tests.testapp.models import Order, Organization
+
+from .support import PASSWORD, Journey, QCluster, Shot, eventually
+
+
+@pytest.fixture
+def acme() -> Organization:
+    return Organization.objects.create(name="Acme")
+
+
+@pytest.fixture
+def ada(acme: Organization) -> Any:
+    user = get_user_model().objects.create_user("ada", password=PASSWORD)
+    acme.members.add(user)
+    return user
+
+
+@pytest.fixture
+def journey(page: Any, dd_live: str, shot: Shot, ada: Any) -> Journey:
+    return Journey(page, dd_live, shot)
+
+
+def connection() -> Connection:
+    return eventually(Connection.objects.first, "the connection")
+
+
+def sandbox_org() -> SandboxOrg:
+    return SandboxOrg.objects.get(name="Acme on Datadog")
+
+
+def test_connect_then_an_order_change_arrives_in_the_sandbox(
+    journey: Journey, acme: Organization, qcluster: QCluster
+) -> None:
+    journey.connect("ada")
+    conn = connection()
+    assert conn.status == ConnectionStatus.ACTIVE
+    assert conn.owner == acme
+    assert SandboxAPIKey.objects.filter(org=sandbox_org(), revoked_at__isnull=True).count() == 1
+
+    order = Order.objects.create(organization=acme, number="1001", total=12)
+    order.status = "paid"
+    order.save()
+
+    page = journey.page
+
+    def event_shown() -> bool:
+        page.goto(f"{journey.base}/sandbox/orgs/{sandbox_org().pk}/")
+        return page.locator("tr.event").count() >= 2
+
+    eventually(event_shown, "the order events on the sandbox page", timeout=30)
+    assert "Order 1001" in page.inner_text("table[data-kind=events]")
+    journey.shot("event-arrived")
+
+
+def test_deny_shows_the_denied_page_and_creates_nothing(journey: Journey) -> None:
+    journey.open_tile()
+    journey.click_connect_accounts()
+    journey.host_login("ada")
+    journey.confirm()
+    journey.sandbox_login()
+    journey.consent(approve=False)
+    journey.page.wait_for_selector("h1")
+    journey.shot("denied")
+    assert "denied" in journey.page.inner_text("body").lower()
+    assert not Connection.objects.exists()
+    assert "code=" not in journey.page.url
+
+
+def test_expired_state_is_refused_without_contacting_datadog(journey: Journey) -> None:
+    journey.open_tile()
+    journey.click_connect_accounts()
+    journey.host_login("ada")
+    journey.confirm()
+    journey.sandbox_login()
+    journey.page.wait_for_selector("#authorize")
+    AuthorizationRequest.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    journey.consent()
+    journey.page.wait_for_selector("h1")
+    journey.shot("expired")
+    assert "expired" in journey.page.inner_text("body").lower()
+    assert not Connection.objects.exists()
+    assert not SandboxGrant.objects.exists()
+
+
+def test_uninstall_is_noticed_by_the_health_check_and_reconnect_works(journey: Journey) -> None:
+    journey.connect("ada")
+    conn = connection()
+    page = journey.page
+    page.goto(f"{journey.base}/sandbox/orgs/{sandbox_org().pk}/")
+    journey.shot("grants")
+    page.click("text=Revoke this grant")
+    page.wait_for_selector("text=revoked")
+
+    report = connections.check_health(conn)
+    assert not report.healthy
+    conn.refresh_from_db()
+    assert conn.status == ConnectionStatus.NEEDS_RECONNECT
+
+    page.goto(f"{journey.base}/datadog/connections/{conn.pk}/")
+    journey.shot("needs-reconnect")
+    page.click("button:has-text('Reconnect')")
+    if page.locator("text=Continue to Datadog").count():
+        journey.confirm()
+    journey.consent()
+    page.wait_for_selector("text=You may now close this tab.")
+    journey.shot("reconnected")
+    conn.refresh_from_db()
+    assert conn.status == ConnectionStatus.ACTIVE
+    assert Connection.objects.count() == 1
+    assert connections.check_health(conn).healthy
+
+
+def test_revoked_api_key_marks_the_connection_rejected(
+    journey: Journey, acme: Organization, qcluster: QCluster
+) -> None:
+    journey.connect("ada")
+    conn = connection()
+    page = journey.page
+    page.goto(f"{journey.base}/sandbox/orgs/{sandbox_org().pk}/")
+    page.click("#revoke-api-key")
+    page.wait_for_selector("tr.api-key >> text=revoked")
+    journey.shot("api-key-revoked")
+
+    Order.objects.create(organization=acme, number="2001", total=5)
+
+    def rejected() -> bool:
+        conn.refresh_from_db()
+        return conn.status == ConnectionStatus.API_KEY_REJECTED
+
+    eventually(rejected, "the connection to become api_key_rejected", timeout=30)
+    page.goto(f"{journey.base}/datadog/connections/{conn.pk}/")
+    journey.shot("api-key-rejected")
+
+
+def test_admin_revoke_ends_the_grant_in_the_sandbox(journey: Journey, ada: Any) -> None:
+    journey.connect("ada")
+    conn = connection()
+    ada.is_staff = ada.is_superuser = True
+    ada.save()
+    page = journey.page
+    page.goto(f"{journey.base}/admin/datadog_partner/connection/{conn.pk}/change/")
+    journey.shot("admin-connection")
+    page.click("a:has-text('Revoke')")
+    journey.shot("admin-confirm")
+    page.click("text=Yes, revoke")
+    page.wait_for_selector(".messagelist")
+    journey.shot("admin-revoked")
+    conn.refresh_from_db()
+    assert conn.status == ConnectionStatus.REVOKED
+    assert SandboxGrant.objects.get().revoked_at is not None
+
+
+def test_sandbox_error_page_sign_in_and_consent_in_a_real_browser(
+    page: Any, dd_live: str, shot: Shot
+) -> None:
+    """The sandbox's own pages, alone: no redirect for an unknown client; CSRF-protected
+    sign-in and consent forms work in Chromium and send the code back."""
+    challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+    query = (
+        "response_type=code&client_id={client}&redirect_uri={redirect}&state=st4te"
+        f"&code_challenge={challenge}&code_challenge_method=S256"
+    )
+    redirect = dd_live + "/datadog/callback/"
+    page.goto(
+        f"{dd_live}/sandbox/oauth2/v1/authorize?" + query.format(client="nope", redirect=redirect)
+    )
+    shot("authorize-error")
+    assert "invalid_request - Invalid client_id parameter value" in page.inner_text("#oauth-error")
+    assert "/sandbox/oauth2/v1/authorize" in page.url
+
+    callbacks: list[str] = []
+    page.on("request", lambda request: callbacks.append(request.url))
+    page.goto(
+        f"{dd_live}/sandbox/oauth2/v1/authorize?"
+        + query.format(client="test-client-id", redirect=redirect)
+    )
+    Journey(page, dd_live, shot).sandbox_login()
+    Journey(page, dd_live, shot).consent()
+    sent_back = eventually(
+        lambda: [url for url in callbacks if url.startswith(redirect + "?")], "the callback"
+    )
+    assert "code=" in sent_back[0]
+    assert "state=st4te" in sent_back[0]
+    assert "domain=sandbox.localhost" in sent_back[0]

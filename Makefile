@@ -47,7 +47,7 @@ wheel-test: $(STAMP)
 	bash scripts/wheel-test.sh
 
 matrix: $(STAMP)
-	$(BIN)/tox run-parallel --parallel 2 --parallel-no-spinner
+	bash scripts/matrix.sh
 
 browser-deps:
 	bash scripts/install-browser.sh

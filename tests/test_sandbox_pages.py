@@ -254,3 +254,13 @@ def test_datadogs_api_keys_page_leads_to_the_signed_in_users_org(
     assert client.get("/sandbox/organization-settings/api-keys")["Location"].startswith(
         "/sandbox/login/?next="
     )
+
+
+def test_check_e030_when_the_sandbox_urls_are_not_included(settings: Any) -> None:
+    from django_datadog_partner.sandbox.checks import check_sandbox_urls
+
+    assert check_sandbox_urls() == []
+    settings.ROOT_URLCONF = type("NoSandboxUrls", (), {"urlpatterns": []})
+    errors = check_sandbox_urls()
+    assert [error.id for error in errors] == ["datadog_partner.E030"]
+    assert 'include("django_datadog_partner.sandbox.urls")' in (errors[0].hint or "")

@@ -22,3 +22,4 @@ class SandboxConfig(AppConfig):
                 "impersonates Datadog and must not run in production: remove it from "
                 "INSTALLED_APPS, or set DATADOG_PARTNER['SANDBOX_FORCE'] = True for a test run."
             )
+        from . import checks  # noqa: F401  (registers the system checks)

@@ -11,3 +11,6 @@ class DatadogPartnerConfig(AppConfig):
     def ready(self) -> None:
         # Wiring only: no database, network or settings validation here.
         from . import checks  # noqa: F401  (registers the system checks)
+        from .tracking import registry
+
+        registry.register_from_settings()  # connects receivers for TRACKED_MODELS

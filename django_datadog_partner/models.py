@@ -233,6 +233,7 @@ class OutboxEvent(models.Model):
     """
 
     kind = models.CharField(_("kind"), max_length=8, choices=OutboxKind.choices)
+    # Few indexes on purpose: every one is written on the host's save path.
     owner_content_type = models.ForeignKey(
         ContentType,
         on_delete=models.PROTECT,
@@ -240,6 +241,7 @@ class OutboxEvent(models.Model):
         blank=True,
         related_name="+",
         verbose_name=_("owner type"),
+        db_index=False,
     )
     owner_object_id = models.CharField(_("owner id"), max_length=255, blank=True, default="")
     owner = GenericForeignKey("owner_content_type", "owner_object_id")
@@ -250,6 +252,7 @@ class OutboxEvent(models.Model):
         blank=True,
         related_name="outbox_events",
         verbose_name=_("connection"),
+        db_index=False,  # the (connection, status) index serves
     )
     payload = models.JSONField(_("payload"))
     source = models.CharField(
@@ -279,9 +282,12 @@ class OutboxEvent(models.Model):
         ordering = ("-id",)
         indexes = [
             models.Index(fields=("status", "next_attempt_at"), name="datadog_partner_outbox_due"),
-            models.Index(fields=("connection", "status"), name="datadog_partner_outbox_conn"),
-            models.Index(fields=("lease_token",), name="datadog_partner_outbox_lease"),
-            models.Index(fields=("created_at",), name="datadog_partner_outbox_age"),
+            # Partial: rows written on the save path have no connection yet and skip it.
+            models.Index(
+                fields=("connection", "status"),
+                name="datadog_partner_outbox_conn",
+                condition=models.Q(connection__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

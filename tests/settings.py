@@ -63,6 +63,9 @@ TEMPLATES = [
 
 if os.environ.get("DATABASE_URL"):
     DATABASES = {"default": env.db("DATABASE_URL")}
+    # One test database per run here too, so concurrent runs do not drop each other's.
+    _suffix = os.environ["TEST_DB_SUFFIX"].replace("-", "_")
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}{_suffix}"}
 else:
     DATABASES = {
         "default": {
@@ -72,13 +75,18 @@ else:
             "TEST": {"NAME": str(BASE_DIR / f".test-db{os.environ['TEST_DB_SUFFIX']}.sqlite3")},
         }
     }
+if os.environ.get("DDP_TEST_CHILD"):
+    # A child process of the test run (tests/e2e_support.py starts a real qcluster): it
+    # works on the test database the parent created, not on the development one.
+    DATABASES["default"]["NAME"] = DATABASES["default"]["TEST"]["NAME"]
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STATIC_URL = "/static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 Q_CLUSTER = {
-    "name": "datadog-partner-tests",
+    # Per run, so concurrent runs sharing one Redis never take each other's tasks.
+    "name": f"datadog-partner-tests{os.environ['TEST_DB_SUFFIX']}",
     "workers": 2,
     "timeout": 30,
     "retry": 60,
@@ -101,7 +109,15 @@ DATADOG_PARTNER = {
     "ENCRYPTION_KEYS": ["zUJ3nx6iYJdNfS0Gm0u_IlmGL1p1pMv6D2Mt2rXwzZ0="],
     # The sandbox app refuses to load with DEBUG off unless forced (test settings only).
     "SANDBOX_FORCE": True,
+    # Order changes become events for the order's organization (tests/test_tracking.py).
+    "TRACKED_MODELS": {"testapp.Order": {"owner": "organization"}},
 }
+if os.environ.get("DDP_PARTNER_OVERRIDES"):
+    # Settings a test gave its child processes (e.g. EXTRA_SITES of a live sandbox, a short
+    # LEASE_SECONDS); see tests/e2e_support.py.
+    import json
+
+    DATADOG_PARTNER.update(json.loads(os.environ["DDP_PARTNER_OVERRIDES"]))
 if os.environ.get("DDP_SANDBOX_URL"):
     # A live sandbox (end-to-end and browser tests); child processes inherit the variable.
     from django_datadog_partner.sandbox import SANDBOX_DOMAIN, site_entry

@@ -1,0 +1,78 @@
+"""The coalesced kick: one delivery task after many commits, never one per event.
+
+Measured traps (``perf-baselines.md``): an ``async_task`` per save costs 2.7x a save, and
+inside ``on_commit`` django-q2's ORM broker closes the database connection (20x with
+``CONN_MAX_AGE=0``). So a transaction registers at most one ``on_commit`` callback, and
+that callback enqueues only if this process has not enqueued within ``KICK_INTERVAL``; the
+enqueue runs inside ``atomic()`` so the ORM broker keeps the connection open.
+
+Why nothing is stranded by the suppressed kicks: a suppressed commit happened before
+``enqueued_at + KICK_INTERVAL``, and the task enqueued at ``enqueued_at`` makes its last
+claim no earlier than ``KICK_INTERVAL`` after it starts (``delivery.drain(linger=...)``).
+Anything else (a lost task, a broker outage, a killed worker) waits for the sweeper.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+
+from .conf import app_settings
+
+logger = logging.getLogger("django_datadog_partner.delivery")
+
+DELIVER_TASK = "django_datadog_partner.tasks.deliver_due"
+
+_lock = threading.Lock()
+_quiet_until = 0.0
+
+
+def request_kick(using: str = DEFAULT_DB_ALIAS) -> None:
+    """Kick delivery after the current transaction on ``using`` commits (once per transaction)."""
+    if not app_settings.KICK_ON_COMMIT:
+        return
+    connection = connections[using]
+    if connection.in_atomic_block and any(entry[1] is _kick for entry in connection.run_on_commit):
+        return
+    transaction.on_commit(_kick, using=using, robust=True)
+
+
+def _kick() -> None:
+    global _quiet_until
+    now = time.monotonic()
+    with _lock:
+        if now < _quiet_until:
+            return
+        _quiet_until = now + app_settings.KICK_INTERVAL
+    try:
+        enqueue_delivery()
+    except Exception:
+        logger.warning(
+            "Could not enqueue a Datadog delivery task; the sweeper will.", exc_info=True
+        )
+        with _lock:
+            _quiet_until = 0.0
+
+
+def enqueue_delivery(count: int = 1) -> None:
+    """Enqueue ``count`` delivery tasks (ids only: they take no arguments at all)."""
+    from django_q.conf import Conf
+    from django_q.tasks import async_task
+
+    # In autocommit mode the ORM broker calls close_old_connections(); inside atomic() it
+    # does not, so the web request keeps its database connection.
+    guard = transaction.atomic(using=Conf.ORM) if Conf.ORM else contextlib.nullcontext()
+    with guard:
+        for _ in range(count):
+            async_task(DELIVER_TASK, task_name="datadog_partner_deliver", save=False)
+
+
+def reset() -> None:
+    """Forget the last kick (tests)."""
+    global _quiet_until
+    with _lock:
+        _quiet_until = 0.0

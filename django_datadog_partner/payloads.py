@@ -1,0 +1,332 @@
+"""Datadog bodies for events, metric points and log entries: pure functions, Datadog's limits.
+
+Every builder returns a plain dict that validates against Datadog's OpenAPI documents
+(``EventCreateRequest``, ``MetricSeries``, ``HTTPLogItem``). Encoding adds the outbox id as
+a tag (events and logs) so an unavoidable duplicate is recognisable in Datadog, and is
+canonical (sorted keys) so every retry sends identical bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import models
+
+EVENT_TEXT_LIMIT = 4000
+AGGREGATION_KEY_LIMIT = 100
+TITLE_LIMIT = 200
+SHRUNK_TITLE_LIMIT = 100
+SHRUNK_TEXT_LIMIT = 1000
+TAG_LIMIT = 200
+FIELD_VALUE_LIMIT = 200
+LOG_MESSAGE_LIMIT = 64_000
+METRIC_NAME_LIMIT = 200
+LOGS_MAX_ENTRIES = 1000
+LOGS_MAX_BYTES = 5_000_000  # Datadog: 5 MB uncompressed per request
+SERIES_MAX_BYTES = 500_000  # Datadog: 512,000 bytes per request
+DEDUPE_TAG_KEY = "outbox_id"
+MASK = "****"
+
+ALERT_TYPES = ("error", "warning", "info", "success", "user_update", "recommendation", "snapshot")
+PRIORITIES = ("normal", "low")
+METRIC_TYPES = {"unspecified": 0, "count": 1, "rate": 2, "gauge": 3}
+LOG_RESERVED = frozenset({"message", "ddsource", "ddtags", "service", "hostname", "status"})
+
+# A field whose name contains one of these words is never shipped, whatever the options say.
+SECRET_WORDS = frozenset(
+    {"password", "passwd", "secret", "token", "key", "apikey", "credential", "credentials",
+     "salt", "hash", "otp", "signature", "ssn", "cvv", "iban"}
+)  # fmt: skip
+TAG_DISALLOWED = re.compile(r"[^\w\-:./]")
+METRIC_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
+
+
+@dataclass(frozen=True)
+class FieldOptions:
+    """Which of a model's fields the default event shows (``include=None``: all)."""
+
+    include: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+    mask: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Change:
+    """What an event builder receives: one saved or deleted instance."""
+
+    instance: models.Model
+    action: str
+    occurred_at: datetime
+    update_fields: frozenset[str] | None = None
+    options: FieldOptions = field(default_factory=FieldOptions)
+
+    @property
+    def label(self) -> str:
+        return self.instance._meta.label_lower
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+def default_event(change: Change, *, source_type_name: str) -> dict[str, Any]:
+    """Title from the model and ``str(instance)``; text lists the selected fields."""
+    meta = change.instance._meta
+    title = f"{str(meta.verbose_name).capitalize()} {change.action}: {change.instance}"
+    lines = [f"{name}: {value}" for name, value in selected_fields(change)]
+    if change.update_fields:
+        lines.append("Changed fields: " + ", ".join(sorted(change.update_fields)))
+    return event(
+        title=title,
+        text="\n".join(lines) or title,
+        tags=[f"model:{change.label}", f"action:{change.action}"],
+        aggregation_key=object_key(change.label, change.instance.pk),
+        date_happened=change.occurred_at,
+        source_type_name=source_type_name,
+    )
+
+
+def selected_fields(change: Change) -> list[tuple[str, str]]:
+    """(name, display value) for concrete fields: options applied, secrets always left out."""
+    instance = change.instance
+    return [
+        (name, MASK if masked else _display(getattr(instance, attname)))
+        for name, attname, masked in field_plan(type(instance), change.options)
+    ]
+
+
+@functools.lru_cache(maxsize=256)
+def field_plan(
+    model: type[models.Model], options: FieldOptions
+) -> tuple[tuple[str, str, bool], ...]:
+    """(name, attname, masked) of the fields a model's events show, computed once."""
+    plan = []
+    for model_field in model._meta.concrete_fields:
+        name = model_field.name
+        if options.include is not None and name not in options.include:
+            continue
+        if name in options.exclude or looks_secret(name):
+            continue
+        plan.append((name, model_field.attname, name in options.mask))
+    return tuple(plan)
+
+
+def looks_secret(name: str) -> bool:
+    return any(word in SECRET_WORDS for word in re.split(r"[_\W]+", name.lower()))
+
+
+def object_key(label: str, pk: Any) -> str:
+    """A per-object aggregation key within 100 characters (hashed when it would not fit)."""
+    key = f"{label}:{pk}"
+    if len(key) <= AGGREGATION_KEY_LIMIT:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()[:40]
+    return f"{label[: AGGREGATION_KEY_LIMIT - 41]}:{digest}"
+
+
+def event(
+    *,
+    title: str,
+    text: str,
+    tags: Iterable[str] = (),
+    date_happened: datetime,
+    source_type_name: str,
+    alert_type: str = "info",
+    aggregation_key: str | None = None,
+    priority: str | None = None,
+    host: str | None = None,
+) -> dict[str, Any]:
+    """An ``EventCreateRequest`` within Datadog's limits; user text is never markdown."""
+    if alert_type not in ALERT_TYPES:
+        raise ValueError(f"alert_type must be one of {', '.join(ALERT_TYPES)}.")
+    if priority is not None and priority not in PRIORITIES:
+        raise ValueError("priority must be 'normal', 'low' or None.")
+    payload: dict[str, Any] = {
+        "title": _plain(title)[:TITLE_LIMIT],
+        "text": _plain(text)[:EVENT_TEXT_LIMIT],
+        "tags": normalize_tags([*tags, f"source:{source_type_name}"]),
+        "alert_type": alert_type,
+        "date_happened": int(date_happened.timestamp()),
+        "source_type_name": source_type_name,
+    }
+    if aggregation_key:
+        payload["aggregation_key"] = aggregation_key[:AGGREGATION_KEY_LIMIT]
+    if priority:
+        payload["priority"] = priority
+    if host:
+        payload["host"] = host
+    return payload
+
+
+def finalize_event(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Hold a custom builder's event to the limits (text, aggregation key, title, tags)."""
+    result = dict(payload)
+    result["title"] = str(result.get("title", ""))[:TITLE_LIMIT]
+    result["text"] = str(result.get("text", ""))[:EVENT_TEXT_LIMIT]
+    if result.get("aggregation_key"):
+        result["aggregation_key"] = str(result["aggregation_key"])[:AGGREGATION_KEY_LIMIT]
+    result["tags"] = normalize_tags(result.get("tags") or [])
+    return result
+
+
+def shrink_event(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The one truncation tried after a 413: shorter title and text, fewer tags."""
+    result = dict(payload)
+    result["title"] = str(result.get("title", ""))[:SHRUNK_TITLE_LIMIT]
+    result["text"] = str(result.get("text", ""))[:SHRUNK_TEXT_LIMIT]
+    result["tags"] = list(result.get("tags") or [])[:20]
+    return result
+
+
+# --- metrics and logs -----------------------------------------------------------------------
+
+
+def metric_series(
+    name: str,
+    value: float,
+    *,
+    timestamp: datetime,
+    metric_type: str = "gauge",
+    tags: Iterable[str] = (),
+    unit: str | None = None,
+    interval: int | None = None,
+    host: str | None = None,
+) -> dict[str, Any]:
+    """One ``MetricSeries`` with one point. No outbox tag: it would be a new time series."""
+    if not METRIC_NAME.match(name) or len(name) > METRIC_NAME_LIMIT:
+        raise ValueError(
+            "A metric name starts with a letter and holds ASCII letters, digits, '_' and '.' "
+            f"(at most {METRIC_NAME_LIMIT} characters)."
+        )
+    if metric_type not in METRIC_TYPES:
+        raise ValueError(f"metric_type must be one of {', '.join(METRIC_TYPES)}.")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("A metric value must be a finite number.")
+    series: dict[str, Any] = {
+        "metric": name,
+        "type": METRIC_TYPES[metric_type],
+        "points": [{"timestamp": int(timestamp.timestamp()), "value": number}],
+        "tags": normalize_tags(tags),
+    }
+    if unit:
+        series["unit"] = unit
+    if interval is not None:
+        series["interval"] = int(interval)
+    if host:
+        series["resources"] = [{"name": host, "type": "host"}]
+    return series
+
+
+def log_entry(
+    message: str,
+    *,
+    timestamp: datetime,
+    source: str,
+    service: str,
+    status: str = "info",
+    tags: Iterable[str] = (),
+    attributes: Mapping[str, Any] | None = None,
+    hostname: str | None = None,
+) -> dict[str, Any]:
+    """One ``HTTPLogItem``; extra attributes sit beside the reserved ones, never over them."""
+    entry: dict[str, Any] = {}
+    for key, value in (attributes or {}).items():
+        if key in LOG_RESERVED or key == "timestamp":
+            raise ValueError(f"{key!r} is a reserved log attribute; pass it as an argument.")
+        entry[str(key)] = value
+    entry.update(
+        message=str(message)[:LOG_MESSAGE_LIMIT],
+        ddsource=source.lower(),
+        service=service.lower(),
+        status=status,
+        timestamp=int(timestamp.timestamp() * 1000),
+    )
+    ddtags = ",".join(normalize_tags(tags))
+    if ddtags:
+        entry["ddtags"] = ddtags
+    if hostname:
+        entry["hostname"] = hostname
+    return entry
+
+
+# --- tags -----------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4096)
+def normalize_tag(tag: str) -> str:
+    """Datadog's tag rules: lowercase; letters, digits, ``_-:./``; at most 200 characters."""
+    return TAG_DISALLOWED.sub("_", str(tag).strip().lower())[:TAG_LIMIT]
+
+
+def normalize_tags(tags: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for tag in tags:
+        normalized = normalize_tag(tag)
+        if normalized:
+            seen.setdefault(normalized, None)
+    return list(seen)
+
+
+# --- encoding ---------------------------------------------------------------------------------
+
+
+def encode(payload: Any) -> bytes:
+    """Canonical JSON: the same stored payload always gives the same bytes."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def with_dedupe_tag(kind: str, payload: Mapping[str, Any], outbox_id: int) -> dict[str, Any]:
+    """The payload as sent: events and logs carry ``outbox_id:<id>``; metrics do not."""
+    marker = f"{DEDUPE_TAG_KEY}:{outbox_id}"
+    result = dict(payload)
+    if kind == "event":
+        result["tags"] = [*(result.get("tags") or []), marker]
+    elif kind == "log":
+        result["ddtags"] = f"{result['ddtags']},{marker}" if result.get("ddtags") else marker
+    return result
+
+
+def join_array(parts: Sequence[bytes]) -> bytes:
+    return b"[" + b",".join(parts) + b"]"
+
+
+def join_series(parts: Sequence[bytes]) -> bytes:
+    return b'{"series":' + join_array(parts) + b"}"
+
+
+def pack(sizes: Sequence[int], *, max_items: int, max_bytes: int) -> list[list[int]]:
+    """Group item indexes in order into batches under both limits (JSON array overhead
+    included); an item too large on its own still gets a batch so Datadog can judge it."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    used = 0
+    for index, size in enumerate(sizes):
+        extra = size + 1
+        if current and (len(current) >= max_items or used + extra + 32 > max_bytes):
+            batches.append(current)
+            current, used = [], 0
+        current.append(index)
+        used += extra
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _plain(text: str) -> str:
+    """Keep user content out of Datadog's markdown mode (``%%%`` blocks)."""
+    return str(text).replace("%%%", "%\u200b%%")
+
+
+def _display(value: Any) -> str:
+    if isinstance(value, datetime):
+        value = value.isoformat()
+    text = str(value)
+    return text if len(text) <= FIELD_VALUE_LIMIT else text[: FIELD_VALUE_LIMIT - 1] + "…"

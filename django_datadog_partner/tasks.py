@@ -24,3 +24,36 @@ def purge_authorization_requests() -> int:
     from .connections import purge_expired_authorization_requests
 
     return purge_expired_authorization_requests()
+
+
+# --- Telemetry delivery (kicked after commits; swept every minute) ----------------------
+
+
+def deliver_due() -> str:
+    """Drain due outbox rows. Lingers ``KICK_INTERVAL`` so coalesced kicks are covered, and
+    stops within half of django-q2's ``timeout``, handing the rest to a fresh task."""
+    from django_q.conf import Conf
+
+    from . import delivery, kick
+    from .conf import app_settings
+
+    budget = (Conf.TIMEOUT or 600) / 2
+    summary = delivery.drain(linger=app_settings.KICK_INTERVAL, time_budget=budget)
+    if summary.counts.get("budget_exhausted"):
+        kick.enqueue_delivery()
+    return str(summary)
+
+
+def sweep_outbox() -> int:
+    """Every minute: enqueue delivery for due rows a lost kick, a broker outage or a killed
+    worker left behind (one task per batch of due rows, at most one per worker)."""
+    from django_q.conf import Conf
+
+    from . import delivery, kick
+    from .conf import app_settings
+
+    due = delivery.count_due()
+    if due:
+        batches = -(-due // app_settings.DELIVERY_BATCH_SIZE)
+        kick.enqueue_delivery(min(batches, Conf.WORKERS or 1))
+    return due

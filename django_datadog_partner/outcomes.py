@@ -1,0 +1,244 @@
+"""What a delivery run decides after an attempt, and how it is recorded: backoff, rate-limit
+pauses, and the batched writes of every outcome (only on rows that still hold the run's
+lease and are still pending, so a revoke's cancellation wins)."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connections, router
+from django.db.models import F, Q
+from django.dispatch import Signal
+from django.utils import timezone
+
+from . import transmit
+from .conf import app_settings
+from .connections import mark_broken, raise_alarm
+from .models import Connection, ConnectionStatus, OutboxEvent, OutboxKind, OutboxStatus
+from .signals import event_failed, event_sent
+
+ERROR_LIMIT = 2000
+RETRY_FIELDS = ["attempts", "next_attempt_at", "last_error_code", "last_error", "payload"]
+
+_rng = random.Random()
+
+
+@dataclass
+class Summary:
+    """Counts of what a run did, by outcome."""
+
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def add(self, outcome: str, n: int = 1) -> None:
+        if n:
+            self.counts[outcome] += n
+
+    def __str__(self) -> str:
+        return ", ".join(f"{k}: {v}" for k, v in sorted(self.counts.items())) or "nothing due"
+
+
+def backoff_delay(attempts: int, rng: random.Random | None = None) -> float:
+    """Capped exponential backoff with full jitter: uniform in [0, min(cap, base * 2**(n-1))]."""
+    ceiling = min(app_settings.BACKOFF_CAP, app_settings.BACKOFF_BASE * 2 ** max(attempts - 1, 0))
+    return (rng or _rng).uniform(0, ceiling)
+
+
+def retry_at(attempts: int, now: datetime, pause_for: float | None) -> datetime:
+    """When a row that failed its ``attempts``-th attempt is tried next: after the
+    rate-limit pause (plus up to a second of jitter so paused rows do not stampede) or
+    after its backoff."""
+    if pause_for is not None:
+        return now + timedelta(seconds=pause_for + _rng.uniform(0, 1))
+    return now + timedelta(seconds=backoff_delay(attempts))
+
+
+def pause_key(fingerprint: str, connection_id: int, until: datetime) -> None:
+    """After a 429: every connection using this API key waits until ``until`` (all workers
+    read ``Connection.paused_until``), and their pending rows are pushed back to it."""
+    match = (
+        Q(pk=connection_id) | Q(api_key_fingerprint=fingerprint)
+        if fingerprint
+        else Q(pk=connection_id)
+    )
+    conn_ids = list(Connection.objects.filter(match).values_list("pk", flat=True))
+    Connection.objects.filter(pk__in=conn_ids).filter(
+        Q(paused_until__isnull=True) | Q(paused_until__lt=until)
+    ).update(paused_until=until)
+    OutboxEvent.objects.filter(
+        connection_id__in=conn_ids, status=OutboxStatus.PENDING, next_attempt_at__lt=until
+    ).update(next_attempt_at=until)
+
+
+def update_each(
+    token: str, rows: list[OutboxEvent], fields: list[str], *, release: bool = True
+) -> None:
+    """Write per-row values of many leased rows with one ``executemany`` (releasing their
+    lease unless told not to). ``bulk_update()`` builds a CASE expression per row: about
+    1 ms a row here, more than the HTTP request."""
+    if not rows:
+        return
+    db = connections[router.db_for_write(OutboxEvent)]
+    quote = db.ops.quote_name
+    columns: list[Any] = [OutboxEvent._meta.get_field(name) for name in fields]
+    assignments = [f"{quote(column.column)} = %s" for column in columns]
+    if release:
+        assignments += [f"{quote('lease_until')} = NULL", f"{quote('lease_token')} = ''"]
+    sql = (
+        f"UPDATE {quote(OutboxEvent._meta.db_table)} SET {', '.join(assignments)} "  # noqa: S608
+        f"WHERE {quote('id')} = %s AND {quote('lease_token')} = %s AND {quote('status')} = %s"
+    )  # names come from the model, quoted; values are parameters
+    params = [
+        [column.get_db_prep_save(getattr(row, column.attname), db) for column in columns]
+        + [row.pk, token, OutboxStatus.PENDING.value]
+        for row in rows
+    ]
+    with db.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
+def max_age(kind: str) -> float:
+    """Seconds after ``event_time`` past which Datadog would refuse the item."""
+    if kind == OutboxKind.METRIC:
+        return app_settings.METRIC_MAX_AGE
+    return app_settings.EVENT_MAX_AGE
+
+
+def touch_success(connection_ids: Iterable[int]) -> None:
+    ids = list(connection_ids)
+    if ids:
+        Connection.objects.filter(pk__in=ids).update(last_success_at=timezone.now())
+
+
+class Recorder:
+    """Collects outcomes for one claimed batch; ``flush()`` writes them all."""
+
+    def __init__(self, token: str, summary: Summary) -> None:
+        self.token = token
+        self.summary = summary
+        self.now = timezone.now()
+        self.connections: dict[int, Connection] = {}
+        self._final: dict[tuple[str, str, str, bool], list[OutboxEvent]] = defaultdict(list)
+        self._retry: list[OutboxEvent] = []
+        self._postponed: list[OutboxEvent] = []
+        self._rewritten: list[OutboxEvent] = []
+        self._succeeded: set[int] = set()
+        self._rejected: dict[int, tuple[Connection, str]] = {}
+        self._pauses: dict[int, tuple[str, datetime]] = {}
+        self._alarms: dict[str, str] = {}
+        self._signals: list[tuple[Signal, dict[str, Any]]] = []
+
+    # --- collecting ---------------------------------------------------------------------------
+
+    def finish(
+        self,
+        rows: list[OutboxEvent],
+        status: str,
+        code: str,
+        detail: str,
+        *,
+        attempted: bool = True,
+    ) -> None:
+        if rows:
+            self._final[(status, code, detail[:ERROR_LIMIT], attempted)].extend(rows)
+            self.summary.add(status, len(rows))
+        if status in (OutboxStatus.DEAD, OutboxStatus.EXPIRED, OutboxStatus.PARKED):
+            for row in rows:
+                self._signal(event_failed, row, reason=code or status)
+
+    def park(self, rows: list[OutboxEvent], conn: Connection, code: str, detail: str = "") -> None:
+        self.finish(rows, OutboxStatus.PARKED, code, detail or f"Connection is {conn.status}.",
+                    attempted=False)  # fmt: skip
+
+    def postpone(self, rows: list[OutboxEvent], until: datetime) -> None:
+        for row in rows:
+            row.next_attempt_at = until
+        self._postponed.extend(rows)
+        self.summary.add("paused", len(rows))
+
+    def record(
+        self, result: transmit.Result, rows: list[OutboxEvent], connections: dict[int, Connection]
+    ) -> None:
+        if result.new_payload is not None:
+            for row in rows:
+                row.payload = result.new_payload
+            self._rewritten.extend(rows)
+        if result.verdict == transmit.DELIVERED:
+            self.finish(rows, OutboxStatus.DELIVERED, "", "")
+            for row in rows:
+                self._succeeded.add(row.connection_id or 0)
+                self._signal(event_sent, row)
+        elif result.verdict == transmit.DEAD:
+            self.finish(rows, OutboxStatus.DEAD, result.code, result.detail)
+            if result.alarm:
+                self._alarms[f"intake_{result.code}"] = (
+                    f"Datadog's intake answered {result.code} ({result.detail}). This is a bug "
+                    "or a configuration error on our side, not the customer's."
+                )
+        elif result.verdict == transmit.REJECTED:
+            conn = connections[rows[0].connection_id or 0]
+            self._rejected[conn.pk] = (conn, result.detail)
+            self.park(rows, conn, "api_key_rejected", result.detail)
+        else:
+            self._schedule_retry(result, rows, connections)
+
+    def _schedule_retry(
+        self, result: transmit.Result, rows: list[OutboxEvent], connections: dict[int, Connection]
+    ) -> None:
+        for row in rows:
+            when = retry_at(row.attempts + 1, self.now, result.pause_for)
+            if (when - row.event_time).total_seconds() > max_age(row.kind):
+                self.finish([row], OutboxStatus.EXPIRED, "expired", result.detail or result.code)
+                continue
+            row.attempts += 1
+            row.next_attempt_at = when
+            row.last_error_code, row.last_error = result.code, result.detail[:ERROR_LIMIT]
+            self._retry.append(row)
+            self.summary.add("retry")
+        if result.pause_for is not None and rows:
+            conn = connections[rows[0].connection_id or 0]
+            until = self.now + timedelta(seconds=result.pause_for)
+            self._pauses[conn.pk] = (conn.api_key_fingerprint, until)
+
+    def _signal(self, signal: Signal, row: OutboxEvent, **kwargs: Any) -> None:
+        if signal.has_listeners(OutboxEvent):
+            conn = self.connections.get(row.connection_id or 0)
+            self._signals.append((signal, {"outbox": row, "connection": conn, **kwargs}))
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        mine = OutboxEvent.objects.filter(lease_token=self.token, status=OutboxStatus.PENDING)
+        if self._rewritten:
+            update_each(self.token, self._rewritten, ["payload"], release=False)
+        for (status, code, detail, attempted), rows in self._final.items():
+            changes: dict[str, Any] = {"attempts": F("attempts") + 1} if attempted else {}
+            mine.filter(pk__in=[row.pk for row in rows]).update(
+                status=status, finished_at=self.now, last_error_code=code, last_error=detail,
+                lease_until=None, lease_token="", **changes,
+            )  # fmt: skip
+        if self._retry:
+            update_each(self.token, self._retry, RETRY_FIELDS)
+        if self._postponed:
+            update_each(
+                self.token, self._postponed, ["next_attempt_at", "lease_until", "lease_token"]
+            )
+        for conn, detail in self._rejected.values():
+            mark_broken(conn, ConnectionStatus.API_KEY_REJECTED,
+                        f"Datadog refused the API key when sending telemetry. {detail}"[:1000],
+                        "http_403")  # fmt: skip
+            OutboxEvent.objects.filter(connection=conn, status=OutboxStatus.PENDING).update(
+                status=OutboxStatus.PARKED, last_error_code="api_key_rejected",
+                finished_at=self.now, lease_until=None, lease_token="",
+            )  # fmt: skip
+        for conn_id, (fingerprint, until) in self._pauses.items():
+            pause_key(fingerprint, conn_id, until)
+        for code, message in self._alarms.items():
+            raise_alarm(code, message)
+        touch_success(self._succeeded - {0})
+        for signal, kwargs in self._signals:
+            signal.send(sender=OutboxEvent, **kwargs)

@@ -1,0 +1,225 @@
+"""Sending outbox items to Datadog's intake and classifying the answers.
+
+No ORM here: these functions run in delivery threads and return ``Result`` values that
+``delivery.py`` records. Intake is authenticated by ``DD-API-KEY`` only. Events go one per
+request; logs (gzip) and metric series go in batches. Each attempt is exactly one request,
+except where the classification calls for more: a rejected batch is bisected to find the
+bad items, a too-large one is split, a too-large event is shrunk once, and a 403 is
+followed by one ``GET /api/v1/validate``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+from django.utils import timezone
+
+from . import payloads
+from .client import DatadogClient
+from .exceptions import (
+    DatadogPartnerError,
+    RetryableError,
+    TransportRefusedError,
+    describe_response,
+)
+from .regions import Site
+
+EVENTS_PATH = "/api/v1/events"
+SERIES_PATH = "/api/v2/series"
+LOGS_PATH = "/api/v2/logs"
+VALIDATE_PATH = "/api/v1/validate"
+RETRYABLE_STATUSES = frozenset({408, 425, 429})
+MIN_PAUSE, MAX_PAUSE = 1.0, 3600.0
+
+# Verdicts
+DELIVERED = "delivered"
+RETRY = "retry"
+DEAD = "dead"
+REJECTED = "rejected"  # Datadog refuses the API key: park the connection's rows
+
+
+@dataclass(frozen=True)
+class Target:
+    """One connection's destination. ``repr`` never shows the key."""
+
+    connection_id: int
+    site: Site
+    api_key: str = field(repr=False)
+    key_fingerprint: str = ""
+
+
+@dataclass(frozen=True)
+class Item:
+    row_id: int
+    kind: str
+    payload: Mapping[str, Any]
+
+    def body(self) -> bytes:
+        return payloads.encode(payloads.with_dedupe_tag(self.kind, self.payload, self.row_id))
+
+
+@dataclass
+class Result:
+    """What happened to some rows in one attempt."""
+
+    row_ids: list[int]
+    verdict: str
+    code: str = ""
+    detail: str = ""
+    pause_for: float | None = None
+    alarm: bool = False
+    new_payload: dict[str, Any] | None = None
+
+
+class KeyChecks:
+    """``GET /api/v1/validate`` at most once per connection per delivery run."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: dict[int, bool | None] = {}
+
+    def is_rejected(self, target: Target) -> bool | None:
+        with self._lock:
+            if target.connection_id not in self._known:
+                self._known[target.connection_id] = _validate(target)
+            return self._known[target.connection_id]
+
+
+def send_event(target: Target, item: Item, checks: KeyChecks) -> list[Result]:
+    url = DatadogClient(target.site).api_url(EVENTS_PATH)
+    results = _attempt(target, url, item.body(), [item.row_id], checks, gzip_body=False)
+    if results[0].code != "http_413":
+        return results
+    shrunk = payloads.shrink_event(item.payload)
+    retried = _attempt(
+        target, url, Item(item.row_id, item.kind, shrunk).body(), [item.row_id], checks,
+        gzip_body=False,
+    )  # fmt: skip
+    for result in retried:
+        result.new_payload = shrunk
+        if result.code == "http_413":
+            result.verdict, result.detail = DEAD, "Too large for Datadog even when shrunk."
+    return retried
+
+
+def send_batch(target: Target, kind: str, items: Sequence[Item], checks: KeyChecks) -> list[Result]:
+    """Send logs or metric series; bisect on 400/422 and split on 413."""
+    client = DatadogClient(target.site)
+    if kind == "log":
+        url, join, compress = client.logs_url(LOGS_PATH), payloads.join_array, True
+    else:
+        url, join, compress = client.api_url(SERIES_PATH), payloads.join_series, False
+    bodies = {item.row_id: item.body() for item in items}
+    return _send_split(target, url, join, compress, list(bodies.items()), checks)
+
+
+def _send_split(
+    target: Target,
+    url: str,
+    join: Callable[[Sequence[bytes]], bytes],
+    compress: bool,
+    parts: list[tuple[int, bytes]],
+    checks: KeyChecks,
+) -> list[Result]:
+    ids = [row_id for row_id, _ in parts]
+    body = join([part for _, part in parts])
+    results = _attempt(target, url, body, ids, checks, gzip_body=compress)
+    splittable = results[0].code in ("http_400", "http_422", "http_413")
+    if not splittable or len(parts) == 1:
+        return results
+    middle = len(parts) // 2
+    return [
+        *_send_split(target, url, join, compress, parts[:middle], checks),
+        *_send_split(target, url, join, compress, parts[middle:], checks),
+    ]
+
+
+def _attempt(
+    target: Target, url: str, body: bytes, ids: list[int], checks: KeyChecks, *, gzip_body: bool
+) -> list[Result]:
+    headers = {"DD-API-KEY": target.api_key, "Content-Type": "application/json"}
+    if gzip_body:
+        body = gzip.compress(body, compresslevel=6)
+        headers["Content-Encoding"] = "gzip"
+    client = DatadogClient(target.site)
+    try:
+        response = client.request("POST", url, headers=headers, data=body)
+    except TransportRefusedError as exc:
+        return [Result(ids, DEAD, "transport_refused", str(exc), alarm=True)]
+    except DatadogPartnerError as exc:
+        return [Result(ids, RETRY, "network", str(exc))]
+    return [classify(response, ids, target, checks)]
+
+
+def classify(
+    response: requests.Response, ids: list[int], target: Target, checks: KeyChecks
+) -> Result:
+    """Issue 5's table: what one answer from Datadog means for the rows it carried."""
+    status = response.status_code
+    code = f"http_{status}"
+    if 200 <= status < 300:
+        return Result(ids, DELIVERED, code)
+    detail = describe_response(response)
+    if status in (400, 413, 422):
+        return Result(ids, DEAD, code, detail)  # a batch is split or bisected by the caller
+    if status in (401, 404):
+        return Result(ids, DEAD, code, detail, alarm=True)
+    if status == 403:
+        if checks.is_rejected(target):
+            return Result(ids, REJECTED, code, detail)
+        return Result(ids, RETRY, code, detail)
+    if status == 429:
+        return Result(ids, RETRY, code, detail, pause_for=rate_limit_wait(response.headers))
+    if status in RETRYABLE_STATUSES or status >= 500:
+        return Result(ids, RETRY, code, detail)
+    return Result(ids, DEAD, code, detail, alarm=True)
+
+
+def rate_limit_wait(headers: Mapping[str, str]) -> float | None:
+    """Seconds to pause from ``X-RateLimit-Reset`` or ``Retry-After`` (seconds or HTTP-date),
+    clamped to [1 s, 1 h]; ``None`` when neither is usable."""
+    waits = []
+    for name in ("X-RateLimit-Reset", "Retry-After"):
+        raw = (headers.get(name) or "").strip()
+        if not raw:
+            continue
+        try:
+            waits.append(float(raw))
+            continue
+        except ValueError:
+            pass
+        try:
+            when = parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            continue
+        if when.tzinfo is not None:
+            waits.append((when - timezone.now()).total_seconds())
+    usable = [w for w in waits if w == w]  # drop NaN
+    if not usable:
+        return None
+    return min(max(max(usable), MIN_PAUSE), MAX_PAUSE)
+
+
+def _validate(target: Target) -> bool | None:
+    """True: the key is refused; False: it is fine; None: Datadog could not tell us now."""
+    client = DatadogClient(target.site)
+    try:
+        response = client.request(
+            "GET", client.api_url(VALIDATE_PATH), headers={"DD-API-KEY": target.api_key}
+        )
+    except (RetryableError, TransportRefusedError):
+        return None
+    if response.status_code == 403:
+        return True
+    if response.status_code == 200:
+        try:
+            return response.json().get("valid") is not True
+        except (ValueError, AttributeError):
+            return None
+    return None

@@ -1,0 +1,358 @@
+"""Delivery: claim with a lease, route, send with the API key, classify (issue 5 item 3)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import requests
+import responses
+from django.db import transaction
+from django.utils import timezone
+
+from django_datadog_partner import delivery, signals, tracking
+from django_datadog_partner.models import (
+    Alarm,
+    ConnectionStatus,
+    OutboxEvent,
+    OutboxKind,
+    OutboxStatus,
+)
+from tests.outbox_support import Intake, key_of, make_connection, statuses
+from tests.test_tracking import save_then_fail
+from tests.testapp.models import Order, Organization
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def org() -> Organization:
+    return Organization.objects.create(name="Acme")
+
+
+@pytest.fixture
+def conn(org):
+    return make_connection(org)
+
+
+@pytest.fixture
+def intake(mocked_http) -> Intake:
+    return Intake(mocked_http, domains=("datadoghq.com", "datadoghq.eu"))
+
+
+def make_due() -> None:
+    OutboxEvent.objects.filter(status=OutboxStatus.PENDING).update(next_attempt_at=timezone.now())
+
+
+def test_commit_sends_exactly_once_with_the_api_key(org, conn, intake, canaries, debug_logs):
+    sent: list[Any] = []
+    signals.event_sent.connect(lambda **kw: sent.append(kw), weak=False, dispatch_uid="t-sent")
+    try:
+        with transaction.atomic():
+            order = Order.objects.create(organization=org, number="A-1", secret_note="hush")
+        summary = delivery.drain()
+        again = delivery.drain()
+    finally:
+        signals.event_sent.disconnect(dispatch_uid="t-sent")
+    assert str(summary) == "delivered: 1" and str(again) == "nothing due"
+    (arrival,) = intake.arrivals
+    row = OutboxEvent.objects.get()
+    assert arrival.request.url == "https://api.datadoghq.com/api/v1/events"
+    assert arrival.api_key == key_of(conn) and "Authorization" not in arrival.request.headers
+    assert arrival.body["title"] == "Order created: Order A-1"
+    assert f"outbox_id:{row.pk}" in arrival.body["tags"]
+    assert "hush" not in json.dumps(arrival.body) and "secret_note" not in arrival.body["text"]
+    assert arrival.body["aggregation_key"] == f"testapp.order:{order.pk}"
+    assert (row.status, row.attempts, row.connection) == ("delivered", 1, conn)
+    assert [kw["outbox"].pk for kw in sent] == [row.pk] and sent[0]["connection"] == conn
+    conn.refresh_from_db()
+    assert conn.last_success_at is not None
+    canaries.assert_absent(debug_logs.text, "logs")
+    assert key_of(conn) not in debug_logs.text
+
+
+def test_rolled_back_saves_never_reach_datadog(org, conn, intake):
+    with pytest.raises(RuntimeError):
+        save_then_fail(org, "gone")
+    assert str(delivery.drain()) == "nothing due" and intake.arrivals == []
+
+
+def test_owner_without_connection_closes_the_row(org, intake):
+    Order.objects.create(organization=org, number="1")
+    assert str(delivery.drain()) == "no_connection: 1"
+    assert list(statuses().values()) == ["no_connection"] and intake.arrivals == []
+
+
+def test_every_connection_of_the_owner_gets_its_own_row(org, conn, intake):
+    eu = make_connection(org, domain="datadoghq.eu")
+    broken = make_connection(org, status=ConnectionStatus.NEEDS_RECONNECT)
+    make_connection(org, status=ConnectionStatus.REVOKED)
+    Order.objects.create(organization=org, number="1")
+    delivery.drain()
+    rows = {row.connection_id: row for row in OutboxEvent.objects.all()}
+    assert set(rows) == {conn.pk, eu.pk, broken.pk}
+    assert [rows[c.pk].status for c in (conn, eu, broken)] == ["delivered", "delivered", "parked"]
+    by_key = {a.api_key: (a.domain, a.outbox_ids()) for a in intake.arrivals}
+    assert by_key == {
+        key_of(conn): ("datadoghq.com", [rows[conn.pk].pk]),
+        key_of(eu): ("datadoghq.eu", [rows[eu.pk].pk]),
+    }
+
+
+# --- classification --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome", "code", "alarm"),
+    [
+        (200, "delivered", "", False),
+        (202, "delivered", "", False),
+        (400, "dead", "http_400", False),
+        (422, "dead", "http_422", False),
+        (401, "dead", "http_401", True),
+        (404, "dead", "http_404", True),
+        (405, "dead", "http_405", True),
+        (408, "pending", "http_408", False),
+        (425, "pending", "http_425", False),
+        (429, "pending", "http_429", False),
+        (500, "pending", "http_500", False),
+        (502, "pending", "http_502", False),
+        (503, "pending", "http_503", False),
+        (504, "pending", "http_504", False),
+    ],
+)
+def test_classification_table(org, conn, intake, status, outcome, code, alarm):
+    intake.respond = lambda arrival: (status, {"Content-Type": "text/html"}, "<html>oops</html>")
+    tracking.send_event(org, title="t", text="x")
+    delivery.drain()
+    row = OutboxEvent.objects.get()
+    assert (row.status, row.last_error_code) == (outcome, code)
+    assert len(intake.arrivals) == 1  # AT-55: one request per attempt, no hidden retries
+    assert Alarm.objects.filter(code=f"intake_{code}").exists() is alarm
+    if outcome == "pending":
+        assert row.attempts == 1 and row.next_attempt_at > timezone.now() - timedelta(seconds=1)
+        assert row.lease_token == "" and row.lease_until is None
+
+
+@pytest.mark.parametrize(
+    "error", [requests.ConnectTimeout(), requests.ReadTimeout(), requests.ConnectionError()]
+)
+def test_timeouts_and_resets_are_retried(org, conn, mocked_http, error):
+    mocked_http.add(responses.POST, "https://api.datadoghq.com/api/v1/events", body=error)
+    tracking.send_event(org, title="t", text="x")
+    delivery.drain()
+    row = OutboxEvent.objects.get()
+    assert (row.status, row.last_error_code, row.attempts) == ("pending", "network", 1)
+    assert len(mocked_http.calls) == 1
+
+
+def test_a_redirect_is_never_followed(org, conn, mocked_http):
+    mocked_http.add(
+        responses.POST, "https://api.datadoghq.com/api/v1/events", status=302,
+        headers={"Location": "https://evil.example/steal"},
+    )  # fmt: skip
+    tracking.send_event(org, title="t", text="x")
+    delivery.drain()
+    row = OutboxEvent.objects.get()
+    assert (row.status, row.last_error_code) == ("dead", "transport_refused")
+    assert len(mocked_http.calls) == 1 and Alarm.objects.filter(code="intake_transport_refused")
+
+
+def test_one_request_per_attempt_over_several_attempts(org, conn, intake):
+    intake.respond = lambda arrival: 503
+    tracking.send_event(org, title="t", text="x")
+    for attempt in range(1, 4):
+        delivery.drain()
+        assert len(intake.arrivals) == attempt
+        make_due()
+    assert OutboxEvent.objects.get().attempts == 3
+    bodies = {a.request.body for a in intake.arrivals}
+    assert len(bodies) == 1  # AT-48: byte-identical retries
+
+
+def test_403_with_a_refused_key_parks_the_connection_and_its_rows(org, conn, intake):
+    intake.respond, intake.validate_status = (lambda arrival: 403), 403
+    tracking.send_event(org, title="t1", text="x")
+    tracking.send_event(conn, title="t2", text="x")
+    later = tracking.send_event(conn, title="later", text="x")
+    assert later is not None
+    OutboxEvent.objects.filter(pk=later.pk).update(next_attempt_at=timezone.now() + timedelta(1))
+    delivery.drain()
+    conn.refresh_from_db()
+    assert conn.status == ConnectionStatus.API_KEY_REJECTED and conn.last_error_code == "http_403"
+    assert set(statuses().values()) == {"parked"}
+    assert intake.validations == [key_of(conn)]  # validated once per run, not per row
+
+
+def test_403_with_a_valid_key_is_retried(org, conn, intake):
+    intake.respond = lambda arrival: 403
+    tracking.send_event(org, title="t", text="x")
+    delivery.drain()
+    conn.refresh_from_db()
+    assert conn.status == ConnectionStatus.ACTIVE
+    assert OutboxEvent.objects.get().status == "pending" and len(intake.validations) == 1
+
+
+def test_413_shrinks_an_event_once(org, conn, intake):
+    intake.respond = lambda a: 413 if len(a.body["text"]) > 1000 else 202
+    tracking.send_event(org, title="t" * 150, text="x" * 3000)
+    delivery.drain()
+    row = OutboxEvent.objects.get()
+    assert row.status == "delivered" and len(row.payload["text"]) == 1000
+    assert [len(a.body["text"]) for a in intake.arrivals] == [3000, 1000]
+
+
+def test_413_after_shrinking_is_dead(org, conn, intake):
+    intake.respond = lambda arrival: 413
+    tracking.send_event(org, title="t", text="x")
+    delivery.drain()
+    assert OutboxEvent.objects.get().status == "dead" and len(intake.arrivals) == 2
+
+
+# --- age, leases, lifecycle -------------------------------------------------------------------
+
+
+def test_old_events_and_metric_points_expire_unsent(org, conn, intake):
+    failed: list[str] = []
+    signals.event_failed.connect(
+        lambda **kw: failed.append(kw["reason"]), weak=False, dispatch_uid="t-failed"
+    )
+    try:
+        tracking.send_event(org, title="t", text="x", when=timezone.now() - timedelta(hours=17.5))
+        tracking.send_metric(org, "m.x", 1, when=timezone.now() - timedelta(minutes=55))
+        tracking.send_log(org, "fresh")
+        delivery.drain()
+    finally:
+        signals.event_failed.disconnect(dispatch_uid="t-failed")
+    kinds = dict(OutboxEvent.objects.values_list("kind", "status"))
+    assert kinds == {"event": "expired", "metric": "expired", "log": "delivered"}
+    assert failed == ["expired", "expired"] and [a.kind for a in intake.arrivals] == ["logs"]
+
+
+def test_a_retry_past_the_horizon_expires_instead(org, conn, intake, monkeypatch):
+    from django_datadog_partner import outcomes
+
+    monkeypatch.setattr(outcomes, "backoff_delay", lambda attempts: 30.0)
+    intake.respond = lambda arrival: 503
+    almost_too_old = timezone.now() - timedelta(hours=17) + timedelta(seconds=10)
+    tracking.send_event(org, title="t", text="x", when=almost_too_old)
+    tracking.send_event(org, title="u", text="x", when=timezone.now() - timedelta(hours=1))
+    delivery.drain()
+    assert sorted(statuses().values()) == ["expired", "pending"]
+
+
+def test_date_happened_is_the_event_time(org, conn, intake):
+    when = timezone.now() - timedelta(hours=2)
+    tracking.send_event(org, title="t", text="x", when=when)
+    delivery.drain()
+    assert intake.arrivals[0].body["date_happened"] == int(when.timestamp())
+
+
+def test_claims_are_exclusive_and_stale_leases_come_back(org, conn, settings):
+    for n in range(5):
+        tracking.send_event(org, title=str(n), text="x")
+    token_a, rows_a = delivery.claim(3)
+    token_b, rows_b = delivery.claim(10)
+    assert len(rows_a) == 3 and len(rows_b) == 2 and token_a != token_b
+    assert not {r.pk for r in rows_a} & {r.pk for r in rows_b}
+    assert delivery.claim(10)[1] == []
+    OutboxEvent.objects.update(lease_until=timezone.now() - timedelta(seconds=1))
+    assert len(delivery.claim(10)[1]) == 5
+
+
+def test_a_run_whose_lease_was_taken_over_records_nothing(org, conn, intake):
+    tracking.send_event(org, title="t", text="x")
+    token, rows = delivery.claim(10)
+    OutboxEvent.objects.update(lease_until=timezone.now() - timedelta(seconds=1))
+    delivery.drain()  # another worker takes over the stale lease and delivers
+    delivery.deliver(token, rows, delivery.Summary())  # the slow first worker finishes
+    row = OutboxEvent.objects.get()
+    assert row.status == "delivered" and row.attempts == 1 and len(intake.arrivals) == 2
+
+
+def test_revoked_connection_cancels_and_revoke_helper_cancels(org, conn, intake):
+    tracking.send_event(conn, title="t", text="x")
+    tracking.send_event(conn, title="u", text="x")
+    assert delivery.cancel_pending_for_connection(conn) == 2
+    tracking.send_event(conn, title="v", text="x")
+    conn.status = ConnectionStatus.REVOKED
+    conn.save()
+    delivery.drain()
+    assert set(statuses().values()) == {"cancelled"} and intake.arrivals == []
+
+
+def test_unreadable_key_marks_the_connection_and_parks(org, conn, intake):
+    from cryptography.fernet import Fernet
+
+    from django_datadog_partner.fields import Secret
+    from django_datadog_partner.models import Connection
+
+    lost_key = Fernet(Fernet.generate_key())
+    unreadable = Secret(lost_key.encrypt(b"a-key-we-cannot-read").decode())
+    Connection.objects.filter(pk=conn.pk).update(api_key=unreadable)
+    tracking.send_event(conn, title="t", text="x")
+    delivery.drain()
+    conn.refresh_from_db()
+    assert conn.status == ConnectionStatus.CREDENTIALS_UNREADABLE
+    assert list(statuses().values()) == ["parked"] and intake.arrivals == []
+
+
+def test_pre_event_send_runs_once_and_its_result_is_what_every_attempt_sends(org, conn, intake):
+    calls: list[int] = []
+
+    def enrich(outbox: OutboxEvent, payload: dict[str, Any], **kwargs: Any) -> None:
+        calls.append(outbox.pk)
+        payload["tags"].append("enriched:yes")
+
+    signals.pre_event_send.connect(enrich, weak=False, dispatch_uid="t-enrich")
+    intake.respond = lambda arrival: 503
+    try:
+        tracking.send_event(org, title="t", text="x")
+        delivery.drain()
+        make_due()
+        intake.respond = lambda arrival: 202
+        delivery.drain()
+    finally:
+        signals.pre_event_send.disconnect(dispatch_uid="t-enrich")
+    assert len(calls) == 1 and OutboxEvent.objects.get().status == "delivered"
+    first, second = (a.request.body for a in intake.arrivals)
+    assert first == second and b"enriched:yes" in first
+
+
+def test_requeue_sends_dead_rows_once_more(org, conn, intake):
+    intake.respond = lambda arrival: 400
+    tracking.send_event(org, title="t", text="x")
+    delivery.drain()
+    intake.respond = lambda arrival: 202
+    assert delivery.requeue(OutboxEvent.objects.all()) == 1
+    assert delivery.requeue(OutboxEvent.objects.all()) == 0  # pending rows are left alone
+    delivery.drain()
+    assert list(statuses().values()) == ["delivered"] and len(intake.arrivals) == 2
+
+
+def test_purge_deletes_only_old_finished_rows(org, conn, intake):
+    for n in range(3):
+        tracking.send_event(org, title=str(n), text="x")
+    delivery.drain()
+    tracking.send_event(org, title="pending", text="x")
+    OutboxEvent.objects.update(created_at=timezone.now() - timedelta(days=10))
+    assert delivery.purge(timedelta(days=30)) == 0
+    assert delivery.purge(timedelta(days=7)) == 3
+    assert list(statuses().values()) == ["pending"]
+
+
+def test_metric_and_log_kinds(org, conn, intake):
+    tracking.send_metric(org, "shop.orders", 2, metric_type="count", interval=60, unit="order")
+    tracking.send_log(org, "order paid", attributes={"order_id": "7"}, hostname="web-1")
+    delivery.drain()
+    by_kind = {a.kind: a for a in intake.arrivals}
+    assert by_kind["series"].request.url == "https://api.datadoghq.com/api/v2/series"
+    assert by_kind["logs"].request.url == "https://http-intake.logs.datadoghq.com/api/v2/logs"
+    assert by_kind["logs"].request.headers["Content-Encoding"] == "gzip"
+    (series,) = by_kind["series"].items()
+    assert "tags" in series and not any(t.startswith("outbox_id") for t in series["tags"])
+    (log,) = by_kind["logs"].items()
+    log_row = OutboxEvent.objects.get(kind=OutboxKind.LOG)
+    assert log["ddtags"] == f"outbox_id:{log_row.pk}" and log["hostname"] == "web-1"

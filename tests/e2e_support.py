@@ -7,7 +7,7 @@ database the test run created (``DDP_TEST_CHILD``; the child inherits ``TEST_DB_
 says it is running, and stops it with SIGTERM, then SIGKILL, on exit. The test must use
 the ``transactional_db`` (or ``live_server``) fixture so the child sees committed data::
 
-    from tests.e2e_support import qcluster  # noqa: F401  (the fixture)
+    from tests.e2e_support import qcluster as qcluster_fixture  # noqa: F401
 
     @pytest.mark.e2e
     def test_delivery(qcluster, live_server):
@@ -18,6 +18,7 @@ the ``transactional_db`` (or ``live_server``) fixture so the child sees committe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -62,10 +63,8 @@ class QCluster:
         if self.stopped:
             return
         self._signal(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
         self._signal(signal.SIGKILL)
         self.process.wait(timeout=timeout)
         self.stopped = True
@@ -79,10 +78,8 @@ class QCluster:
         self.stopped = True
 
     def _signal(self, sig: signal.Signals) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, sig)  # the group id is the child's pid (new session)
-        except ProcessLookupError:
-            pass
 
 
 def child_environment(

@@ -7,7 +7,7 @@ import time
 import pytest
 from django_q.tasks import async_task, result
 
-from tests.e2e_support import qcluster  # noqa: F401  (the fixture)
+from tests.e2e_support import qcluster as qcluster_fixture  # noqa: F401
 
 
 @pytest.mark.e2e

@@ -7,10 +7,10 @@ database the test run created (``DDP_TEST_CHILD``; the child inherits ``TEST_DB_
 says it is running, and stops it with SIGTERM, then SIGKILL, on exit. The test must use
 the ``transactional_db`` (or ``live_server``) fixture so the child sees committed data::
 
-    from tests.e2e_support import qcluster as qcluster_fixture  # noqa: F401
+    from tests.e2e_support import qcluster  # noqa: F401  (the fixture)
 
     @pytest.mark.e2e
-    def test_delivery(qcluster, live_server):
+    def test_delivery(qcluster, live_server):  # noqa: F811
         cluster = qcluster(partner_settings={"EXTRA_SITES": {...}})
         ...
         cluster.kill()  # SIGKILL, mid-run

@@ -118,8 +118,3 @@ if os.environ.get("DDP_PARTNER_OVERRIDES"):
     import json
 
     DATADOG_PARTNER.update(json.loads(os.environ["DDP_PARTNER_OVERRIDES"]))
-if os.environ.get("DDP_SANDBOX_URL"):
-    # A live sandbox (end-to-end and browser tests); child processes inherit the variable.
-    from django_datadog_partner.sandbox import SANDBOX_DOMAIN, site_entry
-
-    DATADOG_PARTNER["EXTRA_SITES"] = {SANDBOX_DOMAIN: site_entry(os.environ["DDP_SANDBOX_URL"])}

@@ -16,8 +16,9 @@ import django.contrib.admin
 import pytest
 
 from django_datadog_partner.sandbox import SANDBOX_DOMAIN, site_entry
+from tests.e2e_support import QCluster, start_qcluster
 
-from .support import QCluster, Shot
+from .support import Shot
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -30,6 +31,7 @@ CHROMIUM_ARGS = [
 ]
 HERE = Path(__file__).resolve().parent
 SCREENSHOTS = HERE.parent.parent / "test-artifacts" / "screenshots"
+QCLUSTER_LOG = HERE.parent.parent / "test-artifacts" / "browser-qcluster.log"
 
 
 def browser_missing() -> str:
@@ -124,8 +126,9 @@ def dd_live(live_server: Any, settings: Any) -> str:
 @pytest.fixture(scope="session")
 def qcluster(live_server: Any, django_db_setup: None) -> Iterator[QCluster]:
     """A real ``qcluster`` on the test database, delivering to the live sandbox."""
-    cluster = QCluster(sandbox_url=live_server.url + "/sandbox")
-    cluster.start()
+    QCLUSTER_LOG.parent.mkdir(parents=True, exist_ok=True)
+    sandbox = {SANDBOX_DOMAIN: site_entry(live_server.url + "/sandbox")}
+    cluster = start_qcluster(QCLUSTER_LOG, partner_settings={"EXTRA_SITES": sandbox})
     yield cluster
     cluster.stop()
 

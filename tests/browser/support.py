@@ -1,13 +1,9 @@
-"""Helpers of the browser tests: a real qcluster, screenshots, the host's owner hook, and
-the steps of the connect journey a person clicks through."""
+"""Helpers of the browser tests: screenshots, the host's owner hook, and the steps of the
+connect journey a person clicks through."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,43 +19,6 @@ DEADLINE = 20.0
 def organizations_of(user: Any) -> list[Organization]:
     """``OWNERS_FOR_USER`` of the test host: the organizations the user is a member of."""
     return list(Organization.objects.filter(members=user).order_by("name"))
-
-
-class QCluster:
-    """``manage qcluster`` in a child process on the test database (tests/settings.py)."""
-
-    def __init__(self, sandbox_url: str) -> None:
-        self.sandbox_url = sandbox_url
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log = ROOT / "test-artifacts" / "qcluster.log"
-
-    def start(self) -> None:
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "DDP_TEST_CHILD": "1",
-            "DDP_SANDBOX_URL": self.sandbox_url,
-        }
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "django", "qcluster"],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 class Shot:

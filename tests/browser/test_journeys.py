@@ -12,9 +12,10 @@ from django.utils import timezone
 from django_datadog_partner import connections
 from django_datadog_partner.models import AuthorizationRequest, Connection, ConnectionStatus
 from django_datadog_partner.sandbox.models import SandboxAPIKey, SandboxGrant, SandboxOrg
+from tests.e2e_support import QCluster
 from tests.testapp.models import Order, Organization
 
-from .support import PASSWORD, Journey, QCluster, Shot, eventually
+from .support import PASSWORD, Journey, Shot, eventually
 
 
 @pytest.fixture

@@ -165,6 +165,103 @@ def _extra_sites_error(message: str) -> Error:
     )
 
 
+# --- Telemetry delivery (W010-W019) ---------------------------------------------------------
+
+SWEEPER_TASK = "django_datadog_partner.tasks.sweep_outbox"
+SCHEDULE_HINT = "Run `python manage.py datadog_partner_schedule` (it creates the sweeper)."
+
+
+@register(Tags.compatibility)
+def check_q_cluster(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """django-q2 must not replay failed deliveries; the outbox owns retries."""
+    cluster = getattr(settings, "Q_CLUSTER", None) or {}
+    warnings: list[CheckMessage] = []
+    timeout = cluster.get("timeout")
+    if timeout is None:
+        warnings.append(
+            Warning(
+                "Q_CLUSTER['timeout'] is not set: a hung delivery task is never stopped.",
+                hint="Set a timeout (e.g. 60) and a larger 'retry' (e.g. 120).",
+                id="datadog_partner.W012",
+            )
+        )
+    elif cluster.get("retry", 60) <= timeout:
+        warnings.append(
+            Warning(
+                f"Q_CLUSTER['retry'] ({cluster.get('retry', 60)}) is not larger than "
+                f"'timeout' ({timeout}): the ORM broker hands a running task to a second worker.",
+                hint="django-q2 requires retry > timeout; e.g. timeout 60, retry 120.",
+                id="datadog_partner.W013",
+            )
+        )
+    if not cluster.get("ack_failures"):
+        warnings.append(
+            Warning(
+                "Q_CLUSTER['ack_failures'] is off: the broker replays failed tasks, a second "
+                "retry layer on top of the outbox's own backoff.",
+                hint="Set 'ack_failures': True (and 'max_attempts': 1).",
+                id="datadog_partner.W014",
+            )
+        )
+    return warnings
+
+
+@register(Tags.compatibility)
+def check_lease(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """A request may only start while its answer can arrive before the lease ends."""
+    timeout = sum(app_settings.HTTP_TIMEOUT)
+    if 2 * timeout < app_settings.LEASE_SECONDS:
+        return []
+    return [
+        Error(
+            f"{SETTING_NAME}['LEASE_SECONDS'] ({app_settings.LEASE_SECONDS:g}) must be more "
+            f"than twice the HTTP timeouts ({timeout:g} s): otherwise no delivery request "
+            "can start before the lease ends.",
+            hint="Keep the default (120) or raise it with HTTP_TIMEOUT.",
+            id="datadog_partner.E010",
+        )
+    ]
+
+
+@register(Tags.database)
+def check_outbox_sweeper(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Without the sweeper schedule, retries and rows of lost kicks are never sent."""
+    from django.db import DatabaseError
+    from django_q.models import Schedule
+
+    if not kwargs.get("databases"):
+        return []
+    try:
+        swept = Schedule.objects.filter(func=SWEEPER_TASK).exists()
+    except DatabaseError:  # not migrated yet
+        return []
+    if swept:
+        return []
+    if not app_settings.KICK_ON_COMMIT:
+        return [
+            Warning(
+                "KICK_ON_COMMIT is off and no outbox sweeper is scheduled: telemetry is only "
+                "sent when `datadog_partner_deliver` runs.",
+                hint=SCHEDULE_HINT + " Silence this warning if cron runs the command.",
+                id="datadog_partner.W010",
+            )
+        ]
+    return [
+        Warning(
+            "No outbox sweeper is scheduled: retries, and rows whose kick was lost (broker "
+            "outage, Redis losing in-flight tasks, a killed worker), are never sent.",
+            hint=SCHEDULE_HINT,
+            id="datadog_partner.W011",
+        )
+    ]
+
+
 # --- Connection lifecycle (W020-W029); they read the database, so run with --database ----
 
 REVOKING_TOO_LONG_HOURS = 24

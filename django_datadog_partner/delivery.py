@@ -78,11 +78,15 @@ def drain(
         if time_budget is not None and time.monotonic() - started > time_budget:
             summary.add("budget_exhausted")
             break
+        claimed_at = time.monotonic()
         token, rows = claim(app_settings.DELIVERY_BATCH_SIZE)
         if rows:
-            deliver(token, rows, summary)
+            released = summary.counts.get("released", 0)
+            deliver(token, rows, summary, claimed_at=claimed_at)
             if progress is not None:
                 progress(summary)
+            if summary.counts.get("released", 0) > released:
+                break  # this run is too slow for its lease; the next one continues
             continue
         remaining = started + linger - time.monotonic()
         if remaining <= 0:
@@ -91,8 +95,17 @@ def drain(
     return summary
 
 
-def deliver(token: str, rows: list[OutboxEvent], summary: Summary) -> None:
-    """Route, check and send one claimed batch, then record every outcome."""
+def deliver(
+    token: str, rows: list[OutboxEvent], summary: Summary, *, claimed_at: float | None = None
+) -> None:
+    """Route, check and send one claimed batch, then record every outcome.
+
+    No request starts later than one HTTP timeout before the lease ends (counted from
+    ``claimed_at``, a ``time.monotonic()`` value), so a run that is slower than its lease
+    releases rows instead of racing the run that takes them over.
+    """
+    lease_end = (claimed_at or time.monotonic()) + app_settings.LEASE_SECONDS
+    run = transmit.Run(send_by=lease_end - sum(app_settings.HTTP_TIMEOUT))
     recorder = Recorder(token, summary)
     rows = _prepare(token, rows, recorder)
     connections = Connection.objects.in_bulk({row.connection_id for row in rows})
@@ -118,7 +131,7 @@ def deliver(token: str, rows: list[OutboxEvent], summary: Summary) -> None:
         target = _target(connections[conn_id], conn_rows, recorder)
         if target is not None:
             jobs.extend(_jobs(target, conn_rows))
-    _run(jobs, rows, connections, recorder)
+    _run(jobs, run, rows, connections, recorder)
     recorder.flush()
 
 
@@ -128,7 +141,7 @@ def _jobs(target: transmit.Target, rows: list[OutboxEvent]) -> list[Callable[...
     for row in rows:
         item = transmit.Item(row.pk, row.kind, row.payload)
         if row.kind == OutboxKind.EVENT:
-            jobs.append(lambda checks, item=item: transmit.send_event(target, item, checks))
+            jobs.append(lambda run, item=item: transmit.send_event(target, item, run))
         else:
             batched[row.kind].append(item)
     for kind, items in batched.items():
@@ -138,28 +151,26 @@ def _jobs(target: transmit.Target, rows: list[OutboxEvent]) -> list[Callable[...
         for group in payloads.pack(sizes, max_items=count, max_bytes=limit):
             batch = [items[i] for i in group]
             jobs.append(
-                lambda checks, kind=kind, batch=batch: transmit.send_batch(
-                    target, kind, batch, checks
-                )
+                lambda run, kind=kind, batch=batch: transmit.send_batch(target, kind, batch, run)
             )
     return jobs
 
 
 def _run(
     jobs: list[Callable[..., list]],
+    run: transmit.Run,
     rows: list[OutboxEvent],
     connections: dict[int, Connection],
     recorder: Recorder,
 ) -> None:
     if not jobs:
         return
-    checks = transmit.KeyChecks()
     workers = min(app_settings.DELIVERY_CONCURRENCY, POOL_SIZE, len(jobs))
     if workers == 1:
-        batches = [job(checks) for job in jobs]
+        batches = [job(run) for job in jobs]
     else:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ddp-send") as pool:
-            batches = list(pool.map(lambda job: job(checks), jobs))
+            batches = list(pool.map(lambda job: job(run), jobs))
     by_id = {row.pk: row for row in rows}
     for results in batches:
         for result in results:

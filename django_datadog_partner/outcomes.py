@@ -125,6 +125,7 @@ class Recorder:
         self._final: dict[tuple[str, str, str, bool], list[OutboxEvent]] = defaultdict(list)
         self._retry: list[OutboxEvent] = []
         self._postponed: list[OutboxEvent] = []
+        self._released: list[OutboxEvent] = []
         self._rewritten: list[OutboxEvent] = []
         self._succeeded: set[int] = set()
         self._rejected: dict[int, tuple[Connection, str]] = {}
@@ -179,6 +180,9 @@ class Recorder:
                     f"Datadog's intake answered {result.code} ({result.detail}). This is a bug "
                     "or a configuration error on our side, not the customer's."
                 )
+        elif result.verdict == transmit.RELEASED:
+            self._released.extend(rows)
+            self.summary.add("released", len(rows))
         elif result.verdict == transmit.REJECTED:
             conn = connections[rows[0].connection_id or 0]
             self._rejected[conn.pk] = (conn, result.detail)
@@ -223,6 +227,10 @@ class Recorder:
             )  # fmt: skip
         if self._retry:
             update_each(self.token, self._retry, RETRY_FIELDS)
+        if self._released:
+            mine.filter(pk__in=[row.pk for row in self._released]).update(
+                lease_until=None, lease_token=""
+            )
         if self._postponed:
             update_each(
                 self.token, self._postponed, ["next_attempt_at", "lease_until", "lease_token"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -42,6 +43,7 @@ DELIVERED = "delivered"
 RETRY = "retry"
 DEAD = "dead"
 REJECTED = "rejected"  # Datadog refuses the API key: park the connection's rows
+RELEASED = "released"  # not sent: the lease is nearly over; the rows are due again at once
 
 
 @dataclass(frozen=True)
@@ -77,12 +79,18 @@ class Result:
     new_payload: dict[str, Any] | None = None
 
 
-class KeyChecks:
-    """``GET /api/v1/validate`` at most once per connection per delivery run."""
+class Run:
+    """What the sends of one claimed batch share: the time after which no request may
+    start (the batch's lease would end before the answer), and ``GET /api/v1/validate``
+    made at most once per connection."""
 
-    def __init__(self) -> None:
+    def __init__(self, send_by: float) -> None:
+        self.send_by = send_by
         self._lock = threading.Lock()
         self._known: dict[int, bool | None] = {}
+
+    def too_late(self) -> bool:
+        return time.monotonic() >= self.send_by
 
     def is_rejected(self, target: Target) -> bool | None:
         with self._lock:
@@ -91,14 +99,14 @@ class KeyChecks:
             return self._known[target.connection_id]
 
 
-def send_event(target: Target, item: Item, checks: KeyChecks) -> list[Result]:
+def send_event(target: Target, item: Item, run: Run) -> list[Result]:
     url = DatadogClient(target.site).api_url(EVENTS_PATH)
-    results = _attempt(target, url, item.body(), [item.row_id], checks, gzip_body=False)
+    results = _attempt(target, url, item.body(), [item.row_id], run, gzip_body=False)
     if results[0].code != "http_413":
         return results
     shrunk = payloads.shrink_event(item.payload)
     retried = _attempt(
-        target, url, Item(item.row_id, item.kind, shrunk).body(), [item.row_id], checks,
+        target, url, Item(item.row_id, item.kind, shrunk).body(), [item.row_id], run,
         gzip_body=False,
     )  # fmt: skip
     for result in retried:
@@ -108,7 +116,7 @@ def send_event(target: Target, item: Item, checks: KeyChecks) -> list[Result]:
     return retried
 
 
-def send_batch(target: Target, kind: str, items: Sequence[Item], checks: KeyChecks) -> list[Result]:
+def send_batch(target: Target, kind: str, items: Sequence[Item], run: Run) -> list[Result]:
     """Send logs or metric series; bisect on 400/422 and split on 413."""
     client = DatadogClient(target.site)
     if kind == "log":
@@ -116,7 +124,7 @@ def send_batch(target: Target, kind: str, items: Sequence[Item], checks: KeyChec
     else:
         url, join, compress = client.api_url(SERIES_PATH), payloads.join_series, False
     bodies = {item.row_id: item.body() for item in items}
-    return _send_split(target, url, join, compress, list(bodies.items()), checks)
+    return _send_split(target, url, join, compress, list(bodies.items()), run)
 
 
 def _send_split(
@@ -125,24 +133,26 @@ def _send_split(
     join: Callable[[Sequence[bytes]], bytes],
     compress: bool,
     parts: list[tuple[int, bytes]],
-    checks: KeyChecks,
+    run: Run,
 ) -> list[Result]:
     ids = [row_id for row_id, _ in parts]
     body = join([part for _, part in parts])
-    results = _attempt(target, url, body, ids, checks, gzip_body=compress)
+    results = _attempt(target, url, body, ids, run, gzip_body=compress)
     splittable = results[0].code in ("http_400", "http_422", "http_413")
     if not splittable or len(parts) == 1:
         return results
     middle = len(parts) // 2
     return [
-        *_send_split(target, url, join, compress, parts[:middle], checks),
-        *_send_split(target, url, join, compress, parts[middle:], checks),
+        *_send_split(target, url, join, compress, parts[:middle], run),
+        *_send_split(target, url, join, compress, parts[middle:], run),
     ]
 
 
 def _attempt(
-    target: Target, url: str, body: bytes, ids: list[int], checks: KeyChecks, *, gzip_body: bool
+    target: Target, url: str, body: bytes, ids: list[int], run: Run, *, gzip_body: bool
 ) -> list[Result]:
+    if run.too_late():
+        return [Result(ids, RELEASED, "lease_ending")]
     headers = {"DD-API-KEY": target.api_key, "Content-Type": "application/json"}
     if gzip_body:
         body = gzip.compress(body, compresslevel=6)
@@ -154,12 +164,10 @@ def _attempt(
         return [Result(ids, DEAD, "transport_refused", str(exc), alarm=True)]
     except DatadogPartnerError as exc:
         return [Result(ids, RETRY, "network", str(exc))]
-    return [classify(response, ids, target, checks)]
+    return [classify(response, ids, target, run)]
 
 
-def classify(
-    response: requests.Response, ids: list[int], target: Target, checks: KeyChecks
-) -> Result:
+def classify(response: requests.Response, ids: list[int], target: Target, run: Run) -> Result:
     """Issue 5's table: what one answer from Datadog means for the rows it carried."""
     status = response.status_code
     code = f"http_{status}"
@@ -171,7 +179,7 @@ def classify(
     if status in (401, 404):
         return Result(ids, DEAD, code, detail, alarm=True)
     if status == 403:
-        if checks.is_rejected(target):
+        if run.is_rejected(target):
             return Result(ids, REJECTED, code, detail)
         return Result(ids, RETRY, code, detail)
     if status == 429:

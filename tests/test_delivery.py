@@ -272,6 +272,15 @@ def test_a_run_whose_lease_was_taken_over_records_nothing(org, conn, intake):
     assert row.status == "delivered" and row.attempts == 1 and len(intake.arrivals) == 2
 
 
+def test_no_request_starts_when_the_lease_would_end_first(org, conn, intake, settings):
+    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "LEASE_SECONDS": 5}
+    tracking.send_event(org, title="t", text="x")
+    assert str(delivery.drain()) == "released: 1"
+    row = OutboxEvent.objects.get()
+    assert (row.status, row.attempts, row.lease_token) == ("pending", 0, "")
+    assert intake.arrivals == []
+
+
 def test_revoked_connection_cancels_and_revoke_helper_cancels(org, conn, intake):
     tracking.send_event(conn, title="t", text="x")
     tracking.send_event(conn, title="u", text="x")

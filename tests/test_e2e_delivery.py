@@ -1,0 +1,158 @@
+"""End to end: host saves -> outbox -> a real qcluster -> the sandbox served by live_server.
+
+Two sandbox "sites" are the same server under two host names (``localhost`` and
+``127.0.0.1``); the sandbox records at which site and with which org's key every request
+arrived, so the tests can prove each owner's events went to its own site with its own key.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.db import transaction
+
+from django_datadog_partner import tasks
+from django_datadog_partner.models import Connection, OutboxEvent, OutboxStatus
+from django_datadog_partner.sandbox.control import Sandbox
+from django_datadog_partner.sandbox.state import Org
+from tests.e2e_support import (
+    QCluster,
+    qcluster,  # noqa: F401  (the fixture)
+)
+from tests.outbox_support import make_connection
+from tests.testapp.models import Order, Organization
+
+pytestmark = pytest.mark.e2e
+
+SITE_A, SITE_B = "sandbox-a.test", "sandbox-b.test"
+
+
+@dataclass
+class Tenant:
+    owner: Organization
+    org: Org
+    connection: Connection
+
+
+@pytest.fixture
+def sites(live_server: Any, settings: Any) -> dict[str, dict[str, str]]:
+    url_a = live_server.url + "/sandbox"
+    url_b = url_a.replace("://localhost:", "://127.0.0.1:")
+    assert url_a != url_b
+    extra = {
+        domain: {"web_url": url, "api_url": url, "logs_url": url}
+        for domain, url in ((SITE_A, url_a), (SITE_B, url_b))
+    }
+    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "EXTRA_SITES": extra}
+    return extra
+
+
+def tenants(sandbox: Sandbox, domains: list[str]) -> list[Tenant]:
+    made = []
+    for n, domain in enumerate(domains):
+        owner = Organization.objects.create(name=f"owner-{n}")
+        org = sandbox.create_org(f"dd-org-{n}")
+        key = sandbox.create_api_key(org)
+        made.append(Tenant(owner, org, make_connection(owner, domain=domain, key=key)))
+    return made
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, tick: Callable[[], Any]) -> None:
+    """Poll ``condition``; call ``tick`` about once a second meanwhile."""
+    deadline = time.monotonic() + timeout
+    next_tick = 0.0
+    while not condition():
+        now = time.monotonic()
+        if now > deadline:
+            rows = OutboxEvent.objects.values_list("status", "attempts", "last_error_code")
+            raise AssertionError(f"timed out; outbox: {Counter(rows).most_common(8)}")
+        if now >= next_tick:
+            tick()
+            next_tick = now + 1.0
+        time.sleep(0.1)
+
+
+def all_delivered(expected: int) -> Callable[[], bool]:
+    def check() -> bool:
+        return OutboxEvent.objects.filter(status=OutboxStatus.DELIVERED).count() >= expected
+
+    return check
+
+
+def arrivals(sandbox: Sandbox, tenant: Tenant) -> list[tuple[int, str]]:
+    """(outbox id, site domain) of every event that reached ``tenant``'s Datadog org."""
+    found = []
+    for item in sandbox.store.received(tenant.org.id, "event"):
+        ids = [int(t.split(":")[1]) for t in item.payload["tags"] if t.startswith("outbox_id:")]
+        assert len(ids) == 1, item.payload
+        found.append((ids[0], item.extra["domain"]))
+    return found
+
+
+def save_orders(people: list[Tenant], count: int) -> None:
+    """``count`` tracked saves spread over the tenants, in transactions of ten."""
+    for start in range(0, count, 10):
+        with transaction.atomic():
+            for n in range(start, min(start + 10, count)):
+                tenant = people[n % len(people)]
+                Order.objects.create(organization=tenant.owner, number=f"{n}")
+
+
+def test_thousand_saves_arrive_at_each_owners_site_with_its_key(qcluster, sites):  # noqa: F811
+    sandbox = Sandbox()
+    people = tenants(sandbox, [SITE_A, SITE_B, SITE_A, SITE_B])
+    qcluster(partner_settings={"EXTRA_SITES": sites})
+    save_orders(people, 1000)
+    wait_until(all_delivered(1000), timeout=180, tick=lambda: None)
+    assert OutboxEvent.objects.exclude(status=OutboxStatus.DELIVERED).count() == 0
+    for tenant in people:
+        expected = set(
+            OutboxEvent.objects.filter(connection=tenant.connection).values_list("pk", flat=True)
+        )
+        got = arrivals(sandbox, tenant)
+        assert len(expected) == 250
+        assert {outbox_id for outbox_id, _ in got} == expected
+        assert {domain for _, domain in got} == {tenant.connection.domain}
+
+
+def test_sigkill_of_the_cluster_mid_run_loses_nothing(qcluster, sites):  # noqa: F811
+    sandbox = Sandbox()
+    people = tenants(sandbox, [SITE_A, SITE_B, SITE_A])
+    for tenant in people:
+        sandbox.set_faults(tenant.org, slow_seconds=0.02)  # a slower Datadog: a longer run
+    overrides = {
+        "EXTRA_SITES": sites,
+        "LEASE_SECONDS": 8,
+        "HTTP_TIMEOUT": [1, 2],
+        "DELIVERY_BATCH_SIZE": 50,
+        "DELIVERY_CONCURRENCY": 4,
+    }
+    first: QCluster = qcluster(partner_settings=overrides)
+    save_orders(people, 600)
+    received = sandbox.store.received
+
+    wait_until(lambda: len(received(None, "event")) >= 60, timeout=120, tick=lambda: None)
+    first.kill()
+    at_kill = len(received(None, "event"))
+    assert at_kill < 600, "the run finished before the kill; slow the sandbox down"
+
+    qcluster(partner_settings=overrides)
+    # The sweeper's job (a schedule in production): re-kick rows whose lease ran out.
+    wait_until(all_delivered(600), timeout=180, tick=tasks.sweep_outbox)
+
+    counts: Counter[int] = Counter()
+    for tenant in people:
+        for outbox_id, domain in arrivals(sandbox, tenant):
+            assert domain == tenant.connection.domain
+            assert OutboxEvent.objects.get(pk=outbox_id).connection_id == tenant.connection.pk
+            counts[outbox_id] += 1
+    assert set(counts) == set(OutboxEvent.objects.values_list("pk", flat=True))
+    duplicates = {pk: n for pk, n in counts.items() if n > 1}
+    # Only requests sent but not recorded before the kill can repeat: at most the rows the
+    # killed workers held (two workers, one batch each).
+    assert sum(n - 1 for n in duplicates.values()) <= 2 * 50

@@ -1,7 +1,7 @@
 """Pages of the connect flow and of a user's connections. Thin: operations live in
 ``connections``; these views check input and permissions and translate outcomes to pages.
 
-Every page here is sent with ``Cache-Control: no-store``, ``Referrer-Policy: no-referrer``
+Every page here is sent with ``Cache-Control: no-store``, a strict ``Referrer-Policy``
 and ``X-Frame-Options: DENY``; failures get a page that says what happened and what to do,
 never a stack trace.
 """
@@ -59,17 +59,28 @@ class BadParameter(Exception):
     """A repeated, oversized or malformed query parameter."""
 
 
-def flow_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """No caching, no Referer, no framing, for every response of ``view``."""
+def _with_page_headers(referrer_policy: str) -> Callable[[Callable[..., HttpResponse]], Any]:
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            response = view(request, *args, **kwargs)
+            add_never_cache_headers(response)
+            response["Referrer-Policy"] = referrer_policy
+            return response
 
-    @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        response = view(request, *args, **kwargs)
-        add_never_cache_headers(response)
-        response["Referrer-Policy"] = "no-referrer"
-        return response
+        return xframe_options_deny(wrapper)
 
-    return xframe_options_deny(wrapper)
+    return decorator
+
+
+#: The callback and the pages it leads to: no Referer at all, since the callback URL
+#: carries ``code`` and ``state``.
+flow_page = _with_page_headers("no-referrer")
+
+#: Pages with forms. Under ``no-referrer`` Chromium sends ``Origin: null`` with
+#: same-origin form POSTs, which Django's CSRF check refuses; ``same-origin`` still sends
+#: no Referer to Datadog or any other site.
+form_page = _with_page_headers("same-origin")
 
 
 def single(params: QueryDict, name: str) -> str | None:
@@ -114,7 +125,7 @@ def failure_redirect(request: HttpRequest, exc: ConnectFailed) -> HttpResponse:
 # --- The flow --------------------------------------------------------------------------
 
 
-@flow_page
+@form_page
 @csrf_protect
 @require_http_methods(["GET", "POST"])
 def onboarding(request: HttpRequest) -> HttpResponse:
@@ -255,7 +266,7 @@ def error(request: HttpRequest) -> HttpResponse:
 # --- A user's connections --------------------------------------------------------------
 
 
-@flow_page
+@form_page
 @login_required
 @require_GET
 def connection_list(request: HttpRequest) -> HttpResponse:
@@ -266,7 +277,7 @@ def connection_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-@flow_page
+@form_page
 @login_required
 @require_GET
 def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
@@ -279,7 +290,7 @@ def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "datadog_partner/connection_detail.html", context)
 
 
-@flow_page
+@form_page
 @login_required
 @require_POST
 def disconnect(request: HttpRequest, pk: int) -> HttpResponse:
@@ -291,7 +302,7 @@ def disconnect(request: HttpRequest, pk: int) -> HttpResponse:
     return _back_to(request, connection, outcome.message, ok=outcome.done)
 
 
-@flow_page
+@form_page
 @login_required
 @require_POST
 def reconnect(request: HttpRequest, pk: int) -> HttpResponse:
@@ -303,7 +314,7 @@ def reconnect(request: HttpRequest, pk: int) -> HttpResponse:
     return HttpResponseRedirect(url)
 
 
-@flow_page
+@form_page
 @login_required
 @require_POST
 def create_api_key(request: HttpRequest, pk: int) -> HttpResponse:

@@ -46,6 +46,7 @@ SECRET_WORDS = frozenset(
      "salt", "hash", "otp", "signature", "ssn", "cvv", "iban"}
 )  # fmt: skip
 TAG_DISALLOWED = re.compile(r"[^\w\-:./]")
+CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 METRIC_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
 
 
@@ -119,7 +120,9 @@ def field_plan(
 
 
 def looks_secret(name: str) -> bool:
-    return any(word in SECRET_WORDS for word in re.split(r"[_\W]+", name.lower()))
+    """True when a word of the name (snake_case or camelCase) is in ``SECRET_WORDS``."""
+    words = re.split(r"[_\W]+", CAMEL_BOUNDARY.sub("_", name).lower())
+    return any(word in SECRET_WORDS for word in words)
 
 
 def object_key(label: str, pk: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -28,7 +29,7 @@ def org() -> Organization:
 
 
 @pytest.fixture
-def kicks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def kicks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     """Delivery tasks that would have been enqueued."""
     enqueued: list[int] = []
     monkeypatch.setattr(kick, "enqueue_delivery", lambda count=1: enqueued.append(count))

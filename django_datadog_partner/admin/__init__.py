@@ -1,3 +1,3 @@
-"""Admin screens: connections with their lifecycle actions, authorizations, alarms."""
+"""Admin screens: connections with their lifecycle actions, authorizations, alarms, outbox."""
 
-from . import connections, records  # noqa: F401
+from . import connections, outbox, records  # noqa: F401

@@ -123,9 +123,13 @@ def dd_live(live_server: Any, settings: Any) -> str:
     return str(live_server.url)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def qcluster(live_server: Any, django_db_setup: None) -> Iterator[QCluster]:
-    """A real ``qcluster`` on the test database, delivering to the live sandbox."""
+    """A real ``qcluster`` on the test database, delivering to the live sandbox.
+
+    Module-scoped: it must be gone before other modules start their own clusters, which
+    share the broker's queue.
+    """
     QCLUSTER_LOG.parent.mkdir(parents=True, exist_ok=True)
     sandbox = {SANDBOX_DOMAIN: site_entry(live_server.url + "/sandbox")}
     cluster = start_qcluster(QCLUSTER_LOG, partner_settings={"EXTRA_SITES": sandbox})

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +20,7 @@ from types import FrameType
 HERE = Path(__file__).resolve().parent
 MANAGE = [sys.executable, str(HERE / "manage.py")]
 STOP_TIMEOUT = 15.0
+CLUSTER_READY = b"running."
 
 
 def run(*args: str) -> None:
@@ -36,6 +38,22 @@ def wait_until_serving(url: str, process: subprocess.Popen[bytes], timeout: floa
         except OSError:
             time.sleep(0.2)
     return False
+
+
+def forward_until(process: subprocess.Popen[bytes], marker: bytes) -> threading.Event:
+    """Copy the process's output to ours; the event is set once ``marker`` was printed."""
+    seen = threading.Event()
+
+    def copy() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            sys.stdout.buffer.write(line)
+            sys.stdout.flush()
+            if marker in line:
+                seen.set()
+
+    threading.Thread(target=copy, daemon=True).start()
+    return seen
 
 
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -81,9 +99,19 @@ def main() -> int:
             [*MANAGE, "runserver", f"127.0.0.1:{port}", "--noreload"], start_new_session=True
         )
         processes.append(web)
-        processes.append(subprocess.Popen([*MANAGE, "qcluster"], start_new_session=True))
+        cluster = subprocess.Popen(
+            [*MANAGE, "qcluster"],
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        processes.append(cluster)
+        cluster_ready = forward_until(cluster, CLUSTER_READY)
         if not wait_until_serving(base + "/accounts/login/", web):
             print("The web server did not start; see the messages above.", file=sys.stderr)
+            return 1
+        if not cluster_ready.wait(60):
+            print("The qcluster did not start; see the messages above.", file=sys.stderr)
             return 1
         print(urls(base), flush=True)
         while all(process.poll() is None for process in processes):

@@ -10,12 +10,12 @@ calling thread, and only on rows still holding this run's lease.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from django.db import connection as db_connection
@@ -74,29 +74,33 @@ def drain(
     """
     summary = Summary()
     started = time.monotonic()
-    while True:
-        if time_budget is not None and time.monotonic() - started > time_budget:
-            summary.add("budget_exhausted")
-            break
-        claimed_at = time.monotonic()
-        token, rows = claim(app_settings.DELIVERY_BATCH_SIZE)
-        if rows:
+    with transmit.Sender(concurrency()) as sender:
+        while time_budget is None or time.monotonic() - started <= time_budget:
+            claimed_at = time.monotonic()
+            token, rows = claim(app_settings.DELIVERY_BATCH_SIZE)
+            if not rows:
+                remaining = started + linger - time.monotonic()
+                if remaining <= 0:
+                    return summary
+                time.sleep(remaining)
+                continue
             released = summary.counts.get("released", 0)
-            deliver(token, rows, summary, claimed_at=claimed_at)
+            deliver(token, rows, summary, claimed_at=claimed_at, sender=sender)
             if progress is not None:
                 progress(summary)
             if summary.counts.get("released", 0) > released:
-                break  # this run is too slow for its lease; the next one continues
-            continue
-        remaining = started + linger - time.monotonic()
-        if remaining <= 0:
-            break
-        time.sleep(remaining)
+                return summary  # too slow for the lease: the next run continues
+    summary.add("budget_exhausted")
     return summary
 
 
 def deliver(
-    token: str, rows: list[OutboxEvent], summary: Summary, *, claimed_at: float | None = None
+    token: str,
+    rows: list[OutboxEvent],
+    summary: Summary,
+    *,
+    claimed_at: float | None = None,
+    sender: transmit.Sender | None = None,
 ) -> None:
     """Route, check and send one claimed batch, then record every outcome.
 
@@ -131,17 +135,26 @@ def deliver(
         target = _target(connections[conn_id], conn_rows, recorder)
         if target is not None:
             jobs.extend(_jobs(target, conn_rows))
-    _run(jobs, run, rows, connections, recorder)
+    if sender is None:
+        with transmit.Sender(concurrency()) as own:
+            _run(jobs, run, own, rows, connections, recorder)
+    else:
+        _run(jobs, run, sender, rows, connections, recorder)
     recorder.flush()
 
 
-def _jobs(target: transmit.Target, rows: list[OutboxEvent]) -> list[Callable[..., list]]:
-    jobs: list[Callable[..., list]] = []
+def concurrency() -> int:
+    """Most requests a run keeps in flight (``DELIVERY_CONCURRENCY``, at most the pool)."""
+    return min(app_settings.DELIVERY_CONCURRENCY, POOL_SIZE)
+
+
+def _jobs(target: transmit.Target, rows: list[OutboxEvent]) -> list[transmit.Job]:
+    jobs: list[transmit.Job] = []
     batched: dict[str, list[transmit.Item]] = defaultdict(list)
     for row in rows:
         item = transmit.Item(row.pk, row.kind, row.payload)
         if row.kind == OutboxKind.EVENT:
-            jobs.append(lambda run, item=item: transmit.send_event(target, item, run))
+            jobs.append(functools.partial(transmit.send_event, target, item))
         else:
             batched[row.kind].append(item)
     for kind, items in batched.items():
@@ -150,29 +163,20 @@ def _jobs(target: transmit.Target, rows: list[OutboxEvent]) -> list[Callable[...
         sizes = [len(item.body()) for item in items]
         for group in payloads.pack(sizes, max_items=count, max_bytes=limit):
             batch = [items[i] for i in group]
-            jobs.append(
-                lambda run, kind=kind, batch=batch: transmit.send_batch(target, kind, batch, run)
-            )
+            jobs.append(functools.partial(transmit.send_batch, target, kind, batch))
     return jobs
 
 
 def _run(
-    jobs: list[Callable[..., list]],
+    jobs: list[transmit.Job],
     run: transmit.Run,
+    sender: transmit.Sender,
     rows: list[OutboxEvent],
     connections: dict[int, Connection],
     recorder: Recorder,
 ) -> None:
-    if not jobs:
-        return
-    workers = min(app_settings.DELIVERY_CONCURRENCY, POOL_SIZE, len(jobs))
-    if workers == 1:
-        batches = [job(run) for job in jobs]
-    else:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ddp-send") as pool:
-            batches = list(pool.map(lambda job: job(run), jobs))
     by_id = {row.pk: row for row in rows}
-    for results in batches:
+    for results in sender.run(jobs, run):
         for result in results:
             recorder.record(result, [by_id[i] for i in result.row_ids], connections)
 

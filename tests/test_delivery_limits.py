@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import statistics
+import time
 from collections import Counter
 from datetime import timedelta
 from email.utils import format_datetime
@@ -163,3 +164,24 @@ def test_tenant_isolation_randomized(intake):
     assert set(
         rows.filter(owner_object_id=str(unconnected.pk)).values_list("status", flat=True)
     ) <= {"no_connection"}
+
+
+def test_sender_keeps_many_requests_in_flight_only_when_the_round_trip_needs_it():
+    run = transmit.Run(send_by=float("inf"))
+
+    def waiting(run: transmit.Run) -> list[transmit.Result]:
+        time.sleep(0.01)  # a network round trip: no CPU
+        return [transmit.Result([1], transmit.DELIVERED)]
+
+    def busy(run: transmit.Run) -> list[transmit.Result]:
+        end = time.thread_time() + 0.002  # CPU only, like a loopback sink
+        while time.thread_time() < end:
+            pass
+        return [transmit.Result([2], transmit.DELIVERED)]
+
+    with transmit.Sender(8) as sender:
+        assert sender.limit == 4
+        assert len(list(sender.run([waiting] * 40, run))) == 40
+        assert sender.limit == 8
+        assert len(list(sender.run([busy] * 40, run))) == 40
+        assert sender.limit == 1

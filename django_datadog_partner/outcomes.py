@@ -232,9 +232,7 @@ class Recorder:
                 lease_until=None, lease_token=""
             )
         if self._postponed:
-            update_each(
-                self.token, self._postponed, ["next_attempt_at", "lease_until", "lease_token"]
-            )
+            update_each(self.token, self._postponed, ["next_attempt_at"])
         for conn, detail in self._rejected.values():
             mark_broken(conn, ConnectionStatus.API_KEY_REJECTED,
                         f"Datadog refused the API key when sending telemetry. {detail}"[:1000],

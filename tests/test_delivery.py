@@ -365,3 +365,57 @@ def test_metric_and_log_kinds(org, conn, intake):
     (log,) = by_kind["logs"].items()
     log_row = OutboxEvent.objects.get(kind=OutboxKind.LOG)
     assert log["ddtags"] == f"outbox_id:{log_row.pk}" and log["hostname"] == "web-1"
+
+
+def test_failures_never_leak_the_api_key(org, intake, canaries, debug_logs):
+    conn = make_connection(org, key=canaries["api_key"])
+    replies = iter([503, 429, 403, 400])
+    intake.respond = lambda arrival: next(replies)
+    intake.validate_status = 403
+    for _ in range(4):
+        tracking.send_event(org, title="t", text="x")
+        delivery.drain()
+        make_due()
+    conn.refresh_from_db()
+    assert conn.status == ConnectionStatus.API_KEY_REJECTED
+    recorded = list(OutboxEvent.objects.values_list("last_error", "last_error_code", "payload"))
+    recorded += [conn.status_reason, *Alarm.objects.values_list("message", flat=True)]
+    canaries.assert_absent(debug_logs.text, "logs")
+    canaries.assert_absent(repr(recorded), "outbox rows, connection, alarms")
+    from django_datadog_partner import transmit
+
+    target = transmit.Target(conn.pk, conn.domain, canaries["api_key"])  # type: ignore[arg-type]
+    canaries.assert_absent(repr(target) + str(target), "Target repr")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_claims_never_share_a_row():
+    """Two workers claiming at the same time (real threads, own connections)."""
+    import threading
+
+    from django.db import connections
+
+    owner = Organization.objects.create(name="o")
+    for n in range(300):
+        tracking.send_event(owner, title=str(n), text="x")
+    claimed: list[list[int]] = [[], []]
+    start = threading.Barrier(2)
+
+    def worker(slot: int) -> None:
+        start.wait()
+        try:
+            while True:
+                _, rows = delivery.claim(25)
+                if not rows:
+                    return
+                claimed[slot] += [row.pk for row in rows]
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not set(claimed[0]) & set(claimed[1])
+    assert sorted(claimed[0] + claimed[1]) == sorted(statuses())

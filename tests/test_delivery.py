@@ -378,8 +378,8 @@ def test_failures_never_leak_the_api_key(org, intake, canaries, debug_logs):
         make_due()
     conn.refresh_from_db()
     assert conn.status == ConnectionStatus.API_KEY_REJECTED
-    recorded = list(OutboxEvent.objects.values_list("last_error", "last_error_code", "payload"))
-    recorded += [conn.status_reason, *Alarm.objects.values_list("message", flat=True)]
+    recorded: list[object] = [conn.status_reason, *Alarm.objects.values_list("message", flat=True)]
+    recorded += OutboxEvent.objects.values_list("last_error", "last_error_code", "payload")
     canaries.assert_absent(debug_logs.text, "logs")
     canaries.assert_absent(repr(recorded), "outbox rows, connection, alarms")
     from django_datadog_partner import transmit

@@ -78,7 +78,10 @@ def write(
     except DatabaseError:
         logger.exception("Could not write a Datadog outbox row; the host's save went ahead.")
         return None
-    request_kick(using)
+    try:
+        request_kick(using)
+    except Exception:  # the sweeper delivers anyway; the host's save must go on
+        logger.exception("Could not request a delivery kick; the sweeper will deliver.")
     return row_id
 
 

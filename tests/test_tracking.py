@@ -209,6 +209,17 @@ def test_outbox_insert_failure_never_breaks_the_save(org, caplog, monkeypatch):
     assert "Could not write a Datadog outbox row" in caplog.text
 
 
+def test_a_failing_kick_request_never_breaks_the_save(org, caplog, monkeypatch):
+    def broken(using: str) -> None:
+        raise RuntimeError("on_commit internals changed")
+
+    monkeypatch.setattr(outbox, "request_kick", broken)
+    with caplog.at_level(logging.ERROR), transaction.atomic():
+        Order.objects.create(organization=org, number="1")
+    assert OutboxEvent.objects.count() == 1
+    assert "Could not request a delivery kick" in caplog.text
+
+
 def test_custom_builder_and_callable_owner_returning_a_connection(org):
     conn = make_connection(org)
 

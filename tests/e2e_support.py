@@ -58,8 +58,8 @@ class QCluster:
         self.kill()
         raise RuntimeError(f"qcluster did not start:\n{self.log()[-3000:]}")
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM to the whole group (django-q2 finishes its tasks), then SIGKILL."""
+    def stop(self, timeout: float = 3.0) -> None:
+        """SIGTERM to the whole group (django-q2 finishes its tasks), SIGKILL after ``timeout``."""
         if self.stopped:
             return
         self._signal(signal.SIGTERM)

@@ -2,9 +2,9 @@
 
 A run claims due rows with a conditional UPDATE that sets a lease (atomic on SQLite and
 PostgreSQL; ``SKIP LOCKED`` where the database has it), so overlapping runs never share a
-row and a killed worker's rows come back when the lease ends. HTTP happens in a thread
-pool over the shared session (``transmit.py``); every database write happens here, in the
-calling thread, and only on rows still holding this run's lease.
+row and a killed worker's rows come back when the lease ends. HTTP happens on threads over
+the shared session (``transmit.py``, paced by ``sender.py``); every database write happens
+here, in the calling thread, and only on rows still holding this run's lease.
 """
 
 from __future__ import annotations
@@ -29,19 +29,28 @@ from .conf import app_settings
 from .connections import mark_broken, raise_alarm
 from .exceptions import CredentialsUnreadableError, InvalidSiteError
 from .models import Connection, ConnectionStatus, OutboxEvent, OutboxKind, OutboxStatus
-from .outcomes import Recorder, Summary, max_age, update_each
+from .outcomes import NOT_PENDING, Recorder, Summary, held, max_age, update_each
 from .regions import get_site
+from .sender import Sender
 from .signals import pre_event_send
 
 logger = logging.getLogger("django_datadog_partner.delivery")
 
 Progress = Callable[[Summary], None]
 
+# What delivery reads of a claimed row (loading the rest costs a tenth of a loopback send).
+CLAIMED_FIELDS = ("kind", "owner_content_type", "owner_object_id", "connection", "payload",
+                  "source", "action", "prepared", "attempts", "event_time", "next_attempt_at",
+                  "lease_until", "lease_token")  # fmt: skip
+
+
+def lease_free(now: datetime) -> Q:
+    return Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+
 
 def due_rows(now: datetime) -> QuerySet[OutboxEvent]:
-    return OutboxEvent.objects.filter(status=OutboxStatus.PENDING, next_attempt_at__lte=now).filter(
-        Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-    )
+    pending = OutboxEvent.objects.filter(status=OutboxStatus.PENDING, next_attempt_at__lte=now)
+    return pending.filter(lease_free(now))
 
 
 def claim(limit: int) -> tuple[str, list[OutboxEvent]]:
@@ -58,10 +67,13 @@ def claim(limit: int) -> tuple[str, list[OutboxEvent]]:
         if not ids:
             return token, []
         lease_until = now + timedelta(seconds=app_settings.LEASE_SECONDS)
-        # The WHERE repeats the due condition: on SQLite the SELECT above locks nothing, so
-        # this conditional UPDATE is what makes a row belong to one run only.
-        due_rows(now).filter(pk__in=ids).update(lease_until=lease_until, lease_token=token)
-    return token, list(OutboxEvent.objects.filter(pk__in=ids, lease_token=token).order_by("pk"))
+        # On SQLite the SELECT above locks nothing: this conditional UPDATE (still pending,
+        # lease free) is what makes a row belong to one run only. A row another run retried
+        # in between may be claimed before its backoff ends; that is only an early attempt.
+        OutboxEvent.objects.filter(pk__in=ids).exclude(status__in=NOT_PENDING).filter(
+            lease_free(now)
+        ).update(lease_until=lease_until, lease_token=token)
+    return token, list(held(token, ids).only(*CLAIMED_FIELDS).order_by("pk"))
 
 
 def drain(
@@ -74,7 +86,7 @@ def drain(
     """
     summary = Summary()
     started = time.monotonic()
-    with transmit.Sender(concurrency()) as sender:
+    with Sender(concurrency()) as sender:
         while time_budget is None or time.monotonic() - started <= time_budget:
             claimed_at = time.monotonic()
             token, rows = claim(app_settings.DELIVERY_BATCH_SIZE)
@@ -100,7 +112,7 @@ def deliver(
     summary: Summary,
     *,
     claimed_at: float | None = None,
-    sender: transmit.Sender | None = None,
+    sender: Sender | None = None,
 ) -> None:
     """Route, check and send one claimed batch, then record every outcome.
 
@@ -136,7 +148,7 @@ def deliver(
         if target is not None:
             jobs.extend(_jobs(target, conn_rows))
     if sender is None:
-        with transmit.Sender(concurrency()) as own:
+        with Sender(concurrency()) as own:
             _run(jobs, run, own, rows, connections, recorder)
     else:
         _run(jobs, run, sender, rows, connections, recorder)
@@ -170,7 +182,7 @@ def _jobs(target: transmit.Target, rows: list[OutboxEvent]) -> list[transmit.Job
 def _run(
     jobs: list[transmit.Job],
     run: transmit.Run,
-    sender: transmit.Sender,
+    sender: Sender,
     rows: list[OutboxEvent],
     connections: dict[int, Connection],
     recorder: Recorder,
@@ -280,7 +292,7 @@ def _copy(row: OutboxEvent, connection_id: int) -> OutboxEvent:
         kind=row.kind, owner_content_type_id=row.owner_content_type_id,
         owner_object_id=row.owner_object_id, connection_id=connection_id, payload=row.payload,
         source=row.source, action=row.action, prepared=True, event_time=row.event_time,
-        created_at=row.created_at, next_attempt_at=row.next_attempt_at,
+        next_attempt_at=row.next_attempt_at,
         lease_until=row.lease_until, lease_token=row.lease_token,
     )  # fmt: skip
 

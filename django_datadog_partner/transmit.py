@@ -11,12 +11,9 @@ followed by one ``GET /api/v1/validate``.
 from __future__ import annotations
 
 import gzip
-import math
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -103,62 +100,6 @@ class Run:
             if target.connection_id not in self._known:
                 self._known[target.connection_id] = _validate(target)
             return self._known[target.connection_id]
-
-
-class Sender:
-    """Runs send jobs on threads over the shared session, with as many requests in flight
-    as the round trip needs and no more.
-
-    Little's law: to keep one CPU busy, in flight = wall time / CPU time of a request. Each
-    job measures both (``time.thread_time``); the limit follows a damped average of the
-    ratio, between 1 and ``maximum``. A distant Datadog (50 ms) gets ``maximum``; a
-    loopback sink, where extra threads only fight over the GIL, gets one: the jobs then run
-    on the calling thread.
-    """
-
-    START = 4
-    DAMPING = 0.5
-
-    def __init__(self, maximum: int) -> None:
-        self.maximum = max(1, maximum)
-        self.limit = min(self.START, self.maximum)
-        self._ratio: float | None = None
-        self._pool = ThreadPoolExecutor(max_workers=self.maximum, thread_name_prefix="ddp-send")
-
-    def __enter__(self) -> Sender:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._pool.shutdown(wait=True)
-
-    def run(self, jobs: Sequence[Job], run: Run) -> Iterator[list[Result]]:
-        """Results of each job as it finishes (order not kept)."""
-        pending = deque(jobs)
-        active: set[Future[tuple[list[Result], float, float]]] = set()
-        while pending or active:
-            if not active and self.limit == 1:  # no thread to hand over to
-                results, wall, cpu = _timed(pending.popleft(), run)
-                self._observe(wall, cpu)
-                yield results
-                continue
-            while pending and len(active) < self.limit:
-                active.add(self._pool.submit(_timed, pending.popleft(), run))
-            done, active = wait(active, return_when=FIRST_COMPLETED)
-            for future in done:
-                results, wall, cpu = future.result()
-                self._observe(wall, cpu)
-                yield results
-
-    def _observe(self, wall: float, cpu: float) -> None:
-        ratio = wall / max(cpu, 1e-5)
-        self._ratio = ratio if self._ratio is None else 0.8 * self._ratio + 0.2 * ratio
-        self.limit = max(1, min(self.maximum, math.ceil(self.DAMPING * self._ratio)))
-
-
-def _timed(job: Job, run: Run) -> tuple[list[Result], float, float]:
-    wall, cpu = time.perf_counter(), time.thread_time()
-    results = job(run)
-    return results, time.perf_counter() - wall, time.thread_time() - cpu
 
 
 def send_event(target: Target, item: Item, run: Run) -> list[Result]:

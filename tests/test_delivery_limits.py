@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from django_datadog_partner import delivery, outcomes, tracking, transmit
 from django_datadog_partner.models import Connection, OutboxEvent
+from django_datadog_partner.sender import Sender
 from tests.outbox_support import Intake, key_of, make_connection
 from tests.testapp.models import Order, Organization, Workspace
 
@@ -169,19 +170,22 @@ def test_tenant_isolation_randomized(intake):
 def test_sender_keeps_many_requests_in_flight_only_when_the_round_trip_needs_it():
     run = transmit.Run(send_by=float("inf"))
 
-    def waiting(run: transmit.Run) -> list[transmit.Result]:
-        time.sleep(0.01)  # a network round trip: no CPU
-        return [transmit.Result([1], transmit.DELIVERED)]
+    def job(cpu: float, wait: float) -> transmit.Job:
+        def work(run: transmit.Run) -> list[transmit.Result]:
+            end = time.thread_time() + cpu
+            while time.thread_time() < end:  # CPU, holding the GIL
+                pass
+            time.sleep(wait)  # a network round trip: no CPU
+            return [transmit.Result([1], transmit.DELIVERED)]
 
-    def busy(run: transmit.Run) -> list[transmit.Result]:
-        end = time.thread_time() + 0.002  # CPU only, like a loopback sink
-        while time.thread_time() < end:
-            pass
-        return [transmit.Result([2], transmit.DELIVERED)]
+        return work
 
-    with transmit.Sender(8) as sender:
+    with Sender(8) as sender:
         assert sender.limit == 4
-        assert len(list(sender.run([waiting] * 40, run))) == 40
-        assert sender.limit == 8
-        assert len(list(sender.run([busy] * 80, run))) == 80
-        assert sender.limit <= 2  # another process may take the CPU now and then
+        assert len(list(sender.run([job(0, 0.01)] * 40, run))) == 40
+        assert sender.limit == 8  # a long round trip: the maximum
+        list(sender.run([job(0.002, 0)] * 300, run))
+        assert sender.limit <= 2  # CPU only: one, or two if another core is free
+        # Half CPU, half waiting: a second request in flight overlaps the wait.
+        list(sender.run([job(0.0005, 0.0005)] * 600, run))
+        assert sender.limit == 2

@@ -1,0 +1,115 @@
+"""How many requests a delivery run keeps in flight: as many as the round trip needs.
+
+Little's law: to keep one CPU busy, in flight = wall time / CPU time of a request. Each job
+measures both (``time.thread_time``); while the damped ratio asks for three or more (a
+distant Datadog: at 50 ms, ``maximum``), it decides. Below that the work is CPU-bound
+(a loopback sink), where an extra thread helps only if another core is free; there the
+sender measures the throughput of one and of two requests in flight and keeps the better,
+measuring again now and then. With one, jobs run on the calling thread.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+from .transmit import Job, Result, Run
+
+Timed = tuple[list[Result], float, float]
+
+
+class Sender:
+    START = 4
+    DAMPING = 0.5
+    WINDOW = 48  # completions per throughput sample in the CPU-bound range
+    REPROBE = 16  # samples before both choices are measured again
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = max(1, maximum)
+        self.limit = min(self.START, self.maximum)
+        self._ratio: float | None = None
+        self._rates: dict[int, float] = {}
+        self._samples = 0
+        self._window: tuple[float, int] | None = None  # (busy clock at start, completions)
+        self._busy = 0.0
+        self._running_since: float | None = None
+        self._pool = ThreadPoolExecutor(max_workers=self.maximum, thread_name_prefix="ddp-send")
+
+    def __enter__(self) -> Sender:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._pool.shutdown(wait=True)
+
+    def run(self, jobs: Sequence[Job], run: Run) -> Iterator[list[Result]]:
+        """Results of each job as it finishes (order not kept)."""
+        self._running_since = time.perf_counter()
+        try:
+            yield from self._run(deque(jobs), run)
+        finally:
+            self._busy = self._clock()
+            self._running_since = None
+
+    def _run(self, pending: deque[Job], run: Run) -> Iterator[list[Result]]:
+        active: set[Future[Timed]] = set()
+        while pending or active:
+            if not active and self.limit == 1:  # no thread to hand over to
+                results, wall, cpu = _timed(pending.popleft(), run)
+                self._observe(wall, cpu)
+                yield results
+                continue
+            while pending and len(active) < self.limit:
+                active.add(self._pool.submit(_timed, pending.popleft(), run))
+            done, active = wait(active, return_when=FIRST_COMPLETED)
+            for future in done:
+                results, wall, cpu = future.result()
+                self._observe(wall, cpu)
+                yield results
+
+    def _clock(self) -> float:
+        """Seconds spent inside ``run()``: the database work between batches is not the
+        sender's and must not count against either choice."""
+        if self._running_since is None:
+            return self._busy
+        return self._busy + time.perf_counter() - self._running_since
+
+    def _observe(self, wall: float, cpu: float) -> None:
+        ratio = wall / max(cpu, 1e-5)
+        self._ratio = ratio if self._ratio is None else 0.8 * self._ratio + 0.2 * ratio
+        wanted = math.ceil(self.DAMPING * self._ratio)
+        if wanted >= 3 or self.maximum == 1:
+            self.limit = max(1, min(self.maximum, wanted))
+            self._rates.clear()
+            self._window = None
+            return
+        self._sample()
+
+    def _sample(self) -> None:
+        if self._window is None:
+            self._window = (self._clock(), 0)
+            return
+        started, completions = self._window[0], self._window[1] + 1
+        if completions < self.WINDOW:
+            self._window = (started, completions)
+            return
+        now = self._clock()
+        self._rates[self.limit] = completions / max(now - started, 1e-9)
+        self._window = (now, 0)
+        self._samples += 1
+        if self._samples % self.REPROBE == 0:
+            self._rates = {self.limit: self._rates[self.limit]}
+        untried = [n for n in (1, 2) if n not in self._rates]
+        # Two threads must beat one clearly: otherwise they only add GIL hand-overs.
+        self.limit = untried[0] if untried else max(self._rates, key=self._score)
+
+    def _score(self, limit: int) -> float:
+        return self._rates[limit] * (1.05 if limit == 1 else 1.0)
+
+
+def _timed(job: Job, run: Run) -> Timed:
+    wall, cpu = time.perf_counter(), time.thread_time()
+    results = job(run)
+    return results, time.perf_counter() - wall, time.thread_time() - cpu

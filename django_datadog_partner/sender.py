@@ -88,6 +88,9 @@ class Sender:
         self._sample()
 
     def _sample(self) -> None:
+        if self.limit > 2:  # just came from the latency-bound range: start measuring
+            self.limit, self._window = 1, None
+            return
         if self._window is None:
             self._window = (self._clock(), 0)
             return

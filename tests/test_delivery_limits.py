@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import statistics
-import time
 from collections import Counter
 from datetime import timedelta
 from email.utils import format_datetime
@@ -167,25 +166,56 @@ def test_tenant_isolation_randomized(intake):
     ) <= {"no_connection"}
 
 
-def test_sender_keeps_many_requests_in_flight_only_when_the_round_trip_needs_it():
-    run = transmit.Run(send_by=float("inf"))
+class FakeClock:
+    """Stands in for ``Sender._clock``: each completion costs ``per_job[limit]`` seconds."""
 
-    def job(cpu: float, wait: float) -> transmit.Job:
-        def work(run: transmit.Run) -> list[transmit.Result]:
-            end = time.thread_time() + cpu
-            while time.thread_time() < end:  # CPU, holding the GIL
-                pass
-            time.sleep(wait)  # a network round trip: no CPU
-            return [transmit.Result([1], transmit.DELIVERED)]
+    def __init__(self, sender: Sender, per_job: dict[int, float]) -> None:
+        self.sender, self.per_job, self.now = sender, per_job, 0.0
 
-        return work
+    def __call__(self) -> float:
+        return self.now
 
+    def complete(self, wall: float, cpu: float) -> None:
+        self.now += self.per_job[self.sender.limit]
+        self.sender._observe(wall, cpu)
+
+
+def test_a_long_round_trip_gets_the_most_requests_in_flight():
     with Sender(8) as sender:
         assert sender.limit == 4
-        assert len(list(sender.run([job(0, 0.01)] * 40, run))) == 40
-        assert sender.limit == 8  # a long round trip: the maximum
-        list(sender.run([job(0.002, 0)] * 300, run))
-        assert sender.limit <= 2  # CPU only: one, or two if another core is free
-        # Half CPU, half waiting: a second request in flight overlaps the wait.
-        list(sender.run([job(0.0005, 0.0005)] * 600, run))
+        for _ in range(5):
+            sender._observe(wall=0.050, cpu=0.0005)  # Little's law: 100 in flight wanted
+        assert sender.limit == 8
+
+
+def test_cpu_bound_sends_keep_whichever_of_one_or_two_delivers_more(monkeypatch):
+    with Sender(8) as sender:
+        clock = FakeClock(sender, {1: 0.001, 2: 0.0005, 4: 0.0005})  # two: twice the rate
+        monkeypatch.setattr(sender, "_clock", clock)
+        for _ in range(Sender.WINDOW * 6):
+            clock.complete(wall=0.001, cpu=0.0008)
         assert sender.limit == 2
+        clock.per_job = {1: 0.001, 2: 0.002}  # now the second thread only adds GIL waits
+        for _ in range(Sender.WINDOW * Sender.REPROBE * 2):
+            clock.complete(wall=0.001, cpu=0.0008)
+        assert sender.limit == 1
+
+
+def test_sender_runs_every_job_inline_or_on_threads(monkeypatch):
+    import threading
+
+    run = transmit.Run(send_by=float("inf"))
+    threads: list[str] = []
+
+    def job(run: transmit.Run) -> list[transmit.Result]:
+        threads.append(threading.current_thread().name)
+        return [transmit.Result([len(threads)], transmit.DELIVERED)]
+
+    with Sender(4) as sender:
+        monkeypatch.setattr(sender, "_observe", lambda wall, cpu: None)  # limit stays 4
+        results = list(sender.run([job] * 20, run))
+        assert sorted(r[0].row_ids[0] for r in results) == list(range(1, 21))
+        assert all(name.startswith("ddp-send") for name in threads)
+        sender.limit, threads[:] = 1, []
+        assert len(list(sender.run([job] * 3, run))) == 3
+        assert threads[0] == threading.current_thread().name

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +25,8 @@ from .regions import Site, allowed_origins, get_site
 
 USER_AGENT = f"django-datadog-partner/{__version__}"
 POOL_SIZE = 32
+VALIDATE_PATH = "/api/v1/validate"
+MIN_PAUSE, MAX_PAUSE = 1.0, 3600.0
 
 _lock = threading.Lock()
 _shared: dict[str, requests.Session] = {}
@@ -70,6 +74,22 @@ class DatadogClient:
     def logs_url(self, path: str) -> str:
         return self.site.logs_url + path
 
+    def validate_api_key(self, key: str) -> bool | None:
+        """True/False when Datadog says the key is valid or not; None when it cannot tell now."""
+        try:
+            response = self.request("GET", self.api_url(VALIDATE_PATH), headers={"DD-API-KEY": key})
+        except (RetryableError, TransportRefusedError):
+            return None
+        if response.status_code in (401, 403):
+            return False
+        if response.status_code != 200:
+            return None
+        try:
+            body = response.json()
+        except ValueError:
+            return None
+        return isinstance(body, dict) and body.get("valid") is True
+
     def request(
         self,
         method: str,
@@ -112,6 +132,31 @@ class DatadogClient:
                 status_code=response.status_code,
             )
         return response
+
+
+def rate_limit_wait(headers: Mapping[str, str]) -> float | None:
+    """Seconds to pause from ``X-RateLimit-Reset`` or ``Retry-After`` (seconds or HTTP-date),
+    clamped to [1 s, 1 h]; ``None`` when neither is usable."""
+    waits = []
+    for name in ("X-RateLimit-Reset", "Retry-After"):
+        raw = (headers.get(name) or "").strip()
+        if not raw:
+            continue
+        try:
+            waits.append(float(raw))
+            continue
+        except ValueError:
+            pass
+        try:
+            when = parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            continue
+        if when.tzinfo is not None:
+            waits.append((when - datetime.now(UTC)).total_seconds())
+    usable = [w for w in waits if w == w]  # drop NaN
+    if not usable:
+        return None
+    return min(max(max(usable), MIN_PAUSE), MAX_PAUSE)
 
 
 def _where(url: str) -> str:

@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 from oauthlib.oauth2.rfc6749.parameters import prepare_token_request
 
-from .client import DatadogClient
+from .client import DatadogClient, rate_limit_wait
 from .conf import app_settings
 from .exceptions import (
     InvalidClientError,
@@ -44,7 +44,6 @@ MIN_EXPIRES_IN = 60
 MAX_EXPIRES_IN = 86_400
 MAX_TOKEN_LENGTH = 4096
 DEFAULT_RETRY_AFTER = 60.0
-MAX_RETRY_AFTER = 3600.0
 FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
 
 #: The error code of a 2xx token answer that does not hold a usable token.
@@ -278,15 +277,6 @@ def _invalid_response(response: requests.Response, why: str) -> OAuthError:
 
 
 def retry_after(response: requests.Response) -> float:
-    """Seconds to wait from ``Retry-After`` or ``X-RateLimit-Reset``, clamped to an hour."""
-    for header in ("Retry-After", "X-RateLimit-Reset"):
-        raw = response.headers.get(header)
-        if raw is None:
-            continue
-        try:
-            seconds = float(raw)
-        except ValueError:
-            continue
-        if seconds == seconds:  # not NaN
-            return min(max(seconds, 1.0), MAX_RETRY_AFTER)
-    return DEFAULT_RETRY_AFTER
+    """Seconds Datadog asked us to wait, or a minute when it did not say."""
+    wait = rate_limit_wait(response.headers)
+    return DEFAULT_RETRY_AFTER if wait is None else wait

@@ -15,17 +15,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
-from django.utils import timezone
 
 from . import payloads
-from .client import DatadogClient
+from .client import DatadogClient, rate_limit_wait
 from .exceptions import (
     DatadogPartnerError,
-    RetryableError,
     TransportRefusedError,
     describe_response,
 )
@@ -34,9 +31,7 @@ from .regions import Site
 EVENTS_PATH = "/api/v1/events"
 SERIES_PATH = "/api/v2/series"
 LOGS_PATH = "/api/v2/logs"
-VALIDATE_PATH = "/api/v1/validate"
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
-MIN_PAUSE, MAX_PAUSE = 1.0, 3600.0
 
 # Verdicts
 DELIVERED = "delivered"
@@ -98,7 +93,8 @@ class Run:
     def is_rejected(self, target: Target) -> bool | None:
         with self._lock:
             if target.connection_id not in self._known:
-                self._known[target.connection_id] = _validate(target)
+                valid = DatadogClient(target.site).validate_api_key(target.api_key)
+                self._known[target.connection_id] = None if valid is None else not valid
             return self._known[target.connection_id]
 
 
@@ -190,47 +186,3 @@ def classify(response: requests.Response, ids: list[int], target: Target, run: R
     if status in RETRYABLE_STATUSES or status >= 500:
         return Result(ids, RETRY, code, detail)
     return Result(ids, DEAD, code, detail, alarm=True)
-
-
-def rate_limit_wait(headers: Mapping[str, str]) -> float | None:
-    """Seconds to pause from ``X-RateLimit-Reset`` or ``Retry-After`` (seconds or HTTP-date),
-    clamped to [1 s, 1 h]; ``None`` when neither is usable."""
-    waits = []
-    for name in ("X-RateLimit-Reset", "Retry-After"):
-        raw = (headers.get(name) or "").strip()
-        if not raw:
-            continue
-        try:
-            waits.append(float(raw))
-            continue
-        except ValueError:
-            pass
-        try:
-            when = parsedate_to_datetime(raw)
-        except (TypeError, ValueError, IndexError):
-            continue
-        if when.tzinfo is not None:
-            waits.append((when - timezone.now()).total_seconds())
-    usable = [w for w in waits if w == w]  # drop NaN
-    if not usable:
-        return None
-    return min(max(max(usable), MIN_PAUSE), MAX_PAUSE)
-
-
-def _validate(target: Target) -> bool | None:
-    """True: the key is refused; False: it is fine; None: Datadog could not tell us now."""
-    client = DatadogClient(target.site)
-    try:
-        response = client.request(
-            "GET", client.api_url(VALIDATE_PATH), headers={"DD-API-KEY": target.api_key}
-        )
-    except (RetryableError, TransportRefusedError):
-        return None
-    if response.status_code == 403:
-        return True
-    if response.status_code == 200:
-        try:
-            return response.json().get("valid") is not True
-        except (ValueError, AttributeError):
-            return None
-    return None

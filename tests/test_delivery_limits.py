@@ -13,6 +13,7 @@ import pytest
 from django.utils import timezone
 
 from django_datadog_partner import delivery, outcomes, tracking, transmit
+from django_datadog_partner.client import rate_limit_wait
 from django_datadog_partner.models import Connection, OutboxEvent
 from django_datadog_partner.sender import Sender
 from tests.outbox_support import Intake, key_of, make_connection
@@ -84,12 +85,12 @@ def test_a_pause_pushes_back_rows_already_due(intake):
     ],
 )
 def test_rate_limit_wait_parsing_and_clamping(headers, expected):
-    assert transmit.rate_limit_wait(headers) == expected
+    assert rate_limit_wait(headers) == expected
 
 
 def test_retry_after_as_an_http_date():
     when = format_datetime(timezone.now() + timedelta(seconds=90), usegmt=True)
-    wait = transmit.rate_limit_wait({"Retry-After": when})
+    wait = rate_limit_wait({"Retry-After": when})
     assert wait is not None and 85 <= wait <= 90
 
 

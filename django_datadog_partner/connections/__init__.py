@@ -3,7 +3,7 @@
 Views, admin, management commands and tasks all call these functions.
 """
 
-from .api_keys import APIKeyOutcome, create_api_key, validate_api_key
+from .api_keys import APIKeyOutcome, create_api_key
 from .authorization import (
     consume_authorization,
     purge_expired_authorization_requests,
@@ -39,5 +39,4 @@ __all__ = [
     "secrets_on_retired_keys",
     "set_status",
     "start_authorization",
-    "validate_api_key",
 ]

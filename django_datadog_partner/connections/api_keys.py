@@ -31,7 +31,6 @@ from .status import mark_broken, raise_alarm, set_status
 logger = logging.getLogger("django_datadog_partner")
 
 MARKETPLACE_PATH = "/api/v2/api_keys/marketplace"
-VALIDATE_PATH = "/api/v1/validate"
 API_KEYS_PAGE_PATH = "/organization-settings/api-keys"
 
 KEY_CREATED = "created"
@@ -78,7 +77,7 @@ def create_api_key(connection: Connection, *, access_token: str | None = None) -
     # Without fresh tokens, first prove the grant still works (raises NeedsReconnectError).
     token = access_token if access_token is not None else _stored_access_token(connection)
     stored = _stored_key(connection)
-    if stored is not None and validate_api_key(site, stored) is not False:
+    if stored is not None and DatadogClient(site).validate_api_key(stored) is not False:
         set_status(connection, ConnectionStatus.ACTIVE, "The stored API key is still valid.")
         return APIKeyOutcome(KEY_KEPT)
     client = DatadogClient(site)
@@ -91,25 +90,6 @@ def create_api_key(connection: Connection, *, access_token: str | None = None) -
     except (RetryableError, TransportRefusedError) as exc:
         return _missing(connection, MISSING_UNCONFIRMED, error_code=_code(exc))
     return _handle_marketplace_answer(connection, site, response)
-
-
-@sensitive_variables("key")
-def validate_api_key(site: Site, key: str) -> bool | None:
-    """True/False when Datadog says the key is valid or not; None when it could not tell."""
-    client = DatadogClient(site)
-    try:
-        response = client.request("GET", client.api_url(VALIDATE_PATH), headers={"DD-API-KEY": key})
-    except (RetryableError, TransportRefusedError):
-        return None
-    if response.status_code in (401, 403):
-        return False
-    if response.status_code != 200:
-        return None
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return isinstance(body, dict) and body.get("valid") is True
 
 
 def _handle_marketplace_answer(
@@ -189,7 +169,7 @@ def _share_key_of_same_org(connection: Connection, site: Site) -> bool:
     )
     for other in others:
         key = _stored_key(other)
-        if key is not None and validate_api_key(site, key):
+        if key is not None and DatadogClient(site).validate_api_key(key):
             _store_key(connection, key, other.api_key_id)
             logger.info(
                 "Datadog connection %s shares the API key of connection %s (same org).",

@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import F, Q
 from django.utils import timezone
 
+from ..client import DatadogClient
 from ..exceptions import (
     DatadogPartnerError,
     InvalidClientError,
@@ -24,8 +25,6 @@ from ..exceptions import (
     RetryableError,
 )
 from ..models import Connection, ConnectionStatus
-from ..regions import get_site
-from .api_keys import validate_api_key
 from .revoke import revoke
 from .rows import record_error
 from .status import mark_broken, set_status
@@ -159,7 +158,9 @@ def _check_api_key(connection: Connection) -> HealthReport:
         if connection.status != ConnectionStatus.KEY_MISSING:  # else keep the connect reason
             mark_broken(connection, ConnectionStatus.KEY_MISSING, NO_KEY_REASON, "key_missing")
         return _report(connection, False, connection.status_reason)
-    valid = validate_api_key(get_site(connection.domain), reveal(connection, connection.api_key))
+    valid = DatadogClient(connection.domain).validate_api_key(
+        reveal(connection, connection.api_key)
+    )
     if valid is None:
         record_error(connection, "validate_unconfirmed")
         return _report(

@@ -7,6 +7,7 @@ a back-channel host.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -241,9 +242,20 @@ def is_loopback_url(url: str) -> bool:
 
 def allowed_origins() -> frozenset[str]:
     """Every scheme://host[:port] the HTTP client may contact (the transport allowlist)."""
+    extra = tuple(
+        (str(urls.get("api_url", "")), str(urls.get("logs_url", urls.get("api_url", ""))))
+        for urls in app_settings.EXTRA_SITES.values()
+    )
+    return _origins(extra)
+
+
+@functools.lru_cache(maxsize=16)
+def _origins(extra: tuple[tuple[str, str], ...]) -> frozenset[str]:
+    # Cached per EXTRA_SITES value: this runs before every request to Datadog.
+    urls = [url for site in DATADOG_SITES for url in (site.api_url, site.logs_url)]
+    urls += [url for pair in extra for url in pair]
     origins = set()
-    for site in all_sites().values():
-        for url in (site.api_url, site.logs_url):
-            parts = urlsplit(url)
-            origins.add(f"{parts.scheme}://{parts.netloc}")
+    for url in urls:
+        parts = urlsplit(url.rstrip("/"))
+        origins.add(f"{parts.scheme}://{parts.netloc}")
     return frozenset(origins)

@@ -166,3 +166,36 @@ def test_the_signal_waits_for_the_commit(
     for callback in callbacks:
         callback()
     assert [(old, new) for _pk, old, new, _r in status_changes] == [(A.ACTIVE, A.NEEDS_RECONNECT)]
+
+
+def test_a_repaired_connection_resumes_its_parked_items(mocked_http):
+    """Rows parked while Datadog refused the key go out again once the key validates."""
+    from django_datadog_partner.models import OutboxEvent, OutboxKind, OutboxStatus
+
+    connection = make_connection(status=A.API_KEY_REJECTED)
+    other = make_connection(status=A.API_KEY_REJECTED)
+
+    def parked(conn: Connection) -> OutboxEvent:
+        return OutboxEvent.objects.create(
+            kind=OutboxKind.EVENT,
+            owner_content_type=conn.owner_content_type,
+            owner_object_id=conn.owner_object_id,
+            connection=conn,
+            payload={"title": "t", "text": "x"},
+            status=OutboxStatus.PARKED,
+            attempts=3,
+            last_error_code="api_key_rejected",
+        )
+
+    mine, theirs = parked(connection), parked(other)
+    mocked_http.post(TOKEN_URL, json=token_json())
+    mocked_http.get(VALIDATE_URL, json={"valid": True})
+    check_health(connection)
+
+    connection.refresh_from_db()
+    mine.refresh_from_db()
+    theirs.refresh_from_db()
+    assert connection.status == A.ACTIVE
+    assert (mine.status, mine.attempts, mine.last_error_code) == (OutboxStatus.PENDING, 0, "")
+    assert mine.next_attempt_at <= timezone.now()
+    assert theirs.status == OutboxStatus.PARKED  # another connection's rows stay put

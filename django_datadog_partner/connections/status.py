@@ -8,7 +8,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from ..models import Alarm, Connection, ConnectionStatus
+from ..models import Alarm, Connection, ConnectionStatus, OutboxEvent, OutboxStatus
 from ..signals import configuration_alarm, connection_status_changed
 
 logger = logging.getLogger("django_datadog_partner")
@@ -29,6 +29,8 @@ def set_status(connection: Connection, new: str, reason: str = "") -> bool:
         status=new, status_reason=reason, status_changed_at=now, updated_at=now
     )
     connection.status, connection.status_reason, connection.status_changed_at = new, reason, now
+    if new == ConnectionStatus.ACTIVE and old != new:
+        _resume_parked(connection)
     if old != new:
         logger.info("Datadog connection %s: %s -> %s (%s)", connection.pk, old, new, reason or "-")
         transaction.on_commit(
@@ -38,6 +40,16 @@ def set_status(connection: Connection, new: str, reason: str = "") -> bool:
             robust=True,
         )
     return old != new
+
+
+def _resume_parked(connection: Connection) -> None:
+    """A repaired connection sends what waited for it (rows past Datadog's age horizon
+    expire instead of being sent)."""
+    from ..delivery import requeue  # delivery imports this package: resolve at call time
+
+    resumed = requeue(OutboxEvent.objects.filter(connection=connection, status=OutboxStatus.PARKED))
+    if resumed:
+        logger.info("Datadog connection %s: %s parked items resumed", connection.pk, resumed)
 
 
 def mark_broken(connection: Connection, new: str, reason: str, error_code: str = "") -> bool:

@@ -147,7 +147,7 @@ def test_revoked_api_key_marks_the_connection_rejected(
     journey.shot("api-key-rejected")
 
 
-def test_admin_revoke_ends_the_grant_in_the_sandbox(journey: Journey, ada: Any) -> None:
+def test_admin_revoke_then_reconnect_from_the_admin_link(journey: Journey, ada: Any) -> None:
     journey.connect("ada")
     conn = connection()
     ada.is_staff = ada.is_superuser = True
@@ -163,6 +163,35 @@ def test_admin_revoke_ends_the_grant_in_the_sandbox(journey: Journey, ada: Any) 
     conn.refresh_from_db()
     assert conn.status == ConnectionStatus.REVOKED
     assert SandboxGrant.objects.get().revoked_at is not None
+
+    # Reconnect from the admin's link: a plain URL of the connection page, login still needed.
+    page.goto(f"{journey.base}/admin/datadog_partner/connection/{conn.pk}/change/")
+    page.click("a:has-text('Copy reconnect link')")
+    link = page.input_value(f"#reconnect-link-{conn.pk}")
+    assert link == f"{journey.base}/datadog/connections/{conn.pk}/"
+    journey.shot("admin-reconnect-link")
+    page.goto(link)
+    page.click("button:has-text('Connect again')")  # the label for a revoked connection
+    if page.locator("text=Continue to Datadog").count():
+        journey.confirm()
+    journey.consent()
+    page.wait_for_selector("text=You may now close this tab.")
+    journey.shot("admin-reconnected")
+    # Revoking wiped our copy of the key, but Datadog still holds the org's key (shown
+    # once): the page gives the recovery steps, which the user follows.
+    conn.refresh_from_db()
+    assert conn.status == ConnectionStatus.KEY_MISSING
+    page.goto(f"{journey.base}/sandbox/orgs/{sandbox_org().pk}/")
+    page.click("#revoke-api-key")
+    page.wait_for_selector("tr.api-key >> text=revoked")
+    page.goto(link)
+    page.click("button:has-text('Create the API key again')")
+    page.wait_for_selector("text=The API key is in place")
+    journey.shot("admin-key-created")
+    conn.refresh_from_db()
+    assert conn.status == ConnectionStatus.ACTIVE
+    assert conn.api_key is not None
+    assert Connection.objects.count() == 1
 
 
 def test_sandbox_error_page_sign_in_and_consent_in_a_real_browser(

@@ -179,6 +179,29 @@ def test_unreadable_tokens_keep_revoking_without_contacting_datadog(mocked_http)
     assert Connection.objects.get(pk=connection.pk).status == ConnectionStatus.REVOKED
 
 
+def test_operator_override_forgets_unreadable_tokens_without_datadog(mocked_http, caplog):
+    connection = make_connection()
+    with partner_settings(ENCRYPTION_KEYS=["0MDLmGX3rQnpZ4RvL7NTgGd0yZQ1uX6LJ4cT5V8nU2E="]):
+        assert revoke(connection).status == ConnectionStatus.REVOKING
+        outcome = revoke(connection, reason="Keys lost.", local_only=True)
+    assert outcome.done
+    assert "OAuth Apps" in outcome.message
+    assert len(mocked_http.calls) == 0
+    row = Connection.objects.get(pk=connection.pk)
+    assert (row.access_token, row.refresh_token, row.api_key) == (None, None, None)
+    assert "operator override" in row.status_reason
+    assert "forgotten locally" in caplog.text
+
+
+def test_local_only_revoke_from_the_command(mocked_http):
+    from django.core.management import call_command
+
+    connection = make_connection()
+    call_command("datadog_partner_revoke", str(connection.pk), "--local-only")
+    assert Connection.objects.get(pk=connection.pk).status == ConnectionStatus.REVOKED
+    assert len(mocked_http.calls) == 0
+
+
 def test_connection_without_tokens_is_revoked_locally(mocked_http):
     connection = make_connection(access_token=None, refresh_token=None)
     assert revoke(connection).done

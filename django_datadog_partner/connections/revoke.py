@@ -36,6 +36,15 @@ logger = logging.getLogger("django_datadog_partner")
 TOKEN_FIELDS = (("refresh_token", "refresh_token"), ("access_token", "access_token"))
 
 
+LOCAL_ONLY_NOTE = "Secrets deleted without Datadog's confirmation (operator override)."
+LOCAL_ONLY_INSTRUCTION = (
+    "The stored credentials were deleted, but Datadog did not confirm the revocation: the "
+    "grant may still be valid there. In Datadog, an org admin should open Organization "
+    "Settings → OAuth Apps and revoke this integration, and revoke the “OAuth Client API "
+    "Key” on the API Keys page."
+)
+
+
 @dataclass(frozen=True)
 class RevokeOutcome:
     """``status`` is ``revoked`` (done) or ``revoking`` (retried in the background)."""
@@ -48,20 +57,28 @@ class RevokeOutcome:
         return self.status == ConnectionStatus.REVOKED
 
 
-def revoke(connection: Connection, *, reason: str = "", actor: Any = None) -> RevokeOutcome:
+def revoke(
+    connection: Connection, *, reason: str = "", actor: Any = None, local_only: bool = False
+) -> RevokeOutcome:
     """Disconnect ``connection`` from Datadog; safe to call again at any time.
 
     ``actor`` (the user who asked, if any) is recorded in the status reason.
+    ``local_only`` is the operator's override for a revocation Datadog can never confirm
+    (e.g. its tokens cannot be decrypted any more): the secrets are deleted without asking
+    Datadog, which is logged as a warning and recorded in the status reason.
     """
     copy_state(reread(connection), connection)  # the caller's copy may be stale
     if connection.status == ConnectionStatus.REVOKED:
         return RevokeOutcome(connection.status, api_key_instruction(connection, already=True))
     reason = _describe(reason, actor)
+    if local_only:
+        reason += " " + LOCAL_ONLY_NOTE
+        logger.warning("Datadog connection %s forgotten locally: %s", connection.pk, reason)
     set_status(connection, ConnectionStatus.REVOKING, reason)
     failure: DatadogPartnerError | None = None
     with locked_row(connection) as row:
         if row.status != ConnectionStatus.REVOKED:
-            failure = _revoke_tokens(row)
+            failure = None if local_only else _revoke_tokens(row)
             if failure is None:
                 _finish(row, reason)
     copy_state(row, connection)
@@ -71,6 +88,8 @@ def revoke(connection: Connection, *, reason: str = "", actor: Any = None) -> Re
             "Datadog refused this OAuth client's credentials while revoking a token. Check "
             "DATADOG_PARTNER['CLIENT_ID'] and ['CLIENT_SECRET']; revocations are retried.",
         )
+    if failure is None and local_only:
+        return RevokeOutcome(ConnectionStatus.REVOKED, LOCAL_ONLY_INSTRUCTION)
     if failure is None:
         return RevokeOutcome(ConnectionStatus.REVOKED, api_key_instruction(connection))
     return RevokeOutcome(ConnectionStatus.REVOKING, _pending_message(failure))

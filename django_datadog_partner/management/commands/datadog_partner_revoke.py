@@ -21,12 +21,18 @@ class Command(BaseCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         add_selection_arguments(parser, all_help=None)
         parser.add_argument("--reason", default="Revoked with manage.py datadog_partner_revoke.")
+        parser.add_argument(
+            "--local-only",
+            action="store_true",
+            help="Delete the stored secrets without asking Datadog (for a revocation Datadog "
+            "can never confirm, e.g. tokens that cannot be decrypted). Logged as a warning.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        reason = options["reason"]
+        reason, local_only = options["reason"], options["local_only"]
 
         def _revoke(connection: Connection) -> Result:
-            outcome = revoke(connection, reason=reason)
+            outcome = revoke(connection, reason=reason, local_only=local_only)
             return outcome.done, outcome.message
 
         run_each(self, selected_connections(options), _revoke, done="Revoked")

@@ -53,14 +53,20 @@ def due_rows(now: datetime) -> QuerySet[OutboxEvent]:
     return pending.filter(lease_free(now))
 
 
-def claim(limit: int) -> tuple[str, list[OutboxEvent]]:
-    """Lease up to ``limit`` due rows to a new token; returns (token, rows)."""
+def claim(limit: int, *, run_started: datetime | None = None) -> tuple[str, list[OutboxEvent]]:
+    """Lease up to ``limit`` due rows to a new token; returns (token, rows).
+
+    With ``run_started``, rows retried since then are left alone: one attempt per row per
+    run, even when full jitter made the retry due at once (the next run takes it).
+    """
     now = timezone.now()
     token = uuid.uuid4().hex
     skip_locked = db_connection.features.has_select_for_update_skip_locked
     guard = transaction.atomic() if skip_locked else contextlib.nullcontext()
     with guard:
         candidates = due_rows(now).order_by("next_attempt_at")
+        if run_started is not None:
+            candidates = candidates.exclude(attempts__gt=0, next_attempt_at__gt=run_started)
         if skip_locked:
             candidates = candidates.select_for_update(skip_locked=True)
         ids = list(candidates.values_list("pk", flat=True)[:limit])
@@ -85,11 +91,11 @@ def drain(
     start, so rows whose kick was coalesced into this run's are not left for the sweeper.
     """
     summary = Summary()
-    started = time.monotonic()
+    started, run_started = time.monotonic(), timezone.now()
     with Sender(concurrency()) as sender:
         while time_budget is None or time.monotonic() - started <= time_budget:
             claimed_at = time.monotonic()
-            token, rows = claim(app_settings.DELIVERY_BATCH_SIZE)
+            token, rows = claim(app_settings.DELIVERY_BATCH_SIZE, run_started=run_started)
             if not rows:
                 remaining = started + linger - time.monotonic()
                 if remaining <= 0:

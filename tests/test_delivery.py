@@ -101,6 +101,21 @@ def test_every_connection_of_the_owner_gets_its_own_row(org, conn, intake):
     }
 
 
+def test_one_attempt_per_row_per_run_even_when_the_retry_is_due_at_once(
+    org, conn, intake, settings
+):
+    """Full jitter can draw a zero delay; the run must not send the row again at once."""
+    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "BACKOFF_BASE": 0}
+    intake.respond = lambda arrival: (503, {}, "")
+    tracking.send_event(org, title="t", text="x")
+    delivery.drain()
+    row = OutboxEvent.objects.get()
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert len(intake.arrivals) == 1
+    delivery.drain()  # the next run takes the retry
+    assert len(intake.arrivals) == 2
+
+
 # --- classification --------------------------------------------------------------------------
 
 

@@ -262,6 +262,38 @@ def check_outbox_sweeper(
     ]
 
 
+@register(Tags.database)
+def check_outbox_draining(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Due rows nobody claims mean no worker drains the outbox (stopped or wedged cluster)."""
+    from django.db import DatabaseError
+    from django.utils import timezone
+
+    from .delivery import backlog
+
+    if not kwargs.get("databases"):
+        return []
+    now = timezone.now()
+    try:
+        waiting = backlog(now).waiting_seconds(now)
+    except DatabaseError:  # not migrated yet
+        return []
+    limit = app_settings.OUTBOX_STALE_AFTER
+    if waiting is None or waiting <= limit:
+        return []
+    return [
+        Warning(
+            f"Telemetry has been due for {waiting / 60:.0f} minutes without being sent "
+            f"(limit {limit / 60:.0f}): no django-q2 cluster is draining the outbox.",
+            hint="Start or restart `python manage.py qcluster` and check that "
+            "`datadog_partner_schedule` has run; `datadog_partner_deliver` drains it now. "
+            "Monitor this with `manage.py check --database default --fail-level WARNING`.",
+            id="datadog_partner.W015",
+        )
+    ]
+
+
 # --- Connection lifecycle (W020-W029); they read the database, so run with --database ----
 
 REVOKING_TOO_LONG_HOURS = 24

@@ -220,6 +220,11 @@ class PartnerSettings:
         return self._seconds("BACKOFF_CAP", 15 * 60)
 
     @property
+    def OUTBOX_STALE_AFTER(self) -> float:
+        """Seconds a due outbox row may wait unclaimed before check W015 warns."""
+        return self._seconds("OUTBOX_STALE_AFTER", 15 * 60)
+
+    @property
     def LEASE_SECONDS(self) -> float:
         """How long a claimed row stays reserved; a killed worker's rows return after it."""
         return self._seconds("LEASE_SECONDS", 120)

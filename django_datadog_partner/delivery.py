@@ -16,11 +16,12 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
 from . import payloads, transmit
@@ -352,3 +353,24 @@ def purge(older_than: timedelta) -> int:
 
 def count_due() -> int:
     return due_rows(timezone.now()).count()
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """Outbox rows by status, and since when the oldest due row has waited unclaimed
+    (growing while no worker drains the outbox: a stopped or wedged cluster)."""
+
+    by_status: dict[str, int]
+    oldest_due_since: datetime | None
+
+    def waiting_seconds(self, now: datetime) -> float | None:
+        if self.oldest_due_since is None:
+            return None
+        return max((now - self.oldest_due_since).total_seconds(), 0.0)
+
+
+def backlog(now: datetime | None = None) -> Backlog:
+    now = now or timezone.now()
+    counted = OutboxEvent.objects.order_by().values_list("status").annotate(n=Count("pk"))
+    oldest = due_rows(now).aggregate(oldest=Min("next_attempt_at"))["oldest"]
+    return Backlog(dict(counted), oldest)

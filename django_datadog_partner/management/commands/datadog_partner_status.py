@@ -1,4 +1,4 @@
-"""Every connection at a glance, open configuration alarms and missing schedules."""
+"""Every connection at a glance, the outbox backlog, open alarms and missing schedules."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand
+from django.utils import timezone
 
+from ...delivery import backlog
 from ...models import Alarm, Connection, ConnectionStatus
 from ...schedules import schedules_out_of_date
 
@@ -42,13 +44,22 @@ class Command(BaseCommand):
             for a in Alarm.objects.filter(cleared_at__isnull=True)
         ]
         missing = [spec.name for spec in schedules_out_of_date()]
+        now = timezone.now()
+        outbox = backlog(now)
+        waiting = outbox.waiting_seconds(now)
         if options["json"]:
             by_status = dict(Counter(row["status"] for row in rows))
-            report = {"connections": rows, "by_status": by_status, "alarms": alarms,
-                      "schedules_missing": missing}  # fmt: skip
+            report = {
+                "connections": rows,
+                "by_status": by_status,
+                "alarms": alarms,
+                "schedules_missing": missing,
+                "outbox": {"by_status": outbox.by_status, "oldest_due_seconds": waiting},
+            }
             self.stdout.write(json.dumps(report, indent=2))
             return
         self._table(rows)
+        self.stdout.write(_outbox_line(outbox.by_status, waiting))
         for alarm in alarms:
             self.stdout.write(
                 self.style.ERROR(f"ALARM {alarm['code']} (x{alarm['count']}): {alarm['message']}")
@@ -98,6 +109,14 @@ def _row(connection: Connection) -> dict[str, Any]:
         ),
         "health_checked": _time(connection.health_checked_at),
     }
+
+
+def _outbox_line(by_status: dict[str, int], waiting: float | None) -> str:
+    if not by_status:
+        return "Outbox: empty."
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(by_status.items()))
+    due = "" if waiting is None else f"; the oldest due item has waited {waiting:.0f} s"
+    return f"Outbox: {counts}{due}."
 
 
 def _time(value: datetime | None) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Callable
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
@@ -36,18 +37,18 @@ def encrypt(plaintext: str) -> str:
 
 
 def decrypt(ciphertext: str) -> str:
-    try:
-        return _multifernet(current_keys()).decrypt(ciphertext.encode()).decode()
-    except InvalidToken:
-        raise CredentialsUnreadableError(
-            "A stored secret cannot be decrypted with the configured ENCRYPTION_KEYS."
-        ) from None
+    return _fail_closed(_multifernet(current_keys()).decrypt, ciphertext)
 
 
 def rotate(ciphertext: str) -> str:
     """Re-encrypt under the newest key (the original timestamp is kept)."""
+    return _fail_closed(_multifernet(current_keys()).rotate, ciphertext)
+
+
+def _fail_closed(operation: Callable[[bytes], bytes], ciphertext: str) -> str:
+    """A wrong or missing key is a dedicated error; ciphertext is never handed back."""
     try:
-        return _multifernet(current_keys()).rotate(ciphertext.encode()).decode()
+        return operation(ciphertext.encode()).decode()
     except InvalidToken:
         raise CredentialsUnreadableError(
             "A stored secret cannot be decrypted with the configured ENCRYPTION_KEYS."

@@ -295,10 +295,8 @@ def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def disconnect(request: HttpRequest, pk: int) -> HttpResponse:
     connection = permissions.manageable_connection(request.user, pk)
-    from .connections import revoke  # the lifecycle operation
-
     actor: Any = request.user
-    outcome = revoke(connection, reason="Disconnected by the user.", actor=actor)
+    outcome = connections.revoke(connection, reason="Disconnected by the user.", actor=actor)
     return _back_to(request, connection, outcome.message, ok=outcome.done)
 
 

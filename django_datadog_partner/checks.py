@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -10,10 +11,28 @@ from django.apps import AppConfig, apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
 
 from .conf import SETTING_NAME, app_settings
 
 SETTINGS_DOC = "See the settings reference in README.rst."
+
+CheckFunction = Callable[..., list[CheckMessage]]
+
+
+def database_check(check: CheckFunction) -> CheckFunction:
+    """Register ``check`` to run only under ``check --database``, silent before ``migrate``."""
+
+    @functools.wraps(check)
+    def wrapper(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list:
+        if not kwargs.get("databases"):
+            return []
+        try:
+            return check(app_configs, **kwargs)
+        except DatabaseError:  # not migrated yet
+            return []
+
+    return register(Tags.database)(wrapper)
 
 
 @register(Tags.security, Tags.compatibility)
@@ -227,21 +246,14 @@ def check_lease(
     ]
 
 
-@register(Tags.database)
+@database_check
 def check_outbox_sweeper(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
     """Without the sweeper schedule, retries and rows of lost kicks are never sent."""
-    from django.db import DatabaseError
     from django_q.models import Schedule
 
-    if not kwargs.get("databases"):
-        return []
-    try:
-        swept = Schedule.objects.filter(func=SWEEPER_TASK).exists()
-    except DatabaseError:  # not migrated yet
-        return []
-    if swept:
+    if Schedule.objects.filter(func=SWEEPER_TASK).exists():
         return []
     if not app_settings.KICK_ON_COMMIT:
         return [
@@ -262,23 +274,17 @@ def check_outbox_sweeper(
     ]
 
 
-@register(Tags.database)
+@database_check
 def check_outbox_draining(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
     """Due rows nobody claims mean no worker drains the outbox (stopped or wedged cluster)."""
-    from django.db import DatabaseError
     from django.utils import timezone
 
     from .delivery import backlog
 
-    if not kwargs.get("databases"):
-        return []
     now = timezone.now()
-    try:
-        waiting = backlog(now).waiting_seconds(now)
-    except DatabaseError:  # not migrated yet
-        return []
+    waiting = backlog(now).waiting_seconds(now)
     limit = app_settings.OUTBOX_STALE_AFTER
     if waiting is None or waiting <= limit:
         return []
@@ -299,31 +305,25 @@ def check_outbox_draining(
 REVOKING_TOO_LONG_HOURS = 24
 
 
-@register(Tags.database)
+@database_check
 def check_lifecycle(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
     """Schedules the lifecycle needs, open configuration alarms, disconnects never confirmed."""
     from datetime import timedelta
 
-    from django.db import DatabaseError
     from django.utils import timezone
 
     from .models import Alarm, Connection, ConnectionStatus
     from .schedules import SCHEDULES, schedules_out_of_date
 
-    if not kwargs.get("databases"):
-        return []
     lifecycle = {spec.name for spec in SCHEDULES if not spec.func.endswith(".sweep_outbox")}
     stuck_since = timezone.now() - timedelta(hours=REVOKING_TOO_LONG_HOURS)
-    try:
-        missing = [spec.name for spec in schedules_out_of_date() if spec.name in lifecycle]
-        alarms = list(Alarm.objects.filter(cleared_at__isnull=True).values_list("code", flat=True))
-        stuck = Connection.objects.filter(
-            status=ConnectionStatus.REVOKING, status_changed_at__lt=stuck_since
-        ).count()
-    except DatabaseError:  # not migrated yet
-        return []
+    missing = [spec.name for spec in schedules_out_of_date() if spec.name in lifecycle]
+    alarms = list(Alarm.objects.filter(cleared_at__isnull=True).values_list("code", flat=True))
+    stuck = Connection.objects.filter(
+        status=ConnectionStatus.REVOKING, status_changed_at__lt=stuck_since
+    ).count()
     warnings: list[CheckMessage] = []
     if missing:
         warnings.append(

@@ -24,6 +24,6 @@ if ! answers 6379; then
 fi
 for _ in $(seq 1 30); do answers 5432 && answers 6379 && break; sleep 1; done
 answers 5432 && answers 6379
-psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='test'" \
-  | grep -q 1 || psql -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE test"
+exists=$(psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='test'")
+[ "$exists" = 1 ] || psql -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE test"
 echo "PostgreSQL and Redis are answering."

@@ -6,8 +6,11 @@ rm -rf dist build
 .venv/bin/python -m build --quiet --outdir dist . >/dev/null
 .venv/bin/twine check --strict dist/*
 wheel=$(ls dist/*.whl)
+# List once into a variable: piping into `grep -q` lets grep exit early and
+# the lister die of SIGPIPE, which pipefail reports as a missing file.
+listing=$(python3 -m zipfile -l "$wheel")
 for f in py.typed templates/datadog_partner migrations/0001_initial_connections_and_authorizations.py; do
-  python3 -m zipfile -l "$wheel" | grep -q "django_datadog_partner/$f" || { echo "wheel lacks $f"; exit 1; }
+  grep -q "django_datadog_partner/$f" <<<"$listing" || { echo "wheel lacks $f"; exit 1; }
 done
 work=$(mktemp -d)
 python3 -m venv "$work/venv"

@@ -230,6 +230,16 @@ class PartnerSettings:
         return self._seconds("LEASE_SECONDS", 120)
 
     @property
+    def BREAKER_THRESHOLD(self) -> int:
+        """Consecutive 5xx/network failures that open a site's breaker (0: never)."""
+        return max(0, int(self._get("BREAKER_THRESHOLD", 5)))
+
+    @property
+    def BREAKER_COOLDOWN(self) -> float:
+        """Seconds an open breaker sends nothing before one probe tests the site again."""
+        return max(1.0, self._seconds("BREAKER_COOLDOWN", 60))
+
+    @property
     def SOURCE_TYPE_NAME(self) -> str:
         """Events' ``source_type_name`` and ``source:`` tag: your integration's name."""
         return str(self._get("SOURCE_TYPE_NAME", "my_apps"))

@@ -24,7 +24,7 @@ from django.db import transaction
 from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
-from . import payloads, transmit
+from . import breakers, payloads, transmit
 from .client import POOL_SIZE
 from .conf import app_settings
 from .connections import mark_broken, raise_alarm
@@ -128,7 +128,8 @@ def deliver(
     releases rows instead of racing the run that takes them over.
     """
     lease_end = (claimed_at or time.monotonic()) + app_settings.LEASE_SECONDS
-    run = transmit.Run(send_by=lease_end - sum(app_settings.HTTP_TIMEOUT))
+    send_by = lease_end - sum(app_settings.HTTP_TIMEOUT)
+    run = transmit.Run(send_by, trip_after=app_settings.BREAKER_THRESHOLD)
     recorder = Recorder(token, summary)
     rows = _prepare(token, rows, recorder)
     connections = Connection.objects.in_bulk({row.connection_id for row in rows})
@@ -149,11 +150,23 @@ def deliver(
             recorder.postpone([row], conn.paused_until)
         else:
             by_connection[conn.pk].append(row)
-    jobs = []
+    targets = {}
     for conn_id, conn_rows in by_connection.items():
         target = _target(connections[conn_id], conn_rows, recorder)
         if target is not None:
-            jobs.extend(_jobs(target, conn_rows))
+            targets[conn_id] = target
+    gate = breakers.gate({target.site.domain for target in targets.values()}, now)
+    jobs: list[tuple[str, transmit.Job]] = []
+    for conn_id, target in targets.items():
+        domain, conn_rows = target.site.domain, by_connection[conn_id]
+        if domain in gate.probing:  # one row, one request: its answer decides the breaker
+            gate.probing.discard(domain)
+            recorder.postpone(conn_rows[1:], gate.held[domain], "breaker_open")
+            conn_rows = conn_rows[:1]
+        elif domain in gate.held:
+            recorder.postpone(conn_rows, gate.held[domain], "breaker_open")
+            continue
+        jobs.extend((domain, job) for job in _jobs(target, conn_rows))
     if sender is None:
         with Sender(concurrency()) as own:
             _run(jobs, run, own, rows, connections, recorder)
@@ -187,7 +200,7 @@ def _jobs(target: transmit.Target, rows: list[OutboxEvent]) -> list[transmit.Job
 
 
 def _run(
-    jobs: list[transmit.Job],
+    jobs: list[tuple[str, transmit.Job]],
     run: transmit.Run,
     sender: Sender,
     rows: list[OutboxEvent],

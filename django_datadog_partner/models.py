@@ -292,3 +292,27 @@ class OutboxEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} #{self.pk} ({self.get_status_display()})"
+
+
+class SiteBreaker(models.Model):
+    """The circuit breaker of one Datadog site, shared by every worker.
+
+    Closed while ``open_until`` is empty. Open, nothing is sent to the site until
+    ``open_until``; after that one delivery run takes the probe by moving ``open_until``
+    forward, and the probe's answer closes the breaker or keeps it open.
+    """
+
+    domain = models.CharField(_("Datadog region"), max_length=100, unique=True)
+    failures = models.PositiveIntegerField(_("consecutive failures"), default=0)
+    open_until = models.DateTimeField(_("open until"), null=True, blank=True)
+    opened_at = models.DateTimeField(_("opened at"), null=True, blank=True)
+    last_error = models.CharField(_("last error"), max_length=500, blank=True, default="")
+
+    class Meta:
+        verbose_name = _("site breaker")
+        verbose_name_plural = _("site breakers")
+        ordering = ("domain",)
+
+    def __str__(self) -> str:
+        state = "closed" if self.open_until is None else f"open until {self.open_until:%H:%M:%S}"
+        return f"{self.domain}: {state}"

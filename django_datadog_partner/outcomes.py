@@ -16,7 +16,7 @@ from django.db.models import F, Q, QuerySet
 from django.dispatch import Signal
 from django.utils import timezone
 
-from . import transmit
+from . import breakers, transmit
 from .conf import app_settings
 from .connections import mark_broken, raise_alarm
 from .models import Connection, ConnectionStatus, OutboxEvent, OutboxKind, OutboxStatus
@@ -140,6 +140,7 @@ class Recorder:
         self._rejected: dict[int, tuple[Connection, str]] = {}
         self._pauses: dict[int, tuple[str, datetime]] = {}
         self._alarms: dict[str, str] = {}
+        self._sites: dict[str, breakers.SiteTally] = defaultdict(breakers.SiteTally)
         self._signals: list[tuple[Signal, dict[str, Any]]] = []
         self._listened: dict[Signal, bool] = {}
 
@@ -165,15 +166,17 @@ class Recorder:
         self.finish(rows, OutboxStatus.PARKED, code, detail or f"Connection is {conn.status}.",
                     attempted=False)  # fmt: skip
 
-    def postpone(self, rows: list[OutboxEvent], until: datetime) -> None:
+    def postpone(self, rows: list[OutboxEvent], until: datetime, outcome: str = "paused") -> None:
+        """Not attempted: due again at ``until`` (a rate-limit pause or an open breaker)."""
         for row in rows:
             row.next_attempt_at = until
         self._postponed.extend(rows)
-        self.summary.add("paused", len(rows))
+        self.summary.add(outcome, len(rows))
 
     def record(
         self, result: transmit.Result, rows: list[OutboxEvent], connections: dict[int, Connection]
     ) -> None:
+        self._tally(result, rows, connections)
         if result.new_payload is not None:
             for row in rows:
                 row.payload = result.new_payload
@@ -190,6 +193,9 @@ class Recorder:
                     f"Datadog's intake answered {result.code} ({result.detail}). This is a bug "
                     "or a configuration error on our side, not the customer's."
                 )
+        elif result.verdict == transmit.HELD:
+            cooldown = timedelta(seconds=app_settings.BREAKER_COOLDOWN)
+            self.postpone(rows, self.now + cooldown, "breaker_open")
         elif result.verdict == transmit.RELEASED:
             self._released.extend(rows)
             self.summary.add("released", len(rows))
@@ -199,6 +205,18 @@ class Recorder:
             self.park(rows, conn, "api_key_rejected", result.detail)
         else:
             self._schedule_retry(result, rows, connections)
+
+    def _tally(
+        self, result: transmit.Result, rows: list[OutboxEvent], connections: dict[int, Connection]
+    ) -> None:
+        if not rows or not (result.site_fault or result.site_answered):
+            return
+        tally = self._sites[connections[rows[0].connection_id or 0].domain]
+        if result.site_answered:
+            tally.reset, tally.faults = True, 0
+        else:
+            tally.faults += 1
+            tally.detail = result.detail or result.code
 
     def _schedule_retry(
         self, result: transmit.Result, rows: list[OutboxEvent], connections: dict[int, Connection]
@@ -256,6 +274,7 @@ class Recorder:
             pause_key(fingerprint, conn_id, until)
         for code, message in self._alarms.items():
             raise_alarm(code, message)
+        breakers.observe(self._sites, self.now)
         touch_success(self._succeeded - {0})
         for signal, kwargs in self._signals:
             signal.send(sender=OutboxEvent, **kwargs)

@@ -6,14 +6,18 @@ distant Datadog: at 50 ms, ``maximum``), it decides. Below that the work is CPU-
 (a loopback sink), where an extra thread helps only if another core is free; there the
 sender measures the throughput of one and of two requests in flight and keeps the better,
 measuring again now and then. With one, jobs run on the calling thread.
+
+Jobs come in lanes, one per Datadog site, taken round-robin; while other sites have work,
+one site holds at most half the requests in flight (a bulkhead: a site that hangs until the
+timeout cannot take every thread before its breaker opens).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections import deque
-from collections.abc import Iterator, Sequence
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from .transmit import Job, Result, Run
@@ -44,27 +48,32 @@ class Sender:
     def __exit__(self, *exc_info: object) -> None:
         self._pool.shutdown(wait=True)
 
-    def run(self, jobs: Sequence[Job], run: Run) -> Iterator[list[Result]]:
-        """Results of each job as it finishes (order not kept)."""
+    def run(self, jobs: Iterable[tuple[str, Job]], run: Run) -> Iterator[list[Result]]:
+        """Results of each (lane, job) as it finishes (order not kept)."""
         self._running_since = time.perf_counter()
         try:
-            yield from self._run(deque(jobs), run)
+            yield from self._run(Lanes(jobs), run)
         finally:
             self._busy = self._clock()
             self._running_since = None
 
-    def _run(self, pending: deque[Job], run: Run) -> Iterator[list[Result]]:
-        active: set[Future[Timed]] = set()
-        while pending or active:
+    def _run(self, lanes: Lanes, run: Run) -> Iterator[list[Result]]:
+        active: dict[Future[Timed], str] = {}
+        while lanes or active:
             if not active and self.limit == 1:  # no thread to hand over to
-                results, wall, cpu = _timed(pending.popleft(), run)
+                taken = lanes.take(1)
+                assert taken is not None  # nothing in flight: every lane is below its share
+                lane, job = taken
+                results, wall, cpu = _timed(job, run)
+                lanes.done(lane)
                 self._observe(wall, cpu)
                 yield results
                 continue
-            while pending and len(active) < self.limit:
-                active.add(self._pool.submit(_timed, pending.popleft(), run))
-            done, active = wait(active, return_when=FIRST_COMPLETED)
+            while len(active) < self.limit and (taken := lanes.take(self.limit)) is not None:
+                active[self._pool.submit(_timed, taken[1], run)] = taken[0]
+            done, _ = wait(active, return_when=FIRST_COMPLETED)
             for future in done:
+                lanes.done(active.pop(future))
                 results, wall, cpu = future.result()
                 self._observe(wall, cpu)
                 yield results
@@ -110,6 +119,38 @@ class Sender:
 
     def _score(self, limit: int) -> float:
         return self._rates[limit] * (1.05 if limit == 1 else 1.0)
+
+
+class Lanes:
+    """Pending jobs by lane, handed out round-robin, each lane within its share."""
+
+    def __init__(self, jobs: Iterable[tuple[str, Job]]) -> None:
+        self._pending: dict[str, deque[Job]] = {}
+        for lane, job in jobs:
+            self._pending.setdefault(lane, deque()).append(job)
+        self._busy: Counter[str] = Counter()
+
+    def __bool__(self) -> bool:
+        return bool(self._pending)
+
+    def take(self, limit: int) -> tuple[str, Job] | None:
+        """The next job of a lane below its share of ``limit`` in flight (all of it when no
+        other lane has work, half otherwise); None when every lane with work is at its
+        share, which needs a request in flight."""
+        working = set(self._pending).union(+self._busy)
+        share = limit if len(working) <= 1 else max(1, limit // 2)
+        for lane in self._pending:
+            if self._busy[lane] < share:
+                queue = self._pending.pop(lane)  # back in at the end: round-robin
+                job = queue.popleft()
+                if queue:
+                    self._pending[lane] = queue
+                self._busy[lane] += 1
+                return lane, job
+        return None
+
+    def done(self, lane: str) -> None:
+        self._busy[lane] -= 1
 
 
 def _timed(job: Job, run: Run) -> Timed:

@@ -39,6 +39,7 @@ RETRY = "retry"
 DEAD = "dead"
 REJECTED = "rejected"  # Datadog refuses the API key: park the connection's rows
 RELEASED = "released"  # not sent: the lease is nearly over; the rows are due again at once
+HELD = "held"  # not sent: the site's breaker tripped during this run; the rows wait
 
 
 @dataclass(frozen=True)
@@ -76,19 +77,42 @@ class Result:
     alarm: bool = False
     new_payload: dict[str, Any] | None = None
 
+    @property
+    def site_fault(self) -> bool:
+        """The site gave no useful answer (network error, 5xx): counts toward its breaker."""
+        return self.code == "network" or self.code.startswith("http_5")
+
+    @property
+    def site_answered(self) -> bool:
+        """Any other HTTP answer, a refusal included, shows the site is up."""
+        return self.code.startswith("http_") and not self.site_fault
+
 
 class Run:
     """What the sends of one claimed batch share: the time after which no request may
-    start (the batch's lease would end before the answer), and ``GET /api/v1/validate``
-    made at most once per connection."""
+    start (the batch's lease would end before the answer), ``GET /api/v1/validate`` made
+    at most once per connection, and each site's consecutive failures, so a site that
+    fails ``trip_after`` times in a row gets no more requests from this batch."""
 
-    def __init__(self, send_by: float) -> None:
+    def __init__(self, send_by: float, trip_after: int = 0) -> None:
         self.send_by = send_by
+        self.trip_after = trip_after
         self._lock = threading.Lock()
         self._known: dict[int, bool | None] = {}
+        self._faults: dict[str, int] = {}
 
     def too_late(self) -> bool:
         return time.monotonic() >= self.send_by
+
+    def tripped(self, domain: str) -> bool:
+        return bool(self.trip_after) and self._faults.get(domain, 0) >= self.trip_after
+
+    def note(self, domain: str, result: Result) -> None:
+        with self._lock:
+            if result.site_fault:
+                self._faults[domain] = self._faults.get(domain, 0) + 1
+            elif result.site_answered:
+                self._faults[domain] = 0
 
     def is_rejected(self, target: Target) -> bool | None:
         with self._lock:
@@ -152,6 +176,8 @@ def _attempt(
 ) -> list[Result]:
     if run.too_late():
         return [Result(ids, RELEASED, "lease_ending")]
+    if run.tripped(target.site.domain):
+        return [Result(ids, HELD, "breaker_open")]
     headers = {"DD-API-KEY": target.api_key, "Content-Type": "application/json"}
     if gzip_body:
         body = gzip.compress(body, compresslevel=6)
@@ -162,8 +188,11 @@ def _attempt(
     except TransportRefusedError as exc:
         return [Result(ids, DEAD, "transport_refused", str(exc), alarm=True)]
     except DatadogPartnerError as exc:
-        return [Result(ids, RETRY, "network", str(exc))]
-    return [classify(response, ids, target, run)]
+        result = Result(ids, RETRY, "network", str(exc))
+    else:
+        result = classify(response, ids, target, run)
+    run.note(target.site.domain, result)
+    return [result]
 
 
 def classify(response: requests.Response, ids: list[int], target: Target, run: Run) -> Result:

@@ -214,9 +214,9 @@ def test_sender_runs_every_job_inline_or_on_threads(monkeypatch):
 
     with Sender(4) as sender:
         monkeypatch.setattr(sender, "_observe", lambda wall, cpu: None)  # limit stays 4
-        results = list(sender.run([job] * 20, run))
+        results = list(sender.run([("site", job)] * 20, run))
         assert sorted(r[0].row_ids[0] for r in results) == list(range(1, 21))
         assert all(name.startswith("ddp-send") for name in threads)
         sender.limit, threads[:] = 1, []
-        assert len(list(sender.run([job] * 3, run))) == 3
+        assert len(list(sender.run([("site", job)] * 3, run))) == 3
         assert threads[0] == threading.current_thread().name

@@ -1,4 +1,4 @@
-"""Read-only records: pending OAuth authorizations and configuration alarms."""
+"""Read-only records: pending OAuth authorizations, configuration alarms, site breakers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from ..models import Alarm, AuthorizationRequest
+from .. import breakers
+from ..models import Alarm, AuthorizationRequest, SiteBreaker
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -56,3 +57,21 @@ class AlarmAdmin(ReadOnlyAdmin):
             f"{cleared} alarm(s) cleared. They come back if the problem happens again.",
             messages.SUCCESS,
         )
+
+
+@admin.register(SiteBreaker)
+class SiteBreakerAdmin(ReadOnlyAdmin):
+    """Datadog sites that kept failing. An open breaker closes by itself after a successful
+    probe; closing it here sends the waiting rows at once."""
+
+    list_display = ("domain", "open_until", "failures", "opened_at", "last_error")
+    list_filter = (("open_until", admin.EmptyFieldListFilter),)
+    actions = ("close",)
+
+    def has_close_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("datadog_partner.change_sitebreaker")
+
+    @admin.action(description="Close (send to the site again now)", permissions=["close"])
+    def close(self, request: HttpRequest, queryset: QuerySet[SiteBreaker]) -> None:
+        closed = sum(breakers.close(domain) for domain in queryset.values_list("domain", flat=True))
+        self.message_user(request, f"{closed} breaker(s) closed.", messages.SUCCESS)

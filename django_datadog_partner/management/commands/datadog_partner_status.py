@@ -1,4 +1,5 @@
-"""Every connection at a glance, the outbox backlog, open alarms and missing schedules."""
+"""Every connection at a glance, the outbox backlog, open site breakers, open alarms and
+missing schedules."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
+from ...breakers import open_breakers
 from ...delivery import backlog
 from ...models import Alarm, Connection, ConnectionStatus
 from ...schedules import schedules_out_of_date
@@ -47,6 +49,11 @@ class Command(BaseCommand):
         now = timezone.now()
         outbox = backlog(now)
         waiting = outbox.waiting_seconds(now)
+        tripped = [
+            {"domain": b.domain, "open_until": b.open_until.isoformat() if b.open_until else None,
+             "failures": b.failures, "last_error": b.last_error}
+            for b in open_breakers()
+        ]  # fmt: skip
         if options["json"]:
             by_status = dict(Counter(row["status"] for row in rows))
             report = {
@@ -55,11 +62,19 @@ class Command(BaseCommand):
                 "alarms": alarms,
                 "schedules_missing": missing,
                 "outbox": {"by_status": outbox.by_status, "oldest_due_seconds": waiting},
+                "site_breakers_open": tripped,
             }
             self.stdout.write(json.dumps(report, indent=2))
             return
         self._table(rows)
         self.stdout.write(_outbox_line(outbox.by_status, waiting))
+        if tripped:
+            self.stdout.write(self.style.WARNING("Site breakers open (nothing is sent there):"))
+            for b in tripped:
+                self.stdout.write(
+                    f"  {b['domain']}: open until {b['open_until']} after {b['failures']} "
+                    f"failures ({b['last_error']})"
+                )
         for alarm in alarms:
             self.stdout.write(
                 self.style.ERROR(f"ALARM {alarm['code']} (x{alarm['count']}): {alarm['message']}")

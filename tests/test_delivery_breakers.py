@@ -1,0 +1,237 @@
+"""Per-site circuit breakers and bulkheads (AT-54): a failing Datadog site stops getting
+requests and threads, other sites keep theirs, and one probe after the cooldown closes it."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.utils import timezone
+
+from django_datadog_partner import breakers, delivery, tracking, transmit
+from django_datadog_partner.models import Connection, OutboxEvent, OutboxStatus, SiteBreaker
+from django_datadog_partner.sender import Sender
+from tests.outbox_support import Intake, make_connection
+from tests.testapp.models import Organization
+
+pytestmark = pytest.mark.django_db
+
+EU, US = "datadoghq.eu", "datadoghq.com"
+
+
+@pytest.fixture
+def intake(mocked_http) -> Intake:
+    return Intake(mocked_http, domains=(US, EU))
+
+
+@pytest.fixture
+def breaker_settings(settings):
+    settings.DATADOG_PARTNER = {
+        **settings.DATADOG_PARTNER,
+        "BREAKER_THRESHOLD": 3,
+        "BREAKER_COOLDOWN": 60,
+        "DELIVERY_CONCURRENCY": 1,  # one request at a time: the counts below are exact
+    }
+    return settings
+
+
+def connections() -> tuple[Connection, Connection]:
+    eu = make_connection(Organization.objects.create(name="eu"), domain=EU)
+    us = make_connection(Organization.objects.create(name="us"), domain=US)
+    return eu, us
+
+
+def send(conn: Connection, count: int) -> None:
+    for n in range(count):
+        tracking.send_event(conn, title=f"{conn.domain} {n}", text="x")
+
+
+def eu_down(arrival) -> int:
+    return 503 if arrival.domain == EU else 202
+
+
+def sent_to(intake: Intake, domain: str) -> int:
+    return sum(arrival.domain == domain for arrival in intake.arrivals)
+
+
+def open_eu_breaker(intake: Intake) -> tuple[Connection, Connection]:
+    eu, us = connections()
+    send(eu, 10)
+    send(us, 10)
+    intake.respond = eu_down
+    delivery.drain()
+    return eu, us
+
+
+def test_a_failing_site_opens_its_breaker_and_other_sites_keep_sending(intake, breaker_settings):
+    eu, us = open_eu_breaker(intake)
+
+    assert sent_to(intake, EU) == 3  # the threshold, then nothing more in this run
+    assert sent_to(intake, US) == 10
+    breaker = SiteBreaker.objects.get(domain=EU)
+    assert breaker.failures == 3 and breaker.open_until is not None
+    assert "503" in breaker.last_error
+    assert not SiteBreaker.objects.filter(domain=US, open_until__isnull=False).exists()
+    rows = OutboxEvent.objects.filter(connection=eu)
+    assert set(rows.values_list("status", flat=True)) == {OutboxStatus.PENDING}
+    assert sorted(rows.values_list("attempts", flat=True)) == [0] * 7 + [1] * 3
+    assert all(row.next_attempt_at >= breaker.open_until for row in rows)
+
+    # Later runs, still inside the cooldown: the EU rows are not even claimed.
+    intake.arrivals.clear()
+    send(us, 2)
+    assert str(delivery.drain()) == "delivered: 2"
+    assert sent_to(intake, EU) == 0
+
+
+def test_after_the_cooldown_one_probe_closes_the_breaker_and_the_backlog_drains(
+    intake, breaker_settings
+):
+    eu, _ = open_eu_breaker(intake)
+    cooldown_over(EU)
+    intake.arrivals.clear()
+    intake.respond = lambda arrival: 202  # EU is back
+
+    delivery.drain()
+    delivery.drain()  # rows retried in the first run wait for the next one
+
+    assert sent_to(intake, EU) == 10
+    assert OutboxEvent.objects.filter(connection=eu, status=OutboxStatus.DELIVERED).count() == 10
+    breaker = SiteBreaker.objects.get(domain=EU)
+    assert (breaker.failures, breaker.open_until, breaker.opened_at) == (0, None, None)
+
+
+def test_a_failed_probe_sends_one_request_and_keeps_the_breaker_open(intake, breaker_settings):
+    open_eu_breaker(intake)
+    cooldown_over(EU)
+    intake.arrivals.clear()
+    before = timezone.now()
+
+    summary = delivery.drain()
+
+    assert sent_to(intake, EU) == 1
+    assert summary.counts["breaker_open"] == 9
+    breaker = SiteBreaker.objects.get(domain=EU)
+    assert breaker.open_until is not None and breaker.open_until >= before + timedelta(seconds=59)
+    assert breaker.failures == 4
+    assert delivery.count_due() == 0
+
+
+def test_only_one_run_takes_the_probe(breaker_settings):
+    now = timezone.now()
+    SiteBreaker.objects.create(domain=EU, failures=3, open_until=now - timedelta(seconds=1))
+
+    first = breakers.gate({EU, US}, now)
+    second = breakers.gate({EU, US}, now)
+
+    assert first.probing == {EU} and second.probing == set()
+    assert first.held == second.held == {EU: now + timedelta(seconds=60)}
+
+
+def test_any_answer_from_the_site_starts_the_count_over(intake, breaker_settings):
+    eu, _ = connections()
+    answers = iter([503, 503, 400, 503, 503])
+    intake.respond = lambda arrival: next(answers)
+    send(eu, 5)
+
+    delivery.drain()
+
+    assert sent_to(intake, EU) == 5  # never three failures in a row
+    breaker = SiteBreaker.objects.get(domain=EU)
+    assert breaker.failures == 2 and breaker.open_until is None
+
+
+def test_network_errors_count_as_failures(intake, breaker_settings, mocked_http):
+    import requests
+
+    eu, _ = connections()
+
+    def reset(arrival):
+        raise requests.ConnectionError("connection reset by peer")
+
+    intake.respond = reset
+    send(eu, 5)
+    delivery.drain()
+
+    assert sent_to(intake, EU) == 3
+    assert SiteBreaker.objects.get(domain=EU).open_until is not None
+
+
+def test_threshold_zero_switches_breakers_off(intake, breaker_settings):
+    breaker_settings.DATADOG_PARTNER = {**breaker_settings.DATADOG_PARTNER, "BREAKER_THRESHOLD": 0}
+    eu, _ = connections()
+    intake.respond = eu_down
+    send(eu, 6)
+
+    delivery.drain()
+
+    assert sent_to(intake, EU) == 6
+    assert not SiteBreaker.objects.exists()
+
+
+def test_the_status_command_lists_open_breakers(intake, breaker_settings, capsys):
+    open_eu_breaker(intake)
+    call_command("datadog_partner_status")
+    out = capsys.readouterr().out
+    assert "Site breakers open" in out and f"{EU}: open until" in out
+
+
+def test_a_hanging_site_gets_at_most_half_the_threads_while_others_have_work():
+    released = threading.Event()
+    busy: dict[str, int] = {"eu": 0}
+    most_eu = 0
+    lock = threading.Lock()
+
+    def hanging(run: transmit.Run) -> list[transmit.Result]:
+        nonlocal most_eu
+        with lock:
+            busy["eu"] += 1
+            most_eu = max(most_eu, busy["eu"])
+        released.wait(timeout=10)
+        with lock:
+            busy["eu"] -= 1
+        return [transmit.Result([0], transmit.RETRY, "network")]
+
+    def quick(run: transmit.Run) -> list[transmit.Result]:
+        return [transmit.Result([1], transmit.DELIVERED, "http_202")]
+
+    jobs = [("eu", hanging)] * 6 + [("us", quick)] * 30
+    us_done = 0
+    with Sender(4) as sender:
+        sender._observe = lambda wall, cpu: None  # type: ignore[method-assign]  # limit stays 4
+        for results in sender.run(jobs, transmit.Run(send_by=float("inf"))):
+            if results[0].verdict == transmit.DELIVERED:
+                us_done += 1
+                if us_done == 30:
+                    assert most_eu == 2  # the other half kept the US jobs moving
+                    released.set()
+    assert us_done == 30
+
+
+def cooldown_over(domain: str) -> None:
+    """Move the breaker and its held rows to the moment the cooldown ends."""
+    past = timezone.now() - timedelta(seconds=1)
+    SiteBreaker.objects.filter(domain=domain).update(open_until=past)
+    breakers.pending_rows(domain).update(next_attempt_at=past)
+
+
+def test_closing_a_breaker_in_the_admin_makes_its_rows_due_now(intake, breaker_settings, client):
+    open_eu_breaker(intake)
+    staff = get_user_model().objects.create_superuser("ops", "ops@example.com", "pw")
+    client.force_login(staff)
+    breaker = SiteBreaker.objects.get(domain=EU)
+    listing = client.get("/admin/datadog_partner/sitebreaker/").content.decode()
+    assert EU in listing and "503" in listing
+
+    response = client.post(
+        "/admin/datadog_partner/sitebreaker/",
+        {"action": "close", "_selected_action": [breaker.pk]},
+        follow=True,
+    )
+
+    assert "1 breaker(s) closed" in response.content.decode()
+    assert SiteBreaker.objects.get(domain=EU).open_until is None
+    assert delivery.count_due() == 10

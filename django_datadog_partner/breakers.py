@@ -41,10 +41,12 @@ class SiteTally:
 @dataclass
 class Gate:
     """What a delivery batch may send: ``held`` sites send nothing until the time given;
-    ``probing`` sites (also held) send one request, whose answer decides the breaker."""
+    ``probing`` sites (also held) send one request, whose answer decides the breaker;
+    ``failures`` are the consecutive failures other runs already counted."""
 
     held: dict[str, datetime] = field(default_factory=dict)
     probing: set[str] = field(default_factory=set)
+    failures: dict[str, int] = field(default_factory=dict)
 
 
 def enabled() -> bool:
@@ -58,8 +60,11 @@ def gate(domains: Collection[str], now: datetime) -> Gate:
     if not enabled() or not domains:
         return result
     cooldown = timedelta(seconds=app_settings.BREAKER_COOLDOWN)
-    for breaker in SiteBreaker.objects.filter(domain__in=domains, open_until__isnull=False):
-        assert breaker.open_until is not None  # the filter above
+    troubled = Q(open_until__isnull=False) | Q(failures__gt=0)
+    for breaker in SiteBreaker.objects.filter(troubled, domain__in=domains):
+        if breaker.open_until is None:
+            result.failures[breaker.domain] = breaker.failures
+            continue
         if breaker.open_until > now:
             result.held[breaker.domain] = breaker.open_until
             continue

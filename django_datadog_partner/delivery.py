@@ -128,8 +128,6 @@ def deliver(
     releases rows instead of racing the run that takes them over.
     """
     lease_end = (claimed_at or time.monotonic()) + app_settings.LEASE_SECONDS
-    send_by = lease_end - sum(app_settings.HTTP_TIMEOUT)
-    run = transmit.Run(send_by, trip_after=app_settings.BREAKER_THRESHOLD)
     recorder = Recorder(token, summary)
     rows = _prepare(token, rows, recorder)
     connections = Connection.objects.in_bulk({row.connection_id for row in rows})
@@ -156,6 +154,8 @@ def deliver(
         if target is not None:
             targets[conn_id] = target
     gate = breakers.gate({target.site.domain for target in targets.values()}, now)
+    send_by = lease_end - sum(app_settings.HTTP_TIMEOUT)
+    run = transmit.Run(send_by, trip_after=app_settings.BREAKER_THRESHOLD, faults=gate.failures)
     jobs: list[tuple[str, transmit.Job]] = []
     for conn_id, target in targets.items():
         domain, conn_rows = target.site.domain, by_connection[conn_id]

@@ -8,8 +8,9 @@ sender measures the throughput of one and of two requests in flight and keeps th
 measuring again now and then. With one, jobs run on the calling thread.
 
 Jobs come in lanes, one per Datadog site, taken round-robin; while other sites have work,
-one site holds at most half the requests in flight (a bulkhead: a site that hangs until the
-timeout cannot take every thread before its breaker opens).
+one site holds at most half the requests in flight, and a site that failed in this run
+without answering since holds one (a bulkhead: a site that hangs until the timeout cannot
+take every thread before its breaker opens).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class Sender:
         """Results of each (lane, job) as it finishes (order not kept)."""
         self._running_since = time.perf_counter()
         try:
-            yield from self._run(Lanes(jobs), run)
+            yield from self._run(Lanes(jobs, run), run)
         finally:
             self._busy = self._clock()
             self._running_since = None
@@ -124,7 +125,8 @@ class Sender:
 class Lanes:
     """Pending jobs by lane, handed out round-robin, each lane within its share."""
 
-    def __init__(self, jobs: Iterable[tuple[str, Job]]) -> None:
+    def __init__(self, jobs: Iterable[tuple[str, Job]], run: Run) -> None:
+        self._run = run
         self._pending: dict[str, deque[Job]] = {}
         for lane, job in jobs:
             self._pending.setdefault(lane, deque()).append(job)
@@ -135,12 +137,12 @@ class Lanes:
 
     def take(self, limit: int) -> tuple[str, Job] | None:
         """The next job of a lane below its share of ``limit`` in flight (all of it when no
-        other lane has work, half otherwise); None when every lane with work is at its
-        share, which needs a request in flight."""
+        other lane has work, half otherwise, one while the site is failing); None when
+        every lane with work is at its share, which needs a request in flight."""
         working = set(self._pending).union(+self._busy)
         share = limit if len(working) <= 1 else max(1, limit // 2)
         for lane in self._pending:
-            if self._busy[lane] < share:
+            if self._busy[lane] < (1 if self._run.failing(lane) else share):
                 queue = self._pending.pop(lane)  # back in at the end: round-robin
                 job = queue.popleft()
                 if queue:

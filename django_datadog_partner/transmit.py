@@ -94,15 +94,21 @@ class Run:
     at most once per connection, and each site's consecutive failures, so a site that
     fails ``trip_after`` times in a row gets no more requests from this batch."""
 
-    def __init__(self, send_by: float, trip_after: int = 0) -> None:
+    def __init__(
+        self, send_by: float, trip_after: int = 0, faults: Mapping[str, int] | None = None
+    ) -> None:
         self.send_by = send_by
         self.trip_after = trip_after
         self._lock = threading.Lock()
         self._known: dict[int, bool | None] = {}
-        self._faults: dict[str, int] = {}
+        self._faults: dict[str, int] = dict(faults or {})  # counted before this run
 
     def too_late(self) -> bool:
         return time.monotonic() >= self.send_by
+
+    def failing(self, domain: str) -> bool:
+        """The site failed and has not answered since."""
+        return self._faults.get(domain, 0) > 0
 
     def tripped(self, domain: str) -> bool:
         return bool(self.trip_after) and self._faults.get(domain, 0) >= self.trip_after

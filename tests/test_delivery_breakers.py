@@ -4,6 +4,7 @@ requests and threads, other sites keep theirs, and one probe after the cooldown 
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -144,6 +145,18 @@ def test_any_answer_from_the_site_starts_the_count_over(intake, breaker_settings
     assert breaker.failures == 2 and breaker.open_until is None
 
 
+def test_a_run_continues_the_count_other_runs_started(intake, breaker_settings):
+    eu, _ = connections()
+    SiteBreaker.objects.create(domain=EU, failures=2)
+    intake.respond = eu_down
+    send(eu, 5)
+
+    delivery.drain()
+
+    assert sent_to(intake, EU) == 1  # the third failure in a row
+    assert SiteBreaker.objects.get(domain=EU).open_until is not None
+
+
 def test_network_errors_count_as_failures(intake, breaker_settings, mocked_http):
     import requests
 
@@ -235,3 +248,31 @@ def test_closing_a_breaker_in_the_admin_makes_its_rows_due_now(intake, breaker_s
     assert "1 breaker(s) closed" in response.content.decode()
     assert SiteBreaker.objects.get(domain=EU).open_until is None
     assert delivery.count_due() == 10
+
+
+def test_a_site_that_failed_in_this_run_gets_one_request_at_a_time():
+    in_flight = {"eu": 0}
+    most = {"eu": 0}
+    lock = threading.Lock()
+
+    def failing(run: transmit.Run) -> list[transmit.Result]:
+        with lock:
+            in_flight["eu"] += 1
+            most["eu"] = max(most["eu"], in_flight["eu"])
+        time.sleep(0.01)
+        with lock:
+            in_flight["eu"] -= 1
+        result = transmit.Result([0], transmit.RETRY, "http_503")
+        run.note("eu", result)
+        return [result]
+
+    def quick(run: transmit.Run) -> list[transmit.Result]:
+        time.sleep(0.01)
+        return [transmit.Result([1], transmit.DELIVERED, "http_202")]
+
+    run = transmit.Run(send_by=float("inf"), faults={"eu": 1})  # it failed earlier
+    with Sender(8) as sender:
+        sender._observe = lambda wall, cpu: None  # type: ignore[method-assign]  # limit stays 4
+        results = list(sender.run([("eu", failing)] * 8 + [("us", quick)] * 8, run))
+    assert len(results) == 16
+    assert most["eu"] == 1

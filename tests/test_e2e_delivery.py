@@ -17,7 +17,7 @@ import pytest
 from django.db import transaction
 
 from django_datadog_partner import tasks
-from django_datadog_partner.models import Connection, OutboxEvent, OutboxStatus
+from django_datadog_partner.models import Connection, OutboxEvent, OutboxStatus, SiteBreaker
 from django_datadog_partner.sandbox.control import Sandbox
 from django_datadog_partner.sandbox.state import Org
 from tests.e2e_support import (
@@ -159,3 +159,36 @@ def test_sigkill_of_the_cluster_mid_run_loses_nothing(qcluster, sites):  # noqa:
     # Only requests sent but not recorded before the kill can repeat: at most the rows the
     # killed workers held (two workers, one batch each).
     assert sum(n - 1 for n in duplicates.values()) <= 2 * 50
+
+
+def test_a_site_that_is_down_opens_its_breaker_and_its_backlog_drains_after(qcluster, sites):  # noqa: F811
+    sandbox = Sandbox()
+    down, up = tenants(sandbox, [SITE_A, SITE_B])
+    sandbox.set_faults(down.org, intake="503")
+    overrides = {"EXTRA_SITES": sites, "BREAKER_THRESHOLD": 3, "BREAKER_COOLDOWN": 2}
+    qcluster(partner_settings=overrides)
+    save_orders([down, up], 200)
+
+    def up_delivered_and_a_open() -> bool:
+        rows = OutboxEvent.objects.filter(connection=up.connection)
+        tripped = SiteBreaker.objects.filter(domain=SITE_A, open_until__isnull=False)
+        return rows.filter(status=OutboxStatus.DELIVERED).count() == 100 and tripped.exists()
+
+    wait_until(up_delivered_and_a_open, timeout=120, tick=tasks.sweep_outbox)
+    breaker = SiteBreaker.objects.get(domain=SITE_A)
+    assert breaker.open_until is not None and breaker.failures >= 3
+    assert not SiteBreaker.objects.filter(domain=SITE_B, failures__gt=0).exists()
+    waiting = OutboxEvent.objects.filter(owner_object_id=str(down.owner.pk))
+    assert waiting.filter(status=OutboxStatus.PENDING).count() == 100
+    # Without the breaker every row would have failed at least once by now; with it only
+    # the requests in flight when each concurrent run saw the threshold, and the probes.
+    untouched = waiting.filter(attempts=0).count()
+    assert untouched >= 75, untouched
+
+    sandbox.clear_faults(down.org)
+    wait_until(all_delivered(200), timeout=120, tick=tasks.sweep_outbox)
+    assert {outbox_id for outbox_id, _ in arrivals(sandbox, down)} == set(
+        waiting.values_list("pk", flat=True)
+    )
+    closed = SiteBreaker.objects.get(domain=SITE_A)
+    assert (closed.failures, closed.open_until) == (0, None)

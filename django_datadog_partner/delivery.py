@@ -382,8 +382,13 @@ class Backlog:
         return max((now - self.oldest_due_since).total_seconds(), 0.0)
 
 
-def backlog(now: datetime | None = None) -> Backlog:
+def backlog(now: datetime | None = None, statuses: Iterable[str] | None = None) -> Backlog:
+    """Counts by status (only ``statuses`` if given: finished rows are most of the table,
+    the others are read off the status index) and the oldest due row."""
     now = now or timezone.now()
-    counted = OutboxEvent.objects.order_by().values_list("status").annotate(n=Count("pk"))
+    rows = OutboxEvent.objects.order_by()
+    if statuses is not None:
+        rows = rows.filter(status__in=list(statuses))
+    counted = rows.values_list("status").annotate(n=Count("pk"))
     oldest = due_rows(now).aggregate(oldest=Min("next_attempt_at"))["oldest"]
     return Backlog(dict(counted), oldest)

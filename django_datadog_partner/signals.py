@@ -27,3 +27,9 @@ event_sent = Signal()
 #: An outbox item was given up (dead, expired, parked). kwargs: ``outbox``, ``connection``,
 #: ``reason``.
 event_failed = Signal()
+
+#: Sent by the outbox sweeper every minute, for your own monitoring (DogStatsD, Prometheus).
+#: kwargs: ``by_status`` (counts of ``pending``, ``parked`` and ``dead`` rows),
+#: ``oldest_due_seconds`` (how long the oldest due row has waited unclaimed, or ``None``),
+#: ``open_breakers`` (domains of the Datadog sites whose breaker is open).
+outbox_measured = Signal()

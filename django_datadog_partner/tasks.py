@@ -46,14 +46,16 @@ def deliver_due() -> str:
 
 def sweep_outbox() -> int:
     """Every minute: enqueue delivery for due rows a lost kick, a broker outage or a killed
-    worker left behind (one task per batch of due rows, at most one per worker)."""
+    worker left behind (one task per batch of due rows, at most one per worker), then
+    report the backlog (``outbox_measured``)."""
     from django_q.conf import Conf
 
-    from . import delivery, kick
+    from . import delivery, kick, monitoring
     from .conf import app_settings
 
     due = delivery.count_due()
     if due:
         batches = -(-due // app_settings.DELIVERY_BATCH_SIZE)
         kick.enqueue_delivery(min(batches, Conf.WORKERS or 1))
+    monitoring.report_backlog()
     return due

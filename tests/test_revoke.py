@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 import requests
+from django.utils import timezone
 
 from django_datadog_partner import tasks
 from django_datadog_partner.connections import retry_pending_revocations, revoke
@@ -122,10 +125,29 @@ def test_outage_keeps_revoking_with_secrets_then_the_background_retry_finishes(
     assert pending.status == OutboxStatus.PENDING
 
     mocked_http.replace("POST", REVOKE_URL, body="")
-    assert tasks.retry_revocations() == {"revoked": 1, "still_revoking": 0}
+    assert tasks.retry_revocations() == {"revoked": 1, "still_revoking": 0, "waiting": 0}
     assert Connection.objects.get(pk=connection.pk).status == ConnectionStatus.REVOKED
     pending.refresh_from_db()
     assert pending.status == OutboxStatus.CANCELLED
+
+
+def test_a_rate_limited_revocation_waits_for_the_time_datadog_asked(mocked_http):
+    mocked_http.post(REVOKE_URL, status=429, headers={"Retry-After": "120"})
+    connection = make_connection()
+    before = timezone.now()
+
+    assert not revoke(connection).done
+
+    stored = Connection.objects.get(pk=connection.pk)
+    assert stored.paused_until is not None
+    assert timedelta(seconds=119) < stored.paused_until - before <= timedelta(seconds=121)
+    mocked_http.replace("POST", REVOKE_URL, body="")
+    assert retry_pending_revocations() == {"revoked": 0, "still_revoking": 0, "waiting": 1}
+    assert len(mocked_http.calls) == 1  # nothing sent before the pause ends
+
+    Connection.objects.filter(pk=connection.pk).update(paused_until=before)
+    assert retry_pending_revocations() == {"revoked": 1, "still_revoking": 0, "waiting": 0}
+    assert Connection.objects.get(pk=connection.pk).status == ConnectionStatus.REVOKED
 
 
 def test_a_token_datadog_already_revoked_is_not_sent_again_on_retry(mocked_http):

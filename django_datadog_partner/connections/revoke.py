@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
+
+from django.utils import timezone
 
 from .. import oauth
 from ..exceptions import (
@@ -96,9 +99,15 @@ def revoke(
 
 
 def retry_pending_revocations() -> dict[str, int]:
-    """Finish the disconnects Datadog did not confirm yet (run by a schedule)."""
-    counts = {"revoked": 0, "still_revoking": 0}
-    for connection in Connection.objects.filter(status=ConnectionStatus.REVOKING).order_by("pk"):
+    """Finish the disconnects Datadog did not confirm yet (run by a schedule); one that
+    Datadog rate-limited waits until the time it asked for."""
+    counts = {"revoked": 0, "still_revoking": 0, "waiting": 0}
+    now = timezone.now()
+    revoking = Connection.objects.filter(status=ConnectionStatus.REVOKING).order_by("pk")
+    for connection in revoking:
+        if connection.paused_until is not None and connection.paused_until > now:
+            counts["waiting"] += 1
+            continue
         outcome = revoke(connection, reason=connection.status_reason)
         counts["revoked" if outcome.done else "still_revoking"] += 1
     return counts
@@ -136,10 +145,17 @@ def _revoke_tokens(row: Connection) -> DatadogPartnerError | None:
         except (DatadogPartnerError, RetryableError, RateLimitedError) as exc:
             logger.warning("Revoking Datadog connection %s failed: %s", row.pk, exc)
             record_error(row, error_code_of(exc))
+            if isinstance(exc, RateLimitedError):
+                _pause(row, exc.retry_after)
             return exc
         setattr(row, field_name, None)
         row.save(update_fields=[field_name, "updated_at"])
     return None
+
+
+def _pause(row: Connection, seconds: float) -> None:
+    row.paused_until = timezone.now() + timedelta(seconds=seconds)
+    row.save(update_fields=["paused_until", "updated_at"])
 
 
 def _finish(row: Connection, reason: str) -> None:

@@ -8,6 +8,7 @@ in the site table. No ORM imports here.
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from requests.adapters import HTTPAdapter
 
 from . import __version__
 from .conf import app_settings
-from .exceptions import RetryableError, TransportRefusedError
+from .exceptions import CertificateRefusedError, RetryableError, TransportRefusedError
 from .regions import Site, allowed_origins, get_site
 
 USER_AGENT = f"django-datadog-partner/{__version__}"
@@ -120,6 +121,14 @@ class DatadogClient:
             )
         except requests.Timeout as exc:
             raise RetryableError(f"Datadog did not answer in time ({_where(url)}).") from exc
+        except requests.exceptions.SSLError as exc:
+            if not _certificate_refused(exc):
+                raise RetryableError(f"TLS with Datadog failed ({_where(url)}).") from exc
+            raise CertificateRefusedError(
+                f"The TLS certificate of {urlsplit(url).netloc} could not be verified, so "
+                "nothing was sent (something between us and Datadog intercepts TLS, or the "
+                "CA bundle is wrong). Never retried without verification."
+            ) from exc
         except requests.ConnectionError as exc:
             raise RetryableError(f"Could not reach Datadog ({_where(url)}).") from exc
         except requests.RequestException as exc:
@@ -157,6 +166,23 @@ def rate_limit_wait(headers: Mapping[str, str]) -> float | None:
     if not usable:
         return None
     return min(max(max(usable), MIN_PAUSE), MAX_PAUSE)
+
+
+def _certificate_refused(exc: BaseException) -> bool:
+    """Whether the certificate failed verification (not a transient TLS failure such as a
+    reset handshake): urllib3 wraps ``ssl.SSLCertVerificationError`` a few levels down."""
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen or not isinstance(current, BaseException):
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        pending += [*current.args, getattr(current, "reason", None), current.__cause__,
+                    current.__context__]  # fmt: skip
+    return False
 
 
 def _where(url: str) -> str:

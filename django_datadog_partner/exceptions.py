@@ -93,7 +93,13 @@ class RetryableError(DatadogPartnerError):
 
 
 class TransportRefusedError(ConfigurationError):
-    """We refused to send: a redirect, or a host that is not in the Datadog site table."""
+    """We refused to send: a redirect, a host that is not in the Datadog site table, or a
+    TLS certificate that failed verification."""
+
+
+class CertificateRefusedError(TransportRefusedError):
+    """Datadog's TLS certificate failed verification (an intercepting proxy, a wrong CA
+    bundle): nothing was sent, and it is never retried without verification."""
 
 
 def _status(response: requests.Response | None) -> int | None:

@@ -36,6 +36,7 @@ MISSING_SCOPES = "missing_scopes"
 MISSING_API_KEYS_WRITE = "missing_api_keys_write"
 DATADOG_UNAVAILABLE = "datadog_unavailable"
 DATADOG_REDIRECT = "datadog_redirect"
+DATADOG_TLS = "datadog_tls"
 INVALID_TOKEN_RESPONSE = "invalid_token_response"
 DATADOG_REFUSED = "datadog_refused"
 MISCONFIGURED = "misconfigured"
@@ -265,6 +266,15 @@ PAGES: dict[str, FailurePage] = {
         _(
             "Datadog answered with a redirect. We never follow redirects when sending "
             "credentials, so the connection was stopped."
+        ),
+        VENDOR_SIDE,
+    ),
+    DATADOG_TLS: FailurePage(
+        502,
+        _("Datadog's certificate could not be verified"),
+        _(
+            "The secure connection to Datadog could not be verified, so nothing was sent "
+            "and the connection was stopped."
         ),
         VENDOR_SIDE,
     ),

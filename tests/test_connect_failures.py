@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -238,6 +239,17 @@ def test_datadog_unreachable(
         client, callback(client, started.state), failures.DATADOG_UNAVAILABLE, 503
     )
     assert "Wait a minute, then start again" in text
+
+
+def test_an_unverifiable_certificate_stops_the_flow_with_its_own_page(
+    client: Client, mocked_http: responses.RequestsMock
+) -> None:
+    started = start(client)
+    refused = ssl.SSLCertVerificationError(1, "certificate verify failed: self-signed")
+    mocked_http.post(TOKEN, body=requests.exceptions.SSLError(refused))
+    text = follow_failure(client, callback(client, started.state), failures.DATADOG_TLS, 502)
+    assert "could not be verified" in text
+    assert Connection.objects.count() == 0
 
 
 def test_a_307_from_the_token_endpoint_fails_and_nothing_reaches_the_location(

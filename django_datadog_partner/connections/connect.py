@@ -22,6 +22,7 @@ from django.views.decorators.debug import sensitive_variables
 from .. import failures, oauth
 from ..conf import app_settings
 from ..exceptions import (
+    CertificateRefusedError,
     ConfigurationError,
     CredentialsUnreadableError,
     DatadogPartnerError,
@@ -212,6 +213,8 @@ def _exchange(site: Site, code: str, verifier: str, user: Any) -> oauth.TokenSet
             "DATADOG_PARTNER['CLIENT_ID'] and ['CLIENT_SECRET'].",
         )
         raise fail(failures.INVALID_CLIENT, user=user, message=str(exc)) from None
+    except CertificateRefusedError as exc:
+        raise fail(failures.DATADOG_TLS, user=user, message=str(exc)) from None
     except TransportRefusedError as exc:
         raise fail(failures.DATADOG_REDIRECT, user=user, message=str(exc)) from None
     except ConfigurationError as exc:

@@ -1,8 +1,9 @@
 """How many requests a delivery run keeps in flight: as many as the round trip needs.
 
 Little's law: to keep one CPU busy, in flight = wall time / CPU time of a request. Each job
-measures both (``time.thread_time``); while the damped ratio asks for three or more (a
-distant Datadog: at 50 ms, ``maximum``), it decides. Below that the work is CPU-bound
+measures both (``time.thread_time``); while half the damped ratio is three or more (the
+round trip dominates: a distant Datadog), the ratio itself decides (at 50 ms, ``maximum``;
+halving it there left a third of the throughput unused). Below that the work is CPU-bound
 (a loopback sink), where an extra thread helps only if another core is free; there the
 sender measures the throughput of one and of two requests in flight and keeps the better,
 measuring again now and then. With one, jobs run on the calling thread.
@@ -89,9 +90,8 @@ class Sender:
     def _observe(self, wall: float, cpu: float) -> None:
         ratio = wall / max(cpu, 1e-5)
         self._ratio = ratio if self._ratio is None else 0.8 * self._ratio + 0.2 * ratio
-        wanted = math.ceil(self.DAMPING * self._ratio)
-        if wanted >= 3 or self.maximum == 1:
-            self.limit = max(1, min(self.maximum, wanted))
+        if math.ceil(self.DAMPING * self._ratio) >= 3 or self.maximum == 1:
+            self.limit = max(1, min(self.maximum, math.ceil(self._ratio)))
             self._rates.clear()
             self._window = None
             return

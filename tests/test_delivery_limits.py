@@ -189,6 +189,17 @@ def test_a_long_round_trip_gets_the_most_requests_in_flight():
         assert sender.limit == 8
 
 
+def test_in_the_latency_bound_range_in_flight_follows_littles_law_undamped():
+    with Sender(32) as sender:
+        for _ in range(20):
+            sender._observe(wall=0.056, cpu=0.0016)  # 35 requests' worth of waiting per CPU
+        assert sender.limit == 32
+    with Sender(64) as sender:
+        for _ in range(20):
+            sender._observe(wall=0.020, cpu=0.001)
+        assert sender.limit == 20
+
+
 def test_cpu_bound_sends_keep_whichever_of_one_or_two_delivers_more(monkeypatch):
     with Sender(8) as sender:
         clock = FakeClock(sender, {1: 0.001, 2: 0.0005, 4: 0.0005})  # two: twice the rate

@@ -14,12 +14,13 @@ from django_datadog_partner.sandbox.control import Sandbox
 from django_datadog_partner.sandbox.engine import handle
 from django_datadog_partner.sandbox.memory import MemoryStore
 from django_datadog_partner.sandbox.protocol import Answer
-from django_datadog_partner.sandbox.state import Org
+from django_datadog_partner.sandbox.state import Org, Store
+from django_datadog_partner.sandbox.store import OrmStore
 
 
 class Fake:
-    def __init__(self) -> None:
-        self.sandbox = Sandbox(MemoryStore(), domain="sandbox.localhost")
+    def __init__(self, store: Store | None = None) -> None:
+        self.sandbox = Sandbox(store or MemoryStore(), domain="sandbox.localhost")
         self.org = self.sandbox.create_org("Acme")
         self.key = self.sandbox.create_api_key(self.org)
         self.slept: list[float] = []
@@ -235,10 +236,15 @@ def test_slow_fault_uses_the_sleep_seam(fake: Fake) -> None:
     assert fake.slept == [2.5]
 
 
-def test_keys_are_bound_to_their_orgs_site(fake: Fake) -> None:
+@pytest.mark.django_db
+@pytest.mark.parametrize("store", [MemoryStore, OrmStore])
+def test_keys_are_bound_to_their_orgs_site(store: type[Store]) -> None:
+    fake = Fake(store())
     eu: Org = fake.sandbox.create_org("Euro", domain="datadoghq.eu")
+    assert fake.sandbox.store.get_org(eu.id).domain == "datadoghq.eu"
     key = fake.sandbox.create_api_key(eu)
     assert fake.send("/api/v1/events", EVENT, key=key).status == 403  # sent to sandbox.localhost
+    assert fake.send("/api/v1/events", EVENT).status == 202  # an org of any site
 
 
 def test_tenants_only_see_their_own_payloads(fake: Fake) -> None:

@@ -32,6 +32,13 @@ class SandboxOrg(models.Model):
 
     public_id = models.UUIDField(_("org id (dd_oid)"), default=uuid.uuid4, unique=True)
     name = models.CharField(_("name"), max_length=100)
+    domain = models.CharField(
+        _("Datadog region"),
+        max_length=100,
+        blank=True,
+        default="",
+        help_text=_("Its keys work only at this site; empty: at any sandbox site."),
+    )
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     send_org_params = models.BooleanField(

@@ -13,7 +13,7 @@ from .state import Code, Faults, KeyInfo, Org, Received, Store, Token, User
 
 
 def org_record(org: m.SandboxOrg) -> Org:
-    return Org(id=org.pk, public_id=str(org.public_id), name=org.name)
+    return Org(id=org.pk, public_id=str(org.public_id), name=org.name, domain=org.domain)
 
 
 def faults_record(org: m.SandboxOrg) -> Faults:
@@ -30,7 +30,7 @@ def faults_record(org: m.SandboxOrg) -> Faults:
 
 class OrmStore(Store):
     def create_org(self, name: str, domain: str = "") -> Org:
-        return org_record(m.SandboxOrg.objects.create(name=name))
+        return org_record(m.SandboxOrg.objects.create(name=name, domain=domain))
 
     def get_org(self, org_id: int) -> Org:
         return org_record(m.SandboxOrg.objects.get(pk=org_id))

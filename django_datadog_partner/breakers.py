@@ -142,5 +142,5 @@ def pending_rows(domain: str) -> QuerySet[OutboxEvent]:
 
 
 def open_breakers() -> list[SiteBreaker]:
-    """Breakers open now or waiting for their probe (for the status command)."""
+    """Breakers open now or waiting for their probe (status command, monitoring)."""
     return list(SiteBreaker.objects.filter(open_until__isnull=False))

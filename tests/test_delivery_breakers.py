@@ -192,36 +192,71 @@ def test_the_status_command_lists_open_breakers(intake, breaker_settings, capsys
     assert "Site breakers open" in out and f"{EU}: open until" in out
 
 
+class InFlight:
+    """Counts the calls running at once inside ``with``; ``most`` is the peak."""
+
+    def __init__(self) -> None:
+        self.now = self.most = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            self.now -= 1
+
+
+def sender_at_four(maximum: int) -> Sender:
+    """A sender whose limit stays at its starting 4 (no Little's-law adjustments)."""
+    sender = Sender(maximum)
+    sender._observe = lambda wall, cpu: None  # type: ignore[method-assign]
+    return sender
+
+
+def quick(run: transmit.Run) -> list[transmit.Result]:
+    time.sleep(0.001)
+    return [transmit.Result([1], transmit.DELIVERED, "http_202")]
+
+
 def test_a_hanging_site_gets_at_most_half_the_threads_while_others_have_work():
     released = threading.Event()
-    busy: dict[str, int] = {"eu": 0}
-    most_eu = 0
-    lock = threading.Lock()
+    eu = InFlight()
 
     def hanging(run: transmit.Run) -> list[transmit.Result]:
-        nonlocal most_eu
-        with lock:
-            busy["eu"] += 1
-            most_eu = max(most_eu, busy["eu"])
-        released.wait(timeout=10)
-        with lock:
-            busy["eu"] -= 1
+        with eu:
+            released.wait(timeout=10)
         return [transmit.Result([0], transmit.RETRY, "network")]
-
-    def quick(run: transmit.Run) -> list[transmit.Result]:
-        return [transmit.Result([1], transmit.DELIVERED, "http_202")]
 
     jobs = [("eu", hanging)] * 6 + [("us", quick)] * 30
     us_done = 0
-    with Sender(4) as sender:
-        sender._observe = lambda wall, cpu: None  # type: ignore[method-assign]  # limit stays 4
+    with sender_at_four(4) as sender:
         for results in sender.run(jobs, transmit.Run(send_by=float("inf"))):
             if results[0].verdict == transmit.DELIVERED:
                 us_done += 1
                 if us_done == 30:
-                    assert most_eu == 2  # the other half kept the US jobs moving
+                    assert eu.most == 2  # the other half kept the US jobs moving
                     released.set()
     assert us_done == 30
+
+
+def test_a_site_that_failed_in_this_run_gets_one_request_at_a_time():
+    eu = InFlight()
+
+    def failing(run: transmit.Run) -> list[transmit.Result]:
+        with eu:
+            time.sleep(0.01)
+        result = transmit.Result([0], transmit.RETRY, "http_503")
+        run.note("eu", result)
+        return [result]
+
+    run = transmit.Run(send_by=float("inf"), faults={"eu": 1})  # it failed earlier
+    with sender_at_four(8) as sender:
+        results = list(sender.run([("eu", failing)] * 8 + [("us", quick)] * 8, run))
+    assert len(results) == 16
+    assert eu.most == 1
 
 
 def cooldown_over(domain: str) -> None:
@@ -248,31 +283,3 @@ def test_closing_a_breaker_in_the_admin_makes_its_rows_due_now(intake, breaker_s
     assert "1 breaker(s) closed" in response.content.decode()
     assert SiteBreaker.objects.get(domain=EU).open_until is None
     assert delivery.count_due() == 10
-
-
-def test_a_site_that_failed_in_this_run_gets_one_request_at_a_time():
-    in_flight = {"eu": 0}
-    most = {"eu": 0}
-    lock = threading.Lock()
-
-    def failing(run: transmit.Run) -> list[transmit.Result]:
-        with lock:
-            in_flight["eu"] += 1
-            most["eu"] = max(most["eu"], in_flight["eu"])
-        time.sleep(0.01)
-        with lock:
-            in_flight["eu"] -= 1
-        result = transmit.Result([0], transmit.RETRY, "http_503")
-        run.note("eu", result)
-        return [result]
-
-    def quick(run: transmit.Run) -> list[transmit.Result]:
-        time.sleep(0.01)
-        return [transmit.Result([1], transmit.DELIVERED, "http_202")]
-
-    run = transmit.Run(send_by=float("inf"), faults={"eu": 1})  # it failed earlier
-    with Sender(8) as sender:
-        sender._observe = lambda wall, cpu: None  # type: ignore[method-assign]  # limit stays 4
-        results = list(sender.run([("eu", failing)] * 8 + [("us", quick)] * 8, run))
-    assert len(results) == 16
-    assert most["eu"] == 1

@@ -44,6 +44,15 @@ def ensure_services() -> tuple[bool, bool]:
     return answers(5432), answers(6379)
 
 
+def drop_redis_keys(cluster: str) -> None:
+    """The run's queue and django-q2's stats keys (the cluster name is the run's own)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(match=f"django_q:{cluster}:*"):
+        client.delete(key)
+
+
 @contextmanager
 def postgres_database(name: str) -> Iterator[None]:
     import psycopg
@@ -105,6 +114,7 @@ def main() -> int:
     postgres, redis = ensure_services()
     workdir = Path(tempfile.mkdtemp(prefix="ddp-bench-"))
     sink = Sink.start()
+    cluster = f"ddp-bench-{os.getpid()}"
     failures = 0
     try:
         rate = capacity(sink.url, 1.0 if args.quick else 3.0)
@@ -117,7 +127,7 @@ def main() -> int:
             DJANGO_SETTINGS_MODULE="bench.settings",
             BENCH_SINK=sink.url,
             BENCH_SINK_CAPACITY=str(rate),
-            BENCH_CLUSTER=f"ddp-bench-{os.getpid()}",
+            BENCH_CLUSTER=cluster,
             BENCH_WORKDIR=str(workdir),
             PYTHONPATH=str(ROOT),
         )
@@ -137,6 +147,8 @@ def main() -> int:
     finally:
         sink.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+        if redis:
+            drop_redis_keys(cluster)
     kind = "profile" if args.profile else "quick bench" if args.quick else "full bench"
     emit(
         f"({kind}, {time.perf_counter() - started:.0f} s; "

@@ -32,7 +32,7 @@ class Counts:
     chunks: int
 
 
-QUICK = Counts(rounds=1, saves=500, chunks=10)
+QUICK = Counts(rounds=1, saves=300, chunks=6)
 FULL = Counts(rounds=5, saves=3000, chunks=10)
 
 

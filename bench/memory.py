@@ -18,7 +18,7 @@ from pathlib import Path
 from bench.figures import figure
 from bench.sinks import Sink
 
-QUICK = (3000, 1000)
+QUICK = (1800, 600)
 FULL = (100_000, 5000)
 
 

@@ -23,10 +23,8 @@ class Counts:
     rows: int
 
 
-QUICK = Counts(rounds=1, rows=2000)
+QUICK = Counts(rounds=1, rows=1000)
 FULL = Counts(rounds=3, rows=5000)
-#: Two clusters vs one, at 50 ms.
-QUICK_PAIR = Counts(rounds=1, rows=1000)
 
 
 @dataclass
@@ -80,7 +78,7 @@ def run(label: str, sink: Sink, quick: bool) -> None:
 def two_clusters(label: str, sink: Sink, quick: bool) -> None:
     """At 50 ms only the round trip bounds a cluster, so a second one (a second host) can
     add what it brings; on loopback both would share the same two cores."""
-    counts = QUICK_PAIR if quick else FULL
+    counts = QUICK if quick else FULL
     ratios, one_rates, two_rates = [], [], []
     for n in range(counts.rounds):
         pair = {}

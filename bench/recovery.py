@@ -30,7 +30,7 @@ class Counts:
     cap: float  # seconds to wait after the worker is back
 
 
-QUICK = Counts(rows=1000, cap=35.0)
+QUICK = Counts(rows=600, cap=35.0)
 FULL = Counts(rows=5000, cap=300.0)
 
 

@@ -22,7 +22,7 @@ class Counts:
     latency: dict[int, int]  # events per latency
 
 
-QUICK = Counts(rounds=1, loopback=1000, latency={50: 800, 200: 400})
+QUICK = Counts(rounds=1, loopback=600, latency={50: 600, 200: 300})
 FULL = Counts(rounds=5, loopback=3000, latency={50: 3000, 200: 1500})
 
 

@@ -86,13 +86,15 @@ def machine() -> str:
 
 
 def run_suite(backend: str, env: dict[str, str], args: argparse.Namespace) -> int:
+    only = ["profile"] if args.profile else args.only
+    quick = ["--quick"] if args.quick else []
     command = [
         sys.executable,
         "-m",
         "bench.suite",
         backend,
-        *(["--quick"] if args.quick else []),
-        *(["--only", "profile"] if args.profile else []),
+        *quick,
+        *(["--only", *only] if only else []),
     ]
     return subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
 
@@ -104,6 +106,13 @@ def main() -> int:
         "--profile",
         action="store_true",
         help="only the profiles: capture on PostgreSQL, the worker on SQLite",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="PART",
+        help="only these parts: capture, worker, batches, memory, pipeline, clusters, "
+        "recovery, scale, profile",
     )
     args = parser.parse_args()
     started = time.perf_counter()

@@ -24,7 +24,7 @@ INSTALLED_APPS = [
     "tests.testapp",
 ]
 if os.environ.get("BENCH_TASK_LOG"):
-    INSTALLED_APPS.append("bench.probe")
+    INSTALLED_APPS.append("bench.probe.ProbeConfig")
 
 if os.environ.get("BENCH_PG_DB"):
     DATABASES = {

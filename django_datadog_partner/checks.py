@@ -281,7 +281,7 @@ def check_outbox_draining(
     """Due rows nobody claims mean no worker drains the outbox (stopped or wedged cluster)."""
     from django.utils import timezone
 
-    from .delivery import backlog
+    from .outbox import backlog
 
     now = timezone.now()
     waiting = backlog(now).waiting_seconds(now)

@@ -26,6 +26,28 @@ class ConnectionStatus(models.TextChoices):
     REVOKED = "revoked", _("Revoked")
     CREDENTIALS_UNREADABLE = "credentials_unreadable", _("Credentials unreadable")
 
+    # The rules below are the only place that says what each status allows.
+
+    @classmethod
+    def holding_tokens(cls) -> frozenset[str]:
+        """Statuses whose OAuth tokens may be used and refreshed."""
+        return frozenset({cls.ACTIVE, cls.KEY_MISSING, cls.API_KEY_REJECTED})
+
+    @classmethod
+    def ended(cls) -> frozenset[str]:
+        """Revoked or being revoked: nothing is sent, checked or routed there again."""
+        return frozenset({cls.REVOKING, cls.REVOKED})
+
+    @classmethod
+    def unusable(cls) -> frozenset[str]:
+        """Statuses with no working grant: a fresh authorisation leaves them at once."""
+        return frozenset({cls.NEEDS_RECONNECT, cls.CREDENTIALS_UNREADABLE}) | cls.ended()
+
+    @classmethod
+    def unchecked(cls) -> frozenset[str]:
+        """Statuses the health check skips: nothing there can get better by itself."""
+        return frozenset({cls.NEEDS_RECONNECT}) | cls.ended()
+
 
 class OwnedModel(models.Model):
     """A generic reference to any host model (integer or UUID primary keys alike)."""
@@ -53,6 +75,12 @@ class ConnectionQuerySet(models.QuerySet["Connection"]):
 
     def active(self) -> ConnectionQuerySet:
         return self.filter(status=ConnectionStatus.ACTIVE)
+
+    def holding_tokens(self) -> ConnectionQuerySet:
+        return self.filter(status__in=ConnectionStatus.holding_tokens())
+
+    def not_ended(self) -> ConnectionQuerySet:
+        return self.exclude(status__in=ConnectionStatus.ended())
 
 
 class Connection(OwnedModel):
@@ -135,6 +163,18 @@ class Connection(OwnedModel):
     def __repr__(self) -> str:
         key = f"…{self.api_key_last4}" if self.api_key_last4 else "none"
         return f"<Connection {self.pk} domain={self.domain!r} status={self.status!r} api_key={key}>"
+
+    @property
+    def holds_tokens(self) -> bool:
+        return self.status in ConnectionStatus.holding_tokens()
+
+    @property
+    def has_ended(self) -> bool:
+        return self.status in ConnectionStatus.ended()
+
+    @property
+    def deliverable(self) -> bool:
+        return self.status == ConnectionStatus.ACTIVE
 
 
 class AuthorizationRequest(OwnedModel):

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from . import outbox, payloads
 from .conf import SETTING_NAME, app_settings, resolve_callable
+from .delivery import kick
 from .models import Connection, OutboxEvent, OutboxKind
 
 logger = logging.getLogger("django_datadog_partner.tracking")
@@ -218,11 +219,22 @@ def _capture(
             tracking.model._meta.label, action,
         )  # fmt: skip
         return
-    outbox.write(
+    _write(
         kind=OutboxKind.EVENT, payload=payload, owner_content_type_id=owner_type,
         owner_object_id=owner_id, connection_id=connection_id,
         source=tracking.model._meta.label_lower, action=action, now=now, using=using,
     )  # fmt: skip
+
+
+def _write(*, using: str, **fields: Any) -> int | None:
+    """The outbox row, then the coalesced kick; neither may fail the host's save."""
+    row_id = outbox.write(using=using, **fields)
+    if row_id is not None:
+        try:
+            kick.request_kick(using)
+        except Exception:  # the sweeper delivers anyway; the host's save must go on
+            logger.exception("Could not request a delivery kick; the sweeper will deliver.")
+    return row_id
 
 
 def _owner_of(tracking: Tracking, instance: models.Model) -> Any:
@@ -261,7 +273,7 @@ def _send(
         "owner_object_id": owner_id, "connection_id": connection_id, "source": "api",
         "action": "",
     }  # fmt: skip
-    row_id = outbox.write(**fields, now=now, event_time=when, using=using)
+    row_id = _write(**fields, now=now, event_time=when, using=using)
     if row_id is None:
         return None
     row = OutboxEvent(id=row_id, event_time=when, created_at=now, next_attempt_at=now, **fields)

@@ -13,7 +13,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Schedule
 
-from django_datadog_partner import checks, delivery, kick, tasks, tracking
+from django_datadog_partner import checks, delivery, tasks, tracking
+from django_datadog_partner.delivery import kick
 from django_datadog_partner.models import OutboxEvent, OutboxStatus
 from tests.outbox_support import Intake, make_connection, statuses
 from tests.testapp.models import Order, Organization

@@ -13,7 +13,6 @@ from django.contrib import messages
 from django.http import HttpRequest
 
 from ..connections import check_health, refresh, revoke
-from ..connections.rows import TOKEN_STATUSES
 from ..models import Connection, ConnectionStatus
 
 #: ``(messages level, text)`` reported for one connection.
@@ -80,13 +79,13 @@ def _unless_revoked(connection: Connection) -> str | None:
 
 
 def _unless_no_tokens(connection: Connection) -> str | None:
-    if connection.status in TOKEN_STATUSES:
+    if connection.holds_tokens:
         return None
     return f"{connection.get_status_display().lower()}: its tokens are not in use"
 
 
 def _unless_revoking(connection: Connection) -> str | None:
-    if connection.status in (ConnectionStatus.REVOKING, ConnectionStatus.REVOKED):
+    if connection.has_ended:
         return f"{connection.get_status_display().lower()}"
     return None
 

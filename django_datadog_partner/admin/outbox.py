@@ -13,7 +13,8 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from .. import delivery, kick
+from .. import outbox
+from ..delivery import kick
 from ..models import OutboxEvent
 
 OWNER_CHOICES_LIMIT = 50
@@ -82,7 +83,7 @@ class OutboxEventAdmin(admin.ModelAdmin):
     @admin.action(description=_("Requeue selected dead, parked or expired rows"))
     def requeue(self, request: HttpRequest, queryset: QuerySet[OutboxEvent]) -> None:
         selected = queryset.count()
-        done = delivery.requeue(queryset)
+        done = outbox.requeue(queryset)
         if done:
             kick.request_kick()
         self.message_user(

@@ -16,6 +16,7 @@ import requests
 from django.views.decorators.debug import sensitive_variables
 
 from .. import crypto
+from ..alarms import raise_alarm
 from ..client import DatadogClient
 from ..exceptions import (
     CredentialsUnreadableError,
@@ -26,7 +27,7 @@ from ..exceptions import (
 )
 from ..models import Connection, ConnectionStatus
 from ..regions import Site, get_site
-from .status import mark_broken, raise_alarm, set_status
+from ..status import mark_broken, set_status
 
 logger = logging.getLogger("django_datadog_partner")
 

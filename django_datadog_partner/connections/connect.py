@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from .. import failures, oauth
+from ..alarms import raise_alarm
 from ..conf import app_settings
 from ..exceptions import (
     CertificateRefusedError,
@@ -37,9 +38,9 @@ from ..exceptions import (
 from ..models import AuthorizationRequest, Connection, ConnectionStatus
 from ..regions import Site, check_region_agreement, get_site, validate_domain, validate_site
 from ..signals import connection_established, connection_failed
+from ..status import set_status
 from .api_keys import MISSING_SCOPE, APIKeyOutcome, create_api_key
 from .authorization import callback_url, consume_authorization, start_authorization, take_verifier
-from .status import raise_alarm, set_status
 from .tokens import INVALID_CLIENT_ALARM
 
 logger = logging.getLogger("django_datadog_partner")

@@ -12,9 +12,9 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from ...breakers import open_breakers
-from ...delivery import backlog
+from ...delivery.breaker import open_breakers
 from ...models import Alarm, Connection, ConnectionStatus
+from ...outbox import backlog
 from ...schedules import schedules_out_of_date
 
 SECRET_FIELDS = ("access_token", "refresh_token", "api_key")

@@ -11,10 +11,10 @@ import logging
 
 from django.utils import timezone
 
-from .breakers import open_breakers
-from .delivery import backlog
-from .models import OutboxEvent, OutboxStatus
-from .signals import outbox_measured
+from ..models import OutboxEvent, OutboxStatus
+from ..outbox import backlog
+from ..signals import outbox_measured
+from .breaker import open_breakers
 
 logger = logging.getLogger("django_datadog_partner.monitoring")
 

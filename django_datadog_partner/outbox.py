@@ -2,8 +2,8 @@
 other write or count over outbox rows (leases, requeue, cancel, purge, the backlog).
 
 Writing: one INSERT, nothing else.
-The floor for durable capture is one extra INSERT in the caller's transaction
-(``perf-baselines.md`` §1: 1.8-1.9x a plain save on SQLite). ``Model.save()`` and the
+The floor for durable capture is one extra INSERT in the caller's transaction (measured
+at 1.8-1.9x a plain save on SQLite). ``Model.save()`` and the
 INSERT compiler add more than that again in Python, so this module issues a prepared
 INSERT with values adapted by the model's own fields. A database error is logged and never
 reaches the host: on PostgreSQL the INSERT runs in a savepoint (a failed statement would

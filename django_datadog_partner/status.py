@@ -12,6 +12,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import outbox
+from .exceptions import CredentialsUnreadableError
+from .fields import Secret
 from .models import Connection, ConnectionStatus, OutboxEvent, OutboxStatus
 from .signals import connection_status_changed
 
@@ -65,3 +67,21 @@ def mark_broken(connection: Connection, new: str, reason: str, error_code: str =
     )
     connection.last_error_at, connection.last_error_code = now, error_code[:100]
     return set_status(connection, new, reason)
+
+
+def reveal(connection: Connection, secret: Secret) -> str:
+    """Decrypt one of the connection's secrets. The one policy for a secret that cannot be
+    decrypted: the connection becomes ``credentials_unreadable`` (nothing is sent with it
+    and nothing asks Datadog for a replacement) and ``CredentialsUnreadableError`` is raised.
+    Only a revocation in progress keeps its status, so that its retry completes once
+    ``ENCRYPTION_KEYS`` is fixed."""
+    try:
+        return secret.reveal()
+    except CredentialsUnreadableError:
+        mark_broken(
+            connection,
+            ConnectionStatus.CREDENTIALS_UNREADABLE,
+            "A stored secret cannot be decrypted with the configured ENCRYPTION_KEYS.",
+            "credentials_unreadable",
+        )
+        raise

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
@@ -25,10 +25,10 @@ from ..exceptions import (
     RetryableError,
 )
 from ..models import Connection, ConnectionStatus
-from ..status import mark_broken, set_status
+from ..status import mark_broken, reveal, set_status
 from .revoke import revoke
 from .rows import record_error
-from .tokens import refresh, reveal
+from .tokens import refresh
 
 logger = logging.getLogger("django_datadog_partner")
 
@@ -65,7 +65,6 @@ class HealthRunSummary:
     healthy: int = 0
     unhealthy: int = 0
     stopped_early: bool = False
-    problems: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -120,17 +119,15 @@ def run_scheduled_health_checks(now: datetime | None = None) -> HealthRunSummary
     for connection in due:
         try:
             report = check_health(connection)
-        except InvalidClientError as exc:
+        except InvalidClientError:
             # Our own credentials are wrong: checking the others would only repeat it.
             summary.stopped_early = True
-            summary.problems.append(str(exc))
             break
         summary.checked += 1
         if report.healthy:
             summary.healthy += 1
         else:
             summary.unhealthy += 1
-            summary.problems.append(f"connection {connection.pk}: {report.message}")
     return summary
 
 

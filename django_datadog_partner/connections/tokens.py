@@ -38,7 +38,7 @@ from ..exceptions import (
 from ..fields import Secret
 from ..models import Alarm, Connection, ConnectionStatus
 from ..regions import get_site
-from ..status import mark_broken
+from ..status import mark_broken, reveal
 from .rows import copy_state, error_code_of, locked_row, record_error, reread
 from .rows import unusable_error as _unusable_error
 
@@ -96,20 +96,6 @@ def refresh(connection: Connection, *, force: bool = False) -> bool:
     if failure is not None:
         raise failure
     return connection.access_token != seen_access_token
-
-
-def reveal(connection: Connection, secret: Secret) -> str:
-    """Decrypt one of the connection's secrets; an unreadable one marks the connection."""
-    try:
-        return secret.reveal()
-    except CredentialsUnreadableError:
-        mark_broken(
-            connection,
-            ConnectionStatus.CREDENTIALS_UNREADABLE,
-            "A stored secret cannot be decrypted with the configured ENCRYPTION_KEYS.",
-            "credentials_unreadable",
-        )
-        raise
 
 
 def _needs_refresh(row: Connection, seen_access_token: Secret | None, force: bool) -> bool:

@@ -1,6 +1,6 @@
 """The coalesced kick: one delivery task after many commits, never one per event.
 
-Measured traps (``perf-baselines.md``): an ``async_task`` per save costs 2.7x a save, and
+Measured traps: an ``async_task`` per save costs 2.7x a save, and
 inside ``on_commit`` django-q2's ORM broker closes the database connection (20x with
 ``CONN_MAX_AGE=0``). So a transaction registers at most one ``on_commit`` callback, and
 that callback enqueues only if this process has not enqueued within ``KICK_INTERVAL``; the

@@ -28,7 +28,7 @@ from ..conf import app_settings
 from ..exceptions import CredentialsUnreadableError, InvalidSiteError
 from ..models import Connection, ConnectionStatus, OutboxEvent, OutboxKind, OutboxStatus
 from ..regions import get_site
-from ..status import mark_broken
+from ..status import mark_broken, reveal
 from . import routing, transmit
 from .breaker import SiteBreakers
 from .outcomes import Recorder, Summary, max_age
@@ -217,10 +217,8 @@ def _target(
         recorder.park(rows, conn, "unknown_site")
         return None
     try:
-        api_key = conn.api_key.reveal() if conn.api_key is not None else None
+        api_key = reveal(conn, conn.api_key) if conn.api_key is not None else None
     except CredentialsUnreadableError:
-        reason = "The API key cannot be decrypted with ENCRYPTION_KEYS."
-        mark_broken(conn, ConnectionStatus.CREDENTIALS_UNREADABLE, reason, "decrypt_failed")
         recorder.park(rows, conn, "credentials_unreadable")
         return None
     if not api_key:

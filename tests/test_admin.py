@@ -4,6 +4,8 @@ the alarm banner, permissions, and no secret anywhere in admin HTML (AT-43)."""
 from __future__ import annotations
 
 import pytest
+from django.apps import apps
+from django.contrib import admin
 from django.test import Client
 from django.urls import reverse
 
@@ -322,6 +324,24 @@ def test_the_manage_permission_runs_the_actions(django_user_model, mocked_http):
     mocked_http.post(REVOKE_URL, status=200)
     manager.post(confirm_url("revoke", connection), {"ids": str(connection.pk)})
     assert Connection.objects.get(pk=connection.pk).status == ConnectionStatus.REVOKED
+
+
+def test_every_admin_action_of_the_app_declares_its_permission():
+    models = apps.get_app_config("datadog_partner").get_models()
+    app_admins = [admin.site.get_model_admin(m) for m in models if admin.site.is_registered(m)]
+    assert len(app_admins) >= 5
+    undeclared = []
+    for model_admin in app_admins:
+        site_wide = [name for name, _func in model_admin.admin_site.actions]
+        for name in [*site_wide, *(model_admin.actions or ())]:
+            action = model_admin.get_action(name)
+            assert action is not None, name
+            declared = getattr(action[0], "allowed_permissions", ())
+            if not declared or not all(
+                hasattr(model_admin, f"has_{p}_permission") for p in declared
+            ):
+                undeclared.append(f"{type(model_admin).__name__}.{name}")
+    assert undeclared == []
 
 
 def test_confirmation_post_requires_the_csrf_token(django_user_model, mocked_http):

@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
-from django.db import models
+from django.db import DEFAULT_DB_ALIAS, models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -49,6 +49,24 @@ class ConnectionStatus(models.TextChoices):
         return frozenset({cls.NEEDS_RECONNECT}) | cls.ended()
 
 
+#: How connections, authorisations and outbox rows refer to an owner: (content type id,
+#: primary key as text), so integer and UUID keys alike fit one column.
+OwnerReference = tuple[int, str]
+
+
+def owner_reference(
+    owner: models.Model | tuple[type[models.Model], Any], using: str = DEFAULT_DB_ALIAS
+) -> OwnerReference:
+    """The reference to ``owner``: an instance, or ``(model, pk)`` when only the key is
+    at hand (the save path never fetches the owner)."""
+    # An instance, not type(instance): request.user is a lazy proxy whose type is not a model.
+    model, pk = owner if isinstance(owner, tuple) else (owner, owner.pk)
+    types = (
+        ContentType.objects if using == DEFAULT_DB_ALIAS else ContentType.objects.db_manager(using)
+    )
+    return types.get_for_model(model).pk, str(pk)
+
+
 class OwnedModel(models.Model):
     """A generic reference to any host model (integer or UUID primary keys alike)."""
 
@@ -62,16 +80,17 @@ class OwnedModel(models.Model):
         abstract = True
 
     def set_owner(self, owner: models.Model) -> None:
-        self.owner_content_type = ContentType.objects.get_for_model(owner)
-        self.owner_object_id = str(owner.pk)
+        self.owner_content_type_id, self.owner_object_id = owner_reference(owner)
+
+    @property
+    def owner_reference(self) -> OwnerReference:
+        return self.owner_content_type_id, self.owner_object_id
 
 
 class ConnectionQuerySet(models.QuerySet["Connection"]):
     def owned_by(self, owner: models.Model) -> ConnectionQuerySet:
-        return self.filter(
-            owner_content_type=ContentType.objects.get_for_model(owner),
-            owner_object_id=str(owner.pk),
-        )
+        content_type_id, object_id = owner_reference(owner)
+        return self.filter(owner_content_type_id=content_type_id, owner_object_id=object_id)
 
     def active(self) -> ConnectionQuerySet:
         return self.filter(status=ConnectionStatus.ACTIVE)

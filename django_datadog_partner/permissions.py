@@ -23,14 +23,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from django.contrib.contenttypes.models import ContentType
 from django.db.models import Model, Q
 from django.http import Http404
 
 from .conf import app_settings
-from .models import Connection, OwnedModel
+from .models import Connection, OwnedModel, owner_reference
 
-OwnerKey = tuple[int, str]
 Action = Literal["manage", "reconnect"]
 
 MANAGE: Action = "manage"
@@ -59,8 +57,7 @@ def holds_manage_permission(user: Any) -> bool:
 def is_owner_member(user: Any, owned: OwnedModel) -> bool:
     """Whether the owner of ``owned`` (a connection or a pending authorisation) is one of
     ``OWNERS_FOR_USER(user)``."""
-    key = (owned.owner_content_type_id, owned.owner_object_id)
-    return key in {owner_key(owner) for owner in owners_for_user(user)}
+    return owned.owner_reference in {owner_reference(owner) for owner in owners_for_user(user)}
 
 
 def owners_for_user(user: Any) -> list[Model]:
@@ -81,11 +78,6 @@ def _signed_in(user: Any) -> bool:
     return bool(getattr(user, "is_authenticated", False) and getattr(user, "is_active", True))
 
 
-def owner_key(owner: Model) -> OwnerKey:
-    """A comparable reference to any model instance, as stored on connections."""
-    return ContentType.objects.get_for_model(owner).pk, str(owner.pk)
-
-
 def find_owner(user: Any, key: str) -> Model | None:
     """The owner of ``user`` whose ``owner_choice_value`` is ``key``, else None."""
     for owner in owners_for_user(user):
@@ -95,7 +87,7 @@ def find_owner(user: Any, key: str) -> Model | None:
 
 
 def owner_choice_value(owner: Model) -> str:
-    content_type_id, object_id = owner_key(owner)
+    content_type_id, object_id = owner_reference(owner)
     return f"{content_type_id}:{object_id}"
 
 
@@ -112,7 +104,7 @@ def manageable_connection(user: Any, pk: Any) -> Connection:
 
 def connections_for_user(user: Any) -> list[Connection]:
     """Connections of the user's owners that the user may manage, newest first."""
-    keys = {owner_key(owner) for owner in owners_for_user(user)}
+    keys = {owner_reference(owner) for owner in owners_for_user(user)}
     if not keys:
         return []
     query = Q()

@@ -18,16 +18,15 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar, overload
 
 from django.apps import apps
-from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
-from django.db import DEFAULT_DB_ALIAS, models, router
+from django.db import models, router
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
 from . import outbox, payloads
 from .conf import SETTING_NAME, app_settings, resolve_callable
 from .delivery import kick
-from .models import Connection, OutboxEvent, OutboxKind
+from .models import Connection, OutboxEvent, OutboxKind, owner_reference
 
 logger = logging.getLogger("django_datadog_partner.tracking")
 
@@ -253,13 +252,8 @@ def _destination(destination: Any, using: str) -> tuple[int | None, str, int | N
     """(owner content type id, owner id, fixed connection id) of an owner or a connection."""
     if isinstance(destination, Connection):
         return destination.owner_content_type_id, destination.owner_object_id, destination.pk
-    owner_model, pk = (
-        destination if isinstance(destination, tuple) else (type(destination), destination.pk)
-    )
-    manager = (
-        ContentType.objects if using == DEFAULT_DB_ALIAS else ContentType.objects.db_manager(using)
-    )
-    return manager.get_for_model(owner_model).pk, str(pk), None
+    content_type_id, object_id = owner_reference(destination, using)
+    return content_type_id, object_id, None
 
 
 def _send(

@@ -208,7 +208,7 @@ def test_invalid_client_stops_a_bulk_action_after_the_first_connection(admin_cli
         confirm_url("refresh", *connections), {"ids": ",".join(str(c.pk) for c in connections)},
         follow=True,
     )  # fmt: skip
-    assert "Stopped." in html(response)
+    assert "Stopped: every further connection would fail alike." in html(response)
     assert len(mocked_http.calls) == 1
 
 

@@ -22,7 +22,7 @@ from django.utils.safestring import mark_safe
 
 from .. import permissions
 from ..conf import app_settings
-from ..exceptions import ConfigurationError, DatadogPartnerError
+from ..connections.batch import each_connection
 from ..models import Alarm, Connection
 from .lifecycle_actions import ACTIONS, LifecycleAction
 
@@ -199,16 +199,14 @@ class ConnectionAdmin(admin.ModelAdmin):
     def _perform(
         self, request: HttpRequest, spec: LifecycleAction, targets: list[Connection]
     ) -> None:
-        assert spec.perform is not None
-        for connection in targets:
-            label = f"Connection #{connection.pk} ({self.org(connection)})"
-            try:
-                level, text = spec.perform(request, connection)
-            except ConfigurationError as exc:
-                self.message_user(request, f"{label}: {exc} Stopped.", messages.ERROR)
-                return
-            except DatadogPartnerError as exc:
-                level, text = messages.ERROR, str(exc)
+        perform = spec.perform
+        assert perform is not None
+        for step in each_connection(targets, lambda connection: perform(request, connection)):
+            label = f"Connection #{step.connection.pk} ({self.org(step.connection)})"
+            if step.result is None:
+                self.message_user(request, f"{label}: {step.error}", messages.ERROR)
+                continue
+            level, text = step.result
             self.message_user(request, f"{label}: {spec.label}: {text}", level)
 
     # --- changelist actions: each leads to the confirmation page ------------------------------

@@ -52,11 +52,12 @@ def sweep_outbox() -> int:
 
     from . import outbox
     from .conf import app_settings
-    from .delivery import kick, monitoring
+    from .delivery import kick
+    from .report import report_outbox_health
 
     due = outbox.count_due()
     if due:
         batches = -(-due // app_settings.DELIVERY_BATCH_SIZE)
         kick.enqueue_delivery(min(batches, Conf.WORKERS or 1))
-    monitoring.report_backlog()
+    report_outbox_health()
     return due

@@ -28,7 +28,7 @@ LAYERS = {
         "failures",
         "migrations",
     ),
-    "operations": ("connections", "delivery", "tracking", "api", "report"),
+    "operations": ("connections", "delivery", "tracking", "api", "report", "schedules"),
     "faces": (
         "views",
         "urls",
@@ -37,7 +37,6 @@ LAYERS = {
         "tasks",
         "checks",
         "apps",
-        "schedules",
         "testing",
         "templatetags",
     ),

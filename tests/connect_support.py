@@ -14,6 +14,8 @@ from django.test import Client
 
 from django_datadog_partner.models import AuthorizationRequest
 from django_datadog_partner.regions import get_site
+from django_datadog_partner.sandbox.state import User
+from django_datadog_partner.testing import FakeDatadog
 
 ONBOARDING = "/datadog/connect/"
 CALLBACK = "/datadog/callback/"
@@ -52,6 +54,31 @@ def start(
     location = response["Location"]
     query = parse_qs(urlsplit(location).query)
     return Started(url=location, state=query["state"][0], challenge=query["code_challenge"][0])
+
+
+def through_datadog(
+    client: Client,
+    datadog: FakeDatadog,
+    user: User,
+    authorize_url: str,
+    **tamper: str | None,
+) -> Any:
+    """Consent as Datadog ``user`` at ``authorize_url`` and follow Datadog's redirect to the
+    callback, first changing its parameters as a browser could (None: drop one)."""
+    redirect = urlsplit(datadog.authorize(authorize_url, user))
+    params = dict(parse_qsl(redirect.query))
+    params.update(tamper)  # type: ignore[arg-type]
+    return client.get(CALLBACK + "?" + _qs(**{k: v for k, v in params.items() if v is not None}))
+
+
+def connect_through(
+    client: Client,
+    datadog: FakeDatadog,
+    user: User,
+    **tamper: str | None,
+) -> Any:
+    """The whole flow from US1's tile: onboarding, consent as ``user``, callback."""
+    return through_datadog(client, datadog, user, start(client).url, **tamper)
 
 
 def callback(client: Client, state: str | None, code: str | None = "the-code", **extra: str) -> Any:

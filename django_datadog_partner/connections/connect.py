@@ -239,15 +239,13 @@ def _token_site(pending: AuthorizationRequest, callback_domain: str | None, user
 
 
 def _check_still_allowed(pending: AuthorizationRequest, owner: Any, user: Any) -> None:
-    """What let the flow start must still hold when Datadog sends it back: the owner is
-    among the user's (``OWNERS_FOR_USER``), or for a reconnect the user may still manage
-    that connection (``CAN_MANAGE_CONNECTION``)."""
+    """What let the flow start must still hold when Datadog sends the user back: the owner
+    is among the user's (``OWNERS_FOR_USER``) and, for a reconnect, the user may still
+    reconnect that connection (``permissions.RECONNECT``)."""
     reconnecting = pending.reconnect_of
-    if reconnecting is not None:
-        allowed = permissions.can_manage_connection(user, reconnecting)
-    else:
-        mine = {permissions.owner_key(o) for o in permissions.owners_for_user(user)}
-        allowed = permissions.owner_key(owner) in mine
+    allowed = permissions.is_owner_member(user, pending) and (
+        reconnecting is None or permissions.may(user, permissions.RECONNECT, reconnecting)
+    )
     if not allowed:
         raise fail(
             failures.OWNER_NOT_ALLOWED,

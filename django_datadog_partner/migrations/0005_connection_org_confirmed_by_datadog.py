@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('contenttypes', '0002_remove_content_type_name'),
-        ('datadog_partner', '0003_site_breakers'),
+        ('datadog_partner', '0004_connection_manage_permission'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -100,14 +100,19 @@ def token_json(
     return body
 
 
-def key_json(key: str = API_KEY, key_id: str = "key-id-1") -> dict[str, object]:
-    return {
-        "data": {
-            "type": "api_keys",
-            "id": key_id,
-            "attributes": {"key": key, "last4": key[-4:], "name": "OAuth Client API Key"},
-        }
+def key_json(
+    key: str = API_KEY, key_id: str = "key-id-1", creator: str | None = None
+) -> dict[str, object]:
+    """The marketplace 201 body; ``creator``: the ``relationships.created_by`` user id."""
+    data: dict[str, object] = {
+        "type": "api_keys",
+        "id": key_id,
+        "attributes": {"key": key, "last4": key[-4:], "name": "OAuth Client API Key"},
     }
+    if creator is not None:
+        user = {"data": {"type": "users", "id": creator}}
+        data["relationships"] = {"created_by": user, "modified_by": user}
+    return {"data": data}
 
 
 def api(domain: str, path: str) -> str:

@@ -52,9 +52,13 @@ class Tenant:
     def connections(self) -> list[Connection]:
         return list(Connection.objects.owned_by(self.user).order_by("pk"))
 
-
-def tenant(datadog: FakeDatadog, django_user_model: Any, name: str) -> Tenant:
-    return Tenant(datadog, django_user_model, name)
+    def connect(self, datadog: FakeDatadog, *, claiming: Tenant | None = None) -> None:
+        """Connect their own org; ``claiming``: with the callback rewritten to name that
+        tenant's org (``dd_oid``/``dd_org_name``), as an attacker would."""
+        named = claiming or self
+        forged = {"dd_oid": named.org.public_id, "dd_org_name": named.org.name}
+        response = connect_through(self.browser, datadog, self.dd_user, **forged)
+        assert response["Location"] == CONNECTED
 
 
 def org_of_key(datadog: FakeDatadog, connection: Connection) -> Org | None:
@@ -80,21 +84,11 @@ def ship(owner: Any, title: str) -> None:
 def test_a_forged_dd_oid_never_sends_the_victims_data_to_the_attackers_org(
     datadog: FakeDatadog, django_user_model: Any
 ) -> None:
-    victim = tenant(datadog, django_user_model, "victim")
-    mallory = tenant(datadog, django_user_model, "mallory")
+    victim = Tenant(datadog, django_user_model, "victim")
+    mallory = Tenant(datadog, django_user_model, "mallory")
     datadog.create_api_key(victim.org)  # an earlier install: the org holds its key (409)
-    planted = connect_through(
-        mallory.browser,
-        datadog,
-        mallory.dd_user,
-        dd_oid=victim.org.public_id,
-        dd_org_name=victim.org.name,
-    )
-    assert planted["Location"] == CONNECTED
-
-    # The victim connects their own org; Datadog answers 409 (the org holds its key).
-    response = connect_through(victim.browser, datadog, victim.dd_user, dd_oid=victim.org.public_id)
-    assert response["Location"] == CONNECTED
+    mallory.connect(datadog, claiming=victim)
+    victim.connect(datadog)  # Datadog answers 409: the org holds its key
     ship(victim.user, "Victim order 1")
     assert titles(datadog, mallory.org) == []
     assert titles(datadog, victim.org) == []  # no key yet: nothing sent anywhere
@@ -109,22 +103,13 @@ def test_a_forged_dd_oid_never_sends_the_victims_data_to_the_attackers_org(
 def test_a_forged_dd_oid_never_gives_the_attacker_the_victims_key(
     datadog: FakeDatadog, django_user_model: Any
 ) -> None:
-    victim = tenant(datadog, django_user_model, "victim")
-    mallory = tenant(datadog, django_user_model, "mallory")
-    genuine = connect_through(victim.browser, datadog, victim.dd_user, dd_oid=victim.org.public_id)
-    assert genuine["Location"] == CONNECTED
+    victim = Tenant(datadog, django_user_model, "victim")
+    mallory = Tenant(datadog, django_user_model, "mallory")
+    victim.connect(datadog)
     (theirs,) = victim.connections()
     assert org_of_key(datadog, theirs) == victim.org
     datadog.create_api_key(mallory.org)  # so Datadog answers Mallory's flow with 409
-
-    response = connect_through(
-        mallory.browser,
-        datadog,
-        mallory.dd_user,
-        dd_oid=victim.org.public_id,
-        dd_org_name=victim.org.name,
-    )
-    assert response["Location"] == CONNECTED
+    mallory.connect(datadog, claiming=victim)
     ship(mallory.user, "Injected by Mallory")
     ship(victim.user, "Victim order 2")
     assert titles(datadog, victim.org) == ["Victim order 2"]
@@ -138,7 +123,7 @@ def test_a_forged_dd_oid_never_gives_the_attacker_the_victims_key(
 def test_the_org_datadog_names_is_stored_not_the_callbacks(
     datadog: FakeDatadog, django_user_model: Any
 ) -> None:
-    alice = tenant(datadog, django_user_model, "alice")
+    alice = Tenant(datadog, django_user_model, "alice")
     forged = {"dd_oid": "00000000-0000-0000-0000-000000000000", "dd_org_name": "Forged"}
     assert connect_through(alice.browser, datadog, alice.dd_user, **forged)["Location"] == CONNECTED
     (connection,) = alice.connections()
@@ -153,7 +138,7 @@ def test_the_org_datadog_names_is_stored_not_the_callbacks(
 def test_a_second_org_without_org_id_gets_its_own_connection_and_key(
     datadog: FakeDatadog, django_user_model: Any
 ) -> None:
-    alice = tenant(datadog, django_user_model, "alice")
+    alice = Tenant(datadog, django_user_model, "alice")
     second_org = datadog.create_org("alice Second")
     second_user = datadog.create_user(second_org, "alice")
     assert connect_through(alice.browser, datadog, alice.dd_user, **BARE)["Location"] == CONNECTED
@@ -174,7 +159,7 @@ def test_a_second_org_without_org_id_gets_its_own_connection_and_key(
 def test_the_same_org_again_updates_its_connection_in_place(
     datadog: FakeDatadog, django_user_model: Any
 ) -> None:
-    alice = tenant(datadog, django_user_model, "alice")
+    alice = Tenant(datadog, django_user_model, "alice")
     connect_through(alice.browser, datadog, alice.dd_user, **BARE)
     (first,) = alice.connections()
     assert connect_through(alice.browser, datadog, alice.dd_user, **BARE)["Location"] == CONNECTED
@@ -188,7 +173,7 @@ def test_datadogs_recovery_for_a_lost_key_restores_the_connection_in_place(
     datadog: FakeDatadog, django_user_model: Any
 ) -> None:
     """Revoke the "OAuth Client API Key" in Datadog, then authorise again from the tile."""
-    alice = tenant(datadog, django_user_model, "alice")
+    alice = Tenant(datadog, django_user_model, "alice")
     connect_through(alice.browser, datadog, alice.dd_user)
     (first,) = alice.connections()
     datadog.revoke_api_key(alice.org)
@@ -204,7 +189,7 @@ def test_datadogs_recovery_for_a_lost_key_restores_the_connection_in_place(
 def test_a_second_owner_of_one_org_gets_key_missing_and_datadogs_recovery(
     datadog: FakeDatadog, django_user_model: Any
 ) -> None:
-    alice = tenant(datadog, django_user_model, "alice")
+    alice = Tenant(datadog, django_user_model, "alice")
     connect_through(alice.browser, datadog, alice.dd_user)
     bob = make_user(django_user_model, "bob")
     browser = signed_in(bob)
@@ -235,7 +220,7 @@ def test_a_second_owner_of_one_org_gets_key_missing_and_datadogs_recovery(
 def test_a_region_switch_on_datadogs_side_moves_the_site_with_it(
     datadog: FakeDatadog, django_user_model: Any, callback_site: str | None, stored: str
 ) -> None:
-    alice = tenant(datadog, django_user_model, "alice")
+    alice = Tenant(datadog, django_user_model, "alice")
     eu_org = datadog.create_org("Alice EU", domain="datadoghq.eu")
     eu_user = datadog.create_user(eu_org, "alice")
     started = start(alice.browser, "datadoghq.com", "app.datadoghq.com")  # US1's tile
@@ -268,7 +253,7 @@ def by_membership(settings: Any) -> None:
 def test_a_user_removed_from_the_owner_mid_flow_connects_nothing(
     datadog: FakeDatadog, django_user_model: Any
 ) -> None:
-    alice = tenant(datadog, django_user_model, "alice")
+    alice = Tenant(datadog, django_user_model, "alice")
     acme = Organization.objects.create(name="Acme")
     acme.members.add(alice.user)
     started = start(alice.browser)
@@ -292,7 +277,7 @@ def test_a_user_removed_from_the_owner_mid_flow_connects_nothing(
 def test_a_user_removed_mid_reconnect_changes_nothing(
     datadog: FakeDatadog, django_user_model: Any
 ) -> None:
-    alice = tenant(datadog, django_user_model, "alice")
+    alice = Tenant(datadog, django_user_model, "alice")
     acme = Organization.objects.create(name="Acme")
     acme.members.add(alice.user)
     connect_through(alice.browser, datadog, alice.dd_user)
@@ -310,7 +295,7 @@ def test_a_user_removed_mid_reconnect_changes_nothing(
 
 @pytest.mark.usefixtures("by_membership")
 def test_a_member_still_in_the_owner_connects(datadog: FakeDatadog, django_user_model: Any) -> None:
-    alice = tenant(datadog, django_user_model, "alice")
+    alice = Tenant(datadog, django_user_model, "alice")
     acme = Organization.objects.create(name="Acme")
     acme.members.add(alice.user)
     assert connect_through(alice.browser, datadog, alice.dd_user)["Location"] == CONNECTED

@@ -75,6 +75,7 @@ def create_api_key(connection: Connection, *, access_token: str | None = None) -
     return settle(connection, answer, keep_key=False)
 
 
+@sensitive_variables("answer")
 def settle(connection: Connection, answer: MarketplaceAnswer, *, keep_key: bool) -> APIKeyOutcome:
     """Set the status a marketplace answer leaves the connection in (its key already stored)."""
     if answer.created:
@@ -93,6 +94,7 @@ def settle(connection: Connection, answer: MarketplaceAnswer, *, keep_key: bool)
     return APIKeyOutcome(KEY_MISSING, answer.missing, answer.detail)
 
 
+@sensitive_variables("answer")
 def note_refusal(answer: MarketplaceAnswer) -> None:
     """A 401/403 from the marketplace endpoint is the vendor's to fix: raise the alarm."""
     if answer.missing == MISSING_SCOPE:

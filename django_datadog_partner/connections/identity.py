@@ -254,6 +254,7 @@ def same_owner(pending: AuthorizationRequest, domain: str) -> Iterator[Connectio
     ).order_by("-updated_at", "-pk")
 
 
+@sensitive_variables("answer")
 def place(
     pending: AuthorizationRequest, domain: str, answer: MarketplaceAnswer
 ) -> Placement | None:

@@ -159,16 +159,7 @@ def connect(
     _check_scopes(tokens, user)
     answer = ask_marketplace(site, tokens.access_token)
     _compare_hint(org_hint, answer.org)
-    placement = place(pending, site.domain, answer)
-    if placement is None:
-        note_refusal(answer)
-        reason = UNDECIDED_FAILURES.get(answer.missing, failures.DATADOG_REFUSED)
-        raise fail(
-            reason,
-            user=user,
-            message=f"no connection chosen on marketplace answer {answer.error_code}",
-            detail=answer.detail,
-        )
+    placement = _placement(pending, site, answer, user)
     web_url = _web_url(pending, site, callback_site)
     connection, created, outcome_code = _save(
         pending, site, web_url, tokens, user, answer, placement
@@ -236,6 +227,24 @@ def _token_site(pending: AuthorizationRequest, callback_domain: str | None, user
             pending.site,
         )
     return site
+
+
+@sensitive_variables("answer")
+def _placement(
+    pending: AuthorizationRequest, site: Site, answer: MarketplaceAnswer, user: Any
+) -> Placement:
+    """Where the tokens go (``identity.place``); when Datadog's answer cannot tell, the
+    flow stops and no connection changes."""
+    placement = place(pending, site.domain, answer)
+    if placement is None:
+        note_refusal(answer)
+        raise fail(
+            UNDECIDED_FAILURES.get(answer.missing, failures.DATADOG_REFUSED),
+            user=user,
+            message=f"no connection chosen on marketplace answer {answer.error_code}",
+            detail=answer.detail,
+        )
+    return placement
 
 
 def _check_still_allowed(pending: AuthorizationRequest, owner: Any, user: Any) -> None:

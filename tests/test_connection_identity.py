@@ -245,41 +245,44 @@ def members_of(user: Any) -> list[Organization]:
 
 
 @pytest.fixture
-def by_membership(settings: Any) -> None:
+def acme_member(
+    settings: Any, datadog: FakeDatadog, django_user_model: Any
+) -> tuple[Tenant, Organization]:
+    """Alice, a member of the owner Acme (``OWNERS_FOR_USER``: the user's organisations)."""
     settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "OWNERS_FOR_USER": members_of}
-
-
-@pytest.mark.usefixtures("by_membership")
-def test_a_user_removed_from_the_owner_mid_flow_connects_nothing(
-    datadog: FakeDatadog, django_user_model: Any
-) -> None:
     alice = Tenant(datadog, django_user_model, "alice")
     acme = Organization.objects.create(name="Acme")
     acme.members.add(alice.user)
+    return alice, acme
+
+
+def assert_refused(response: Any) -> None:
+    assert dict(parse_qsl(urlsplit(response["Location"]).query)) == {
+        "reason": failures.OWNER_NOT_ALLOWED
+    }
+
+
+def test_a_user_removed_from_the_owner_mid_flow_connects_nothing(
+    datadog: FakeDatadog, acme_member: tuple[Tenant, Organization]
+) -> None:
+    alice, acme = acme_member
     started = start(alice.browser)
     acme.members.remove(alice.user)  # while alice is on Datadog's consent page
 
     response = through_datadog(alice.browser, datadog, alice.dd_user, started.url)
     assert Connection.objects.count() == 0
-    assert response.status_code == 302
-    assert dict(parse_qsl(urlsplit(response["Location"]).query)) == {
-        "reason": failures.OWNER_NOT_ALLOWED
-    }
+    assert_refused(response)
     page = alice.browser.get(response["Location"])
     assert page.status_code == 403
     assert "may no longer connect" in page.content.decode()
-    assert Connection.objects.count() == 0
     assert [c.path for c in datadog.calls] == []  # not even the code was exchanged
     assert started.row.used_at is not None
 
 
-@pytest.mark.usefixtures("by_membership")
 def test_a_user_removed_mid_reconnect_changes_nothing(
-    datadog: FakeDatadog, django_user_model: Any
+    datadog: FakeDatadog, acme_member: tuple[Tenant, Organization]
 ) -> None:
-    alice = Tenant(datadog, django_user_model, "alice")
-    acme = Organization.objects.create(name="Acme")
-    acme.members.add(alice.user)
+    alice, acme = acme_member
     connect_through(alice.browser, datadog, alice.dd_user)
     connection = Connection.objects.get()
     token = connection.access_token.reveal()  # type: ignore[union-attr]
@@ -288,15 +291,12 @@ def test_a_user_removed_mid_reconnect_changes_nothing(
     response = through_datadog(alice.browser, datadog, alice.dd_user, started["Location"])
     connection.refresh_from_db()
     assert connection.access_token.reveal() == token  # type: ignore[union-attr]
-    assert dict(parse_qsl(urlsplit(response["Location"]).query)) == {
-        "reason": failures.OWNER_NOT_ALLOWED
-    }
+    assert_refused(response)
 
 
-@pytest.mark.usefixtures("by_membership")
-def test_a_member_still_in_the_owner_connects(datadog: FakeDatadog, django_user_model: Any) -> None:
-    alice = Tenant(datadog, django_user_model, "alice")
-    acme = Organization.objects.create(name="Acme")
-    acme.members.add(alice.user)
+def test_a_member_still_in_the_owner_connects(
+    datadog: FakeDatadog, acme_member: tuple[Tenant, Organization]
+) -> None:
+    alice, acme = acme_member
     assert connect_through(alice.browser, datadog, alice.dd_user)["Location"] == CONNECTED
     assert Connection.objects.get().owner == acme

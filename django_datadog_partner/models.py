@@ -105,8 +105,11 @@ class ConnectionQuerySet(models.QuerySet["Connection"]):
 class Connection(OwnedModel):
     """One owner's link to one Datadog organisation on one site.
 
-    Identity is (owner, ``domain``, ``dd_org_id``); ``dd_org_id`` is empty when Datadog
-    did not tell us the org. Secrets are encrypted; only ``api_key_last4`` is shown.
+    ``dd_org_id``/``dd_org_name`` name the organisation of the connection's API key, as
+    Datadog confirmed it over an authenticated call (``connections.identity``), never as a
+    browser said; empty while Datadog has not named it. An owner has at most one
+    connection per confirmed organisation and region. Secrets are encrypted; only
+    ``api_key_last4`` is shown.
     """
 
     connected_by = models.ForeignKey(
@@ -119,8 +122,20 @@ class Connection(OwnedModel):
     )
     domain = models.CharField(_("Datadog region"), max_length=100)
     site = models.CharField(_("Datadog site"), max_length=255)
-    dd_org_id = models.CharField(_("Datadog org id"), max_length=100, blank=True, default="")
-    dd_org_name = models.CharField(_("Datadog org name"), max_length=255, blank=True, default="")
+    dd_org_id = models.CharField(
+        _("Datadog org id"),
+        max_length=100,
+        blank=True,
+        default="",
+        help_text=_("As Datadog confirmed it for the API key; empty: not confirmed."),
+    )
+    dd_org_name = models.CharField(
+        _("Datadog org name"),
+        max_length=255,
+        blank=True,
+        default="",
+        help_text=_("As Datadog confirmed it for the API key."),
+    )
     scopes = models.JSONField(_("granted scopes"), default=list, blank=True)
 
     access_token = EncryptedSecretField(_("access token"))
@@ -171,7 +186,8 @@ class Connection(OwnedModel):
         constraints = [
             models.UniqueConstraint(
                 fields=("owner_content_type", "owner_object_id", "domain", "dd_org_id"),
-                name="datadog_partner_connection_identity",
+                condition=~models.Q(dd_org_id=""),
+                name="datadog_partner_connection_verified_org",
             )
         ]
         indexes = [

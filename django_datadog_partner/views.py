@@ -187,8 +187,13 @@ def site_picker(request: HttpRequest) -> HttpResponse:
 @transaction.non_atomic_requests
 @sensitive_variables("params")
 def callback(request: HttpRequest) -> HttpResponse:
-    """Datadog's redirect back: ``?code&state&domain`` or ``?error&error_description``."""
-    names = ("code", "state", "domain", "error", "error_description", "dd_oid", "dd_org_name")
+    """Datadog's redirect back: ``?code&state&domain`` or ``?error&error_description``.
+
+    ``site``, ``dd_oid`` and ``dd_org_name`` (sent by Datadog, undocumented) are browser
+    input: bounded here, never trusted for identity (see ``connections.identity``).
+    """
+    names = ("code", "state", "domain", "site", "error", "error_description", "dd_oid",
+             "dd_org_name")  # fmt: skip
     try:
         params = query(request, *names)
     except BadParameter as exc:
@@ -219,8 +224,8 @@ def callback(request: HttpRequest) -> HttpResponse:
             state=state,
             code=params["code"] or "",
             callback_domain=params["domain"],
-            dd_org_id=params["dd_oid"] or "",
-            dd_org_name=params["dd_org_name"] or "",
+            callback_site=params["site"],
+            org_hint=params["dd_oid"] or "",
         )
     except ConnectFailed as exc:
         return failure_redirect(request, exc)

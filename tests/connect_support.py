@@ -14,6 +14,8 @@ from django.test import Client
 
 from django_datadog_partner.models import AuthorizationRequest
 from django_datadog_partner.regions import get_site
+from django_datadog_partner.sandbox.state import User
+from django_datadog_partner.testing import FakeDatadog
 
 ONBOARDING = "/datadog/connect/"
 CALLBACK = "/datadog/callback/"
@@ -54,6 +56,31 @@ def start(
     return Started(url=location, state=query["state"][0], challenge=query["code_challenge"][0])
 
 
+def through_datadog(
+    client: Client,
+    datadog: FakeDatadog,
+    user: User,
+    authorize_url: str,
+    **tamper: str | None,
+) -> Any:
+    """Consent as Datadog ``user`` at ``authorize_url`` and follow Datadog's redirect to the
+    callback, first changing its parameters as a browser could (None: drop one)."""
+    redirect = urlsplit(datadog.authorize(authorize_url, user))
+    params = dict(parse_qsl(redirect.query))
+    params.update(tamper)  # type: ignore[arg-type]
+    return client.get(CALLBACK + "?" + _qs(**{k: v for k, v in params.items() if v is not None}))
+
+
+def connect_through(
+    client: Client,
+    datadog: FakeDatadog,
+    user: User,
+    **tamper: str | None,
+) -> Any:
+    """The whole flow from US1's tile: onboarding, consent as ``user``, callback."""
+    return through_datadog(client, datadog, user, start(client).url, **tamper)
+
+
 def callback(client: Client, state: str | None, code: str | None = "the-code", **extra: str) -> Any:
     params = {"code": code, "state": state, **extra}
     return client.get(CALLBACK + "?" + _qs(**{k: v for k, v in params.items() if v is not None}))
@@ -73,14 +100,19 @@ def token_json(
     return body
 
 
-def key_json(key: str = API_KEY, key_id: str = "key-id-1") -> dict[str, object]:
-    return {
-        "data": {
-            "type": "api_keys",
-            "id": key_id,
-            "attributes": {"key": key, "last4": key[-4:], "name": "OAuth Client API Key"},
-        }
+def key_json(
+    key: str = API_KEY, key_id: str = "key-id-1", creator: str | None = None
+) -> dict[str, object]:
+    """The marketplace 201 body; ``creator``: the ``relationships.created_by`` user id."""
+    data: dict[str, object] = {
+        "type": "api_keys",
+        "id": key_id,
+        "attributes": {"key": key, "last4": key[-4:], "name": "OAuth Client API Key"},
     }
+    if creator is not None:
+        user = {"data": {"type": "users", "id": creator}}
+        data["relationships"] = {"created_by": user, "modified_by": user}
+    return {"data": data}
 
 
 def api(domain: str, path: str) -> str:

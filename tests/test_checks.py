@@ -84,7 +84,7 @@ def test_every_check_is_registered_and_runs_through_manage_py_check():
     from django_datadog_partner import checks
 
     ours = {
-        getattr(fn, "__wrapped__", fn).__name__
+        getattr(getattr(fn, "__wrapped__", fn), "__name__", "")
         for fn in registry.get_checks(include_deployment_checks=True)
         if fn.__module__ == checks.__name__
     }

@@ -167,19 +167,26 @@ class ConnectionAdmin(admin.ModelAdmin):
             raise Http404("Unknown action.")
         if not self.may_offer(request, spec):
             raise PermissionDenied
-        ids = _ids(request.POST.get("ids") if request.method == "POST" else request.GET.get("ids"))
-        connections = list(
-            Connection.objects.defer(*SECRET_FIELDS).filter(pk__in=ids).order_by("pk")
-        )
+        connections = _selected(request)
         if not connections:
             self.message_user(request, "No connection selected.", messages.WARNING)
             return HttpResponseRedirect(reverse("admin:datadog_partner_connection_changelist"))
         refusals = {c.pk: self.refusal(request, spec, c) for c in connections}
         applicable = [c for c in connections if refusals[c.pk] is None]
-        back = _back_url(connections)
         if request.method == "POST" and spec.perform is not None and applicable:
             self._perform(request, spec, applicable)
-            return HttpResponseRedirect(back)
+            return HttpResponseRedirect(_back_url(connections))
+        skipped = [(c, refusals[c.pk]) for c in connections if c not in applicable]
+        return self._confirmation_page(request, spec, connections, applicable, skipped)
+
+    def _confirmation_page(
+        self,
+        request: HttpRequest,
+        spec: LifecycleAction,
+        connections: list[Connection],
+        applicable: list[Connection],
+        skipped: list[tuple[Connection, str | None]],
+    ) -> HttpResponse:
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -187,10 +194,10 @@ class ConnectionAdmin(admin.ModelAdmin):
             "action": spec,
             "confirmable": spec.perform is not None,
             "applicable": applicable,
-            "skipped": [(c, refusals[c.pk]) for c in connections if c not in applicable],
+            "skipped": skipped,
             "links": _reconnect_links(request, applicable) if spec.perform is None else [],
             "ids": ",".join(str(c.pk) for c in applicable),
-            "back_url": back,
+            "back_url": _back_url(connections),
         }
         return TemplateResponse(
             request, "admin/datadog_partner/connection/confirm_action.html", context
@@ -255,6 +262,12 @@ def _api_key_summary(obj: Connection) -> str:
     if obj.api_key_fingerprint:
         parts.append(f"fingerprint {obj.api_key_fingerprint[:12]}")
     return ", ".join(parts)
+
+
+def _selected(request: HttpRequest) -> list[Connection]:
+    """The connections named by the confirmation page's ``ids`` (GET or POST)."""
+    ids = _ids(request.POST.get("ids") if request.method == "POST" else request.GET.get("ids"))
+    return list(Connection.objects.defer(*SECRET_FIELDS).filter(pk__in=ids).order_by("pk"))
 
 
 def _confirm_url(action: str, ids: Any) -> str:

@@ -23,6 +23,7 @@ from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from . import breakers, payloads, transmit
 from .client import POOL_SIZE
@@ -213,6 +214,7 @@ def _run(
             recorder.record(result, [by_id[i] for i in result.row_ids], connections)
 
 
+@sensitive_variables()
 def _target(
     conn: Connection, rows: list[OutboxEvent], recorder: Recorder
 ) -> transmit.Target | None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+from django.views.decorators.debug import sensitive_variables
 
 from . import payloads
 from .client import DatadogClient, rate_limit_wait
@@ -177,6 +178,7 @@ def _send_split(
     ]
 
 
+@sensitive_variables()
 def _attempt(
     target: Target, url: str, body: bytes, ids: list[int], run: Run, *, gzip_body: bool
 ) -> list[Result]:

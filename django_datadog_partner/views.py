@@ -3,7 +3,8 @@
 
 Every page here is sent with ``Cache-Control: no-store``, a strict ``Referrer-Policy``
 and ``X-Frame-Options: DENY``; failures get a page that says what happened and what to do,
-never a stack trace.
+never a stack trace. The package's exception reporter filter covers the error reports of
+these requests even with ``DEBUG`` on.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import connections, failures, permissions
+from . import connections, failures, permissions, reports
 from .conf import app_settings
 from .connections.api_keys import KEY_MISSING, api_keys_page_url
 from .connections.authorization import burn_state, callback_url
@@ -63,6 +64,7 @@ def _with_page_headers(referrer_policy: str) -> Callable[[Callable[..., HttpResp
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            request.exception_reporter_filter = reports.REPORTER_FILTER
             response = view(request, *args, **kwargs)
             add_never_cache_headers(response)
             response["Referrer-Policy"] = referrer_policy
@@ -181,7 +183,7 @@ def site_picker(request: HttpRequest) -> HttpResponse:
 @flow_page
 @require_GET
 @transaction.non_atomic_requests
-@sensitive_variables("params")
+@sensitive_variables()  # ``request`` shows the code in its repr
 def callback(request: HttpRequest) -> HttpResponse:
     """Datadog's redirect back: ``?code&state&domain`` or ``?error&error_description``."""
     names = ("code", "state", "domain", "error", "error_description", "dd_oid", "dd_org_name")

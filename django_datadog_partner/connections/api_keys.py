@@ -66,7 +66,7 @@ def api_keys_page_url(connection: Connection) -> str:
     return connection.site.rstrip("/") + API_KEYS_PAGE_PATH
 
 
-@sensitive_variables("access_token", "token", "stored")
+@sensitive_variables()
 def create_api_key(connection: Connection, *, access_token: str | None = None) -> APIKeyOutcome:
     """Give ``connection`` a working API key and set its status (active or key_missing).
 
@@ -92,6 +92,7 @@ def create_api_key(connection: Connection, *, access_token: str | None = None) -
     return _handle_marketplace_answer(connection, site, response)
 
 
+@sensitive_variables()
 def _handle_marketplace_answer(
     connection: Connection, site: Site, response: requests.Response
 ) -> APIKeyOutcome:
@@ -123,6 +124,7 @@ def _handle_marketplace_answer(
     return _missing(connection, MISSING_REFUSED, error_code=f"http_{status}", detail=detail)
 
 
+@sensitive_variables()
 def _parse_key(response: requests.Response) -> tuple[str, str] | None:
     try:
         data = response.json().get("data") or {}
@@ -135,7 +137,7 @@ def _parse_key(response: requests.Response) -> tuple[str, str] | None:
     return key, key_id[:100]
 
 
-@sensitive_variables("key")
+@sensitive_variables()
 def _store_key(connection: Connection, key: str, key_id: str) -> None:
     connection.api_key = key
     connection.api_key_id = key_id
@@ -153,6 +155,7 @@ def _store_key(connection: Connection, key: str, key_id: str) -> None:
     logger.info("Datadog connection %s: API key …%s stored.", connection.pk, crypto.last4(key))
 
 
+@sensitive_variables()
 def _share_key_of_same_org(connection: Connection, site: Site) -> bool:
     """Lend the working key of another connection to the same Datadog organisation."""
     if not connection.dd_org_id:

@@ -106,7 +106,7 @@ def fail(
     return ConnectFailed(reason, message, detail=detail, connection=connection)
 
 
-@sensitive_variables("code", "verifier", "tokens")
+@sensitive_variables()
 def connect(
     session: SessionBase,
     *,
@@ -200,7 +200,7 @@ def _token_site(pending: AuthorizationRequest, callback_domain: str | None, user
     return site
 
 
-@sensitive_variables("code", "verifier")
+@sensitive_variables()
 def _exchange(site: Site, code: str, verifier: str, user: Any) -> oauth.TokenSet:
     try:
         return oauth.exchange_code(
@@ -338,7 +338,7 @@ def _new_connection(pending: AuthorizationRequest, domain: str, org_id: str) -> 
     return connection
 
 
-@sensitive_variables("tokens")
+@sensitive_variables()
 def _apply(
     connection: Connection,
     pending: AuthorizationRequest,

@@ -3,8 +3,9 @@
 
 Every page here is sent with ``Cache-Control: no-store``, a strict ``Referrer-Policy``
 and ``X-Frame-Options: DENY``; failures get a page that says what happened and what to do,
-never a stack trace. The package's exception reporter filter covers the error reports of
-these requests even with ``DEBUG`` on.
+never a stack trace. A broken configuration (a secret that cannot be read) gets the
+misconfiguration page, whatever the view, and the package's exception reporter filter
+covers the error reports of these requests even with ``DEBUG`` on.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import redirect, render
@@ -33,7 +35,12 @@ from .conf import app_settings
 from .connections.api_keys import KEY_MISSING, api_keys_page_url
 from .connections.authorization import burn_state, callback_url
 from .connections.connect import ConnectFailed, fail
-from .exceptions import DatadogPartnerError, InvalidSiteError, NeedsReconnectError
+from .exceptions import (
+    ConfigurationError,
+    DatadogPartnerError,
+    InvalidSiteError,
+    NeedsReconnectError,
+)
 from .models import Connection, ConnectionStatus
 from .regions import all_sites as datadog_sites
 from .regions import check_region_agreement, validate_domain, validate_site
@@ -65,7 +72,10 @@ def _with_page_headers(referrer_policy: str) -> Callable[[Callable[..., HttpResp
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             request.exception_reporter_filter = reports.REPORTER_FILTER
-            response = view(request, *args, **kwargs)
+            try:
+                response = view(request, *args, **kwargs)
+            except ImproperlyConfigured as exc:
+                response = misconfigured(request, exc)
             add_never_cache_headers(response)
             response["Referrer-Policy"] = referrer_policy
             return response
@@ -111,9 +121,26 @@ def failure_page(request: HttpRequest, reason: str, *, detail: str = "") -> Http
         "page": page,
         "detail": detail,
         "redirect_uri": callback_url() if reason == failures.REDIRECT_URI_MISMATCH else "",
-        "success_url": app_settings.SUCCESS_URL,
+        "success_url": _success_url(),
     }
     return render(request, "datadog_partner/error.html", context, status=page.status)
+
+
+def misconfigured(request: HttpRequest, exc: ImproperlyConfigured) -> HttpResponse:
+    """The misconfiguration page (503), and a log line naming the setting, never a value."""
+    log_misconfiguration(request, exc)
+    return failure_page(request, failures.MISCONFIGURED)
+
+
+def log_misconfiguration(request: HttpRequest, exc: ImproperlyConfigured) -> None:
+    logger.error("Datadog integration misconfigured (%s %s): %s", request.method, request.path, exc)
+
+
+def _success_url() -> str:
+    try:
+        return app_settings.SUCCESS_URL
+    except ImproperlyConfigured:  # DATADOG_PARTNER itself is unusable: the page still renders
+        return "/"
 
 
 def failure_redirect(request: HttpRequest, exc: ConnectFailed) -> HttpResponse:
@@ -222,6 +249,9 @@ def callback(request: HttpRequest) -> HttpResponse:
         )
     except ConnectFailed as exc:
         return failure_redirect(request, exc)
+    except ImproperlyConfigured as exc:
+        log_misconfiguration(request, exc)
+        return failure_redirect(request, fail(failures.MISCONFIGURED, user=request.user))
     except Exception:
         logger.exception("Datadog connect flow: unexpected error.")
         return failure_redirect(request, fail(failures.UNEXPECTED, user=request.user))
@@ -324,6 +354,8 @@ def create_api_key(request: HttpRequest, pk: int) -> HttpResponse:
         outcome = connections.create_api_key(connection)
     except NeedsReconnectError:
         return _back_to(request, connection, str(RECONNECT_FIRST), ok=False)
+    except ConfigurationError as exc:
+        return misconfigured(request, exc)
     except DatadogPartnerError as exc:
         logger.warning("Datadog connection %s: API key retry failed: %s", connection.pk, exc)
         return _back_to(request, connection, str(KEY_RETRY_FAILED), ok=False)

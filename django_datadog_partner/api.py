@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import requests
+from django.views.decorators.debug import sensitive_variables
 
 from .client import DatadogClient
 from .connections.tokens import access_token, refresh
@@ -36,6 +37,7 @@ class DatadogAPI:
         self.connection = connection
         self._client = DatadogClient(connection.domain)
 
+    @sensitive_variables()
     def request(
         self,
         method: str,
@@ -83,6 +85,7 @@ class DatadogAPI:
             raise ValueError(f"Give a path such as '/api/v2/users', not {path[:40]!r}.")
         return self._client.api_url(path)
 
+    @sensitive_variables()
     def _send(
         self,
         method: str,

@@ -17,11 +17,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
 
 from . import __version__
 from .conf import app_settings
-from .exceptions import CertificateRefusedError, RetryableError, TransportRefusedError
+from .exceptions import (
+    CertificateRefusedError,
+    DatadogPartnerError,
+    RetryableError,
+    TransportRefusedError,
+)
 from .regions import Site, allowed_origins, get_site
 
 USER_AGENT = f"django-datadog-partner/{__version__}"
@@ -75,6 +81,7 @@ class DatadogClient:
     def logs_url(self, path: str) -> str:
         return self.site.logs_url + path
 
+    @sensitive_variables()
     def validate_api_key(self, key: str) -> bool | None:
         """True/False when Datadog says the key is valid or not; None when it cannot tell now."""
         try:
@@ -91,6 +98,7 @@ class DatadogClient:
             return None
         return isinstance(body, dict) and body.get("valid") is True
 
+    @sensitive_variables()  # and, by Django's rule, every frame below: requests, urllib3
     def request(
         self,
         method: str,
@@ -104,7 +112,9 @@ class DatadogClient:
     ) -> requests.Response:
         """Send one request; 3xx answers and unknown hosts are refused, bodies are capped.
 
-        Non-2xx answers are returned, not raised: callers classify them.
+        Non-2xx answers are returned, not raised: callers classify them. Every failure is
+        the package's own error raised ``from None``: the frames and messages of requests
+        and urllib3 (which hold headers and bodies) stay out of tracebacks and reports.
         """
         _guard_host(url)
         try:
@@ -119,20 +129,24 @@ class DatadogClient:
                 allow_redirects=False,
                 stream=True,
             )
-        except requests.Timeout as exc:
-            raise RetryableError(f"Datadog did not answer in time ({_where(url)}).") from exc
+        except requests.Timeout:
+            raise RetryableError(f"Datadog did not answer in time ({_where(url)}).") from None
         except requests.exceptions.SSLError as exc:
             if not _certificate_refused(exc):
-                raise RetryableError(f"TLS with Datadog failed ({_where(url)}).") from exc
+                raise RetryableError(f"TLS with Datadog failed ({_where(url)}).") from None
             raise CertificateRefusedError(
                 f"The TLS certificate of {urlsplit(url).netloc} could not be verified, so "
                 "nothing was sent (something between us and Datadog intercepts TLS, or the "
                 "CA bundle is wrong). Never retried without verification."
-            ) from exc
-        except requests.ConnectionError as exc:
-            raise RetryableError(f"Could not reach Datadog ({_where(url)}).") from exc
+            ) from None
+        except requests.ConnectionError:
+            raise RetryableError(f"Could not reach Datadog ({_where(url)}).") from None
         except requests.RequestException as exc:
-            raise RetryableError(f"Request to Datadog failed ({_where(url)}).") from exc
+            raise RetryableError(f"Request to Datadog failed ({_failure(url, exc)}).") from None
+        except Exception as exc:  # anything else too: re-raised as ours, without its frames
+            raise DatadogPartnerError(
+                f"Sending a request to Datadog failed unexpectedly ({_failure(url, exc)})."
+            ) from None
         _read_capped(response)
         if response.is_redirect or 300 <= response.status_code < 400:
             raise TransportRefusedError(
@@ -190,6 +204,11 @@ def _where(url: str) -> str:
     return f"{parts.netloc}{parts.path}"
 
 
+def _failure(url: str, exc: Exception) -> str:
+    """Where, and the exception's type only: its message may quote a header or a body."""
+    return f"{_where(url)}: {type(exc).__name__}"
+
+
 def _guard_host(url: str) -> None:
     parts = urlsplit(url)
     if f"{parts.scheme}://{parts.netloc}" not in allowed_origins():
@@ -212,7 +231,7 @@ def _read_capped(response: requests.Response) -> None:
                     status_code=response.status_code,
                 )
             chunks.append(chunk)
-    except requests.RequestException as exc:
-        raise RetryableError(f"Datadog's answer was cut off ({_where(response.url)}).") from exc
+    except requests.RequestException:
+        raise RetryableError(f"Datadog's answer was cut off ({_where(response.url)}).") from None
     response._content = b"".join(chunks)
     response._content_consumed = True  # type: ignore[attr-defined]

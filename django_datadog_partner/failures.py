@@ -304,7 +304,7 @@ PAGES: dict[str, FailurePage] = {
         START_AGAIN,
     ),
     MISCONFIGURED: FailurePage(
-        502,
+        503,
         _("The Datadog integration is misconfigured"),
         _("This site's Datadog integration is not configured correctly."),
         VENDOR_SIDE,

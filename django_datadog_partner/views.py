@@ -3,7 +3,9 @@
 
 Every page here is sent with ``Cache-Control: no-store``, a strict ``Referrer-Policy``
 and ``X-Frame-Options: DENY``; failures get a page that says what happened and what to do,
-never a stack trace.
+never a stack trace. A broken configuration (a secret that cannot be read) gets the
+misconfiguration page, whatever the view, and the package's exception reporter filter
+covers the error reports of these requests even with ``DEBUG`` on.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import redirect, render
@@ -27,12 +30,17 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import connections, failures, permissions
+from . import connections, error_reports, failures, permissions
 from .conf import app_settings
 from .connections.api_keys import KEY_MISSING, api_keys_page_url
 from .connections.authorization import burn_state, callback_url
 from .connections.connect import ConnectFailed, fail
-from .exceptions import DatadogPartnerError, InvalidSiteError, NeedsReconnectError
+from .exceptions import (
+    ConfigurationError,
+    DatadogPartnerError,
+    InvalidSiteError,
+    NeedsReconnectError,
+)
 from .models import Connection, ConnectionStatus
 from .regions import all_sites as datadog_sites
 from .regions import check_region_agreement, validate_domain, validate_site
@@ -67,7 +75,11 @@ def _with_page_headers(referrer_policy: str) -> Callable[[Callable[..., HttpResp
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            response = view(request, *args, **kwargs)
+            request.exception_reporter_filter = error_reports.REPORTER_FILTER
+            try:
+                response = view(request, *args, **kwargs)
+            except ImproperlyConfigured as exc:
+                response = misconfigured(request, exc)
             add_never_cache_headers(response)
             response["Referrer-Policy"] = referrer_policy
             return response
@@ -113,9 +125,26 @@ def failure_page(request: HttpRequest, reason: str, *, detail: str = "") -> Http
         "page": page,
         "detail": detail,
         "redirect_uri": callback_url() if reason == failures.REDIRECT_URI_MISMATCH else "",
-        "success_url": app_settings.SUCCESS_URL,
+        "success_url": _success_url(),
     }
     return render(request, "datadog_partner/error.html", context, status=page.status)
+
+
+def misconfigured(request: HttpRequest, exc: ImproperlyConfigured) -> HttpResponse:
+    """The misconfiguration page (503), and a log line naming the setting, never a value."""
+    log_misconfiguration(request, exc)
+    return failure_page(request, failures.MISCONFIGURED)
+
+
+def log_misconfiguration(request: HttpRequest, exc: ImproperlyConfigured) -> None:
+    logger.error("Datadog integration misconfigured (%s %s): %s", request.method, request.path, exc)
+
+
+def _success_url() -> str:
+    try:
+        return app_settings.SUCCESS_URL
+    except ImproperlyConfigured:  # DATADOG_PARTNER itself is unusable: the page still renders
+        return "/"
 
 
 def failure_redirect(request: HttpRequest, exc: ConnectFailed) -> HttpResponse:
@@ -185,7 +214,7 @@ def site_picker(request: HttpRequest) -> HttpResponse:
 @flow_page
 @require_GET
 @transaction.non_atomic_requests
-@sensitive_variables("params")
+@sensitive_variables()  # ``request`` shows the code in its repr
 def callback(request: HttpRequest) -> HttpResponse:
     """Datadog's redirect back: ``?code&state&domain`` or ``?error&error_description``.
 
@@ -229,6 +258,9 @@ def callback(request: HttpRequest) -> HttpResponse:
         )
     except ConnectFailed as exc:
         return failure_redirect(request, exc)
+    except ImproperlyConfigured as exc:
+        log_misconfiguration(request, exc)
+        return failure_redirect(request, fail(failures.MISCONFIGURED, user=request.user))
     except Exception:
         logger.exception("Datadog connect flow: unexpected error.")
         return failure_redirect(request, fail(failures.UNEXPECTED, user=request.user))
@@ -338,6 +370,8 @@ def create_api_key(request: HttpRequest, pk: int) -> HttpResponse:
         outcome = connections.create_api_key(connection)
     except NeedsReconnectError:
         return _back_to(request, connection, str(RECONNECT_FIRST), ok=False)
+    except ConfigurationError as exc:
+        return misconfigured(request, exc)
     except DatadogPartnerError as exc:
         logger.warning("Datadog connection %s: API key retry failed: %s", connection.pk, exc)
         return _back_to(request, connection, str(KEY_RETRY_FAILED), ok=False)

@@ -16,7 +16,16 @@ ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 
 #: Each module's layer, by the longest matching dotted prefix (relative to the package).
 LAYERS = {
-    "base": ("conf", "regions", "client", "crypto", "fields", "exceptions", "signals"),
+    "base": (
+        "conf",
+        "regions",
+        "client",
+        "crypto",
+        "fields",
+        "exceptions",
+        "signals",
+        "error_reports",
+    ),
     "domain": (
         "models",
         "outbox",

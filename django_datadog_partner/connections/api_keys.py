@@ -57,7 +57,7 @@ def api_keys_page_url(connection: Connection) -> str:
     return connection.site.rstrip("/") + API_KEYS_PAGE_PATH
 
 
-@sensitive_variables("access_token", "token", "answer")
+@sensitive_variables()
 def create_api_key(connection: Connection, *, access_token: str | None = None) -> APIKeyOutcome:
     """Give ``connection`` a working API key and set its status (active or key_missing).
 
@@ -76,7 +76,7 @@ def create_api_key(connection: Connection, *, access_token: str | None = None) -
     return settle(connection, answer, keep_key=False)
 
 
-@sensitive_variables("answer")
+@sensitive_variables()
 def settle(connection: Connection, answer: MarketplaceAnswer, *, keep_key: bool) -> APIKeyOutcome:
     """Set the status a marketplace answer leaves the connection in (its key already stored)."""
     if answer.created:
@@ -95,7 +95,7 @@ def settle(connection: Connection, answer: MarketplaceAnswer, *, keep_key: bool)
     return APIKeyOutcome(KEY_MISSING, answer.missing, answer.detail)
 
 
-@sensitive_variables("answer")
+@sensitive_variables()
 def note_refusal(answer: MarketplaceAnswer) -> None:
     """A 401/403 from the marketplace endpoint is the vendor's to fix: raise the alarm."""
     if answer.missing == MISSING_SCOPE:
@@ -107,7 +107,7 @@ def note_refusal(answer: MarketplaceAnswer) -> None:
         )
 
 
-@sensitive_variables("answer")
+@sensitive_variables()
 def store_key(connection: Connection, answer: MarketplaceAnswer) -> None:
     """Store the key Datadog just created, and the organisation Datadog named for it."""
     connection.api_key = answer.key

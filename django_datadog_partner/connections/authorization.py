@@ -21,6 +21,7 @@ from django.contrib.sessions.backends.base import SessionBase
 from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from .. import oauth
 from ..conf import app_settings
@@ -49,6 +50,7 @@ def callback_url() -> str:
     return app_settings.BASE_URL + reverse("datadog_partner:callback")
 
 
+@sensitive_variables()
 def start_authorization(
     session: SessionBase,
     *,
@@ -141,6 +143,7 @@ def burn_state(state: str | None) -> bool:
     )
 
 
+@sensitive_variables()
 def take_verifier(pending: AuthorizationRequest) -> str:
     """The PKCE verifier of a consumed authorisation; the stored copy is wiped at once."""
     assert pending.code_verifier is not None

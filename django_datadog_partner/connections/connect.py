@@ -119,7 +119,7 @@ def fail(
     return ConnectFailed(reason, message, detail=detail, connection=connection)
 
 
-@sensitive_variables("code", "verifier", "tokens", "answer")
+@sensitive_variables()
 def connect(
     session: SessionBase,
     *,
@@ -222,7 +222,7 @@ def _token_site(pending: AuthorizationRequest, callback_domain: str | None, user
     return site
 
 
-@sensitive_variables("answer")
+@sensitive_variables()
 def _placement(
     pending: AuthorizationRequest, site: Site, answer: MarketplaceAnswer, user: Any
 ) -> Placement:
@@ -283,7 +283,7 @@ def _compare_hint(org_hint: str, org: VerifiedOrg | None) -> None:
         )
 
 
-@sensitive_variables("code", "verifier")
+@sensitive_variables()
 def _exchange(site: Site, code: str, verifier: str, user: Any) -> oauth.TokenSet:
     try:
         return oauth.exchange_code(
@@ -363,7 +363,7 @@ def _save(
     return connection, created, outcome_code
 
 
-@sensitive_variables("tokens", "answer")
+@sensitive_variables()
 def _save_once(
     pending: AuthorizationRequest,
     site: Site,
@@ -405,7 +405,7 @@ def _new_connection(pending: AuthorizationRequest, domain: str) -> Connection:
     )
 
 
-@sensitive_variables("tokens")
+@sensitive_variables()
 def _apply(connection: Connection, web_url: str, tokens: oauth.TokenSet, user: Any) -> None:
     connection.connected_by = user
     connection.site = web_url

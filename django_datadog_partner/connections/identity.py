@@ -111,7 +111,7 @@ class Placement:
 # --- Facts from Datadog ----------------------------------------------------------------
 
 
-@sensitive_variables("access_token", "answer")
+@sensitive_variables()
 def ask_marketplace(site: Site, access_token: str) -> MarketplaceAnswer:
     """Ask Datadog for the token's organisation's key; 409 and refusals are answers too.
 
@@ -123,7 +123,7 @@ def ask_marketplace(site: Site, access_token: str) -> MarketplaceAnswer:
     return dataclasses.replace(answer, org=verify_org(site, access_token, answer.creator_id))
 
 
-@sensitive_variables("access_token")
+@sensitive_variables()
 def _post_marketplace(site: Site, access_token: str) -> MarketplaceAnswer:
     client = DatadogClient(site)
     try:
@@ -157,7 +157,7 @@ def _marketplace_answer(response: requests.Response) -> MarketplaceAnswer:
     return MarketplaceAnswer(missing=MISSING_REFUSED, error_code=code, detail=detail)
 
 
-@sensitive_variables("key", "data")
+@sensitive_variables()
 def _parse_key(response: requests.Response) -> MarketplaceAnswer | None:
     data = _dig(_json(response), "data")
     key = _dig(data, "attributes", "key")
@@ -172,7 +172,7 @@ def _parse_key(response: requests.Response) -> MarketplaceAnswer | None:
     )
 
 
-@sensitive_variables("access_token")
+@sensitive_variables()
 def verify_org(site: Site, access_token: str, user_id: str) -> VerifiedOrg | None:
     """The organisation of Datadog user ``user_id``, or None when Datadog does not say."""
     if not DATADOG_ID.match(user_id or ""):
@@ -234,7 +234,7 @@ def stored_key(connection: Connection) -> str | None:
         return None
 
 
-@sensitive_variables("key")
+@sensitive_variables()
 def key_is_live(connection: Connection) -> bool | None:
     """Whether the connection's stored key still works: False without one; None: unknown."""
     key = stored_key(connection)
@@ -255,7 +255,7 @@ def same_owner(pending: AuthorizationRequest, domain: str) -> Iterator[Connectio
     ).order_by("-updated_at", "-pk")
 
 
-@sensitive_variables("answer")
+@sensitive_variables()
 def place(
     pending: AuthorizationRequest, domain: str, answer: MarketplaceAnswer
 ) -> Placement | None:

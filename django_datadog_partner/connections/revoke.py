@@ -21,6 +21,7 @@ from django.utils import timezone
 from .. import oauth, outbox
 from ..alarms import raise_alarm
 from ..exceptions import (
+    ConfigurationError,
     CredentialsUnreadableError,
     DatadogPartnerError,
     InvalidClientError,
@@ -193,6 +194,8 @@ def _pending_message(failure: Exception) -> str:
         why = (
             "Datadog refused this integration's client credentials (a vendor configuration problem)"
         )
+    elif isinstance(failure, ConfigurationError):
+        why = "this site's Datadog integration is misconfigured (the vendor must fix it)"
     elif isinstance(failure, RetryableError | RateLimitedError):
         why = "Datadog could not be reached"
     else:

@@ -22,6 +22,7 @@ import logging
 from datetime import datetime, timedelta
 
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from .. import oauth
 from ..alarms import raise_alarm
@@ -105,6 +106,7 @@ def _needs_refresh(row: Connection, seen_access_token: Secret | None, force: boo
     return not token_is_fresh(row)
 
 
+@sensitive_variables()
 def _refresh_locked(row: Connection) -> DatadogPartnerError | None:
     """Call the token endpoint for the locked row; store tokens or return the failure."""
     if row.refresh_token is None:
@@ -138,6 +140,7 @@ def _refresh_locked(row: Connection) -> DatadogPartnerError | None:
     return None
 
 
+@sensitive_variables()
 def _after_invalid_grant(row: Connection, sent: str) -> DatadogPartnerError | None:
     """A race (another worker rotated the token) or a revoked grant (nothing changed)."""
     current = reread(row)

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from .. import outbox, payloads
 from ..alarms import raise_alarm
@@ -205,6 +206,7 @@ def _send(
             recorder.record(result, [by_id[i] for i in result.row_ids], recorder.connections)
 
 
+@sensitive_variables()
 def _target(
     conn: Connection, rows: list[OutboxEvent], recorder: Recorder
 ) -> transmit.Target | None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import requests
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from .. import payloads
 from ..client import DatadogClient, rate_limit_wait
@@ -166,6 +167,7 @@ def _send_split(
     ]
 
 
+@sensitive_variables()
 def _attempt(
     target: Target, url: str, body: bytes, ids: list[int], run: Run, *, gzip_body: bool
 ) -> list[Result]:

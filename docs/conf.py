@@ -21,7 +21,7 @@ _metadata = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 project = "django-datadog-partner"
 author = "django-datadog-partner contributors"
-copyright = f"the {author}"  # noqa: A001  (Sphinx's name)
+copyright = f"the {author}"
 release = _metadata["version"]
 version = release
 

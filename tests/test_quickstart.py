@@ -133,9 +133,7 @@ def form_fields(page: str) -> dict[str, str]:
     """The hidden inputs of a page's first form (CSRF token, ``next``, ``owner``)."""
     return {
         name: html.unescape(value)
-        for name, value in re.findall(
-            r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page
-        )
+        for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page)
     }
 
 
@@ -150,7 +148,9 @@ def wait_for(url: str, timeout: float = 30) -> None:
     raise AssertionError(f"{url} never answered")
 
 
-def post_form(browser: requests.Session, response: requests.Response, **extra: str) -> requests.Response:
+def post_form(
+    browser: requests.Session, response: requests.Response, **extra: str
+) -> requests.Response:
     """Submit the page's form (its action is the page itself), as a browser does."""
     answer = browser.post(response.url, data={**form_fields(response.text), **extra}, timeout=10)
     assert answer.status_code == 200, (answer.status_code, answer.url, answer.text[:800])
@@ -193,7 +193,9 @@ def test_the_quickstart_connects_and_delivers_an_event(tmp_path: Path) -> None:
         env=clean_environment(port),
     )
     settings_file = project_dir / "mysite" / "settings.py"
-    settings_file.write_text(settings_file.read_text() + "\n\n" + (SNIPPETS / "settings.py").read_text())
+    settings_file.write_text(
+        settings_file.read_text() + "\n\n" + (SNIPPETS / "settings.py").read_text()
+    )
     (project_dir / "mysite" / "urls.py").write_text((SNIPPETS / "urls.py").read_text())
 
     key = subprocess.check_output(
@@ -208,11 +210,18 @@ def test_the_quickstart_connects_and_delivers_an_event(tmp_path: Path) -> None:
     project.manage("migrate")
     assert "no issues" in project.manage("check")
     project.manage("datadog_partner_schedule")
-    assert "no issues" in project.manage("check", "--database", "default", "--fail-level", "WARNING")
+    assert "no issues" in project.manage(
+        "check", "--database", "default", "--fail-level", "WARNING"
+    )
     project.env["DJANGO_SUPERUSER_PASSWORD"] = PASSWORD
-    project.manage("createsuperuser", "--noinput", "--username", "admin", "--email", "a@example.com")
+    project.manage(
+        "createsuperuser", "--noinput", "--username", "admin", "--email", "a@example.com"
+    )
 
-    with project.running("runserver", f"127.0.0.1:{port}", "--noreload"), project.running("qcluster"):
+    with (
+        project.running("runserver", f"127.0.0.1:{port}", "--noreload"),
+        project.running("qcluster"),
+    ):
         wait_for(f"{base_url}/sandbox/")
         connect_from_the_tile(base_url)
         status = json.loads(project.manage("datadog_partner_status", "--json"))

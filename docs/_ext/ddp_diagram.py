@@ -14,6 +14,7 @@ from html import escape
 CHAR_WIDTH = 7.8  # px per character of the 13 px monospace node labels
 NODE_HEIGHT = 30
 PADDING = 14
+BACKGROUND = "var(--color-background-primary, white)"  # furo's page colour
 
 
 def _box(label: str) -> tuple[float, float]:
@@ -73,7 +74,7 @@ def state_diagram(
         parts += [
             f'<line x1="{a[0]:.1f}" y1="{a[1]:.1f}" x2="{b[0]:.1f}" y2="{b[1]:.1f}" '
             'stroke="currentColor" stroke-width="1.3" marker-end="url(#ddp-arrow)"/>',
-            f'<circle cx="{mid[0]:.1f}" cy="{mid[1]:.1f}" r="9" fill="var(--color-background-primary, white)" '
+            f'<circle cx="{mid[0]:.1f}" cy="{mid[1]:.1f}" r="9" fill="{BACKGROUND}" '
             'stroke="currentColor" stroke-width="1"/>',
             f'<text x="{mid[0]:.1f}" y="{mid[1] + 3.8:.1f}" text-anchor="middle" '
             f'font-size="11" font-family="sans-serif" fill="currentColor">{number}</text>',
@@ -83,7 +84,7 @@ def state_diagram(
         dash = ' stroke-dasharray="4 3"' if name in pseudo else ""
         parts += [
             f'<rect x="{x - half_w:.1f}" y="{y - half_h:.1f}" width="{2 * half_w:.1f}" '
-            f'height="{2 * half_h:.1f}" rx="8" fill="var(--color-background-primary, white)" '
+            f'height="{2 * half_h:.1f}" rx="8" fill="{BACKGROUND}" '
             f'stroke="currentColor" stroke-width="1.5"{dash}/>',
             f'<text x="{x:.1f}" y="{y + 4.5:.1f}" text-anchor="middle" font-size="13" '
             f'font-family="monospace" fill="currentColor">{escape(name)}</text>',

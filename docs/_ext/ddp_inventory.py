@@ -26,17 +26,37 @@ FIRST_RELEASE = "0.1.0"
 
 #: The release that introduced each setting. A new setting needs an entry: the docs build
 #: and tests/test_docs.py fail until it has one.
-SETTINGS_SINCE: dict[str, str] = dict.fromkeys(
-    (
-        "CLIENT_ID CLIENT_SECRET SCOPES BASE_URL ENCRYPTION_KEYS EXTRA_SITES HTTP_TIMEOUT "
-        "MAX_RESPONSE_BYTES SANDBOX_FORCE OWNERS_FOR_USER CAN_MANAGE_CONNECTION SUCCESS_URL "
-        "REQUIRED_SCOPES TRACKED_MODELS KICK_ON_COMMIT KICK_INTERVAL DELIVERY_CONCURRENCY "
-        "DELIVERY_BATCH_SIZE EVENT_MAX_AGE METRIC_MAX_AGE BACKOFF_BASE BACKOFF_CAP "
-        "OUTBOX_STALE_AFTER LEASE_SECONDS BREAKER_THRESHOLD BREAKER_COOLDOWN SOURCE_TYPE_NAME "
-        "LOG_SOURCE LOG_SERVICE"
-    ).split(),
-    FIRST_RELEASE,
-)
+SETTINGS_SINCE: dict[str, str] = {
+    "CLIENT_ID": FIRST_RELEASE,
+    "CLIENT_SECRET": FIRST_RELEASE,
+    "SCOPES": FIRST_RELEASE,
+    "BASE_URL": FIRST_RELEASE,
+    "ENCRYPTION_KEYS": FIRST_RELEASE,
+    "EXTRA_SITES": FIRST_RELEASE,
+    "HTTP_TIMEOUT": FIRST_RELEASE,
+    "MAX_RESPONSE_BYTES": FIRST_RELEASE,
+    "SANDBOX_FORCE": FIRST_RELEASE,
+    "OWNERS_FOR_USER": FIRST_RELEASE,
+    "CAN_MANAGE_CONNECTION": FIRST_RELEASE,
+    "SUCCESS_URL": FIRST_RELEASE,
+    "REQUIRED_SCOPES": FIRST_RELEASE,
+    "TRACKED_MODELS": FIRST_RELEASE,
+    "KICK_ON_COMMIT": FIRST_RELEASE,
+    "KICK_INTERVAL": FIRST_RELEASE,
+    "DELIVERY_CONCURRENCY": FIRST_RELEASE,
+    "DELIVERY_BATCH_SIZE": FIRST_RELEASE,
+    "EVENT_MAX_AGE": FIRST_RELEASE,
+    "METRIC_MAX_AGE": FIRST_RELEASE,
+    "BACKOFF_BASE": FIRST_RELEASE,
+    "BACKOFF_CAP": FIRST_RELEASE,
+    "OUTBOX_STALE_AFTER": FIRST_RELEASE,
+    "LEASE_SECONDS": FIRST_RELEASE,
+    "BREAKER_THRESHOLD": FIRST_RELEASE,
+    "BREAKER_COOLDOWN": FIRST_RELEASE,
+    "SOURCE_TYPE_NAME": FIRST_RELEASE,
+    "LOG_SOURCE": FIRST_RELEASE,
+    "LOG_SERVICE": FIRST_RELEASE,
+}
 
 ACCESSORS = {"_get": "value", "_seconds": "seconds", "hook": "hook"}
 
@@ -83,7 +103,6 @@ class Command:
     runs_system_checks: bool
 
 
-
 @dataclass(frozen=True)
 class Failure:
     reason: str
@@ -120,8 +139,7 @@ def settings() -> list[Setting]:
     for node in cls.body:
         if not (isinstance(node, ast.FunctionDef) and node.name.isupper()):
             continue
-        access = _accessor_call(node)
-        kind = ACCESSORS[access.func.attr] if access else "value"  # type: ignore[union-attr]
+        kind, access = _accessor_call(node)
         default_node = access.args[1] if access and len(access.args) > 1 else None
         required = default_node is None and _calls(node, "_missing")
         found.append(
@@ -139,7 +157,8 @@ def settings() -> list[Setting]:
     return found
 
 
-def _accessor_call(prop: ast.FunctionDef) -> ast.Call | None:
+def _accessor_call(prop: ast.FunctionDef) -> tuple[str, ast.Call | None]:
+    """How the property reads its key (``self._get("KEY", default)`` and the like)."""
     for node in ast.walk(prop):
         if (
             isinstance(node, ast.Call)
@@ -151,8 +170,8 @@ def _accessor_call(prop: ast.FunctionDef) -> ast.Call | None:
             and isinstance(node.args[0], ast.Constant)
             and node.args[0].value == prop.name
         ):
-            return node
-    return None
+            return ACCESSORS[node.func.attr], node
+    return "value", None
 
 
 def _calls(tree: ast.AST, name: str) -> bool:
@@ -199,16 +218,17 @@ def checks() -> list[Check]:
     found: dict[str, Check] = {}
     for check in registered:
         parsed = modules[check.__module__]
-        name = getattr(check, "__wrapped__", check).__name__
+        original: Any = getattr(check, "__wrapped__", check)  # under @database_check
+        name = original.__name__
         database = "database" in getattr(check, "tags", ())
         for function in _reachable(parsed, name):
-            for call in _check_messages(function):
+            for level, call in _check_messages(function):
                 check_id = _keyword(call, "id")
                 found.setdefault(
                     check_id,
                     Check(
                         id=check_id,
-                        level=call.func.id,  # type: ignore[attr-defined]
+                        level=level,
                         message=_tidy(_text(call.args[0], parsed.module)) if call.args else "",
                         hint=_text(_keyword_node(call, "hint"), parsed.module),
                         database=database,
@@ -240,7 +260,8 @@ def _reachable(parsed: _Module, start: str) -> Iterator[ast.FunctionDef]:
         todo += [n.id for n in ast.walk(function) if isinstance(n, ast.Name)]
 
 
-def _check_messages(function: ast.FunctionDef) -> Iterator[ast.Call]:
+def _check_messages(function: ast.FunctionDef) -> Iterator[tuple[str, ast.Call]]:
+    """``(level, call)`` of every ``Error(..., id=...)``, ``Warning(...)``… in ``function``."""
     for node in ast.walk(function):
         if (
             isinstance(node, ast.Call)
@@ -248,7 +269,7 @@ def _check_messages(function: ast.FunctionDef) -> Iterator[ast.Call]:
             and node.func.id in {"Critical", "Error", "Warning", "Info", "Debug"}
             and _keyword_node(node, "id") is not None
         ):
-            yield node
+            yield node.func.id, node
 
 
 def _keyword_node(call: ast.Call, name: str) -> ast.expr | None:

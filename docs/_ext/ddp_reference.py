@@ -15,15 +15,14 @@ import re
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+import ddp_inventory as inventory
+from ddp_diagram import state_diagram
 from docutils import nodes
 from docutils.parsers.rst import directives
 from sphinx.application import Sphinx
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.parsing import nested_parse_to_nodes
-
-import ddp_inventory as inventory
-from ddp_diagram import state_diagram
 
 logger = logging.getLogger(__name__)
 
@@ -147,19 +146,33 @@ class ChecksDirective(GeneratedDirective):
         found = inventory.checks()
         extras = self.extras()
         self.check_names(extras, [c.id for c in found])
-        lines: list[str] = []
+        lines = [
+            ".. list-table::",
+            "   :header-rows: 1",
+            "   :widths: 26 10 64",
+            "",
+            "   * - Id",
+            "     - Level",
+            "     - Message",
+        ]
+        for check in found:
+            lines += [
+                f"   * - :check:`{check.id}`",
+                f"     - {check.level}",
+                f"     - {rst_escape(check.message)}",
+            ]
+        lines.append("")
         for check in found:
             runs = (
-                "only with ``manage.py check --database default`` (it reads the database)"
+                "``manage.py check --database default``"
                 if check.database
-                else "with every ``manage.py check``, and before ``runserver``, ``migrate`` "
-                "and the other commands that run the checks"
+                else "``manage.py check``"
             )
             lines += [
                 f".. check:: {check.id}",
                 "",
                 f"   :Level: {check.level}",
-                f"   :Runs: {runs}",
+                f"   :Runs with: {runs}",
                 f"   :Message: {rst_escape(check.message)}",
                 f"   :Hint: {rst_escape(check.hint)}",
                 "",
@@ -207,7 +220,9 @@ class CommandsDirective(GeneratedDirective):
                 if argument.default:
                     details.append(f"Default: ``{argument.default}``.")
                 if argument.choices:
-                    details.append("One of " + ", ".join(f"``{c}``" for c in argument.choices) + ".")
+                    details.append(
+                        "One of " + ", ".join(f"``{c}``" for c in argument.choices) + "."
+                    )
                 lines += [
                     f"   .. option:: {signature}",
                     "",

@@ -53,14 +53,24 @@ def humanize_seconds(seconds: float) -> str:
     return f"{seconds:g} s"
 
 
+def list_table(widths: str, header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = [".. list-table::", "   :header-rows: 1", f"   :widths: {widths}", ""]
+    for row in [header, *rows]:
+        lines += [f"   {'*' if n == 0 else ' '} - {cell}" for n, cell in enumerate(row)]
+    return [*lines, ""]
+
+
 class GeneratedDirective(SphinxDirective):
     """Renders reStructuredText built from the code; content adds prose per entry."""
 
     has_content = True
     what: ClassVar[str] = ""
 
-    def extras(self) -> dict[str, str]:
-        """``NAME`` lines at the left margin, each followed by indented prose."""
+    def prose(self, known: Iterable[str]) -> dict[str, str]:
+        """The content's ``NAME`` lines, each followed by indented prose, by name.
+
+        A name the code does not have is a warning (renamed or removed).
+        """
         found: dict[str, list[str]] = {}
         current: list[str] | None = None
         for line in self.content:
@@ -70,14 +80,21 @@ class GeneratedDirective(SphinxDirective):
                 current.append(line[3:] if line.startswith("   ") else line.strip())
             elif line.strip():
                 self.warn(f"prose before any {self.what} name: {line.strip()!r}")
-        return {name: "\n".join(lines).strip() for name, lines in found.items()}
-
-    def check_names(self, extras: dict[str, str], known: Iterable[str]) -> None:
-        for name in sorted(set(extras) - set(known)):
+        for name in sorted(set(found) - set(known)):
             self.warn(f"the code has no {self.what} {name!r} (renamed or removed?)")
+        return {name: "\n".join(lines).strip() for name, lines in found.items()}
 
     def warn(self, message: str) -> None:
         logger.warning("%s: %s", self.name, message, location=self.get_location())
+
+    @staticmethod
+    def entry(object_type: str, name: str, fields: list[tuple[str, str]], *body: str) -> list[str]:
+        """One cross-referenceable object: its fields, then prose paragraphs."""
+        lines = [f".. {object_type}:: {name}", ""]
+        lines += [f"   :{field}: {value}" for field, value in fields]
+        for text in filter(None, body):
+            lines += ["", *indent(text)]
+        return [*lines, ""]
 
     def render(self, lines: list[str]) -> list[nodes.Node]:
         return list(
@@ -95,25 +112,21 @@ class SettingsDirective(GeneratedDirective):
     def run(self) -> list[nodes.Node]:
         found = inventory.settings()
         names = {s.name for s in found}
-        extras = self.extras()
-        self.check_names(extras, names)
+        prose = self.prose(names)
         lines: list[str] = []
         for setting in found:
             if setting.since is None:
                 self.warn(f"{setting.name} has no release in ddp_inventory.SETTINGS_SINCE")
-            prose = "\n\n".join(filter(None, [setting.doc, extras.get(setting.name, "")]))
-            if not prose:
+            if not (setting.doc or prose.get(setting.name)):
                 self.warn(f"{setting.name} has neither a docstring nor prose here")
-            lines += [
-                f".. setting:: {setting.name}",
-                "",
-                f"   :Type: {self._type(setting)}",
-                f"   :Default: {self._default(setting, names)}",
-                f"   :Since: {setting.since or 'unknown'}",
-                "",
-                *indent(prose),
-                "",
+            fields = [
+                ("Type", self._type(setting)),
+                ("Default", self._default(setting, names)),
+                ("Since", setting.since or "unknown"),
             ]
+            lines += self.entry(
+                "setting", setting.name, fields, setting.doc, prose.get(setting.name, "")
+            )
         return self.render(lines)
 
     @staticmethod
@@ -144,41 +157,20 @@ class ChecksDirective(GeneratedDirective):
 
     def run(self) -> list[nodes.Node]:
         found = inventory.checks()
-        extras = self.extras()
-        self.check_names(extras, [c.id for c in found])
-        lines = [
-            ".. list-table::",
-            "   :header-rows: 1",
-            "   :widths: 26 10 64",
-            "",
-            "   * - Id",
-            "     - Level",
-            "     - Message",
-        ]
+        prose = self.prose(c.id for c in found)
+        rows = [[f":check:`{c.id}`", c.level, rst_escape(c.message)] for c in found]
+        lines = list_table("26 10 64", ["Id", "Level", "Message"], rows)
         for check in found:
-            lines += [
-                f"   * - :check:`{check.id}`",
-                f"     - {check.level}",
-                f"     - {rst_escape(check.message)}",
+            runs = "``manage.py check``"
+            if check.database:
+                runs = "``manage.py check --database default``"
+            fields = [
+                ("Level", check.level),
+                ("Runs with", runs),
+                ("Message", rst_escape(check.message)),
+                ("Hint", rst_escape(check.hint)),
             ]
-        lines.append("")
-        for check in found:
-            runs = (
-                "``manage.py check --database default``"
-                if check.database
-                else "``manage.py check``"
-            )
-            lines += [
-                f".. check:: {check.id}",
-                "",
-                f"   :Level: {check.level}",
-                f"   :Runs with: {runs}",
-                f"   :Message: {rst_escape(check.message)}",
-                f"   :Hint: {rst_escape(check.hint)}",
-                "",
-                *indent(extras.get(check.id, "")),
-                "",
-            ]
+            lines += self.entry("check", check.id, fields, prose.get(check.id, ""))
         return self.render(lines)
 
 
@@ -189,57 +181,54 @@ class CommandsDirective(GeneratedDirective):
 
     def run(self) -> list[nodes.Node]:
         found = inventory.commands()
-        extras = self.extras()
-        self.check_names(extras, [c.name for c in found])
+        prose = self.prose(c.name for c in found)
         lines: list[str] = []
         for command in found:
-            lines += [
-                f".. command:: {command.name}",
-                "",
-                *indent(rst_escape(command.help)),
-                "",
-                "   .. code-block:: text",
-                "",
-                f"      {inventory.synopsis(command)}",
-                "",
-                *indent(extras.get(command.name, "")),
-                "",
-                f"   .. program:: {command.name}",
-                "",
-            ]
+            usage = f".. code-block:: text\n\n   {inventory.synopsis(command)}"
+            lines += self.entry(
+                "command",
+                command.name,
+                [],
+                rst_escape(command.help),
+                usage,
+                prose.get(command.name, ""),
+            )
+            lines += [f"   .. program:: {command.name}", ""]
             for argument in command.arguments:
-                signature = ", ".join(
-                    f"{name} {argument.metavar}".strip() if not argument.positional else name
-                    for name in argument.names
-                )
-                if argument.positional:
-                    signature = argument.metavar
-                details = [rst_escape(argument.help.rstrip(".")) + "." if argument.help else ""]
-                if argument.required and not argument.positional:
-                    details.append("Required.")
-                if argument.default:
-                    details.append(f"Default: ``{argument.default}``.")
-                if argument.choices:
-                    details.append(
-                        "One of " + ", ".join(f"``{c}``" for c in argument.choices) + "."
-                    )
-                lines += [
-                    f"   .. option:: {signature}",
-                    "",
-                    "      " + (" ".join(filter(None, details)) or "\u00a0"),
-                    "",
-                ]
-            lines += ["   Exit status:", "", "   * ``0``: done."]
-            reasons = [rst_escape(message.splitlines()[0]) for message in command.failures]
-            if command.runs_system_checks:
-                reasons.append("a system check reports an error (the command runs them first)")
-            if reasons:
-                lines.append("   * ``1``, with the message on standard error, when:")
-                lines.append("")
-                lines += [f"     * {reason}" for reason in reasons]
-                lines.append("")
-            lines += ["   * ``2``: an unknown option or a malformed value.", ""]
+                lines += [f"   .. option:: {self._signature(argument)}", ""]
+                lines += [*indent(self._details(argument), 6), ""]
+            lines += [*indent(self._exit_status(command)), ""]
         return self.render(lines)
+
+    @staticmethod
+    def _signature(argument: inventory.Argument) -> str:
+        if argument.positional:
+            return argument.metavar
+        return ", ".join(f"{name} {argument.metavar}".strip() for name in argument.names)
+
+    @staticmethod
+    def _details(argument: inventory.Argument) -> str:
+        details = [rst_escape(argument.help.rstrip(".")) + "." if argument.help else ""]
+        if argument.required and not argument.positional:
+            details.append("Required.")
+        if argument.default:
+            details.append(f"Default: ``{argument.default}``.")
+        if argument.choices:
+            details.append("One of " + ", ".join(f"``{c}``" for c in argument.choices) + ".")
+        return " ".join(filter(None, details)) or "\u00a0"
+
+    @staticmethod
+    def _exit_status(command: inventory.Command) -> str:
+        reasons = [rst_escape(message.splitlines()[0]) for message in command.failures]
+        if command.runs_system_checks:
+            reasons.append("a system check reports an error (the command runs them first)")
+        lines = ["Exit status:", "", "* ``0``: done."]
+        if reasons:
+            lines += ["* ``1``, with the message on standard error, when:", ""]
+            lines += [f"  * {reason}" for reason in reasons]
+            lines.append("")
+        lines.append("* ``2``: an unknown option or a malformed value.")
+        return "\n".join(lines)
 
 
 class FailuresDirective(GeneratedDirective):
@@ -249,36 +238,17 @@ class FailuresDirective(GeneratedDirective):
 
     def run(self) -> list[nodes.Node]:
         found = inventory.failures()
-        extras = self.extras()
-        self.check_names(extras, [f.reason for f in found])
-        lines = [
-            ".. list-table::",
-            "   :header-rows: 1",
-            "   :widths: 30 10 60",
-            "",
-            "   * - ``reason``",
-            "     - HTTP",
-            "     - Page title",
-        ]
+        prose = self.prose(f.reason for f in found)
+        rows = [[f":reason:`{f.reason}`", str(f.status), rst_escape(f.title)] for f in found]
+        lines = list_table("30 10 60", ["``reason``", "HTTP", "Page title"], rows)
         for failure in found:
-            lines += [
-                f"   * - :reason:`{failure.reason}`",
-                f"     - {failure.status}",
-                f"     - {rst_escape(failure.title)}",
+            fields = [
+                ("HTTP status", str(failure.status)),
+                ("Page title", rst_escape(failure.title)),
+                ("What happened", rst_escape(failure.explanation)),
+                ("Next step", rst_escape(failure.next_step)),
             ]
-        lines.append("")
-        for failure in found:
-            lines += [
-                f".. reason:: {failure.reason}",
-                "",
-                f"   :HTTP status: {failure.status}",
-                f"   :Page title: {rst_escape(failure.title)}",
-                f"   :What happened: {rst_escape(failure.explanation)}",
-                f"   :Next step: {rst_escape(failure.next_step)}",
-                "",
-                *indent(extras.get(failure.reason, "")),
-                "",
-            ]
+            lines += self.entry("reason", failure.reason, fields, prose.get(failure.reason, ""))
         return self.render(lines)
 
 
@@ -289,24 +259,19 @@ class SignalsDirective(GeneratedDirective):
 
     def run(self) -> list[nodes.Node]:
         found = inventory.signals()
-        extras = self.extras()
-        self.check_names(extras, [s.name for s in found])
+        prose = self.prose(s.name for s in found)
         lines: list[str] = []
         for signal in found:
             if not signal.arguments:
                 self.warn(f"{signal.name}'s comment lists no ``kwargs:``")
             arguments = ", ".join(f"``{a}``" for a in signal.arguments)
-            lines += [
-                f".. signal:: {signal.name}",
-                "",
-                f"   :Import: ``from django_datadog_partner.signals import {signal.name}``",
-                f"   :Arguments: {arguments} (and ``sender``, as with every Django signal)",
-                "",
-                *indent(signal.doc),
-                "",
-                *indent(extras.get(signal.name, "")),
-                "",
+            fields = [
+                ("Import", f"``from django_datadog_partner.signals import {signal.name}``"),
+                ("Arguments", f"{arguments} (and ``sender``, as with every Django signal)"),
             ]
+            lines += self.entry(
+                "signal", signal.name, fields, signal.doc, prose.get(signal.name, "")
+            )
         return self.render(lines)
 
 
@@ -319,21 +284,15 @@ class ChoicesDirective(GeneratedDirective):
 
     def run(self) -> list[nodes.Node]:
         found = inventory.choices(self.arguments[0])
-        object_type = self.options.get("object", "status")
-        extras = self.extras()
-        self.check_names(extras, [value for value, _ in found])
+        prose = self.prose(value for value, _ in found)
         lines: list[str] = []
         for value, label in found:
-            if not extras.get(value):
+            if not prose.get(value):
                 self.warn(f"{value!r} of {self.arguments[0]} is not explained here")
-            lines += [
-                f".. {object_type}:: {value}",
-                "",
-                f"   :Label: {rst_escape(label)}",
-                "",
-                *indent(extras.get(value, "")),
-                "",
-            ]
+            object_type = self.options.get("object", "status")
+            lines += self.entry(
+                object_type, value, [("Label", rst_escape(label))], prose.get(value, "")
+            )
         return self.render(lines)
 
 
@@ -374,11 +333,10 @@ class TransitionsDirective(GeneratedDirective):
                 self.warn(f"{value!r} is missing from the diagram's :center: and :ring:")
             if not any(value in (source, target) for source, target, _ in edges):
                 self.warn(f"no transition leads to or from {value!r}")
-        for source, target, _ in edges:
-            for name in (source, target):
-                if name not in placed:
-                    self.warn(f"transition names {name!r}, which is not placed in the diagram")
-                    return []
+        unplaced = {name for edge in edges for name in edge[:2]} - placed
+        if unplaced:
+            self.warn(f"transitions name {sorted(unplaced)}, which the diagram does not place")
+            return []
 
         svg = state_diagram(
             centre,
@@ -393,24 +351,11 @@ class TransitionsDirective(GeneratedDirective):
         def ref(name: str) -> str:
             return f"*{rst_escape(name)}*" if name in pseudo else f":status:`{name}`"
 
-        lines = [
-            ".. list-table::",
-            "   :header-rows: 1",
-            "   :widths: 4 22 22 52",
-            "",
-            "   * - #",
-            "     - From",
-            "     - To",
-            "     - When",
+        rows = [
+            [str(number), ref(source), ref(target), when]
+            for number, (source, target, when) in enumerate(edges, start=1)
         ]
-        for number, (source, target, when) in enumerate(edges, start=1):
-            lines += [
-                f"   * - {number}",
-                f"     - {ref(source)}",
-                f"     - {ref(target)}",
-                f"     - {when}",
-            ]
-        return [figure, *self.render(lines)]
+        return [figure, *self.render(list_table("4 22 22 52", ["#", "From", "To", "When"], rows))]
 
 
 def setup(app: Sphinx) -> dict[str, Any]:

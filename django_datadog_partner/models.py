@@ -115,6 +115,12 @@ class Connection(OwnedModel):
         verbose_name = _("Datadog connection")
         verbose_name_plural = _("Datadog connections")
         ordering = ("-created_at",)
+        permissions = [
+            (
+                "manage_connection",
+                _("Can manage any Datadog connection (revoke, refresh, test, recreate key)"),
+            )
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=("owner_content_type", "owner_object_id", "domain", "dd_org_id"),

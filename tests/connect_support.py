@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 import responses
+from django.contrib.auth.models import Permission
 from django.test import Client
 
 from django_datadog_partner.models import AuthorizationRequest
@@ -125,7 +126,18 @@ def make_user(django_user_model: Any, username: str = "alice", **extra: Any) -> 
     return django_user_model.objects.create_user(username=username, password="pw", **extra)
 
 
+def with_permissions(user: Any, *codenames: str) -> Any:
+    """``user`` granted the permissions ``codenames``, reloaded (no cached permissions)."""
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    return type(user).objects.get(pk=user.pk)
+
+
 def signed_in(user: Any) -> Client:
     client = Client()
     client.force_login(user)
     return client
+
+
+def signed_in_with(django_user_model: Any, username: str, *codenames: str, **extra: Any) -> Client:
+    """A new user holding the permissions ``codenames``, signed in."""
+    return signed_in(with_permissions(make_user(django_user_model, username, **extra), *codenames))

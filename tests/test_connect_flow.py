@@ -426,11 +426,6 @@ def test_another_users_connection_answers_404(
     assert AuthorizationRequest.objects.filter(reconnect_of=connection).count() == 0
 
 
-def test_staff_may_manage_any_connection(django_user_model: Any, connection: Connection) -> None:
-    staff = signed_in(make_user(django_user_model, "root", is_staff=True))
-    assert staff.get(f"/datadog/connections/{connection.pk}/").status_code == 200
-
-
 def test_members_of_the_owner_may_manage_its_connections(
     django_user_model: Any,
     alice: Any,

@@ -1,7 +1,8 @@
 """The lifecycle actions offered on connections in the admin, each behind a confirmation page.
 
 Every action calls an operation from ``connections``; this module only says who it applies
-to and turns the outcome into a message for the person who clicked.
+to, which permission it needs, and turns the outcome into a message for the person who
+clicked.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ class LifecycleAction:
     not_applicable: Callable[[Connection], str | None]
     #: ``None`` for an action whose page is the result (nothing is changed).
     perform: Callable[[HttpRequest, Connection], Outcome] | None
+
+    @property
+    def permission(self) -> str:
+        """The admin permission it needs: seeing a result, or managing the connections."""
+        return "view" if self.perform is None else "manage"
 
     @property
     def confirm_label(self) -> str:
@@ -145,7 +151,8 @@ ACTIONS: dict[str, LifecycleAction] = {
         LifecycleAction(
             "reconnect_link",
             "Copy reconnect link",
-            "Send this link to a person allowed to manage the connection. It opens the "
+            "Send this link to a member of the connection's owner (only they may "
+            "reconnect it: their Datadog login decides the organisation). It opens the "
             "connection's page (signing in is required) where “Reconnect” starts a new "
             "authorisation with Datadog and updates this connection in place. The link "
             "contains no credentials.",

@@ -3,6 +3,9 @@
 Each connection's failure is reported and the loop goes on; the command ends with a
 summary and exits non-zero if anything failed. Only a configuration error (our client
 credentials refused) stops the loop, since every further connection would fail alike.
+
+Commands act as the operator and apply no per-user permission: whoever can run
+``manage.py`` already holds the settings, the database and the encryption keys.
 """
 
 from __future__ import annotations

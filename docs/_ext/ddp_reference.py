@@ -11,8 +11,10 @@ has but the page cannot explain, is a warning, so ``sphinx -W`` fails on any dri
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import ddp_inventory as inventory
@@ -25,6 +27,7 @@ from sphinx.util.docutils import SphinxDirective
 from sphinx.util.parsing import nested_parse_to_nodes
 
 logger = logging.getLogger(__name__)
+PACKAGE_DIR = Path(importlib.import_module(inventory.PACKAGE).__file__ or "").parent
 
 OBJECT_TYPES = {
     "setting": "pair: %s; setting",
@@ -97,6 +100,9 @@ class GeneratedDirective(SphinxDirective):
         return [*lines, ""]
 
     def render(self, lines: list[str]) -> list[nodes.Node]:
+        # The page is rebuilt whenever the package's code changes, not only its .rst.
+        for path in sorted(PACKAGE_DIR.rglob("*.py")):
+            self.env.note_dependency(str(path))
         return list(
             nested_parse_to_nodes(
                 self.state, "\n".join(lines), source=f"<{self.name} in {self.env.docname}>"

@@ -23,7 +23,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--reason",
             default="Revoked with manage.py datadog_partner_revoke.",
-            help="why, kept on each connection (default: %(default)s)",
+            help="why, recorded as each connection's status reason (default: %(default)s)",
         )
         parser.add_argument(
             "--local-only",

@@ -169,3 +169,16 @@ def test_make_demo_in_the_background_stopped_by_sigterm_to_its_group_leaves_noth
         shell.wait(timeout=10)
         assert shell.stdout is not None
         shell.stdout.close()
+
+
+def test_the_shops_own_test_suite_passes(tmp_path: Path) -> None:
+    """Order creation, payment messages and what Datadog receives (``shop/tests.py``)."""
+    result = subprocess.run(
+        [sys.executable, str(MANAGE), "test", "--debug-mode", "--noinput", "shop"],
+        env=demo_env(tmp_path, free_port()),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Ran 4 tests" in result.stderr and "OK" in result.stderr

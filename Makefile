@@ -21,8 +21,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Development mode (ResourceWarnings and deprecations are errors, see setup.cfg) and a
+# branch-coverage gate.
+COVERAGE_GATE ?= 96
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	PYTHONDEVMODE=1 $(BIN)/python -m pytest --cov --cov-report=term:skip-covered \
+		--cov-fail-under=$(COVERAGE_GATE) $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not e2e and not browser" $(PYTEST_ARGS)

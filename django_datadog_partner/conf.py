@@ -147,12 +147,13 @@ class PartnerSettings:
 
     @property
     def CAN_MANAGE_CONNECTION(self) -> Callable[..., Any]:
-        """Hook ``(user, connection) -> bool`` for viewing, disconnecting, reconnecting.
+        """Hook ``(user, connection) -> bool``: may the user manage the connection.
 
-        Default: staff, or the owner is the user or one of ``OWNERS_FOR_USER(user)``.
+        Default: the owner is one of ``OWNERS_FOR_USER(user)``, or the user holds the
+        ``datadog_partner.manage_connection`` permission (see ``permissions``).
         """
         return self.hook(
-            "CAN_MANAGE_CONNECTION", "django_datadog_partner.permissions.owner_or_staff"
+            "CAN_MANAGE_CONNECTION", "django_datadog_partner.permissions.owner_or_manager"
         )
 
     @property

@@ -72,10 +72,6 @@ class NeedsReconnectError(DatadogPartnerError):
     """The customer revoked the grant or uninstalled the integration: only a new flow helps."""
 
 
-class APIKeyRejectedError(DatadogPartnerError):
-    """Datadog refuses the connection's API key."""
-
-
 class CredentialsUnreadableError(DatadogPartnerError):
     """A stored secret cannot be decrypted with the configured ``ENCRYPTION_KEYS``."""
 

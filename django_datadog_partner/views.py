@@ -53,6 +53,10 @@ KEY_RETRY_FAILED = _(
     "Datadog could not be reached or refused the request. Try again in a minute, or reconnect."
 )
 KEY_READY = _("The API key is in place: data can be sent to Datadog.")
+MEMBERS_RECONNECT = _(
+    "Only a member of the connection's owner can reconnect it: the Datadog login used to "
+    "reconnect decides which Datadog organisation receives the data. Send them this page."
+)
 
 
 class BadParameter(Exception):
@@ -183,8 +187,13 @@ def site_picker(request: HttpRequest) -> HttpResponse:
 @transaction.non_atomic_requests
 @sensitive_variables("params")
 def callback(request: HttpRequest) -> HttpResponse:
-    """Datadog's redirect back: ``?code&state&domain`` or ``?error&error_description``."""
-    names = ("code", "state", "domain", "error", "error_description", "dd_oid", "dd_org_name")
+    """Datadog's redirect back: ``?code&state&domain`` or ``?error&error_description``.
+
+    ``site``, ``dd_oid`` and ``dd_org_name`` (sent by Datadog, undocumented) are browser
+    input: bounded here, never trusted for identity (see ``connections.identity``).
+    """
+    names = ("code", "state", "domain", "site", "error", "error_description", "dd_oid",
+             "dd_org_name")  # fmt: skip
     try:
         params = query(request, *names)
     except BadParameter as exc:
@@ -215,8 +224,8 @@ def callback(request: HttpRequest) -> HttpResponse:
             state=state,
             code=params["code"] or "",
             callback_domain=params["domain"],
-            dd_org_id=params["dd_oid"] or "",
-            dd_org_name=params["dd_org_name"] or "",
+            callback_site=params["site"],
+            org_hint=params["dd_oid"] or "",
         )
     except ConnectFailed as exc:
         return failure_redirect(request, exc)
@@ -241,7 +250,7 @@ def connected(request: HttpRequest) -> HttpResponse:
     result = request.session.get(RESULT_KEY)
     pk = result.get("connection") if isinstance(result, dict) else None
     connection = Connection.objects.filter(pk=pk).first() if isinstance(pk, int) else None
-    if connection is None or not permissions.can_manage_connection(request.user, connection):
+    if connection is None or not permissions.may(request.user, permissions.MANAGE, connection):
         return redirect("datadog_partner:connections")
     context = {"connection": connection, "result": result, "success_url": app_settings.SUCCESS_URL}
     context.update(_key_context(connection))
@@ -285,7 +294,12 @@ def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
     notice = request.session.pop(NOTICE_KEY, None)
     if not isinstance(notice, dict) or notice.get("connection") != connection.pk:
         notice = None
-    context = {"connection": connection, "notice": notice, "success_url": app_settings.SUCCESS_URL}
+    context = {
+        "connection": connection,
+        "notice": notice,
+        "success_url": app_settings.SUCCESS_URL,
+        "may_reconnect": permissions.may(request.user, permissions.RECONNECT, connection),
+    }
     context.update(_key_context(connection))
     return render(request, "datadog_partner/connection_detail.html", context)
 
@@ -305,6 +319,8 @@ def disconnect(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def reconnect(request: HttpRequest, pk: int) -> HttpResponse:
     connection = permissions.manageable_connection(request.user, pk)
+    if not permissions.may(request.user, permissions.RECONNECT, connection):
+        return _back_to(request, connection, str(MEMBERS_RECONNECT), ok=False)
     try:
         url = connections.reconnect(connection, session=request.session, user=request.user)
     except ConnectFailed as exc:

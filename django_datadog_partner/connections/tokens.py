@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from .. import oauth
+from ..alarms import raise_alarm
 from ..exceptions import (
     CredentialsUnreadableError,
     DatadogPartnerError,
@@ -37,9 +38,9 @@ from ..exceptions import (
 from ..fields import Secret
 from ..models import Alarm, Connection, ConnectionStatus
 from ..regions import get_site
-from .rows import TOKEN_STATUSES, copy_state, error_code_of, locked_row, record_error, reread
+from ..status import mark_broken, reveal
+from .rows import copy_state, error_code_of, locked_row, record_error, reread
 from .rows import unusable_error as _unusable_error
-from .status import mark_broken, raise_alarm
 
 logger = logging.getLogger("django_datadog_partner")
 
@@ -59,7 +60,7 @@ def token_is_fresh(connection: Connection, now: datetime | None = None) -> bool:
 
 def access_token(connection: Connection) -> str:
     """A usable access token for ``Authorization: Bearer``, refreshed first if needed."""
-    if connection.status not in TOKEN_STATUSES:
+    if not connection.holds_tokens:
         raise _unusable_error(connection)
     if not token_is_fresh(connection):
         refresh(connection)
@@ -79,7 +80,7 @@ def refresh(connection: Connection, *, force: bool = False) -> bool:
     seen_access_token = connection.access_token
     failure: DatadogPartnerError | None = None
     with locked_row(connection) as row:
-        if row.status not in TOKEN_STATUSES:
+        if not row.holds_tokens:
             failure = _unusable_error(row)
         elif _needs_refresh(row, seen_access_token, force):
             failure = _refresh_locked(row)
@@ -95,20 +96,6 @@ def refresh(connection: Connection, *, force: bool = False) -> bool:
     if failure is not None:
         raise failure
     return connection.access_token != seen_access_token
-
-
-def reveal(connection: Connection, secret: Secret) -> str:
-    """Decrypt one of the connection's secrets; an unreadable one marks the connection."""
-    try:
-        return secret.reveal()
-    except CredentialsUnreadableError:
-        mark_broken(
-            connection,
-            ConnectionStatus.CREDENTIALS_UNREADABLE,
-            "A stored secret cannot be decrypted with the configured ENCRYPTION_KEYS.",
-            "credentials_unreadable",
-        )
-        raise
 
 
 def _needs_refresh(row: Connection, seen_access_token: Secret | None, force: bool) -> bool:
@@ -158,8 +145,8 @@ def _after_invalid_grant(row: Connection, sent: str) -> DatadogPartnerError | No
     if current_token is not None and not hmac.compare_digest(reveal(current, current_token), sent):
         logger.info("Datadog connection %s: another worker refreshed first.", row.pk)
         copy_state(current, row)
-        return None if current.status in TOKEN_STATUSES else _unusable_error(current)
-    if current.status not in TOKEN_STATUSES:  # revoked or reconnected meanwhile
+        return None if current.holds_tokens else _unusable_error(current)
+    if not current.holds_tokens:  # revoked or reconnected meanwhile
         copy_state(current, row)
         return _unusable_error(current)
     mark_broken(

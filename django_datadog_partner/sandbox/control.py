@@ -106,15 +106,16 @@ class Sandbox:
 
         Fields: ``intake`` ("429", "500", "503", "403" or ""), ``times`` (None: always),
         ``rate_limit_reset`` (seconds), ``slow_seconds``, ``refresh_invalid_grant``,
-        ``key_creation`` ("409", "403" or ""), ``send_org_params``.
+        ``key_creation`` ("409", "403" or ""), ``bare_callback`` (the callback carries only
+        ``code``, ``state`` and ``domain``).
         """
         faults = dataclasses.replace(self.store.faults(org.id), **changes)
         self.store.set_faults(org.id, faults)
         return faults
 
     def clear_faults(self, org: Org) -> None:
-        send_org_params = self.store.faults(org.id).send_org_params
-        self.store.set_faults(org.id, Faults(send_org_params=send_org_params))
+        bare_callback = self.store.faults(org.id).bare_callback
+        self.store.set_faults(org.id, Faults(bare_callback=bare_callback))
 
     # --- the browser side of OAuth, without a browser ------------------------------------
 

@@ -31,5 +31,5 @@ class FaultsForm(forms.ModelForm):
             "slow_seconds",
             "refresh_invalid_grant",
             "key_creation_fault",
-            "send_org_params",
+            "bare_callback",
         )

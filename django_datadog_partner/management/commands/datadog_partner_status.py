@@ -10,13 +10,9 @@ from datetime import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand
-from django.db.models import Count
-from django.utils import timezone
 
-from ...breakers import open_breakers
-from ...delivery import backlog
-from ...models import Alarm, Connection, ConnectionStatus
-from ...schedules import schedules_out_of_date
+from ...models import Connection, ConnectionStatus
+from ...report import StatusReport
 
 SECRET_FIELDS = ("access_token", "refresh_token", "api_key")
 COLUMNS = ("id", "status", "domain", "org", "owner", "api_key", "token_expires", "last_success",
@@ -37,27 +33,23 @@ class Command(BaseCommand):
         if options["status"]:
             queryset = queryset.filter(status=options["status"])
         rows = [_row(connection) for connection in queryset.order_by("pk")]
+        report = StatusReport()
         alarms = [
-            {
-                "code": a.code,
-                "message": a.message,
-                "count": a.count,
-                "last": _time(a.last_raised_at),
-            }
-            for a in Alarm.objects.filter(cleared_at__isnull=True)
-        ]
-        missing = [spec.name for spec in schedules_out_of_date()]
-        now = timezone.now()
-        outbox = backlog(now)
-        waiting = outbox.waiting_seconds(now)
+            {"code": a.code, "message": a.message, "count": a.count,
+             "last": _time(a.last_raised_at)}
+            for a in report.alarms
+        ]  # fmt: skip
+        missing = [spec.name for spec in report.schedules_missing]
+        outbox = report.backlog
+        waiting = outbox.waiting_seconds(report.now)
         tripped = [
             {"domain": b.domain, "open_until": b.open_until.isoformat() if b.open_until else None,
              "failures": b.failures, "last_error": b.last_error}
-            for b in open_breakers()
+            for b in report.open_breakers
         ]  # fmt: skip
         if options["json"]:
             by_status = dict(Counter(row["status"] for row in rows))
-            report = {
+            document = {
                 "connections": rows,
                 "by_status": by_status,
                 "alarms": alarms,
@@ -65,9 +57,9 @@ class Command(BaseCommand):
                 "outbox": {"by_status": outbox.by_status, "oldest_due_seconds": waiting},
                 "site_breakers_open": tripped,
             }
-            self.stdout.write(json.dumps(report, indent=2))
+            self.stdout.write(json.dumps(document, indent=2))
             return
-        self._table(rows, options["status"])
+        self._table(rows, options["status"], report)
         self.stdout.write(_outbox_line(outbox.by_status, waiting))
         if tripped:
             self.stdout.write(self.style.WARNING("Site breakers open (nothing is sent there):"))
@@ -88,9 +80,9 @@ class Command(BaseCommand):
                 )
             )
 
-    def _table(self, rows: list[dict[str, Any]], status: str | None) -> None:
+    def _table(self, rows: list[dict[str, Any]], status: str | None, report: StatusReport) -> None:
         if not rows:
-            self.stdout.write(_none_shown(status))
+            self.stdout.write(_none_shown(status, report.connections_by_status))
             return
         cells = [[str(row[c] if row[c] is not None else "-") for c in COLUMNS] for row in rows]
         widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(COLUMNS)]
@@ -127,14 +119,11 @@ def _row(connection: Connection) -> dict[str, Any]:
     }
 
 
-def _none_shown(status: str | None) -> str:
+def _none_shown(status: str | None, counts: dict[str, int]) -> str:
     """Nothing to list: say what exists when a ``--status`` filter matched nothing."""
-    counts = dict(
-        Connection.objects.order_by("status").values_list("status").annotate(n=Count("pk"))
-    )
     if status is None or not counts:
         return "No Datadog connections."
-    others = ", ".join(f"{n} {other}" for other, n in counts.items())
+    others = ", ".join(f"{n} {other}" for other, n in sorted(counts.items()))
     return f"No {status} connection; {sum(counts.values())} in other statuses: {others}."
 
 

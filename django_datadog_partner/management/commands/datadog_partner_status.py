@@ -59,7 +59,7 @@ class Command(BaseCommand):
             }
             self.stdout.write(json.dumps(document, indent=2))
             return
-        self._table(rows)
+        self._table(rows, options["status"], report)
         self.stdout.write(_outbox_line(outbox.by_status, waiting))
         if tripped:
             self.stdout.write(self.style.WARNING("Site breakers open (nothing is sent there):"))
@@ -80,9 +80,9 @@ class Command(BaseCommand):
                 )
             )
 
-    def _table(self, rows: list[dict[str, Any]]) -> None:
+    def _table(self, rows: list[dict[str, Any]], status: str | None, report: StatusReport) -> None:
         if not rows:
-            self.stdout.write("No Datadog connections.")
+            self.stdout.write(_none_shown(status, report.connections_by_status))
             return
         cells = [[str(row[c] if row[c] is not None else "-") for c in COLUMNS] for row in rows]
         widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(COLUMNS)]
@@ -117,6 +117,14 @@ def _row(connection: Connection) -> dict[str, Any]:
         ),
         "health_checked": _time(connection.health_checked_at),
     }
+
+
+def _none_shown(status: str | None, counts: dict[str, int]) -> str:
+    """Nothing to list: say what exists when a ``--status`` filter matched nothing."""
+    if status is None or not counts:
+        return "No Datadog connections."
+    others = ", ".join(f"{n} {other}" for other, n in sorted(counts.items()))
+    return f"No {status} connection; {sum(counts.values())} in other statuses: {others}."
 
 
 def _outbox_line(by_status: dict[str, int], waiting: float | None) -> str:

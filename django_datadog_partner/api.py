@@ -21,13 +21,10 @@ from typing import Any
 import requests
 from django.views.decorators.debug import sensitive_variables
 
-from .client import DatadogClient
+from .client import DatadogClient, Verdict, classify
 from .connections.tokens import access_token, refresh
 from .exceptions import DatadogPartnerError, RateLimitedError, RetryableError
 from .models import Connection
-from .oauth import retry_after
-
-RETRYABLE_STATUSES = frozenset({408, 425})
 
 
 class DatadogAPI:
@@ -109,19 +106,19 @@ def api_for(connection: Connection) -> DatadogAPI:
 
 
 def _checked(response: requests.Response, method: str, path: str) -> requests.Response:
-    status = response.status_code
-    if 200 <= status < 300:
+    answer = classify(response)
+    if answer.verdict is Verdict.SUCCESS:
         return response
     where = f"{method} {path.split('?', 1)[0]}"
-    if status == 429:
+    if answer.verdict is Verdict.RATE_LIMITED:
         raise RateLimitedError(
             f"Datadog asked us to slow down ({where}).",
-            retry_after=retry_after(response),
+            retry_after=answer.retry_after,
             response=response,
         )
-    if status >= 500 or status in RETRYABLE_STATUSES:
+    if answer.retryable:
         raise RetryableError(f"Datadog failed to answer {where}.", response=response)
-    if status in (401, 403):
+    if answer.verdict in (Verdict.UNAUTHORIZED, Verdict.FORBIDDEN):
         raise DatadogPartnerError(
             f"Datadog refused {where}: the connection may lack the scope this endpoint needs, "
             "or its authorization was revoked.",

@@ -1,4 +1,4 @@
-"""The one HTTP seam to Datadog.
+"""The one HTTP seam to Datadog, and the one reading of its answers (``classify``).
 
 A single ``requests.Session`` per process (kept-alive connections, no environment proxy
 look-ups, no urllib3 retries: the outbox owns retries), explicit timeouts, redirects never
@@ -11,8 +11,10 @@ from __future__ import annotations
 import ssl
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -88,9 +90,10 @@ class DatadogClient:
             response = self.request("GET", self.api_url(VALIDATE_PATH), headers={"DD-API-KEY": key})
         except (RetryableError, TransportRefusedError):
             return None
-        if response.status_code in (401, 403):
+        verdict = classify(response).verdict
+        if verdict in (Verdict.UNAUTHORIZED, Verdict.FORBIDDEN):
             return False
-        if response.status_code != 200:
+        if verdict is not Verdict.SUCCESS:
             return None
         try:
             body = response.json()
@@ -155,6 +158,68 @@ class DatadogClient:
                 status_code=response.status_code,
             )
         return response
+
+
+class Verdict(StrEnum):
+    """What an answer from Datadog means, whichever endpoint gave it; each caller decides
+    what that means for its own work (a row, a token, a key)."""
+
+    SUCCESS = "success"
+    RATE_LIMITED = "rate_limited"  # 429: the same request, after the pause Datadog asked for
+    UNAVAILABLE = "unavailable"  # 408, 425, 5xx: the same request, later
+    UNAUTHORIZED = "unauthorized"  # 401: the credential sent is not accepted
+    FORBIDDEN = "forbidden"  # 403: the credential is known but may not do this
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    TOO_LARGE = "too_large"  # 413
+    INVALID = "invalid"  # 400, 422: this body will never be accepted
+    REFUSED = "refused"  # any other answer
+
+
+#: Statuses besides every 5xx for which the same request may succeed later.
+RETRYABLE_STATUSES = frozenset({408, 425, 429})
+#: How long to pause after a 429 that says nothing about when to come back.
+DEFAULT_RETRY_AFTER = 60.0
+
+_BY_STATUS = {
+    401: Verdict.UNAUTHORIZED, 403: Verdict.FORBIDDEN, 404: Verdict.NOT_FOUND,
+    409: Verdict.CONFLICT, 413: Verdict.TOO_LARGE, 400: Verdict.INVALID, 422: Verdict.INVALID,
+    429: Verdict.RATE_LIMITED,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Answer:
+    """``classify()``'s reading of one response."""
+
+    status: int
+    verdict: Verdict
+    #: After a 429: the pause from ``X-RateLimit-Reset``/``Retry-After``, None if unsaid.
+    pause_for: float | None = None
+
+    @property
+    def code(self) -> str:
+        return f"http_{self.status}"
+
+    @property
+    def retryable(self) -> bool:
+        return self.verdict in (Verdict.RATE_LIMITED, Verdict.UNAVAILABLE)
+
+    @property
+    def retry_after(self) -> float:
+        return DEFAULT_RETRY_AFTER if self.pause_for is None else self.pause_for
+
+
+def classify(response: requests.Response) -> Answer:
+    """The one place that reads a Datadog status code (redirects never get here)."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return Answer(status, Verdict.SUCCESS)
+    if status == 429:
+        return Answer(status, Verdict.RATE_LIMITED, rate_limit_wait(response.headers))
+    if status >= 500 or status in RETRYABLE_STATUSES:
+        return Answer(status, Verdict.UNAVAILABLE)
+    return Answer(status, _BY_STATUS.get(status, Verdict.REFUSED))
 
 
 def rate_limit_wait(headers: Mapping[str, str]) -> float | None:

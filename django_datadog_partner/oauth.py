@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 from oauthlib.oauth2.rfc6749.parameters import prepare_token_request
 
-from .client import DatadogClient, rate_limit_wait
+from .client import DatadogClient, Verdict, classify
 from .conf import app_settings
 from .exceptions import (
     InvalidClientError,
@@ -43,7 +43,6 @@ DEFAULT_EXPIRES_IN = 3600  # Datadog documents a one-hour access token.
 MIN_EXPIRES_IN = 60
 MAX_EXPIRES_IN = 86_400
 MAX_TOKEN_LENGTH = 4096
-DEFAULT_RETRY_AFTER = 60.0
 FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
 
 #: The error code of a 2xx token answer that does not hold a usable token.
@@ -243,17 +242,17 @@ def _looks_like_code(value: str) -> bool:
 
 
 def _error_for(response: requests.Response, endpoint: str) -> Exception:
-    status = response.status_code
+    answer = classify(response)
     code, description = split_error(response)
-    if status == 429:
+    if answer.verdict is Verdict.RATE_LIMITED:
         return RateLimitedError(
             f"Datadog's {endpoint} endpoint asked us to slow down.",
-            retry_after=retry_after(response),
+            retry_after=answer.retry_after,
             response=response,
         )
-    if status >= 500:
+    if answer.retryable:
         return RetryableError(f"Datadog's {endpoint} endpoint failed.", response=response)
-    if code == "invalid_client" or status == 401:
+    if code == "invalid_client" or answer.verdict is Verdict.UNAUTHORIZED:
         return InvalidClientError(
             f"Datadog refused this OAuth client's credentials at the {endpoint} endpoint.",
             error_code=code or "invalid_client",
@@ -275,9 +274,3 @@ def _invalid_response(response: requests.Response, why: str) -> OAuthError:
         description=why,
         status_code=response.status_code,
     )
-
-
-def retry_after(response: requests.Response) -> float:
-    """Seconds Datadog asked us to wait, or a minute when it did not say."""
-    wait = rate_limit_wait(response.headers)
-    return DEFAULT_RETRY_AFTER if wait is None else wait

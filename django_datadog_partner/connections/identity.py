@@ -42,7 +42,7 @@ from typing import Any
 import requests
 from django.views.decorators.debug import sensitive_variables
 
-from ..client import DatadogClient
+from ..client import DatadogClient, Verdict, classify
 from ..exceptions import (
     CredentialsUnreadableError,
     DatadogPartnerError,
@@ -139,19 +139,19 @@ def _post_marketplace(site: Site, access_token: str) -> MarketplaceAnswer:
 
 
 def _marketplace_answer(response: requests.Response) -> MarketplaceAnswer:
-    status = response.status_code
-    code = f"http_{status}"
-    if 200 <= status < 300:
+    answer = classify(response)
+    code = answer.code
+    if answer.verdict is Verdict.SUCCESS:
         parsed = _parse_key(response)
         if parsed is None:
             # The key may exist in Datadog now, but we could not read it: treat as lost.
             return MarketplaceAnswer(missing=MISSING_UNCONFIRMED, error_code="invalid_key_response")
         return parsed
-    if status == 409:
+    if answer.verdict is Verdict.CONFLICT:
         return MarketplaceAnswer(missing=MISSING_CONFLICT, error_code=code)
-    if status in (401, 403):
+    if answer.verdict in (Verdict.UNAUTHORIZED, Verdict.FORBIDDEN):
         return MarketplaceAnswer(missing=MISSING_SCOPE, error_code=code)
-    if status == 429 or status >= 500:
+    if answer.retryable:
         return MarketplaceAnswer(missing=MISSING_UNCONFIRMED, error_code=code)
     detail = "; ".join(datadog_error_messages(response))[:300]
     return MarketplaceAnswer(missing=MISSING_REFUSED, error_code=code, detail=detail)

@@ -19,9 +19,14 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from . import __version__
+from . import __version__, safejson
 from .conf import app_settings
-from .exceptions import CertificateRefusedError, RetryableError, TransportRefusedError
+from .exceptions import (
+    CertificateRefusedError,
+    RetryableError,
+    TransportRefusedError,
+    UnreadableAnswerError,
+)
 from .regions import Site, allowed_origins, get_site
 
 USER_AGENT = f"django-datadog-partner/{__version__}"
@@ -86,8 +91,8 @@ class DatadogClient:
         if response.status_code != 200:
             return None
         try:
-            body = response.json()
-        except ValueError:
+            body = json_body(response)
+        except UnreadableAnswerError:
             return None
         return isinstance(body, dict) and body.get("valid") is True
 
@@ -141,6 +146,20 @@ class DatadogClient:
                 status_code=response.status_code,
             )
         return response
+
+
+def json_body(response: requests.Response) -> Any:
+    """Datadog's answer decoded: the one place answers are parsed, with a nesting limit.
+
+    Raises ``UnreadableAnswerError`` (never ``RecursionError``, never the body's text).
+    """
+    try:
+        return safejson.loads(response.content)
+    except ValueError:
+        raise UnreadableAnswerError(
+            f"Datadog's answer is not readable JSON ({_where(response.url)}).",
+            status_code=response.status_code,
+        ) from None
 
 
 def rate_limit_wait(headers: Mapping[str, str]) -> float | None:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
 
+from . import safejson
+
 if TYPE_CHECKING:
     import requests
 
@@ -88,6 +90,11 @@ class RateLimitedError(DatadogPartnerError):
         super().__init__(message, **kwargs)
 
 
+class UnreadableAnswerError(DatadogPartnerError):
+    """Datadog's answer is not JSON we can read: malformed, not UTF-8, or nested deeper
+    than ``safejson.MAX_DEPTH``. The body itself is never kept."""
+
+
 class RetryableError(DatadogPartnerError):
     """A timeout, a reset connection or a 5xx: try again later, change nothing."""
 
@@ -109,7 +116,7 @@ def _status(response: requests.Response | None) -> int | None:
 def datadog_error_messages(response: requests.Response) -> list[str]:
     """Error strings from both RFC 6749 bodies and Datadog's ``{"errors": [...]}`` shape."""
     try:
-        body = response.json()
+        body = safejson.loads(response.content)
     except ValueError:
         return []
     messages: list[str] = []

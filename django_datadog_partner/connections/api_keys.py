@@ -16,12 +16,13 @@ import requests
 from django.views.decorators.debug import sensitive_variables
 
 from .. import crypto
-from ..client import DatadogClient
+from ..client import DatadogClient, json_body
 from ..exceptions import (
     CredentialsUnreadableError,
     DatadogPartnerError,
     RetryableError,
     TransportRefusedError,
+    UnreadableAnswerError,
     datadog_error_messages,
 )
 from ..models import Connection, ConnectionStatus
@@ -125,10 +126,10 @@ def _handle_marketplace_answer(
 
 def _parse_key(response: requests.Response) -> tuple[str, str] | None:
     try:
-        data = response.json().get("data") or {}
+        data = json_body(response).get("data") or {}
         key = data["attributes"]["key"]
         key_id = str(data.get("id") or "")
-    except (ValueError, AttributeError, KeyError, TypeError):
+    except (UnreadableAnswerError, AttributeError, KeyError, TypeError):
         return None
     if not isinstance(key, str) or not 8 <= len(key) <= 256 or not key.isalnum():
         return None

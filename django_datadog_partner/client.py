@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -34,6 +35,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from . import __version__, safejson
 from .conf import app_settings
 from .exceptions import (
+    AnswerLostError,
     CertificateRefusedError,
     RetryableError,
     TransportRefusedError,
@@ -144,8 +146,10 @@ class DatadogClient:
                     allow_redirects=False,
                     stream=True,
                 )
+            except requests.ConnectTimeout as exc:  # nothing was sent
+                raise RetryableError(_late(url)) from exc
             except requests.Timeout as exc:
-                raise _late(url) from exc
+                raise AnswerLostError(_late(url)) from exc
             except requests.exceptions.SSLError as exc:
                 if not _certificate_refused(exc):
                     raise RetryableError(f"TLS with Datadog failed ({_where(url)}).") from exc
@@ -156,7 +160,11 @@ class DatadogClient:
                 ) from exc
             except requests.ConnectionError as exc:
                 if time.monotonic() >= deadline:  # a write cut short by the deadline
-                    raise _late(url) from exc
+                    raise AnswerLostError(_late(url)) from exc
+                if _after_sending(exc):
+                    raise AnswerLostError(
+                        f"Datadog closed the connection without answering ({_where(url)})."
+                    ) from exc
                 raise RetryableError(f"Could not reach Datadog ({_where(url)}).") from exc
             except requests.RequestException as exc:
                 raise RetryableError(f"Request to Datadog failed ({_where(url)}).") from exc
@@ -241,13 +249,22 @@ def _guard_host(url: str) -> None:
         )
 
 
-def _late(url: str) -> RetryableError:
-    return RetryableError(f"Datadog did not answer in time ({_where(url)}).")
+def _late(url: str) -> str:
+    return f"Datadog did not answer in time ({_where(url)})."
+
+
+def _after_sending(exc: requests.ConnectionError) -> bool:
+    """Whether the connection broke once the request was on its way (not while connecting)."""
+    return bool(exc.args) and isinstance(exc.args[0], urllib3.exceptions.ProtocolError)
 
 
 def _read_capped(response: requests.Response, deadline: float) -> None:
-    """Stream the body into ``response.content``; stop at the size cap or the deadline."""
+    """Stream the body into ``response.content``; stop at the size cap or the deadline.
+
+    A 2xx answer that does not arrive whole is an ``AnswerLostError``: Datadog acted on it.
+    """
     limit = app_settings.MAX_RESPONSE_BYTES
+    error = AnswerLostError if 200 <= response.status_code < 300 else RetryableError
     chunks = []
     size = 0
     try:
@@ -255,7 +272,7 @@ def _read_capped(response: requests.Response, deadline: float) -> None:
             size += len(chunk)
             if size > limit:
                 response.close()
-                raise RetryableError(
+                raise error(
                     f"Datadog's answer exceeded {limit} bytes ({_where(response.url)}).",
                     status_code=response.status_code,
                 )
@@ -263,8 +280,8 @@ def _read_capped(response: requests.Response, deadline: float) -> None:
     except requests.RequestException as exc:
         response.close()
         if time.monotonic() >= deadline:
-            raise _late(response.url) from exc
-        raise RetryableError(f"Datadog's answer was cut off ({_where(response.url)}).") from exc
+            raise error(_late(response.url)) from exc
+        raise error(f"Datadog's answer was cut off ({_where(response.url)}).") from exc
     response._content = b"".join(chunks)
     response._content_consumed = True  # type: ignore[attr-defined]
 

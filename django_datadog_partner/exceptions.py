@@ -74,6 +74,12 @@ class NeedsReconnectError(DatadogPartnerError):
     """The customer revoked the grant or uninstalled the integration: only a new flow helps."""
 
 
+class RefreshTokenLostError(NeedsReconnectError):
+    """Datadog refuses a refresh token after the answer to an earlier refresh was lost: it
+    had probably replaced the token already. The connection keeps delivering with its API
+    key; only calls that need the OAuth token wait for a new flow."""
+
+
 class APIKeyRejectedError(DatadogPartnerError):
     """Datadog refuses the connection's API key."""
 
@@ -97,6 +103,11 @@ class UnreadableAnswerError(DatadogPartnerError):
 
 class RetryableError(DatadogPartnerError):
     """A timeout, a reset connection or a 5xx: try again later, change nothing."""
+
+
+class AnswerLostError(RetryableError):
+    """The request was sent but its answer did not arrive whole (a read timeout, a reset
+    after sending, a 2xx body cut off): Datadog may have acted on it."""
 
 
 class TransportRefusedError(ConfigurationError):

@@ -40,7 +40,7 @@ from ..signals import connection_established, connection_failed
 from .api_keys import MISSING_SCOPE, APIKeyOutcome, create_api_key
 from .authorization import callback_url, consume_authorization, start_authorization, take_verifier
 from .status import raise_alarm, set_status
-from .tokens import INVALID_CLIENT_ALARM
+from .tokens import INVALID_CLIENT_ALARM, forget_lost_answer
 
 logger = logging.getLogger("django_datadog_partner")
 
@@ -357,6 +357,7 @@ def _apply(
     connection.access_token = tokens.access_token
     if tokens.refresh_token:
         connection.refresh_token = tokens.refresh_token
+    forget_lost_answer(connection)
     connection.expires_at = tokens.expires_at
     if tokens.scopes:
         connection.scopes = tokens.scopes

@@ -32,4 +32,5 @@ class FaultsForm(forms.ModelForm):
             "refresh_invalid_grant",
             "key_creation_fault",
             "send_org_params",
+            "rotate_refresh_tokens",
         )

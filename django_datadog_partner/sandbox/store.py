@@ -25,6 +25,7 @@ def faults_record(org: m.SandboxOrg) -> Faults:
         refresh_invalid_grant=org.refresh_invalid_grant,
         key_creation=org.key_creation_fault,
         send_org_params=org.send_org_params,
+        rotate_refresh_tokens=org.rotate_refresh_tokens,
     )
 
 
@@ -57,6 +58,7 @@ class OrmStore(Store):
             refresh_invalid_grant=faults.refresh_invalid_grant,
             key_creation_fault=faults.key_creation,
             send_org_params=faults.send_org_params,
+            rotate_refresh_tokens=faults.rotate_refresh_tokens,
         )
 
     def spend_fault(self, org_id: int) -> None:

@@ -18,6 +18,7 @@ from django_datadog_partner.exceptions import (
     TransportRefusedError,
     describe_response,
 )
+from tests.loopback import tcp_server
 
 US5 = "https://api.us5.datadoghq.com"
 
@@ -128,28 +129,8 @@ def test_rfc6749_error_bodies_are_summarised(mocked_http):
 @pytest.fixture
 def black_hole():
     """A loopback server that accepts connections and never answers (AT-24)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                accepted.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    for sock in accepted:
-        sock.close()
-    server.close()
+    with tcp_server(lambda conn, stop: None) as port:
+        yield port
 
 
 def test_a_silent_server_fails_within_the_timeout(black_hole):
@@ -178,48 +159,30 @@ def slow_drip(request):
     stops the call before the whole answer (about 8 s) has trickled in.
     """
     where = request.param
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    stop = threading.Event()
 
-    def drip(sock: socket.socket) -> None:
-        with sock:
-            sock.settimeout(5)
-            received = b""
-            while b"\r\n\r\n" not in received:
-                received += sock.recv(4096)
-            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-            if where == "headers":
-                sock.sendall(head + b"X-Drip: ")
-                trickle, tail = b"x" * DRIP_BYTES, b"\r\nContent-Length: 2\r\n\r\n{}"
-            else:
-                sock.sendall(head + b"Content-Length: %d\r\n\r\n" % (DRIP_BYTES + 2))
-                trickle, tail = b" " * DRIP_BYTES, b"{}"
-            try:
-                for byte in trickle:
-                    if stop.wait(DRIP_EVERY):
-                        return
-                    sock.sendall(bytes([byte]))
-                sock.sendall(tail)
-            except OSError:
-                return  # the client gave up: what the deadline is for
+    def drip(sock: socket.socket, stop: threading.Event) -> None:
+        sock.settimeout(5)
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += sock.recv(4096)
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        if where == "headers":
+            sock.sendall(head + b"X-Drip: ")
+            trickle, tail = b"x" * DRIP_BYTES, b"\r\nContent-Length: 2\r\n\r\n{}"
+        else:
+            sock.sendall(head + b"Content-Length: %d\r\n\r\n" % (DRIP_BYTES + 2))
+            trickle, tail = b" " * DRIP_BYTES, b"{}"
+        try:
+            for byte in trickle:
+                if stop.wait(DRIP_EVERY):
+                    return
+                sock.sendall(bytes([byte]))
+            sock.sendall(tail)
+        except OSError:
+            return  # the client gave up: what the deadline is for
 
-    def serve() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conn = server.accept()[0]
-            except OSError:
-                continue
-            threading.Thread(target=drip, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    server.close()
+    with tcp_server(drip) as port:
+        yield port
 
 
 @pytest.mark.parametrize("slow_drip", ["headers", "body"], indirect=True)

@@ -9,7 +9,7 @@ API access needs a reconnect. Without a lost answer, ``invalid_grant`` still end
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -40,17 +40,6 @@ from tests.lifecycle_support import TOKEN_URL, make_connection, oauth_error, tok
 from tests.testapp.models import Organization
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeDatadog]:
-    with FakeDatadog() as datadog:
-        yield datadog
-
-
-@pytest.fixture
-def acme() -> Organization:
-    return Organization.objects.create(name="Acme")
 
 
 @pytest.fixture
@@ -158,8 +147,15 @@ RESET_AFTER_SENDING = requests.ConnectionError(
         ({"status": 503}, RetryableError, False),
         ({"status": 429, "headers": {"Retry-After": "30"}}, RateLimitedError, False),
     ],
-    ids=["read timeout", "reset after sending", "2xx unreadable", "connect timeout",
-         "refused", "503", "429"],  # fmt: skip
+    ids=[
+        "read timeout",
+        "reset after sending",
+        "2xx unreadable",
+        "connect timeout",
+        "refused",
+        "503",
+        "429",
+    ],
 )
 def test_only_answers_that_may_have_been_processed_are_recorded_as_lost(
     mocked_http: responses.RequestsMock, answer: dict[str, Any], error: type, lost: bool

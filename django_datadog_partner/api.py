@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import requests
+from django.views.decorators.debug import sensitive_variables
 
 from .client import DatadogClient, json_body
 from .connections.tokens import access_token, refresh
@@ -41,6 +42,7 @@ class DatadogAPI:
         self.connection = connection
         self._client = DatadogClient(connection.domain)
 
+    @sensitive_variables()
     def request(
         self,
         method: str,
@@ -88,6 +90,7 @@ class DatadogAPI:
             raise ValueError(f"Give a path such as '/api/v2/users', not {path[:40]!r}.")
         return self._client.api_url(path)
 
+    @sensitive_variables()
     def _send(
         self,
         method: str,

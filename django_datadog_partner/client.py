@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import requests
 import urllib3
+from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -37,6 +38,7 @@ from .conf import app_settings
 from .exceptions import (
     AnswerLostError,
     CertificateRefusedError,
+    DatadogPartnerError,
     RetryableError,
     TransportRefusedError,
     UnreadableAnswerError,
@@ -97,6 +99,7 @@ class DatadogClient:
     def logs_url(self, path: str) -> str:
         return self.site.logs_url + path
 
+    @sensitive_variables()
     def validate_api_key(self, key: str) -> bool | None:
         """True/False when Datadog says the key is valid or not; None when it cannot tell now."""
         try:
@@ -113,6 +116,7 @@ class DatadogClient:
             return None
         return isinstance(body, dict) and body.get("valid") is True
 
+    @sensitive_variables()  # and, by Django's rule, every frame below: requests, urllib3
     def request(
         self,
         method: str,
@@ -128,6 +132,9 @@ class DatadogClient:
 
         Non-2xx answers are returned, not raised: callers classify them. The whole call
         (connect, send, headers and body) ends by connect + read timeout after it starts.
+        Every failure is the package's own error raised ``from None``: the frames and
+        messages of requests and urllib3 (which hold headers and bodies) stay out of
+        tracebacks and reports.
         """
         _guard_host(url)
         timeout = timeout or app_settings.HTTP_TIMEOUT
@@ -146,28 +153,32 @@ class DatadogClient:
                     allow_redirects=False,
                     stream=True,
                 )
-            except requests.ConnectTimeout as exc:  # nothing was sent
-                raise RetryableError(_late(url)) from exc
-            except requests.Timeout as exc:
-                raise AnswerLostError(_late(url)) from exc
+            except requests.ConnectTimeout:  # nothing was sent
+                raise RetryableError(_late(url)) from None
+            except requests.Timeout:
+                raise AnswerLostError(_late(url)) from None
             except requests.exceptions.SSLError as exc:
                 if not _certificate_refused(exc):
-                    raise RetryableError(f"TLS with Datadog failed ({_where(url)}).") from exc
+                    raise RetryableError(f"TLS with Datadog failed ({_where(url)}).") from None
                 raise CertificateRefusedError(
                     f"The TLS certificate of {urlsplit(url).netloc} could not be verified, so "
                     "nothing was sent (something between us and Datadog intercepts TLS, or the "
                     "CA bundle is wrong). Never retried without verification."
-                ) from exc
+                ) from None
             except requests.ConnectionError as exc:
                 if time.monotonic() >= deadline:  # a write cut short by the deadline
-                    raise AnswerLostError(_late(url)) from exc
+                    raise AnswerLostError(_late(url)) from None
                 if _after_sending(exc):
                     raise AnswerLostError(
                         f"Datadog closed the connection without answering ({_where(url)})."
-                    ) from exc
-                raise RetryableError(f"Could not reach Datadog ({_where(url)}).") from exc
+                    ) from None
+                raise RetryableError(f"Could not reach Datadog ({_where(url)}).") from None
             except requests.RequestException as exc:
-                raise RetryableError(f"Request to Datadog failed ({_where(url)}).") from exc
+                raise RetryableError(f"Request to Datadog failed ({_failure(url, exc)}).") from None
+            except Exception as exc:  # anything else too: re-raised as ours, without its frames
+                raise DatadogPartnerError(
+                    f"Sending a request to Datadog failed unexpectedly ({_failure(url, exc)})."
+                ) from None
             _read_capped(response, deadline)
         finally:
             _deadline.reset(in_call)
@@ -180,6 +191,7 @@ class DatadogClient:
         return response
 
 
+@sensitive_variables()
 def json_body(response: requests.Response) -> Any:
     """Datadog's answer decoded: the one place answers are parsed, with a nesting limit.
 
@@ -241,6 +253,11 @@ def _where(url: str) -> str:
     return f"{parts.netloc}{parts.path}"
 
 
+def _failure(url: str, exc: Exception) -> str:
+    """Where, and the exception's type only: its message may quote a header or a body."""
+    return f"{_where(url)}: {type(exc).__name__}"
+
+
 def _guard_host(url: str) -> None:
     parts = urlsplit(url)
     if f"{parts.scheme}://{parts.netloc}" not in allowed_origins():
@@ -277,11 +294,11 @@ def _read_capped(response: requests.Response, deadline: float) -> None:
                     status_code=response.status_code,
                 )
             chunks.append(chunk)
-    except requests.RequestException as exc:
+    except requests.RequestException:
         response.close()
         if time.monotonic() >= deadline:
-            raise error(_late(response.url)) from exc
-        raise error(f"Datadog's answer was cut off ({_where(response.url)}).") from exc
+            raise error(_late(response.url)) from None
+        raise error(f"Datadog's answer was cut off ({_where(response.url)}).") from None
     response._content = b"".join(chunks)
     response._content_consumed = True  # type: ignore[attr-defined]
 
@@ -312,6 +329,7 @@ class _DeadlineReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    @sensitive_variables()  # the answer's bytes
     def readinto(self, buffer: Any) -> int | None:
         wait = _wait_for(self._read_timeout)
         if self._sock.gettimeout() != wait:
@@ -338,6 +356,7 @@ class _DeadlineConnectionMixin:
     response_class: type[http.client.HTTPResponse] = _DeadlineResponse
     sock: socket.socket | None
 
+    @sensitive_variables()  # the request's bytes: headers and body
     def send(self, data: Any) -> None:
         if self.sock is not None:
             self.sock.settimeout(_wait_for(self.sock.gettimeout()))

@@ -80,10 +80,6 @@ class RefreshTokenLostError(NeedsReconnectError):
     key; only calls that need the OAuth token wait for a new flow."""
 
 
-class APIKeyRejectedError(DatadogPartnerError):
-    """Datadog refuses the connection's API key."""
-
-
 class CredentialsUnreadableError(DatadogPartnerError):
     """A stored secret cannot be decrypted with the configured ``ENCRYPTION_KEYS``."""
 

@@ -102,7 +102,7 @@ def authorization_url(
 # --- Token endpoint ---------------------------------------------------------------------
 
 
-@sensitive_variables("code", "code_verifier", "body")
+@sensitive_variables()
 def exchange_code(site: Site, *, code: str, code_verifier: str, redirect_uri: str) -> TokenSet:
     """Trade an authorization code for tokens at ``https://api.<domain>/oauth2/v1/token``."""
     body = prepare_token_request(
@@ -116,7 +116,7 @@ def exchange_code(site: Site, *, code: str, code_verifier: str, redirect_uri: st
     return _token_request(site, body)
 
 
-@sensitive_variables("refresh_token", "body")
+@sensitive_variables()
 def refresh_tokens(site: Site, refresh_token: str) -> TokenSet:
     """A new access token; ``TokenSet.refresh_token`` is None when Datadog sent none."""
     body = prepare_token_request(
@@ -128,7 +128,7 @@ def refresh_tokens(site: Site, refresh_token: str) -> TokenSet:
     return _token_request(site, body)
 
 
-@sensitive_variables("token", "body")
+@sensitive_variables()
 def revoke_token(site: Site, token: str, token_type_hint: str) -> None:
     """RFC 7009 revoke; Datadog answers 200 for unknown tokens too, so this is idempotent."""
     client = DatadogClient(site)
@@ -145,7 +145,7 @@ def revoke_token(site: Site, token: str, token_type_hint: str) -> None:
         raise _error_for(response, "revoke")
 
 
-@sensitive_variables("body")
+@sensitive_variables()
 def _token_request(site: Site, body: str) -> TokenSet:
     client = DatadogClient(site)
     response = client.request("POST", client.api_url(TOKEN_PATH), headers=FORM_HEADERS, data=body)
@@ -154,6 +154,7 @@ def _token_request(site: Site, body: str) -> TokenSet:
     return parse_token_response(response)
 
 
+@sensitive_variables()
 def parse_token_response(response: requests.Response) -> TokenSet:
     """Validate a 2xx token answer field by field; raise rather than return a partial set."""
     try:

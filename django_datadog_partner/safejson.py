@@ -13,6 +13,8 @@ import json
 import re
 from typing import Any
 
+from django.views.decorators.debug import sensitive_variables
+
 #: Deepest nesting accepted. Datadog's answers are a few levels deep (JSON:API documents
 #: reach five or six); 32 leaves ample room and stays far from the interpreter's limit.
 MAX_DEPTH = 32
@@ -21,6 +23,7 @@ _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _BRACKET = re.compile(r"[\[\]{}]")
 
 
+@sensitive_variables()  # the text is a token or key answer
 def loads(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
     """Decode UTF-8 JSON; ``ValueError`` when it is malformed or nested too deeply."""
     text = raw.decode("utf-8") if isinstance(raw, bytes) else raw

@@ -111,7 +111,7 @@ def test_refresh_stops_at_invalid_client(mocked_http):
     mocked_http.post(TOKEN_URL, status=401, body=oauth_error("invalid_client"))
     make_connection(), make_connection()
     code, _, err = run("datadog_partner_refresh", "--all")
-    assert code == 1 and "Stopped: every connection would fail alike." in err
+    assert code == 1 and "Stopped: every further connection would fail alike." in err
     assert len(mocked_http.calls) == 1
 
 

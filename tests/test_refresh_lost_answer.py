@@ -186,8 +186,12 @@ def test_a_reconnect_clears_the_mark_and_the_alarm(
     response = client.post(f"/datadog/connections/{connection.pk}/reconnect/")
     state = dict(parse_qsl(urlsplit(response["Location"]).query))["state"]
     mocked_http.replace(responses.POST, TOKEN_URL, json=token_json(access="at-2", refresh="rt-2"))
+    # The same organisation: Datadog holds its key (409) and the stored one still works.
+    mocked_http.replace(responses.POST, api("datadoghq.com", "/api/v2/api_keys/marketplace"),
+                        status=409, json={"errors": ["exists"]})  # fmt: skip
     mocked_http.get(api("datadoghq.com", "/api/v1/validate"), json={"valid": True})
     assert callback(client, state)["Location"] == CONNECTED
+    assert Connection.objects.get().pk == connection.pk
     stored = reloaded(connection)
     assert stored.refresh_answer_lost_at is None
     assert Alarm.objects.get(code=lost_answer_alarm(connection)).cleared_at is not None

@@ -70,6 +70,9 @@ class Flow:
             domain="sandbox.localhost",
         )
 
+    def get(self, path: str, headers: dict[str, str]) -> Answer:
+        return handle("GET", path, headers, b"", {}, store=self.sandbox.store)
+
     def token(self, **form: str) -> Answer:
         base = {"client_id": "test-client-id", "client_secret": "test-client-secret"}
         return self.post("/oauth2/v1/token", {**base, **form})
@@ -129,16 +132,38 @@ def test_other_problems_redirect_with_an_error(
     assert "code" not in params
 
 
-def test_success_carries_code_state_domain_and_org_params_only_when_switched_on(
-    flow: Flow,
-) -> None:
+def test_success_carries_the_org_params_as_datadog_does_unless_bare(flow: Flow) -> None:
     params, _verifier = flow.consent()
-    assert set(params) == {"code", "state", "domain"}
-    assert params["domain"] == ["sandbox.localhost"]
-    flow.sandbox.set_faults(flow.org, send_org_params=True)
-    params, _verifier = flow.consent()
+    assert set(params) == {"code", "state", "domain", "dd_oid", "dd_org_name"}
+    assert params["domain"] == ["sandbox.localhost"]  # not a known site here: no ``site``
     assert params["dd_oid"] == [flow.org.public_id]
     assert params["dd_org_name"] == ["Acme"]
+    flow.sandbox.set_faults(flow.org, bare_callback=True)
+    params, _verifier = flow.consent()
+    assert set(params) == {"code", "state", "domain"}
+
+
+def test_user_orgs_names_the_users_org_to_any_token_of_that_org(flow: Flow) -> None:
+    bearer = {"Authorization": f"Bearer {flow.exchange()['access_token']}"}
+    answer = flow.get(f"/api/v2/users/{flow.user.public_id}/orgs", headers=bearer)
+    assert answer.status == 200
+    body = answer.json()
+    assert body["data"]["id"] == flow.user.public_id
+    assert body["data"]["relationships"]["org"]["data"] == {
+        "type": "orgs",
+        "id": flow.org.public_id,
+    }
+    (org,) = body["included"]
+    assert (org["type"], org["id"], org["attributes"]["name"]) == (
+        "orgs",
+        flow.org.public_id,
+        "Acme",
+    )
+    stranger = flow.sandbox.create_user(flow.sandbox.create_org("Other"))
+    assert flow.get(f"/api/v2/users/{stranger.public_id}/orgs", headers=bearer).status == 404
+    assert flow.get("/api/v2/users/not-a-user/orgs", headers=bearer).status == 404
+    assert flow.get(f"/api/v2/users/{flow.user.public_id}/orgs", headers={}).status == 401
+    assert flow.post(f"/api/v2/users/{flow.user.public_id}/orgs", {}, headers=bearer).status == 405
 
 
 def test_deny_redirects_access_denied(flow: Flow) -> None:

@@ -111,8 +111,9 @@ def test_authorize_asks_for_a_sandbox_user_then_consent_then_redirects(client: C
     callback = client.post(url, {"authorize": "1"})
     params = parse_qs(urlsplit(callback["Location"]).query)
     assert callback["Location"].startswith(CALLBACK + "?")
-    assert set(params) == {"code", "state", "domain"}
+    assert set(params) == {"code", "state", "domain", "site", "dd_oid", "dd_org_name"}
     assert params["domain"] == [SANDBOX_DOMAIN]
+    assert params["site"] == [BASE]
     token = client.post(
         "/sandbox/oauth2/v1/token",
         urlencode(
@@ -148,14 +149,27 @@ def test_deny_sends_access_denied(client: Client, signed_in: SandboxUser) -> Non
     assert params["state"] == ["st4te"]
 
 
-def test_org_params_on_the_callback_only_when_switched_on(
-    client: Client, signed_in: SandboxUser
-) -> None:
-    SandboxOrg.objects.update(send_org_params=True)
+def test_org_params_on_the_callback_unless_bare(client: Client, signed_in: SandboxUser) -> None:
     url, _verifier = authorize_url()
     params = parse_qs(urlsplit(client.post(url, {"authorize": "1"})["Location"]).query)
     assert params["dd_oid"] == [str(signed_in.org.public_id)]
     assert params["dd_org_name"] == ["Acme"]
+    SandboxOrg.objects.update(bare_callback=True)
+    params = parse_qs(urlsplit(client.post(url, {"authorize": "1"})["Location"]).query)
+    assert set(params) == {"code", "state", "domain"}
+
+
+def test_user_orgs_over_http(client: Client, signed_in: SandboxUser) -> None:
+    sandbox = Sandbox()
+    grant = sandbox.grant(
+        sandbox.store.get_org(signed_in.org.pk), sandbox.store.get_user(signed_in.pk)
+    )
+    response = Client().get(
+        f"/sandbox/api/v2/users/{signed_in.public_id}/orgs",
+        HTTP_AUTHORIZATION=f"Bearer {grant.access_token}",
+    )
+    assert response.status_code == 200
+    assert response.json()["included"][0]["attributes"]["name"] == "Acme"
 
 
 def test_consent_post_needs_csrf_but_machine_endpoints_do_not(signed_in: SandboxUser) -> None:

@@ -14,7 +14,8 @@ from django.db import connection, transaction
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
-from django_datadog_partner import kick, outbox, tracking
+from django_datadog_partner import outbox, tracking
+from django_datadog_partner.delivery import kick
 from django_datadog_partner.models import OutboxEvent, OutboxKind
 from django_datadog_partner.payloads import Change
 from tests.outbox_support import make_connection
@@ -213,7 +214,7 @@ def test_a_failing_kick_request_never_breaks_the_save(org, caplog, monkeypatch):
     def broken(using: str) -> None:
         raise RuntimeError("on_commit internals changed")
 
-    monkeypatch.setattr(outbox, "request_kick", broken)
+    monkeypatch.setattr(kick, "request_kick", broken)
     with caplog.at_level(logging.ERROR), transaction.atomic():
         Order.objects.create(organization=org, number="1")
     assert OutboxEvent.objects.count() == 1

@@ -23,6 +23,7 @@ from django.contrib.sessions.backends.base import SessionBase
 from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from .. import oauth
 from ..conf import app_settings
@@ -51,6 +52,7 @@ def callback_url() -> str:
     return app_settings.BASE_URL + reverse("datadog_partner:callback")
 
 
+@sensitive_variables()
 def start_authorization(
     session: SessionBase,
     *,
@@ -129,6 +131,7 @@ def burn_state(session: SessionBase, state: str | None) -> bool:
     return _consume_own(session, state, timezone.now())
 
 
+@sensitive_variables()
 def take_verifier(pending: AuthorizationRequest) -> str:
     """The PKCE verifier of a consumed authorisation; the stored copy is wiped at once."""
     assert pending.code_verifier is not None

@@ -26,8 +26,10 @@ import logging
 from datetime import datetime, timedelta
 
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from .. import oauth
+from ..alarms import raise_alarm
 from ..exceptions import (
     AnswerLostError,
     CredentialsUnreadableError,
@@ -43,9 +45,9 @@ from ..exceptions import (
 from ..fields import Secret
 from ..models import Alarm, Connection, ConnectionStatus
 from ..regions import get_site
-from .rows import TOKEN_STATUSES, copy_state, error_code_of, locked_row, record_error, reread
+from ..status import mark_broken, reveal, set_status
+from .rows import copy_state, error_code_of, locked_row, record_error, reread
 from .rows import unusable_error as _unusable_error
-from .status import mark_broken, raise_alarm, set_status
 
 logger = logging.getLogger("django_datadog_partner")
 
@@ -90,7 +92,7 @@ def token_is_fresh(connection: Connection, now: datetime | None = None) -> bool:
 
 def access_token(connection: Connection) -> str:
     """A usable access token for ``Authorization: Bearer``, refreshed first if needed."""
-    if connection.status not in TOKEN_STATUSES:
+    if not connection.holds_tokens:
         raise _unusable_error(connection)
     if not token_is_fresh(connection):
         refresh(connection)
@@ -110,7 +112,7 @@ def refresh(connection: Connection, *, force: bool = False) -> bool:
     seen_access_token = connection.access_token
     failure: DatadogPartnerError | None = None
     with locked_row(connection) as row:
-        if row.status not in TOKEN_STATUSES:
+        if not row.holds_tokens:
             failure = _unusable_error(row)
         elif _needs_refresh(row, seen_access_token, force):
             failure = _refresh_locked(row)
@@ -136,20 +138,6 @@ def refresh(connection: Connection, *, force: bool = False) -> bool:
     return connection.access_token != seen_access_token
 
 
-def reveal(connection: Connection, secret: Secret) -> str:
-    """Decrypt one of the connection's secrets; an unreadable one marks the connection."""
-    try:
-        return secret.reveal()
-    except CredentialsUnreadableError:
-        mark_broken(
-            connection,
-            ConnectionStatus.CREDENTIALS_UNREADABLE,
-            "A stored secret cannot be decrypted with the configured ENCRYPTION_KEYS.",
-            "credentials_unreadable",
-        )
-        raise
-
-
 def _needs_refresh(row: Connection, seen_access_token: Secret | None, force: bool) -> bool:
     if force:
         # Single flight for forced refreshes too: skip if someone replaced the token already.
@@ -157,6 +145,7 @@ def _needs_refresh(row: Connection, seen_access_token: Secret | None, force: boo
     return not token_is_fresh(row)
 
 
+@sensitive_variables()
 def _refresh_locked(row: Connection) -> DatadogPartnerError | None:
     """Call the token endpoint for the locked row; store tokens or return the failure."""
     if row.refresh_token is None:
@@ -206,6 +195,7 @@ def _record_failure(row: Connection, exc: DatadogPartnerError) -> None:
         )
 
 
+@sensitive_variables()
 def _after_invalid_grant(row: Connection, sent: str) -> DatadogPartnerError | None:
     """A race (another worker rotated the token) or a revoked grant (nothing changed)."""
     current = reread(row)
@@ -213,8 +203,8 @@ def _after_invalid_grant(row: Connection, sent: str) -> DatadogPartnerError | No
     if current_token is not None and not hmac.compare_digest(reveal(current, current_token), sent):
         logger.info("Datadog connection %s: another worker refreshed first.", row.pk)
         copy_state(current, row)
-        return None if current.status in TOKEN_STATUSES else _unusable_error(current)
-    if current.status not in TOKEN_STATUSES:  # revoked or reconnected meanwhile
+        return None if current.holds_tokens else _unusable_error(current)
+    if not current.holds_tokens:  # revoked or reconnected meanwhile
         copy_state(current, row)
         return _unusable_error(current)
     if current.refresh_answer_lost_at is not None:

@@ -41,10 +41,13 @@ class SandboxOrg(models.Model):
     )
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
-    send_org_params = models.BooleanField(
-        _("send dd_oid and dd_org_name on the callback"),
+    bare_callback = models.BooleanField(
+        _("bare callback (only code, state and domain)"),
         default=False,
-        help_text=_("Off by default: Datadog does not document these parameters."),
+        help_text=_(
+            "Off: the callback also carries site, dd_oid and dd_org_name, as Datadog sends "
+            "them (undocumented; seen in public partner code). On: only what Datadog documents."
+        ),
     )
     intake_fault = models.CharField(
         _("intake fault"), max_length=3, choices=IntakeFault.choices, blank=True, default=""

@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, urlencode
 from django.urls import NoReverseMatch, reverse
 
 from ..conf import app_settings
+from ..regions import all_sites
 from .intake import Refused
 from .protocol import NO_STORE, Answer, Context, Request, answer, api_errors, oauth_error
 from .state import Code, Org, Token, digest
@@ -131,8 +132,13 @@ def callback_url(request: AuthorizeRequest, params: dict[str, str]) -> str:
 
 
 def success_params(ctx: Context, code: str, org: Org) -> dict[str, str]:
+    """``code`` and ``domain`` (documented), then ``site``, ``dd_oid`` and ``dd_org_name``
+    as Datadog also sends them, unless the org is switched to the bare form."""
     params = {"code": code, "domain": ctx.domain}
-    if ctx.store.faults(org.id).send_org_params:
+    if not ctx.store.faults(org.id).bare_callback:
+        site = all_sites().get(ctx.domain)
+        if site is not None:
+            params["site"] = site.web_url
         params.update(dd_oid=org.public_id, dd_org_name=org.name)
     return params
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ...delivery import purge
+from ...outbox import purge
 
 
 class Command(BaseCommand):

@@ -10,12 +10,9 @@ from datetime import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand
-from django.utils import timezone
 
-from ...breakers import open_breakers
-from ...delivery import backlog
-from ...models import Alarm, Connection, ConnectionStatus
-from ...schedules import schedules_out_of_date
+from ...models import Connection, ConnectionStatus
+from ...report import StatusReport
 
 SECRET_FIELDS = ("access_token", "refresh_token", "api_key")
 COLUMNS = ("id", "status", "domain", "org", "owner", "api_key", "token_expires", "last_success",
@@ -36,27 +33,23 @@ class Command(BaseCommand):
         if options["status"]:
             queryset = queryset.filter(status=options["status"])
         rows = [_row(connection) for connection in queryset.order_by("pk")]
+        report = StatusReport()
         alarms = [
-            {
-                "code": a.code,
-                "message": a.message,
-                "count": a.count,
-                "last": _time(a.last_raised_at),
-            }
-            for a in Alarm.objects.filter(cleared_at__isnull=True)
-        ]
-        missing = [spec.name for spec in schedules_out_of_date()]
-        now = timezone.now()
-        outbox = backlog(now)
-        waiting = outbox.waiting_seconds(now)
+            {"code": a.code, "message": a.message, "count": a.count,
+             "last": _time(a.last_raised_at)}
+            for a in report.alarms
+        ]  # fmt: skip
+        missing = [spec.name for spec in report.schedules_missing]
+        outbox = report.backlog
+        waiting = outbox.waiting_seconds(report.now)
         tripped = [
             {"domain": b.domain, "open_until": b.open_until.isoformat() if b.open_until else None,
              "failures": b.failures, "last_error": b.last_error}
-            for b in open_breakers()
+            for b in report.open_breakers
         ]  # fmt: skip
         if options["json"]:
             by_status = dict(Counter(row["status"] for row in rows))
-            report = {
+            document = {
                 "connections": rows,
                 "by_status": by_status,
                 "alarms": alarms,
@@ -64,7 +57,7 @@ class Command(BaseCommand):
                 "outbox": {"by_status": outbox.by_status, "oldest_due_seconds": waiting},
                 "site_breakers_open": tripped,
             }
-            self.stdout.write(json.dumps(report, indent=2))
+            self.stdout.write(json.dumps(document, indent=2))
             return
         self._table(rows)
         self.stdout.write(_outbox_line(outbox.by_status, waiting))

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('datadog_partner', '0003_site_breakers'),
+        ('datadog_partner', '0005_connection_org_confirmed_by_datadog'),
     ]
 
     operations = [

@@ -21,9 +21,14 @@ from typing import Any
 import requests
 from django.views.decorators.debug import sensitive_variables
 
-from .client import DatadogClient, Verdict, classify
+from .client import DatadogClient, Verdict, classify, json_body
 from .connections.tokens import access_token, refresh
-from .exceptions import DatadogPartnerError, RateLimitedError, RetryableError
+from .exceptions import (
+    DatadogPartnerError,
+    RateLimitedError,
+    RetryableError,
+    UnreadableAnswerError,
+)
 from .models import Connection
 
 
@@ -131,8 +136,8 @@ def _decode(response: requests.Response) -> Any:
     if not response.content:
         return None
     try:
-        return response.json()
-    except ValueError:
+        return json_body(response)
+    except UnreadableAnswerError:
         raise DatadogPartnerError(
             "Datadog's answer is not JSON; use request() for the raw response.",
             response=response,

@@ -1,16 +1,26 @@
 """The one HTTP seam to Datadog, and the one reading of its answers (``classify``).
 
 A single ``requests.Session`` per process (kept-alive connections, no environment proxy
-look-ups, no urllib3 retries: the outbox owns retries), explicit timeouts, redirects never
-followed, response bodies capped, and a transport guard that refuses any host that is not
-in the site table. No ORM imports here.
+look-ups, no urllib3 retries: the outbox owns retries), redirects never followed, response
+bodies capped, and a transport guard that refuses any host that is not in the site table.
+No ORM imports here.
+
+Timeouts: socket timeouts only bound each read, so an answer trickling in a byte at a time
+could hold a call indefinitely. Every call therefore also has one deadline, connect + read
+timeout after it starts: every socket write and read of the call waits at most until then
+(the connection classes below), and the body is streamed and dropped once it passes.
 """
 
 from __future__ import annotations
 
+import http.client
+import io
+import socket
 import ssl
 import threading
+import time
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -19,16 +29,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from . import __version__
+from . import __version__, safejson
 from .conf import app_settings
 from .exceptions import (
+    AnswerLostError,
     CertificateRefusedError,
     DatadogPartnerError,
     RetryableError,
     TransportRefusedError,
+    UnreadableAnswerError,
 )
 from .regions import Site, allowed_origins, get_site
 
@@ -39,6 +54,9 @@ MIN_PAUSE, MAX_PAUSE = 1.0, 3600.0
 
 _lock = threading.Lock()
 _shared: dict[str, requests.Session] = {}
+
+#: ``time.monotonic()`` by which the current thread's call must be over (None: no call).
+_deadline: ContextVar[float | None] = ContextVar("datadog_partner_deadline", default=None)
 
 
 def get_session() -> requests.Session:
@@ -56,7 +74,7 @@ def get_session() -> requests.Session:
 def _new_session() -> requests.Session:
     session = requests.Session()
     session.trust_env = False
-    adapter = HTTPAdapter(pool_connections=16, pool_maxsize=POOL_SIZE, max_retries=0)
+    adapter = _DeadlineAdapter(pool_connections=16, pool_maxsize=POOL_SIZE, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.headers["User-Agent"] = USER_AGENT
@@ -96,8 +114,8 @@ class DatadogClient:
         if verdict is not Verdict.SUCCESS:
             return None
         try:
-            body = response.json()
-        except ValueError:
+            body = json_body(response)
+        except UnreadableAnswerError:
             return None
         return isinstance(body, dict) and body.get("valid") is True
 
@@ -115,42 +133,58 @@ class DatadogClient:
     ) -> requests.Response:
         """Send one request; 3xx answers and unknown hosts are refused, bodies are capped.
 
-        Non-2xx answers are returned, not raised: callers classify them. Every failure is
-        the package's own error raised ``from None``: the frames and messages of requests
-        and urllib3 (which hold headers and bodies) stay out of tracebacks and reports.
+        Non-2xx answers are returned, not raised: callers classify them. The whole call
+        (connect, send, headers and body) ends by connect + read timeout after it starts.
+        Every failure is the package's own error raised ``from None``: the frames and
+        messages of requests and urllib3 (which hold headers and bodies) stay out of
+        tracebacks and reports.
         """
         _guard_host(url)
+        timeout = timeout or app_settings.HTTP_TIMEOUT
+        deadline = time.monotonic() + sum(timeout)
+        in_call = _deadline.set(deadline)
         try:
-            response = get_session().request(
-                method,
-                url,
-                headers=dict(headers or {}),
-                data=data,
-                json=json,
-                params=params,
-                timeout=timeout or app_settings.HTTP_TIMEOUT,
-                allow_redirects=False,
-                stream=True,
-            )
-        except requests.Timeout:
-            raise RetryableError(f"Datadog did not answer in time ({_where(url)}).") from None
-        except requests.exceptions.SSLError as exc:
-            if not _certificate_refused(exc):
-                raise RetryableError(f"TLS with Datadog failed ({_where(url)}).") from None
-            raise CertificateRefusedError(
-                f"The TLS certificate of {urlsplit(url).netloc} could not be verified, so "
-                "nothing was sent (something between us and Datadog intercepts TLS, or the "
-                "CA bundle is wrong). Never retried without verification."
-            ) from None
-        except requests.ConnectionError:
-            raise RetryableError(f"Could not reach Datadog ({_where(url)}).") from None
-        except requests.RequestException as exc:
-            raise RetryableError(f"Request to Datadog failed ({_failure(url, exc)}).") from None
-        except Exception as exc:  # anything else too: re-raised as ours, without its frames
-            raise DatadogPartnerError(
-                f"Sending a request to Datadog failed unexpectedly ({_failure(url, exc)})."
-            ) from None
-        _read_capped(response)
+            try:
+                response = get_session().request(
+                    method,
+                    url,
+                    headers=dict(headers or {}),
+                    data=data,
+                    json=json,
+                    params=params,
+                    timeout=timeout,
+                    allow_redirects=False,
+                    stream=True,
+                )
+            except requests.ConnectTimeout:  # nothing was sent
+                raise RetryableError(_late(url)) from None
+            except requests.Timeout:
+                raise AnswerLostError(_late(url)) from None
+            except requests.exceptions.SSLError as exc:
+                if not _certificate_refused(exc):
+                    raise RetryableError(f"TLS with Datadog failed ({_where(url)}).") from None
+                raise CertificateRefusedError(
+                    f"The TLS certificate of {urlsplit(url).netloc} could not be verified, so "
+                    "nothing was sent (something between us and Datadog intercepts TLS, or the "
+                    "CA bundle is wrong). Never retried without verification."
+                ) from None
+            except requests.ConnectionError as exc:
+                if time.monotonic() >= deadline:  # a write cut short by the deadline
+                    raise AnswerLostError(_late(url)) from None
+                if _after_sending(exc):
+                    raise AnswerLostError(
+                        f"Datadog closed the connection without answering ({_where(url)})."
+                    ) from None
+                raise RetryableError(f"Could not reach Datadog ({_where(url)}).") from None
+            except requests.RequestException as exc:
+                raise RetryableError(f"Request to Datadog failed ({_failure(url, exc)}).") from None
+            except Exception as exc:  # anything else too: re-raised as ours, without its frames
+                raise DatadogPartnerError(
+                    f"Sending a request to Datadog failed unexpectedly ({_failure(url, exc)})."
+                ) from None
+            _read_capped(response, deadline)
+        finally:
+            _deadline.reset(in_call)
         if response.is_redirect or 300 <= response.status_code < 400:
             raise TransportRefusedError(
                 f"Datadog answered {response.status_code} with a redirect at {_where(url)}; "
@@ -222,6 +256,21 @@ def classify(response: requests.Response) -> Answer:
     return Answer(status, _BY_STATUS.get(status, Verdict.REFUSED))
 
 
+@sensitive_variables()
+def json_body(response: requests.Response) -> Any:
+    """Datadog's answer decoded: the one place answers are parsed, with a nesting limit.
+
+    Raises ``UnreadableAnswerError`` (never ``RecursionError``, never the body's text).
+    """
+    try:
+        return safejson.loads(response.content)
+    except ValueError:
+        raise UnreadableAnswerError(
+            f"Datadog's answer is not readable JSON ({_where(response.url)}).",
+            status_code=response.status_code,
+        ) from None
+
+
 def rate_limit_wait(headers: Mapping[str, str]) -> float | None:
     """Seconds to pause from ``X-RateLimit-Reset`` or ``Retry-After`` (seconds or HTTP-date),
     clamped to [1 s, 1 h]; ``None`` when neither is usable."""
@@ -282,8 +331,22 @@ def _guard_host(url: str) -> None:
         )
 
 
-def _read_capped(response: requests.Response) -> None:
+def _late(url: str) -> str:
+    return f"Datadog did not answer in time ({_where(url)})."
+
+
+def _after_sending(exc: requests.ConnectionError) -> bool:
+    """Whether the connection broke once the request was on its way (not while connecting)."""
+    return bool(exc.args) and isinstance(exc.args[0], urllib3.exceptions.ProtocolError)
+
+
+def _read_capped(response: requests.Response, deadline: float) -> None:
+    """Stream the body into ``response.content``; stop at the size cap or the deadline.
+
+    A 2xx answer that does not arrive whole is an ``AnswerLostError``: Datadog acted on it.
+    """
     limit = app_settings.MAX_RESPONSE_BYTES
+    error = AnswerLostError if 200 <= response.status_code < 300 else RetryableError
     chunks = []
     size = 0
     try:
@@ -291,12 +354,102 @@ def _read_capped(response: requests.Response) -> None:
             size += len(chunk)
             if size > limit:
                 response.close()
-                raise RetryableError(
+                raise error(
                     f"Datadog's answer exceeded {limit} bytes ({_where(response.url)}).",
                     status_code=response.status_code,
                 )
             chunks.append(chunk)
     except requests.RequestException:
-        raise RetryableError(f"Datadog's answer was cut off ({_where(response.url)}).") from None
+        response.close()
+        if time.monotonic() >= deadline:
+            raise error(_late(response.url)) from None
+        raise error(f"Datadog's answer was cut off ({_where(response.url)}).") from None
     response._content = b"".join(chunks)
     response._content_consumed = True  # type: ignore[attr-defined]
+
+
+# --- The deadline, at the socket ---------------------------------------------------------
+
+
+def _wait_for(timeout: float | None) -> float | None:
+    """The socket timeout for one read or write: ``timeout``, cut to the time left."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("The call's deadline has passed.")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The socket stream of one answer; every read waits at most until the deadline."""
+
+    def __init__(self, stream: io.BufferedReader, sock: socket.socket) -> None:
+        super().__init__()
+        self._stream = stream  # owns the socket reference; closed with this reader
+        self._sock = sock
+        self._read_timeout = sock.gettimeout()
+
+    def readable(self) -> bool:
+        return True
+
+    @sensitive_variables()  # the answer's bytes
+    def readinto(self, buffer: Any) -> int | None:
+        wait = _wait_for(self._read_timeout)
+        if self._sock.gettimeout() != wait:
+            self._sock.settimeout(wait)
+        return self._stream.raw.readinto(buffer)
+
+    def close(self) -> None:
+        self._stream.close()
+        super().close()
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    """An answer read within the call's deadline (status line and headers included)."""
+
+    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        if _deadline.get() is not None:
+            self.fp = io.BufferedReader(_DeadlineReader(self.fp, sock))
+
+
+class _DeadlineConnectionMixin:
+    """Connection behaviour shared by HTTP and HTTPS: deadline-bound writes and reads."""
+
+    response_class: type[http.client.HTTPResponse] = _DeadlineResponse
+    sock: socket.socket | None
+
+    @sensitive_variables()  # the request's bytes: headers and body
+    def send(self, data: Any) -> None:
+        if self.sock is not None:
+            self.sock.settimeout(_wait_for(self.sock.gettimeout()))
+        super().send(data)  # type: ignore[misc]
+
+
+class _DeadlineHTTPConnection(_DeadlineConnectionMixin, HTTPConnection):
+    pass
+
+
+class _DeadlineHTTPSConnection(_DeadlineConnectionMixin, HTTPSConnection):
+    pass
+
+
+class _DeadlineHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _DeadlineHTTPConnection
+
+
+class _DeadlineHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """``HTTPAdapter`` whose pools make deadline-bound connections."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _DeadlineHTTPPool,
+            "https": _DeadlineHTTPSPool,
+        }

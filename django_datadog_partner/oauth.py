@@ -23,13 +23,14 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 from oauthlib.oauth2.rfc6749.parameters import prepare_token_request
 
-from .client import DatadogClient, Verdict, classify
+from .client import DatadogClient, Verdict, classify, json_body
 from .conf import app_settings
 from .exceptions import (
     InvalidClientError,
     OAuthError,
     RateLimitedError,
     RetryableError,
+    UnreadableAnswerError,
     datadog_error_messages,
 )
 from .regions import Site
@@ -156,9 +157,9 @@ def _token_request(site: Site, body: str) -> TokenSet:
 def parse_token_response(response: requests.Response) -> TokenSet:
     """Validate a 2xx token answer field by field; raise rather than return a partial set."""
     try:
-        data = response.json()
-    except ValueError:
-        raise _invalid_response(response, "the answer is not JSON") from None
+        data = json_body(response)
+    except UnreadableAnswerError:
+        raise _invalid_response(response, "the answer is not readable JSON") from None
     if not isinstance(data, dict):
         raise _invalid_response(response, "the answer is not a JSON object")
     access_token = data.get("access_token")

@@ -23,6 +23,7 @@ LAYERS = {
         "crypto",
         "fields",
         "exceptions",
+        "safejson",
         "signals",
         "error_reports",
     ),

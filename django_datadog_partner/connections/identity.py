@@ -42,12 +42,13 @@ from typing import Any
 import requests
 from django.views.decorators.debug import sensitive_variables
 
-from ..client import DatadogClient, Verdict, classify
+from ..client import DatadogClient, Verdict, classify, json_body
 from ..exceptions import (
     CredentialsUnreadableError,
     DatadogPartnerError,
     RetryableError,
     TransportRefusedError,
+    UnreadableAnswerError,
     datadog_error_messages,
 )
 from ..models import AuthorizationRequest, Connection
@@ -210,8 +211,8 @@ def _org_name(body: Any, org_id: str) -> str:
 
 def _json(response: requests.Response) -> Any:
     try:
-        return response.json()
-    except (ValueError, RecursionError):
+        return json_body(response)
+    except UnreadableAnswerError:
         return None
 
 

@@ -32,4 +32,5 @@ class FaultsForm(forms.ModelForm):
             "refresh_invalid_grant",
             "key_creation_fault",
             "bare_callback",
+            "rotate_refresh_tokens",
         )

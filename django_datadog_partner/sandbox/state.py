@@ -31,6 +31,7 @@ class Faults:
     refresh_invalid_grant: bool = False
     key_creation: str = ""
     bare_callback: bool = False
+    rotate_refresh_tokens: bool = True
 
 
 @dataclass(frozen=True)

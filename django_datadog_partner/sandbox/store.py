@@ -26,6 +26,7 @@ def faults_record(org: m.SandboxOrg) -> Faults:
         refresh_invalid_grant=org.refresh_invalid_grant,
         key_creation=org.key_creation_fault,
         bare_callback=org.bare_callback,
+        rotate_refresh_tokens=org.rotate_refresh_tokens,
     )
 
 
@@ -65,6 +66,7 @@ class OrmStore(Store):
             refresh_invalid_grant=faults.refresh_invalid_grant,
             key_creation_fault=faults.key_creation,
             bare_callback=faults.bare_callback,
+            rotate_refresh_tokens=faults.rotate_refresh_tokens,
         )
 
     def spend_fault(self, org_id: int) -> None:

@@ -3,24 +3,21 @@
 A single ``requests.Session`` per process (kept-alive connections, no environment proxy
 look-ups, no urllib3 retries: the outbox owns retries), redirects never followed, response
 bodies capped, and a transport guard that refuses any host that is not in the site table.
-No ORM imports here.
+No ORM imports here. The module is longer than most because its one concern is both
+halves of talking to Datadog: sending, and reading what came back.
 
 Timeouts: socket timeouts only bound each read, so an answer trickling in a byte at a time
 could hold a call indefinitely. Every call therefore also has one deadline, connect + read
 timeout after it starts: every socket write and read of the call waits at most until then
-(the connection classes below), and the body is streamed and dropped once it passes.
+(``deadline.py``), and the body is streamed and dropped once it passes.
 """
 
 from __future__ import annotations
 
-import http.client
-import io
-import socket
 import ssl
 import threading
 import time
 from collections.abc import Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -31,12 +28,10 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 from django.views.decorators.debug import sensitive_variables
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from . import __version__, safejson
 from .conf import app_settings
+from .deadline import DeadlineAdapter, deadline_of_call
 from .exceptions import (
     AnswerLostError,
     CertificateRefusedError,
@@ -55,9 +50,6 @@ MIN_PAUSE, MAX_PAUSE = 1.0, 3600.0
 _lock = threading.Lock()
 _shared: dict[str, requests.Session] = {}
 
-#: ``time.monotonic()`` by which the current thread's call must be over (None: no call).
-_deadline: ContextVar[float | None] = ContextVar("datadog_partner_deadline", default=None)
-
 
 def get_session() -> requests.Session:
     """The process-wide session (thread-safe for concurrent requests on distinct hosts)."""
@@ -74,7 +66,7 @@ def get_session() -> requests.Session:
 def _new_session() -> requests.Session:
     session = requests.Session()
     session.trust_env = False
-    adapter = _DeadlineAdapter(pool_connections=16, pool_maxsize=POOL_SIZE, max_retries=0)
+    adapter = DeadlineAdapter(pool_connections=16, pool_maxsize=POOL_SIZE, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.headers["User-Agent"] = USER_AGENT
@@ -142,7 +134,7 @@ class DatadogClient:
         _guard_host(url)
         timeout = timeout or app_settings.HTTP_TIMEOUT
         deadline = time.monotonic() + sum(timeout)
-        in_call = _deadline.set(deadline)
+        in_call = deadline_of_call.set(deadline)
         try:
             try:
                 response = get_session().request(
@@ -184,7 +176,7 @@ class DatadogClient:
                 ) from None
             _read_capped(response, deadline)
         finally:
-            _deadline.reset(in_call)
+            deadline_of_call.reset(in_call)
         if response.is_redirect or 300 <= response.status_code < 400:
             raise TransportRefusedError(
                 f"Datadog answered {response.status_code} with a redirect at {_where(url)}; "
@@ -366,90 +358,3 @@ def _read_capped(response: requests.Response, deadline: float) -> None:
         raise error(f"Datadog's answer was cut off ({_where(response.url)}).") from None
     response._content = b"".join(chunks)
     response._content_consumed = True  # type: ignore[attr-defined]
-
-
-# --- The deadline, at the socket ---------------------------------------------------------
-
-
-def _wait_for(timeout: float | None) -> float | None:
-    """The socket timeout for one read or write: ``timeout``, cut to the time left."""
-    deadline = _deadline.get()
-    if deadline is None:
-        return timeout
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError("The call's deadline has passed.")
-    return left if timeout is None else min(timeout, left)
-
-
-class _DeadlineReader(io.RawIOBase):
-    """The socket stream of one answer; every read waits at most until the deadline."""
-
-    def __init__(self, stream: io.BufferedReader, sock: socket.socket) -> None:
-        super().__init__()
-        self._stream = stream  # owns the socket reference; closed with this reader
-        self._sock = sock
-        self._read_timeout = sock.gettimeout()
-
-    def readable(self) -> bool:
-        return True
-
-    @sensitive_variables()  # the answer's bytes
-    def readinto(self, buffer: Any) -> int | None:
-        wait = _wait_for(self._read_timeout)
-        if self._sock.gettimeout() != wait:
-            self._sock.settimeout(wait)
-        return self._stream.raw.readinto(buffer)
-
-    def close(self) -> None:
-        self._stream.close()
-        super().close()
-
-
-class _DeadlineResponse(http.client.HTTPResponse):
-    """An answer read within the call's deadline (status line and headers included)."""
-
-    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
-        super().__init__(sock, *args, **kwargs)
-        if _deadline.get() is not None:
-            self.fp = io.BufferedReader(_DeadlineReader(self.fp, sock))
-
-
-class _DeadlineConnectionMixin:
-    """Connection behaviour shared by HTTP and HTTPS: deadline-bound writes and reads."""
-
-    response_class: type[http.client.HTTPResponse] = _DeadlineResponse
-    sock: socket.socket | None
-
-    @sensitive_variables()  # the request's bytes: headers and body
-    def send(self, data: Any) -> None:
-        if self.sock is not None:
-            self.sock.settimeout(_wait_for(self.sock.gettimeout()))
-        super().send(data)  # type: ignore[misc]
-
-
-class _DeadlineHTTPConnection(_DeadlineConnectionMixin, HTTPConnection):
-    pass
-
-
-class _DeadlineHTTPSConnection(_DeadlineConnectionMixin, HTTPSConnection):
-    pass
-
-
-class _DeadlineHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _DeadlineHTTPConnection
-
-
-class _DeadlineHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _DeadlineHTTPSConnection
-
-
-class _DeadlineAdapter(HTTPAdapter):
-    """``HTTPAdapter`` whose pools make deadline-bound connections."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _DeadlineHTTPPool,
-            "https": _DeadlineHTTPSPool,
-        }

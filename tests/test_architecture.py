@@ -26,6 +26,7 @@ LAYERS = {
         "safejson",
         "signals",
         "error_reports",
+        "deadline",
     ),
     "domain": (
         "models",

@@ -21,12 +21,10 @@ from typing import Any
 import requests
 from django.views.decorators.debug import sensitive_variables
 
-from .client import DatadogClient, Verdict, classify, json_body
+from .client import DatadogClient, Verdict, classify, json_body, retry_error
 from .connections.tokens import access_token, refresh
 from .exceptions import (
     DatadogPartnerError,
-    RateLimitedError,
-    RetryableError,
     UnreadableAnswerError,
 )
 from .models import Connection
@@ -115,14 +113,8 @@ def _checked(response: requests.Response, method: str, path: str) -> requests.Re
     if answer.verdict is Verdict.SUCCESS:
         return response
     where = f"{method} {path.split('?', 1)[0]}"
-    if answer.verdict is Verdict.RATE_LIMITED:
-        raise RateLimitedError(
-            f"Datadog asked us to slow down ({where}).",
-            retry_after=answer.retry_after,
-            response=response,
-        )
-    if answer.retryable:
-        raise RetryableError(f"Datadog failed to answer {where}.", response=response)
+    if (transient := retry_error(answer, response, where)) is not None:
+        raise transient
     if answer.verdict in (Verdict.UNAUTHORIZED, Verdict.FORBIDDEN):
         raise DatadogPartnerError(
             f"Datadog refused {where}: the connection may lack the scope this endpoint needs, "

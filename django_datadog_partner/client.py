@@ -36,6 +36,7 @@ from .exceptions import (
     AnswerLostError,
     CertificateRefusedError,
     DatadogPartnerError,
+    RateLimitedError,
     RetryableError,
     TransportRefusedError,
     UnreadableAnswerError,
@@ -246,6 +247,22 @@ def classify(response: requests.Response) -> Answer:
     if status >= 500 or status in RETRYABLE_STATUSES:
         return Answer(status, Verdict.UNAVAILABLE)
     return Answer(status, _BY_STATUS.get(status, Verdict.REFUSED))
+
+
+def retry_error(
+    answer: Answer, response: requests.Response, where: str
+) -> RateLimitedError | RetryableError | None:
+    """The error for an answer worth the same request later (None for any other), naming
+    ``where`` (an endpoint; never a URL's query)."""
+    if answer.verdict is Verdict.RATE_LIMITED:
+        return RateLimitedError(
+            f"Datadog asked us to slow down ({where}).",
+            retry_after=answer.retry_after,
+            response=response,
+        )
+    if answer.retryable:
+        return RetryableError(f"Datadog failed to answer {where}.", response=response)
+    return None
 
 
 @sensitive_variables()

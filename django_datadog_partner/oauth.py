@@ -23,13 +23,11 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 from oauthlib.oauth2.rfc6749.parameters import prepare_token_request
 
-from .client import DatadogClient, Verdict, classify, json_body
+from .client import DatadogClient, Verdict, classify, json_body, retry_error
 from .conf import app_settings
 from .exceptions import (
     InvalidClientError,
     OAuthError,
-    RateLimitedError,
-    RetryableError,
     UnreadableAnswerError,
     datadog_error_messages,
 )
@@ -245,14 +243,8 @@ def _looks_like_code(value: str) -> bool:
 def _error_for(response: requests.Response, endpoint: str) -> Exception:
     answer = classify(response)
     code, description = split_error(response)
-    if answer.verdict is Verdict.RATE_LIMITED:
-        return RateLimitedError(
-            f"Datadog's {endpoint} endpoint asked us to slow down.",
-            retry_after=answer.retry_after,
-            response=response,
-        )
-    if answer.retryable:
-        return RetryableError(f"Datadog's {endpoint} endpoint failed.", response=response)
+    if (transient := retry_error(answer, response, f"the {endpoint} endpoint")) is not None:
+        return transient
     if code == "invalid_client" or answer.verdict is Verdict.UNAUTHORIZED:
         return InvalidClientError(
             f"Datadog refused this OAuth client's credentials at the {endpoint} endpoint.",

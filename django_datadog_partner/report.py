@@ -128,17 +128,6 @@ def _breaker_row(breaker: SiteBreaker) -> dict[str, Any]:
             "last_error": breaker.last_error}  # fmt: skip
 
 
-def _alarm_row(alarm: Alarm) -> dict[str, Any]:
-    last = _time(alarm.last_raised_at)
-    return {"code": alarm.code, "message": alarm.message, "count": alarm.count, "last": last}
-
-
-def _breaker_row(breaker: SiteBreaker) -> dict[str, Any]:
-    until = breaker.open_until.isoformat() if breaker.open_until else None
-    return {"domain": breaker.domain, "open_until": until, "failures": breaker.failures,
-            "last_error": breaker.last_error}  # fmt: skip
-
-
 def _time(value: datetime | None) -> str | None:
     return value.strftime("%Y-%m-%d %H:%M") if value else None
 

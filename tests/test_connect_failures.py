@@ -369,7 +369,7 @@ def test_malformed_onboarding_parameters(client: Client) -> None:
     for query in (
         "domain=datadoghq.com&domain=datadoghq.eu&site=app.datadoghq.com",
         "domain=datadoghq.com&site=" + "a" * 300,
-        "domain[]=datadoghq.com&site=app.datadoghq.com",
+        "domain=datadoghq.com&site=app.datadoghq.com&site=app.datadoghq.eu",
         "domain=%ff%fe&site=app.datadoghq.com",
     ):
         response = client.get(f"{ONBOARDING}?{query}")

@@ -32,7 +32,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from . import connections, error_reports, failures, permissions
 from .conf import app_settings
-from .connections.api_keys import KEY_MISSING, api_keys_page_url
+from .connections.api_keys import KEY_MISSING, REFUSAL_CODES, api_keys_page_url
 from .connections.authorization import burn_state, callback_url
 from .connections.connect import ConnectFailed, fail
 from .exceptions import (
@@ -42,8 +42,8 @@ from .exceptions import (
     NeedsReconnectError,
 )
 from .models import Connection, ConnectionStatus
-from .regions import all_sites as datadog_sites
 from .regions import Site, WebSite, check_region_agreement, read_onboarding
+from .regions import all_sites as datadog_sites
 
 logger = logging.getLogger("django_datadog_partner")
 
@@ -399,4 +399,6 @@ def _key_context(connection: Connection) -> dict[str, Any]:
     return {
         "key_missing": connection.status == ConnectionStatus.KEY_MISSING,
         "api_keys_page": api_keys_page_url(connection),
+        # Revoking the key cures a 409 or a lost key, not a refusal to create one.
+        "revoke_steps": connection.last_error_code not in REFUSAL_CODES.values(),
     }

@@ -42,7 +42,15 @@ CATCH_UP_FACTOR = 2
 
 NO_KEY_REASON = (
     "The token works but no API key is stored: revoke “OAuth Client API Key” in Datadog "
-    "(Organization Settings → API Keys), then use “Create the API key again”."
+    "(Organization Settings → API Keys), then authorise again with “Reconnect” (or use "
+    "“Create the API key again”)."
+)
+REJECTED_REASON = (
+    "Datadog rejected the API key (GET /api/v1/validate answered 403); it was probably "
+    "revoked in Datadog. A key revoked less than 7 days ago can be restored there "
+    "(Organization Settings → API Keys): this connection then resumes at its next check. "
+    "Otherwise make sure the “OAuth Client API Key” is revoked and authorise again with "
+    "“Reconnect” to obtain a new one."
 )
 
 
@@ -158,11 +166,7 @@ def _check_api_key(connection: Connection) -> HealthReport:
         )
     if not valid:
         mark_broken(
-            connection,
-            ConnectionStatus.API_KEY_REJECTED,
-            "Datadog rejected the API key (GET /api/v1/validate answered 403); it was probably "
-            "revoked in Datadog. Reconnect to obtain a new one.",
-            "api_key_rejected",
+            connection, ConnectionStatus.API_KEY_REJECTED, REJECTED_REASON, "api_key_rejected"
         )
         return _report(connection, False, connection.status_reason)
     if connection.status in (ConnectionStatus.API_KEY_REJECTED, ConnectionStatus.KEY_MISSING):

@@ -31,7 +31,7 @@ from ..exceptions import (
 from ..models import Connection, ConnectionStatus
 from ..regions import get_site
 from ..status import set_status
-from .api_keys import api_keys_page_url
+from .api_keys import api_keys_page_url, key_ending
 from .rows import copy_state, error_code_of, locked_row, record_error, reread
 from .tokens import INVALID_CLIENT_ALARM
 
@@ -117,7 +117,6 @@ def retry_pending_revocations() -> dict[str, int]:
 
 def api_key_instruction(connection: Connection, *, already: bool = False) -> str:
     """What the customer must still do in Datadog (no API can delete the key for us)."""
-    ending = f" (ending in {connection.api_key_last4})" if connection.api_key_last4 else ""
     first = (
         "This connection is already disconnected."
         if already
@@ -127,7 +126,8 @@ def api_key_instruction(connection: Connection, *, already: bool = False) -> str
     return (
         f"{first} One step is left, in Datadog: open Organization Settings → API Keys "
         f"({api_keys_page_url(connection)}), find the key named “OAuth Client API Key”"
-        f"{ending} and revoke it. Datadog does not let integrations delete it themselves."
+        f"{key_ending(connection)} and revoke it. Datadog does not let integrations delete "
+        "it themselves."
     )
 
 

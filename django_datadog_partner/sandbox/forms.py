@@ -31,5 +31,7 @@ class FaultsForm(forms.ModelForm):
             "slow_seconds",
             "refresh_invalid_grant",
             "key_creation_fault",
+            "restorable_key_conflict",
             "bare_callback",
+            "revoke_needs_bearer",
         )

@@ -136,7 +136,7 @@ def _refresh_locked(row: Connection) -> DatadogPartnerError | None:
     except (RetryableError, RateLimitedError, TransportRefusedError) as exc:
         record_error(row, error_code_of(exc))
         return exc
-    _store(row, tokens)
+    store_tokens(row, tokens)
     return None
 
 
@@ -166,7 +166,8 @@ def _after_invalid_grant(row: Connection, sent: str) -> DatadogPartnerError | No
     )
 
 
-def _store(row: Connection, tokens: oauth.TokenSet) -> None:
+def store_tokens(row: Connection, tokens: oauth.TokenSet) -> None:
+    """Persist a token answer (the row is locked); the token endpoint accepted our client."""
     now = timezone.now()
     row.access_token = tokens.access_token
     if tokens.refresh_token:  # Datadog may rotate it; without one the old one stays valid.

@@ -1,6 +1,7 @@
-"""The API key through the real flow: whose a marketplace refusal is, and Datadog's recovery
-of a lost or revoked key (revoke the "OAuth Client API Key", authorise again; a revoked
-key can be restored for 7 days), driven through the test client and the fake Datadog."""
+"""OAuth and keys through the real flow (test client + fake Datadog): whose a marketplace
+refusal is, Datadog's recovery of a lost or revoked key (revoke the "OAuth Client API
+Key", authorise again; a revoked key can be restored for 7 days), the callback Datadog
+sends, and a disconnect sent as Datadog's example sends it."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from django_datadog_partner import delivery, failures, tracking
 from django_datadog_partner.connections import check_health
 from django_datadog_partner.models import Alarm, Connection, ConnectionStatus, OutboxStatus
 from django_datadog_partner.sandbox.state import Org, digest
 from django_datadog_partner.testing import FakeDatadog
-from tests.connect_support import CONNECTED, connect_through, make_user, signed_in
+from tests.connect_support import CONNECTED, connect_through, make_user, signed_in, start
 from tests.lifecycle_support import partner_settings
 
 pytestmark = pytest.mark.django_db
@@ -175,3 +177,39 @@ def test_without_the_switch_a_revoked_key_does_not_block_a_new_one(
     assert customer.reconnect()["Location"] == CONNECTED
     assert customer.connection.status == ConnectionStatus.ACTIVE
     assert not customer.key_in_datadog().revoked
+
+
+# --- The callback Datadog sends ----------------------------------------------------------
+
+
+def test_the_callback_carries_site_dd_oid_and_dd_org_name_by_default(
+    customer: Customer, datadog: FakeDatadog
+) -> None:
+    callback = datadog.authorize(start(customer.browser).url, customer.dd_user)
+    params = dict(parse_qsl(urlsplit(callback).query))
+    assert set(params) == {"code", "state", "domain", "site", "dd_oid", "dd_org_name"}
+    assert (params["domain"], params["site"]) == ("datadoghq.com", "https://app.datadoghq.com")
+    assert (params["dd_oid"], params["dd_org_name"]) == (customer.org.public_id, "Acme")
+
+
+# --- Disconnect ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["bearer ignored", "bearer checked"])
+def test_disconnect_revokes_the_grant_whether_or_not_datadog_checks_the_bearer(
+    customer: Customer, datadog: FakeDatadog, strict: bool
+) -> None:
+    """Datadog's example sends ``Authorization: Bearer``; whether revoke checks it is not
+    documented. Either way the disconnect completes and no vendor alarm is raised, also
+    with an access token that expired long ago."""
+    datadog.set_faults(customer.org, revoke_needs_bearer=strict)
+    customer.connect()
+    Connection.objects.update(expires_at=timezone.now() - timedelta(hours=5))
+    customer.press("disconnect")
+    assert customer.connection.status == ConnectionStatus.REVOKED
+    assert not Alarm.objects.exists()
+    revokes = [c for c in datadog.calls if c.path == "/oauth2/v1/revoke"]
+    assert 200 in {c.status for c in revokes}
+    assert all(c.headers.get("Authorization") != "Bearer " for c in revokes)
+    grants = datadog.store.state.grants.values()  # type: ignore[attr-defined]
+    assert grants and all(grant.revoked for grant in grants)

@@ -100,7 +100,8 @@ def revoke_api_key(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def restore_api_key(request: HttpRequest, pk: int) -> HttpResponse:
     org = get_object_or_404(SandboxOrg, pk=pk)
-    Sandbox(orm_store()).restore_api_key(orm_store().get_org(org.pk))
+    store = orm_store()
+    Sandbox(store).restore_api_key(store.get_org(org.pk))
     return _back_to(org)
 
 

@@ -16,13 +16,15 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from django_datadog_partner import delivery, tasks, tracking
-from django_datadog_partner.connections.uninstalls import check_connection
+from django_datadog_partner.connections import uninstalls
+from django_datadog_partner.connections.uninstalls import check_connection, run_in_use_health_checks
 from django_datadog_partner.delivery import kick
 from django_datadog_partner.models import Connection, ConnectionStatus, OutboxStatus
 from django_datadog_partner.sandbox.state import Org
 from django_datadog_partner.schedules import HOURLY, SCHEDULES
 from django_datadog_partner.testing import FakeDatadog
 from tests.connect_support import CONNECTED, connect_through, make_user, signed_in
+from tests.lifecycle_support import TOKEN_URL, make_connection, oauth_error
 
 pytestmark = pytest.mark.django_db
 
@@ -195,3 +197,51 @@ def test_health_checks_are_enqueued_with_the_connection_id_only(
     )
     kick.enqueue_health_checks([7, 9])
     assert [args for args, _kwargs in enqueued] == [(kick.HEALTH_TASK, 7), (kick.HEALTH_TASK, 9)]
+
+
+# --- The run's limits (Datadog faked by ``responses``) ---------------------------------
+
+
+def in_use(**fields: Any) -> Connection:
+    """A connection Datadog accepted telemetry for since its check 2 hours ago."""
+    now = timezone.now()
+    connection = make_connection(**fields)
+    Connection.objects.filter(pk=connection.pk).update(
+        health_checked_at=now - timedelta(hours=2), last_success_at=now - timedelta(minutes=1)
+    )
+    return connection
+
+
+def test_a_run_stops_at_its_time_budget_and_on_our_refused_credentials(mocked_http: Any) -> None:
+    in_use(), in_use()
+    assert run_in_use_health_checks(time_budget=-1).as_dict() == {
+        "due": 2, "checked": 0, "healthy": 0, "unhealthy": 0, "stopped_early": True,
+    }  # fmt: skip
+    mocked_http.post(TOKEN_URL, status=401, body=oauth_error("invalid_client"))
+    summary = run_in_use_health_checks()
+    assert (summary.checked, summary.stopped_early) == (0, True)
+    assert len(mocked_http.calls) == 1  # the others would only repeat it
+    assert "credentials" in check_connection(Connection.objects.first().pk)  # type: ignore[union-attr]
+
+
+def test_a_connection_an_overlapping_run_checked_is_skipped(
+    mocked_http: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connection = in_use()
+    selected = list(uninstalls.in_use_and_due(timezone.now()))
+    Connection.objects.filter(pk=connection.pk).update(health_checked_at=timezone.now())
+    monkeypatch.setattr(uninstalls, "in_use_and_due", lambda now: selected)
+    summary = run_in_use_health_checks()
+    assert (summary.due, summary.checked) == (1, 0)
+    assert len(mocked_http.calls) == 0
+
+
+def test_a_broker_error_enqueueing_a_check_is_logged_not_raised(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr("django_q.tasks.async_task", broken)
+    kick.enqueue_health_checks([7])
+    assert "Could not enqueue a Datadog health check" in caplog.text

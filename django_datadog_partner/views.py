@@ -239,7 +239,7 @@ def callback(request: HttpRequest) -> HttpResponse:
         )
     state = params["state"]
     if params["error"] is not None:
-        burn_state(state)
+        burn_state(request.session, state)
         reason = {
             "access_denied": failures.ACCESS_DENIED,
             "invalid_scope": failures.INVALID_SCOPE,
@@ -247,10 +247,10 @@ def callback(request: HttpRequest) -> HttpResponse:
         detail = params["error_description"] or params["error"]
         return failure_redirect(request, fail(reason, user=request.user, detail=detail))
     if not request.user.is_authenticated:
-        burn_state(state)
+        burn_state(request.session, state)
         return failure_redirect(request, fail(failures.SIGNED_OUT, user=request.user))
     if not params["code"] and state:
-        burn_state(state)
+        burn_state(request.session, state)
         return failure_redirect(
             request, fail(failures.BAD_REQUEST, user=request.user, message="no code")
         )

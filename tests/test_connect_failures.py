@@ -394,8 +394,45 @@ def test_callback_when_signed_out(
     client.logout()
     text = follow_failure(client, callback(client, started.state), failures.SIGNED_OUT, 403)
     assert "Sign in, then start again" in text
-    assert started.row.used_at is not None
+    # Logging out dropped the session's binding: this browser no longer owns the state, so
+    # it is left to expire (nobody else can consume it either).
+    assert started.row.used_at is None
     assert len(mocked_http.calls) == 0
+
+
+STRANGER_ATTEMPTS = {
+    "anonymous error": (None, {"error": "access_denied"}, failures.ACCESS_DENIED, 403),
+    "signed-in error": ("mallory", {"error": "access_denied"}, failures.ACCESS_DENIED, 403),
+    "anonymous code": (None, {"code": "forged"}, failures.SIGNED_OUT, 403),
+    "signed-in, no code": ("mallory", {}, failures.BAD_REQUEST, 400),
+    "another user's code": ("mallory", {"code": "forged"}, failures.STATE_OTHER_USER, 400),
+    "same user, other browser": ("alice", {"code": "forged"}, failures.STATE_OTHER_BROWSER, 400),
+}
+
+
+@pytest.mark.parametrize("attempt", STRANGER_ATTEMPTS.values(), ids=STRANGER_ATTEMPTS.keys())
+def test_a_callback_from_another_browser_never_burns_a_live_state(
+    client: Client,
+    alice: Any,
+    django_user_model: Any,
+    mocked_http: responses.RequestsMock,
+    attempt: tuple[str | None, dict[str, str], str, int],
+) -> None:
+    """Only the browser that started a flow may spend its state: a stranger who learnt it
+    (an anonymous ``?error=access_denied&state=S``, a forged code) sees the failure page
+    and the owner's own callback still connects."""
+    who, params, reason, status = attempt
+    started = start(client)
+    users = {"alice": alice, "mallory": make_user(django_user_model, "mallory")}
+    stranger = signed_in(users[who]) if who else Client()
+    response = stranger.get(CALLBACK, {"state": started.state, **params})
+    follow_failure(stranger, response, reason, status)
+    assert started.row.used_at is None
+    assert len(mocked_http.calls) == 0
+
+    fake_datadog(mocked_http)
+    assert callback(client, started.state)["Location"] == CONNECTED
+    assert Connection.objects.get().status == ConnectionStatus.ACTIVE
 
 
 def test_expired_state(client: Client, mocked_http: responses.RequestsMock) -> None:

@@ -315,3 +315,20 @@ def test_revoking_through_a_stale_copy_changes_nothing(
         outcome = revoke(stale)  # still says "active" in memory
     assert outcome.done and "already disconnected" in outcome.message
     assert status_changes == [] and len(mocked_http.calls) == 2
+
+
+def test_invalid_grant_after_a_lost_probe_answer_does_not_count_as_revoked(mocked_http):
+    """The probe's refresh may have rotated the token at Datadog although its answer was
+    lost: a later invalid_grant then proves nothing, and the disconnect stays pending."""
+    mocked_http.post(REVOKE_URL, status=401, json={"errors": ["Unauthorized"]})
+    mocked_http.post(TOKEN_URL, body=requests.ReadTimeout("answer lost"))
+    connection = make_connection()
+    assert not revoke(connection).done
+    assert Connection.objects.get(pk=connection.pk).refresh_answer_lost_at is not None
+
+    mocked_http.replace("POST", TOKEN_URL, status=400, body=oauth_error("invalid_grant"))
+    retry_pending_revocations()
+    stored = Connection.objects.get(pk=connection.pk)
+    assert stored.status == ConnectionStatus.REVOKING
+    assert stored.last_error_code == "invalid_grant"
+    assert not Alarm.objects.exists()

@@ -19,7 +19,7 @@ from django_datadog_partner.sandbox.control import Sandbox
 from django_datadog_partner.sandbox.engine import handle
 from django_datadog_partner.sandbox.memory import MemoryStore
 from django_datadog_partner.sandbox.protocol import Answer
-from django_datadog_partner.sandbox.state import digest
+from django_datadog_partner.sandbox.state import Store, digest
 from django_datadog_partner.sandbox.store import OrmStore
 
 REDIRECT = "https://vendor.example/datadog/callback/"
@@ -52,8 +52,8 @@ def authorize_url(challenge: str, **overrides: str) -> str:
 
 
 class Flow:
-    def __init__(self) -> None:
-        self.sandbox = Sandbox(MemoryStore(), domain="sandbox.localhost")
+    def __init__(self, store: Store | None = None) -> None:
+        self.sandbox = Sandbox(store or MemoryStore(), domain="sandbox.localhost")
         self.org = self.sandbox.create_org("Acme")
         self.user = self.sandbox.create_user(self.org, "Ada")
 
@@ -246,6 +246,25 @@ def test_refresh_rotates_and_a_replayed_refresh_token_fails(flow: Flow) -> None:
     assert (
         flow.token(grant_type="refresh_token", refresh_token=second["refresh_token"]).status == 200
     )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("store", [MemoryStore, OrmStore])
+def test_refresh_can_keep_the_refresh_token_instead_of_rotating_it(store: type[Store]) -> None:
+    """Datadog does not document rotation: the switch lets tests take either answer."""
+    flow = Flow(store())
+    first = flow.exchange()
+    flow.sandbox.set_faults(flow.org, rotate_refresh_tokens=False)
+    second = flow.token(grant_type="refresh_token", refresh_token=first["refresh_token"]).json()
+    assert second["refresh_token"] == first["refresh_token"]
+    assert second["access_token"] != first["access_token"]
+    again = flow.token(grant_type="refresh_token", refresh_token=first["refresh_token"])
+    assert again.status == 200
+    flow.sandbox.clear_faults(flow.org)  # a behaviour switch, not a fault: it stays
+    assert flow.sandbox.faults(flow.org).rotate_refresh_tokens is False
+    flow.sandbox.uninstall(flow.org)
+    gone = flow.token(grant_type="refresh_token", refresh_token=first["refresh_token"])
+    assert gone.status == 400
 
 
 def test_uninstall_and_invalid_grant_fault_fail_the_next_refresh(flow: Flow) -> None:

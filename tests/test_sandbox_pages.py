@@ -282,3 +282,25 @@ def test_check_e030_when_the_sandbox_urls_are_not_included(settings: Any) -> Non
     errors = check_sandbox_urls()
     assert [error.id for error in errors] == ["datadog_partner.E030"]
     assert 'include("django_datadog_partner.sandbox.urls")' in (errors[0].hint or "")
+
+
+SANDBOX_PAGES = ("/sandbox/", "/sandbox/orgs/", "/sandbox/login/")
+
+
+def test_the_header_ignores_the_hosts_own_login(client: Client, django_user_model: Any) -> None:
+    client.force_login(django_user_model.objects.create_user("shopper"))
+    for page in SANDBOX_PAGES:
+        html = client.get(page).content.decode()
+        assert "Signed in as" not in html, page
+        assert 'href="/sandbox/login/">Sign in</a>' in html, page
+
+
+def test_the_header_names_the_sandbox_user_on_every_page(
+    client: Client, signed_in: SandboxUser, django_user_model: Any
+) -> None:
+    client.force_login(django_user_model.objects.create_user("shopper"))
+    org_page = reverse("datadog_partner_sandbox:org", args=[signed_in.org_id])
+    for page in (*SANDBOX_PAGES, org_page):
+        assert "Signed in as Ada (Acme)" in client.get(page).content.decode(), page
+    consent = client.get(authorize_url()[0]).content.decode()
+    assert "Signed in as Ada (Acme)" in consent

@@ -46,7 +46,7 @@ class ConnectionAdmin(admin.ModelAdmin):
         ("Status", {"fields": ("status", "status_reason", "status_changed_at", "paused_until")}),
         ("Credentials (encrypted; never shown)", {"fields": ("credentials",)}),
         ("Activity", {"fields": ("created_at", "updated_at", "last_success_at", "last_error",
-                                 "health_checked_at")}),
+                                 "health_checked_at", "refresh_answer_lost_at")}),
     )  # fmt: skip
     readonly_fields = ("owner_display", "credentials", "last_error")
     change_form_template = "admin/datadog_partner/connection/change_form.html"

@@ -58,7 +58,7 @@ from .identity import (
     ask_marketplace,
     place,
 )
-from .tokens import INVALID_CLIENT_ALARM
+from .tokens import INVALID_CLIENT_ALARM, forget_lost_answer
 
 logger = logging.getLogger("django_datadog_partner")
 
@@ -416,6 +416,7 @@ def _apply(connection: Connection, web_url: str, tokens: oauth.TokenSet, user: A
     connection.access_token = tokens.access_token
     if tokens.refresh_token:
         connection.refresh_token = tokens.refresh_token
+    forget_lost_answer(connection)
     connection.expires_at = tokens.expires_at
     if tokens.scopes:
         connection.scopes = tokens.scopes

@@ -42,12 +42,13 @@ from typing import Any
 import requests
 from django.views.decorators.debug import sensitive_variables
 
-from ..client import DatadogClient
+from ..client import DatadogClient, Verdict, classify, json_body
 from ..exceptions import (
     CredentialsUnreadableError,
     DatadogPartnerError,
     RetryableError,
     TransportRefusedError,
+    UnreadableAnswerError,
     datadog_error_messages,
 )
 from ..models import AuthorizationRequest, Connection
@@ -144,19 +145,19 @@ def _post_marketplace(site: Site, access_token: str, scopes: Sequence[str]) -> M
 
 
 def _marketplace_answer(response: requests.Response, scopes: Sequence[str]) -> MarketplaceAnswer:
-    status = response.status_code
-    code = f"http_{status}"
-    if 200 <= status < 300:
+    answer = classify(response)
+    code = answer.code
+    if answer.verdict is Verdict.SUCCESS:
         parsed = _parse_key(response)
         if parsed is None:
             # The key may exist in Datadog now, but we could not read it: treat as lost.
             return MarketplaceAnswer(missing=MISSING_UNCONFIRMED, error_code="invalid_key_response")
         return parsed
-    if status == 409:
+    if answer.verdict is Verdict.CONFLICT:
         return MarketplaceAnswer(missing=MISSING_CONFLICT, error_code=code)
-    if status in (401, 403):
+    if answer.verdict in (Verdict.UNAUTHORIZED, Verdict.FORBIDDEN):
         return MarketplaceAnswer(missing=refusal_reason(scopes), error_code=code)
-    if status == 429 or status >= 500:
+    if answer.retryable:
         return MarketplaceAnswer(missing=MISSING_UNCONFIRMED, error_code=code)
     detail = "; ".join(datadog_error_messages(response))[:300]
     return MarketplaceAnswer(missing=MISSING_REFUSED, error_code=code, detail=detail)
@@ -227,8 +228,8 @@ def _org_name(body: Any, org_id: str) -> str:
 
 def _json(response: requests.Response) -> Any:
     try:
-        return response.json()
-    except (ValueError, RecursionError):
+        return json_body(response)
+    except UnreadableAnswerError:
         return None
 
 

@@ -38,7 +38,7 @@ from ..regions import Site, get_site
 from ..status import set_status
 from .api_keys import api_keys_page_url, key_ending
 from .rows import copy_state, error_code_of, locked_row, record_error, reread
-from .tokens import INVALID_CLIENT_ALARM, store_tokens
+from .tokens import INVALID_CLIENT_ALARM, record_refresh_failure, store_tokens
 
 logger = logging.getLogger("django_datadog_partner")
 
@@ -211,12 +211,16 @@ def _token_endpoint_accepts(row: Connection, site: Site) -> bool:
     try:
         tokens = oauth.refresh_tokens(site, row.refresh_token.reveal())
     except OAuthError as exc:
-        if exc.error_code != "invalid_grant":
+        # After a lost refresh answer Datadog may hold a newer refresh token: not proof.
+        if exc.error_code != "invalid_grant" or row.refresh_answer_lost_at is not None:
             raise
         logger.info("Datadog connection %s: the grant is already revoked.", row.pk)
         row.access_token = row.refresh_token = None
         row.save(update_fields=["access_token", "refresh_token", "updated_at"])
         return False
+    except DatadogPartnerError as exc:
+        record_refresh_failure(row, exc)  # a lost answer is remembered, as for a refresh
+        raise
     store_tokens(row, tokens)
     return True
 

@@ -113,15 +113,23 @@ class Sandbox:
         ``key_creation`` ("409", "403" or ""), ``restorable_key_conflict`` (409 while a
         revoked key can be restored), ``bare_callback`` (the callback carries only
         ``code``, ``state`` and ``domain``), ``revoke_needs_bearer`` (revoke answers 401
-        without a usable ``Authorization: Bearer`` access token).
+        without a usable ``Authorization: Bearer`` access token), ``rotate_refresh_tokens``
+        (False: a refresh answers the same refresh token).
         """
         faults = dataclasses.replace(self.store.faults(org.id), **changes)
         self.store.set_faults(org.id, faults)
         return faults
 
     def clear_faults(self, org: Org) -> None:
-        bare_callback = self.store.faults(org.id).bare_callback
-        self.store.set_faults(org.id, Faults(bare_callback=bare_callback))
+        """Every fault off; the behaviour switches (bare callback, rotation) stay as they are."""
+        kept = self.store.faults(org.id)
+        self.store.set_faults(
+            org.id,
+            Faults(
+                bare_callback=kept.bare_callback,
+                rotate_refresh_tokens=kept.rotate_refresh_tokens,
+            ),
+        )
 
     # --- the browser side of OAuth, without a browser ------------------------------------
 

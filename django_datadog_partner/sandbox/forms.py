@@ -34,4 +34,5 @@ class FaultsForm(forms.ModelForm):
             "restorable_key_conflict",
             "bare_callback",
             "revoke_needs_bearer",
+            "rotate_refresh_tokens",
         )

@@ -61,6 +61,15 @@ class SandboxOrg(models.Model):
     rate_limit_reset = models.PositiveIntegerField(_("X-RateLimit-Reset (seconds)"), default=2)
     slow_seconds = models.FloatField(_("delay every API answer by (seconds)"), default=0.0)
     refresh_invalid_grant = models.BooleanField(_("refresh answers invalid_grant"), default=False)
+    rotate_refresh_tokens = models.BooleanField(
+        _("a refresh replaces the refresh token"),
+        default=True,
+        help_text=_(
+            "On: each refresh answers a new refresh token and the old one stops working. "
+            "Off: the same refresh token is answered and stays valid. Datadog does not "
+            "document which it does."
+        ),
+    )
     key_creation_fault = models.CharField(
         _("API key creation fault"),
         max_length=3,

@@ -215,15 +215,22 @@ def _refresh(form: dict[str, str], ctx: Context) -> Answer:
         ctx.sleep(faults.slow_seconds)
     if faults.refresh_invalid_grant or not found.usable:
         return oauth_error(400, "invalid_grant", BAD_REFRESH)
+    if not faults.rotate_refresh_tokens:
+        return issue_tokens(ctx, found.grant_id, found.scopes, refresh=form["refresh_token"])
     if not ctx.store.rotate_token(found.token_hash):
         return oauth_error(400, "invalid_grant", BAD_REFRESH)
     return issue_tokens(ctx, found.grant_id, found.scopes)
 
 
-def issue_tokens(ctx: Context, grant_id: int, scopes: list[str]) -> Answer:
-    access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+def issue_tokens(
+    ctx: Context, grant_id: int, scopes: list[str], *, refresh: str | None = None
+) -> Answer:
+    """A new access token, and a new refresh token unless ``refresh`` (kept valid) is given."""
+    access = secrets.token_urlsafe(32)
     ctx.store.add_token(grant_id, "access", digest(access), ctx.now() + ACCESS_LIFETIME)
-    ctx.store.add_token(grant_id, "refresh", digest(refresh), None)
+    if refresh is None:
+        refresh = secrets.token_urlsafe(32)
+        ctx.store.add_token(grant_id, "refresh", digest(refresh), None)
     body = {
         "access_token": access,
         "refresh_token": refresh,

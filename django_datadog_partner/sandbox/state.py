@@ -33,6 +33,7 @@ class Faults:
     bare_callback: bool = False
     restorable_key_conflict: bool = False
     revoke_needs_bearer: bool = False
+    rotate_refresh_tokens: bool = True
 
 
 @dataclass(frozen=True)

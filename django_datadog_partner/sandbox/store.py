@@ -28,6 +28,7 @@ def faults_record(org: m.SandboxOrg) -> Faults:
         bare_callback=org.bare_callback,
         restorable_key_conflict=org.restorable_key_conflict,
         revoke_needs_bearer=org.revoke_needs_bearer,
+        rotate_refresh_tokens=org.rotate_refresh_tokens,
     )
 
 
@@ -69,6 +70,7 @@ class OrmStore(Store):
             bare_callback=faults.bare_callback,
             restorable_key_conflict=faults.restorable_key_conflict,
             revoke_needs_bearer=faults.revoke_needs_bearer,
+            rotate_refresh_tokens=faults.rotate_refresh_tokens,
         )
 
     def spend_fault(self, org_id: int) -> None:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('datadog_partner_sandbox', '0003_sandbox_callback_sends_org_params_by_default'),
+        ('datadog_partner_sandbox', '0004_sandbox_org_rotate_refresh_tokens'),
     ]
 
     operations = [

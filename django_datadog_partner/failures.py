@@ -16,6 +16,7 @@ INVALID_SITE = "invalid_site"
 REGION_MISMATCH = "region_mismatch"
 BAD_REQUEST = "bad_request"
 NO_OWNER = "no_owner"
+OWNER_NOT_ALLOWED = "owner_not_allowed"
 SIGNED_OUT = "signed_out"
 STATE_MISSING = "state_missing"
 STATE_UNKNOWN = "state_unknown"
@@ -34,6 +35,7 @@ FORBIDDEN = "forbidden"
 INVALID_CLIENT = "invalid_client"
 MISSING_SCOPES = "missing_scopes"
 MISSING_API_KEYS_WRITE = "missing_api_keys_write"
+USER_CANNOT_CREATE_KEYS = "user_cannot_create_keys"
 DATADOG_UNAVAILABLE = "datadog_unavailable"
 DATADOG_REDIRECT = "datadog_redirect"
 DATADOG_TLS = "datadog_tls"
@@ -91,6 +93,18 @@ PAGES: dict[str, FailurePage] = {
         _("Your account cannot connect Datadog"),
         _("Your account has no workspace or organisation that it may connect to Datadog."),
         _("Ask an administrator of your organisation to connect Datadog or to give you access."),
+    ),
+    OWNER_NOT_ALLOWED: FailurePage(
+        403,
+        _("Your account may no longer connect this organisation"),
+        _(
+            "While you were in Datadog, your account lost access to the workspace or "
+            "organisation this connection was started for, so nothing was connected."
+        ),
+        _(
+            "Ask an administrator of your organisation to give you access again or to "
+            "connect Datadog, or start again for an organisation you belong to."
+        ),
     ),
     SIGNED_OUT: FailurePage(
         403,
@@ -254,6 +268,23 @@ PAGES: dict[str, FailurePage] = {
             "marketplace@datadog.com); users then press Reconnect."
         ),
     ),
+    USER_CANNOT_CREATE_KEYS: FailurePage(
+        403,
+        _("Your Datadog user may not create API keys"),
+        _(
+            "You authorised the integration, but Datadog refused to create the API key it "
+            "needs to send data: your Datadog user lacks the permission to create API keys. "
+            "Datadog lets users finish authorising without every permission an integration "
+            "needs (for example when the connection is started outside the integration "
+            "tile). Nothing can be sent yet."
+        ),
+        _(
+            "Ask a Datadog administrator of your organisation to give your Datadog user the "
+            "API Keys Write permission, then press \u201cCreate the API key again\u201d on "
+            "the connection page; or let a Datadog user who has it (for example a Datadog "
+            "Admin) connect from the integration tile."
+        ),
+    ),
     DATADOG_UNAVAILABLE: FailurePage(
         503,
         _("Datadog did not answer"),
@@ -291,7 +322,7 @@ PAGES: dict[str, FailurePage] = {
         START_AGAIN,
     ),
     MISCONFIGURED: FailurePage(
-        502,
+        503,
         _("The Datadog integration is misconfigured"),
         _("This site's Datadog integration is not configured correctly."),
         VENDOR_SIDE,

@@ -12,6 +12,23 @@ def check_connections_health() -> dict[str, object]:
     return run_scheduled_health_checks().as_dict()
 
 
+def check_sending_connections() -> dict[str, object]:
+    """Every minute: connections in use whose last check is an hour old (an uninstall is
+    noticed within the hour). Stops within half of django-q2's ``timeout``."""
+    from django_q.conf import Conf
+
+    from .connections.uninstalls import run_in_use_health_checks
+
+    return run_in_use_health_checks(time_budget=(Conf.TIMEOUT or 600) / 2).as_dict()
+
+
+def check_connection_health(connection_id: int) -> str:
+    """Enqueued after an intake 403 (the id only): check that connection now."""
+    from .connections.uninstalls import check_connection
+
+    return check_connection(connection_id)
+
+
 def retry_revocations() -> dict[str, int]:
     """Every few minutes: finish disconnects that Datadog did not confirm yet."""
     from .connections.revoke import retry_pending_revocations
@@ -34,11 +51,11 @@ def deliver_due() -> str:
     stops within half of django-q2's ``timeout``, handing the rest to a fresh task."""
     from django_q.conf import Conf
 
-    from . import delivery, kick
     from .conf import app_settings
+    from .delivery import drain, kick
 
     budget = (Conf.TIMEOUT or 600) / 2
-    summary = delivery.drain(linger=app_settings.KICK_INTERVAL, time_budget=budget)
+    summary = drain(linger=app_settings.KICK_INTERVAL, time_budget=budget)
     if summary.counts.get("budget_exhausted"):
         kick.enqueue_delivery()
     return str(summary)
@@ -50,12 +67,14 @@ def sweep_outbox() -> int:
     report the backlog (``outbox_measured``)."""
     from django_q.conf import Conf
 
-    from . import delivery, kick, monitoring
+    from . import outbox
     from .conf import app_settings
+    from .delivery import kick
+    from .report import report_outbox_health
 
-    due = delivery.count_due()
+    due = outbox.count_due()
     if due:
         batches = -(-due // app_settings.DELIVERY_BATCH_SIZE)
         kick.enqueue_delivery(min(batches, Conf.WORKERS or 1))
-    monitoring.report_backlog()
+    report_outbox_health()
     return due

@@ -4,13 +4,14 @@ No uninstall webhook exists, so each connection is checked once a day: its token
 refreshed (an uninstall answers ``invalid_grant``) and its API key validated with
 ``GET /api/v1/validate`` (a revoked key answers 403). The scheduled run is hourly and
 takes a slice of the connections that are due, so the work is spread over the day.
+Connections in use are checked hourly instead (``uninstalls``).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
@@ -25,10 +26,10 @@ from ..exceptions import (
     RetryableError,
 )
 from ..models import Connection, ConnectionStatus
+from ..status import mark_broken, reveal, set_status
 from .revoke import revoke
 from .rows import record_error
-from .status import mark_broken, set_status
-from .tokens import refresh, reveal
+from .tokens import refresh
 
 logger = logging.getLogger("django_datadog_partner")
 
@@ -42,12 +43,15 @@ CATCH_UP_FACTOR = 2
 
 NO_KEY_REASON = (
     "The token works but no API key is stored: revoke “OAuth Client API Key” in Datadog "
-    "(Organization Settings → API Keys), then use “Create the API key again”."
+    "(Organization Settings → API Keys), then authorise again with “Reconnect” (or use "
+    "“Create the API key again”)."
 )
-
-#: Statuses a health check leaves alone: nothing to check, or another process owns them.
-NOT_CHECKED = frozenset(
-    {ConnectionStatus.NEEDS_RECONNECT, ConnectionStatus.REVOKING, ConnectionStatus.REVOKED}
+REJECTED_REASON = (
+    "Datadog rejected the API key (GET /api/v1/validate answered 403); it was probably "
+    "revoked in Datadog. A key revoked less than 7 days ago can be restored there "
+    "(Organization Settings → API Keys): this connection then resumes at its next check. "
+    "Otherwise make sure the “OAuth Client API Key” is revoked and authorise again with "
+    "“Reconnect” to obtain a new one."
 )
 
 
@@ -70,7 +74,6 @@ class HealthRunSummary:
     healthy: int = 0
     unhealthy: int = 0
     stopped_early: bool = False
-    problems: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -89,11 +92,11 @@ def check_health(connection: Connection) -> HealthReport:
     the same way). Every other problem is reported, and recorded on the connection when
     it is definitive; timeouts, 5xx and 429 never change its status.
     """
-    owner_matters = connection.status not in (ConnectionStatus.REVOKING, ConnectionStatus.REVOKED)
+    owner_matters = not connection.has_ended
     if owner_matters and not owner_exists(connection):
         outcome = revoke(connection, reason="Its owner was deleted.")
         return _report(connection, False, f"Its owner was deleted. {outcome.message}")
-    if connection.status in NOT_CHECKED:
+    if connection.status in ConnectionStatus.unchecked():
         _mark_checked(connection)
         return _report(connection, False, f"Not checked: {connection.get_status_display()}.")
     try:
@@ -114,9 +117,7 @@ def check_health(connection: Connection) -> HealthReport:
 def run_scheduled_health_checks(now: datetime | None = None) -> HealthRunSummary:
     """One hourly slice of the daily health checks (oldest check first)."""
     now = now or timezone.now()
-    checkable = Connection.objects.exclude(
-        status__in=(ConnectionStatus.REVOKING, ConnectionStatus.REVOKED)
-    )
+    checkable = Connection.objects.not_ended()
     limit = math.ceil(checkable.count() / RUNS_PER_DAY) * CATCH_UP_FACTOR
     due = list(
         checkable.filter(
@@ -125,20 +126,25 @@ def run_scheduled_health_checks(now: datetime | None = None) -> HealthRunSummary
     )
     summary = HealthRunSummary(due=len(due))
     for connection in due:
-        try:
-            report = check_health(connection)
-        except InvalidClientError as exc:
-            # Our own credentials are wrong: checking the others would only repeat it.
-            summary.stopped_early = True
-            summary.problems.append(str(exc))
+        if not check_counted(connection, summary):
             break
-        summary.checked += 1
-        if report.healthy:
-            summary.healthy += 1
-        else:
-            summary.unhealthy += 1
-            summary.problems.append(f"connection {connection.pk}: {report.message}")
     return summary
+
+
+def check_counted(connection: Connection, summary: HealthRunSummary) -> bool:
+    """Check one connection of a run and count it; False when the run must stop: our own
+    credentials are wrong, and checking the others would only repeat it."""
+    try:
+        report = check_health(connection)
+    except InvalidClientError:
+        summary.stopped_early = True
+        return False
+    summary.checked += 1
+    if report.healthy:
+        summary.healthy += 1
+    else:
+        summary.unhealthy += 1
+    return True
 
 
 def owner_exists(connection: Connection) -> bool:
@@ -168,11 +174,7 @@ def _check_api_key(connection: Connection) -> HealthReport:
         )
     if not valid:
         mark_broken(
-            connection,
-            ConnectionStatus.API_KEY_REJECTED,
-            "Datadog rejected the API key (GET /api/v1/validate answered 403); it was probably "
-            "revoked in Datadog. Reconnect to obtain a new one.",
-            "api_key_rejected",
+            connection, ConnectionStatus.API_KEY_REJECTED, REJECTED_REASON, "api_key_rejected"
         )
         return _report(connection, False, connection.status_reason)
     if connection.status in (ConnectionStatus.API_KEY_REJECTED, ConnectionStatus.KEY_MISSING):

@@ -30,7 +30,10 @@ class Faults:
     slow_seconds: float = 0.0
     refresh_invalid_grant: bool = False
     key_creation: str = ""
-    send_org_params: bool = False
+    bare_callback: bool = False
+    restorable_key_conflict: bool = False
+    revoke_needs_bearer: bool = False
+    rotate_refresh_tokens: bool = True
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,10 @@ class Store(abc.ABC):
     def get_user(self, user_id: int) -> User: ...
 
     @abc.abstractmethod
+    def find_user(self, public_id: str) -> User | None:
+        """The user Datadog's API calls ``user_id`` (its UUID), or None."""
+
+    @abc.abstractmethod
     def faults(self, org_id: int) -> Faults: ...
 
     @abc.abstractmethod
@@ -132,6 +139,14 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def revoke_keys(self, org_id: int) -> int: ...
+
+    @abc.abstractmethod
+    def revoked_since(self, org_id: int, since: datetime) -> bool:
+        """Whether a key of the org was revoked after ``since`` (and is still revoked)."""
+
+    @abc.abstractmethod
+    def restore_key(self, org_id: int, since: datetime) -> int:
+        """Un-revoke the org's latest key revoked after ``since``, unless one is active."""
 
     # OAuth
     @abc.abstractmethod

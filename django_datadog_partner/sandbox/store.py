@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -24,7 +25,10 @@ def faults_record(org: m.SandboxOrg) -> Faults:
         slow_seconds=org.slow_seconds,
         refresh_invalid_grant=org.refresh_invalid_grant,
         key_creation=org.key_creation_fault,
-        send_org_params=org.send_org_params,
+        bare_callback=org.bare_callback,
+        restorable_key_conflict=org.restorable_key_conflict,
+        revoke_needs_bearer=org.revoke_needs_bearer,
+        rotate_refresh_tokens=org.rotate_refresh_tokens,
     )
 
 
@@ -41,6 +45,13 @@ class OrmStore(Store):
     def get_user(self, user_id: int) -> User:
         return self._user(m.SandboxUser.objects.get(pk=user_id))
 
+    def find_user(self, public_id: str) -> User | None:
+        try:
+            user = m.SandboxUser.objects.filter(public_id=public_id).first()
+        except ValidationError:  # not a UUID
+            return None
+        return self._user(user) if user is not None else None
+
     @staticmethod
     def _user(user: m.SandboxUser) -> User:
         return User(id=user.pk, public_id=str(user.public_id), org_id=user.org_id, name=user.name)
@@ -56,7 +67,10 @@ class OrmStore(Store):
             slow_seconds=faults.slow_seconds,
             refresh_invalid_grant=faults.refresh_invalid_grant,
             key_creation_fault=faults.key_creation,
-            send_org_params=faults.send_org_params,
+            bare_callback=faults.bare_callback,
+            restorable_key_conflict=faults.restorable_key_conflict,
+            revoke_needs_bearer=faults.revoke_needs_bearer,
+            rotate_refresh_tokens=faults.rotate_refresh_tokens,
         )
 
     def spend_fault(self, org_id: int) -> None:
@@ -99,6 +113,25 @@ class OrmStore(Store):
         return m.SandboxAPIKey.objects.filter(org_id=org_id, revoked_at__isnull=True).update(
             revoked_at=timezone.now()
         )
+
+    def revoked_since(self, org_id: int, since: datetime) -> bool:
+        return m.SandboxAPIKey.objects.filter(org_id=org_id, revoked_at__gt=since).exists()
+
+    def restore_key(self, org_id: int, since: datetime) -> int:
+        with transaction.atomic():
+            m.SandboxOrg.objects.select_for_update().get(pk=org_id)
+            if m.SandboxAPIKey.objects.filter(org_id=org_id, revoked_at__isnull=True).exists():
+                return 0
+            latest = (
+                m.SandboxAPIKey.objects.filter(org_id=org_id, revoked_at__gt=since)
+                .order_by("-revoked_at")
+                .first()
+            )
+            if latest is None:
+                return 0
+            latest.revoked_at = None
+            latest.save(update_fields=["revoked_at"])
+        return 1
 
     def add_code(self, code: Code) -> None:
         m.SandboxAuthorizationCode.objects.create(

@@ -28,8 +28,9 @@ def backlog(rows: int) -> None:
 
 
 def run(label: str, rows: int) -> None:
-    from django_datadog_partner import delivery, monitoring
+    from django_datadog_partner import delivery, outbox
     from django_datadog_partner.conf import app_settings
+    from django_datadog_partner.report import report_outbox_health
 
     backlog(rows)
     batch = app_settings.DELIVERY_BATCH_SIZE
@@ -59,8 +60,8 @@ def run(label: str, rows: int) -> None:
         detail(f"statement {n}: {statement['sql']}")
         detail("  " + explain(statement["sql"]).replace("\n", "\n  "))
     counts = {
-        "sweeper count_due()": delivery.count_due,
-        "monitoring report_backlog()": monitoring.report_backlog,
+        "sweeper count_due()": outbox.count_due,
+        "monitoring report_outbox_health()": report_outbox_health,
     }
     for name, op in counts.items():
         ms = median_ms(op, 3)

@@ -36,7 +36,7 @@ def clear() -> None:
     """Empty the outbox, the host rows and the task queue (kicks left by earlier parts)."""
     from django_q.brokers import get_broker
 
-    from django_datadog_partner import kick
+    from django_datadog_partner.delivery import kick
     from django_datadog_partner.models import OutboxEvent, SiteBreaker
     from tests.testapp.models import Order
 

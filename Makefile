@@ -45,7 +45,7 @@ migrations-check: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
 
-# The performance suite (bench/README.md): full (~30 min), quick (one round, CI), profile.
+# The performance suite (bench/README.md): full (20-40 min), quick (one round, CI), profile.
 bench: $(STAMP)
 	$(BIN)/python -m bench
 

@@ -91,9 +91,10 @@ def profile_capture(saves: int) -> None:
     profile.disable()
     stats = _stats(profile)
     total = sum(entry[2] for entry in stats.values())
-    receiver = cumulative(stats, "tracking.py", "_capture") or total  # renamed: of the save
+    captured = cumulative(stats, "tracking.py", "_capture")
+    receiver = captured or total  # if it was renamed, the shares are of the whole save
     parts = {
-        "the whole receiver (tracking._capture)": receiver,
+        "the whole receiver (tracking._capture)": captured,
         "  build the payload (Tracking.build)": cumulative(stats, "tracking.py", "build"),
         "  owner and content type (_owner_of, _destination)": cumulative(
             stats, "tracking.py", "_owner_of"

@@ -4,6 +4,7 @@ lease and are still pending, so a revoke's cancellation wins)."""
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import defaultdict
 from collections.abc import Iterable
@@ -22,6 +23,8 @@ from ..models import Connection, ConnectionStatus, OutboxEvent, OutboxKind, Outb
 from ..signals import event_failed, event_sent
 from ..status import mark_broken
 from . import transmit
+
+logger = logging.getLogger("django_datadog_partner.delivery")
 
 ERROR_LIMIT = 2000
 RETRY_FIELDS = ["attempts", "next_attempt_at", "last_error_code", "last_error", "payload"]
@@ -184,6 +187,10 @@ class Recorder:
             conn = connections[rows[0].connection_id or 0]
             until = self.now + timedelta(seconds=result.pause_for)
             self._pauses[conn.pk] = (conn.api_key_fingerprint, until)
+            logger.warning(
+                "Datadog rate-limited connection %s; its API key pauses for %.0fs: %s",
+                conn.pk, result.pause_for, result.detail,
+            )  # fmt: skip
 
     def _signal(self, signal: Signal, row: OutboxEvent, **kwargs: Any) -> None:
         if signal not in self._listened:  # asked once per batch, not once per row

@@ -1,9 +1,10 @@
 """Datadog bodies for events, metric points and log entries: pure functions, Datadog's limits.
 
 Every builder returns a plain dict that validates against Datadog's OpenAPI documents
-(``EventCreateRequest``, ``MetricSeries``, ``HTTPLogItem``). Encoding adds the outbox id as
-a tag (events and logs) so an unavoidable duplicate is recognisable in Datadog, and is
-canonical (sorted keys) so every retry sends identical bytes.
+(``EventCreateRequest``, ``MetricSeries``, ``HTTPLogItem``). As sent, an event carries its
+outbox id on the last line of its text and a log entry as an attribute, so an unavoidable
+duplicate is recognisable in Datadog without an unbounded tag. Encoding is canonical
+(sorted keys) so every retry sends identical bytes.
 """
 
 from __future__ import annotations
@@ -32,13 +33,15 @@ METRIC_NAME_LIMIT = 200
 LOGS_MAX_ENTRIES = 1000
 LOGS_MAX_BYTES = 5_000_000  # Datadog: 5 MB uncompressed per request
 SERIES_MAX_BYTES = 500_000  # Datadog: 512,000 bytes per request
-DEDUPE_TAG_KEY = "outbox_id"
+DEDUPE_KEY = "outbox_id"
 MASK = "****"
 
 ALERT_TYPES = ("error", "warning", "info", "success", "user_update", "recommendation", "snapshot")
 PRIORITIES = ("normal", "low")
 METRIC_TYPES = {"unspecified": 0, "count": 1, "rate": 2, "gauge": 3}
-LOG_RESERVED = frozenset({"message", "ddsource", "ddtags", "service", "hostname", "status"})
+LOG_RESERVED = frozenset(
+    {"message", "ddsource", "ddtags", "service", "hostname", "status", "timestamp", DEDUPE_KEY}
+)
 
 # A field whose name contains one of these words is never shipped, whatever the options say.
 SECRET_WORDS = frozenset(
@@ -202,7 +205,7 @@ def metric_series(
     interval: int | None = None,
     host: str | None = None,
 ) -> dict[str, Any]:
-    """One ``MetricSeries`` with one point. No outbox tag: it would be a new time series."""
+    """One ``MetricSeries`` with one point. No outbox mark: a tag would be a new time series."""
     if not METRIC_NAME.match(name) or len(name) > METRIC_NAME_LIMIT:
         raise ValueError(
             "A metric name starts with a letter and holds ASCII letters, digits, '_' and '.' "
@@ -242,7 +245,7 @@ def log_entry(
     """One ``HTTPLogItem``; extra attributes sit beside the reserved ones, never over them."""
     entry: dict[str, Any] = {}
     for key, value in (attributes or {}).items():
-        if key in LOG_RESERVED or key == "timestamp":
+        if key in LOG_RESERVED:
             raise ValueError(f"{key!r} is a reserved log attribute; pass it as an argument.")
         entry[str(key)] = value
     entry.update(
@@ -286,15 +289,28 @@ def encode(payload: Any) -> bytes:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def with_dedupe_tag(kind: str, payload: Mapping[str, Any], outbox_id: int) -> dict[str, Any]:
-    """The payload as sent: events and logs carry ``outbox_id:<id>``; metrics do not."""
-    marker = f"{DEDUPE_TAG_KEY}:{outbox_id}"
-    result = dict(payload)
+def as_sent(kind: str, payload: Mapping[str, Any], outbox_id: int) -> Mapping[str, Any]:
+    """The payload as sent: an event's text ends with a line ``outbox_id:<id>``, a log entry
+    has the attribute ``outbox_id``; metric points are unmarked. Never a tag: Datadog's
+    tagging guidance forbids unbounded values such as ids."""
     if kind == "event":
-        result["tags"] = [*(result.get("tags") or []), marker]
-    elif kind == "log":
-        result["ddtags"] = f"{result['ddtags']},{marker}" if result.get("ddtags") else marker
-    return result
+        return {**payload, "text": mark_text(str(payload.get("text", "")), outbox_id)}
+    if kind == "log":
+        return {**payload, DEDUPE_KEY: outbox_id}
+    return payload
+
+
+MARKDOWN_START, MARKDOWN_END = "%%% \n", "\n %%%"
+
+
+def mark_text(text: str, outbox_id: int) -> str:
+    """``text`` with a last line naming the outbox row, within 4,000 characters (inside a
+    markdown block, so Datadog still renders it as markdown)."""
+    mark = f"\n\n{DEDUPE_KEY}:{outbox_id}"
+    end = ""
+    if text.startswith(MARKDOWN_START) and text.endswith(MARKDOWN_END):
+        text, end = text[: -len(MARKDOWN_END)], MARKDOWN_END
+    return text[: EVENT_TEXT_LIMIT - len(mark) - len(end)] + mark + end
 
 
 def join_array(parts: Sequence[bytes]) -> bytes:

@@ -24,7 +24,7 @@ from tests.e2e_support import (
     QCluster,
     qcluster,  # noqa: F401  (the fixture)
 )
-from tests.outbox_support import make_connection
+from tests.outbox_support import make_connection, outbox_id_in
 from tests.testapp.models import Order, Organization
 
 pytestmark = pytest.mark.e2e
@@ -88,9 +88,10 @@ def arrivals(sandbox: Sandbox, tenant: Tenant) -> list[tuple[int, str]]:
     """(outbox id, site domain) of every event that reached ``tenant``'s Datadog org."""
     found = []
     for item in sandbox.store.received(tenant.org.id, "event"):
-        ids = [int(t.split(":")[1]) for t in item.payload["tags"] if t.startswith("outbox_id:")]
-        assert len(ids) == 1, item.payload
-        found.append((ids[0], item.extra["domain"]))
+        outbox_id = outbox_id_in("event", item.payload)
+        assert outbox_id is not None, item.payload
+        assert not any(tag.startswith("outbox_id") for tag in item.payload["tags"])
+        found.append((outbox_id, item.extra["domain"]))
     return found
 
 

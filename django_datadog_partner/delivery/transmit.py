@@ -61,7 +61,7 @@ class Item:
     payload: Mapping[str, Any]
 
     def body(self) -> bytes:
-        return payloads.encode(payloads.with_dedupe_tag(self.kind, self.payload, self.row_id))
+        return payloads.encode(payloads.as_sent(self.kind, self.payload, self.row_id))
 
 
 Job = Callable[["Run"], list["Result"]]

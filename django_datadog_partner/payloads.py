@@ -1,10 +1,11 @@
-"""Datadog bodies for events, metric points and log entries: pure functions, Datadog's limits.
+"""Datadog bodies for events, metric points and log entries: pure functions, Datadog's
+limits, and the packing of batches into request bodies.
 
 Every builder returns a plain dict that validates against Datadog's OpenAPI documents
-(``EventCreateRequest``, ``MetricSeries``, ``HTTPLogItem``). As sent, an event carries its
-outbox id on the last line of its text and a log entry as an attribute, so an unavoidable
-duplicate is recognisable in Datadog without an unbounded tag. Encoding is canonical
-(sorted keys) so every retry sends identical bytes.
+(``EventCreateRequest``, ``MetricSeries``, ``HTTPLogItem``). As sent, an
+event carries its outbox id on the last line of its text and a log entry as an attribute, so
+an unavoidable duplicate is recognisable in Datadog without an unbounded tag. Encoding is
+canonical (sorted keys) so every retry sends identical bytes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import hashlib
 import json
 import math
 import re
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,13 +30,24 @@ SHRUNK_TITLE_LIMIT = 100
 SHRUNK_TEXT_LIMIT = 1000
 TAG_LIMIT = 200
 FIELD_VALUE_LIMIT = 200
-LOG_MESSAGE_LIMIT = 64_000
 METRIC_NAME_LIMIT = 200
-LOGS_MAX_ENTRIES = 1000
-LOGS_MAX_BYTES = 5_000_000  # Datadog: 5 MB uncompressed per request
-SERIES_MAX_BYTES = 500_000  # Datadog: 512,000 bytes per request
 DEDUPE_KEY = "outbox_id"
 MASK = "****"
+
+# Datadog's logs intake: 1 MB per entry (longer ones are truncated by Datadog), 5 MB
+# uncompressed and 1,000 entries per request. "MB" read as the smaller, decimal value.
+LOG_ENTRY_MAX_BYTES = 1_000_000
+LOGS_MAX_BYTES = 5_000_000
+LOGS_MAX_ENTRIES = 1000
+# Room left in an entry for the outbox id attribute added when it is sent.
+LOG_MARK_RESERVE = 40
+# What the Datadog Agent puts where it cut a log message.
+TRUNCATED = "...TRUNCATED..."
+# Datadog's series intake: 512,000 bytes per request as sent, 5,242,880 decompressed; the
+# Datadog Agent also sends at most 10,000 points per request.
+SERIES_MAX_COMPRESSED = 512_000
+SERIES_MAX_BYTES = 5_242_880
+SERIES_MAX_POINTS = 10_000
 
 ALERT_TYPES = ("error", "warning", "info", "success", "user_update", "recommendation", "snapshot")
 PRIORITIES = ("normal", "low")
@@ -242,14 +255,15 @@ def log_entry(
     attributes: Mapping[str, Any] | None = None,
     hostname: str | None = None,
 ) -> dict[str, Any]:
-    """One ``HTTPLogItem``; extra attributes sit beside the reserved ones, never over them."""
+    """One ``HTTPLogItem`` within Datadog's 1 MB per entry (the message is cut, marked
+    ``...TRUNCATED...``); extra attributes sit beside the reserved ones, never over them."""
     entry: dict[str, Any] = {}
     for key, value in (attributes or {}).items():
         if key in LOG_RESERVED:
             raise ValueError(f"{key!r} is a reserved log attribute; pass it as an argument.")
         entry[str(key)] = value
     entry.update(
-        message=str(message)[:LOG_MESSAGE_LIMIT],
+        message=str(message),
         ddsource=source.lower(),
         service=service.lower(),
         status=status,
@@ -260,7 +274,24 @@ def log_entry(
         entry["ddtags"] = ddtags
     if hostname:
         entry["hostname"] = hostname
+    _fit_message(entry, LOG_ENTRY_MAX_BYTES - LOG_MARK_RESERVE)
     return entry
+
+
+def _fit_message(entry: dict[str, Any], budget: int) -> None:
+    """Cut the message so the encoded entry fits ``budget`` bytes. Dropping n bytes of
+    UTF-8 drops at least n encoded bytes (JSON escapes only add), so one cut is enough."""
+    excess = len(encode(entry)) - budget
+    if excess <= 0:
+        return
+    raw = entry["message"].encode()
+    keep = len(raw) - excess - len(TRUNCATED)
+    if keep < 0:
+        raise ValueError(
+            f"This log entry's attributes alone exceed Datadog's {LOG_ENTRY_MAX_BYTES} bytes "
+            "per entry."
+        )
+    entry["message"] = raw[:keep].decode(errors="ignore") + TRUNCATED
 
 
 # --- tags -----------------------------------------------------------------------------------
@@ -313,30 +344,120 @@ def mark_text(text: str, outbox_id: int) -> str:
     return text[: EVENT_TEXT_LIMIT - len(mark) - len(end)] + mark + end
 
 
-def join_array(parts: Sequence[bytes]) -> bytes:
-    return b"[" + b",".join(parts) + b"]"
+# --- batches ----------------------------------------------------------------------------------
 
 
-def join_series(parts: Sequence[bytes]) -> bytes:
-    return b'{"series":' + join_array(parts) + b"}"
+@dataclass(frozen=True)
+class BatchLimits:
+    """How one kind's items are joined into a request body, and Datadog's limits for it:
+    items, bytes decompressed and, when the body is gzipped, bytes as sent."""
+
+    prefix: bytes
+    suffix: bytes
+    max_items: int
+    max_bytes: int
+    gzip: bool = True
+    max_sent: int | None = None
 
 
-def pack(sizes: Sequence[int], *, max_items: int, max_bytes: int) -> list[list[int]]:
-    """Group item indexes in order into batches under both limits (JSON array overhead
-    included); an item too large on its own still gets a batch so Datadog can judge it."""
-    batches: list[list[int]] = []
-    current: list[int] = []
-    used = 0
-    for index, size in enumerate(sizes):
-        extra = size + 1
-        if current and (len(current) >= max_items or used + extra + 32 > max_bytes):
-            batches.append(current)
-            current, used = [], 0
-        current.append(index)
-        used += extra
-    if current:
-        batches.append(current)
-    return batches
+LOGS_BATCH = BatchLimits(b"[", b"]", LOGS_MAX_ENTRIES, LOGS_MAX_BYTES)
+SERIES_BATCH = BatchLimits(
+    b'{"series":[', b"]}", SERIES_MAX_POINTS, SERIES_MAX_BYTES, max_sent=SERIES_MAX_COMPRESSED
+)
+
+GZIP_LEVEL = 6
+SEPARATOR = b","
+
+
+@dataclass(frozen=True)
+class Packed:
+    """One request body: the indexes of the items in it, the bytes as sent (gzipped when
+    the kind is) and its decompressed size."""
+
+    indexes: list[int]
+    body: bytes
+    raw_size: int
+
+
+def pack(parts: Sequence[bytes], limits: BatchLimits) -> list[Packed]:
+    """Join encoded items, in order, into as few bodies as every limit allows. An item too
+    large on its own still gets a body so Datadog can judge it."""
+    bodies: list[Packed] = []
+    body = _Body(limits)
+    for index, part in enumerate(parts):
+        if body.indexes and not body.fits(part):
+            bodies.append(body.close())
+            body = _Body(limits)
+        body.add(index, part)
+    if body.indexes:
+        bodies.append(body.close())
+    return bodies
+
+
+def compress_bound(size: int) -> int:
+    """Most bytes deflate can turn ``size`` bytes into (zlib's ``compressBound``), plus the
+    gzip header and trailer and a sync flush."""
+    return size + (size >> 12) + (size >> 14) + (size >> 25) + 13 + 32
+
+
+class _Body:
+    """A body being filled. Compressed bytes are counted exactly, as the Datadog Agent's
+    payload compressor does: items wait uncompressed while the worst case of compressing
+    them still fits; when it would not, they are compressed and sync-flushed, which tells
+    the exact size so far, and the item is tried again."""
+
+    def __init__(self, limits: BatchLimits) -> None:
+        self.limits = limits
+        self.indexes: list[int] = []
+        self.raw_size = len(limits.prefix) + len(limits.suffix)
+        self._waiting: list[bytes] = [limits.prefix]
+        self._waiting_size = len(limits.prefix)
+        self._sent: list[bytes] = []
+        self._sent_size = 0
+        self._zip = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31) if limits.gzip else None
+
+    def fits(self, part: bytes) -> bool:
+        extra = len(part) + len(SEPARATOR)
+        if len(self.indexes) >= self.limits.max_items:
+            return False
+        if self.raw_size + extra > self.limits.max_bytes:
+            return False
+        if self.limits.max_sent is None or self._room(extra):
+            return True
+        if not self._waiting_size:
+            return False
+        self._flush()
+        return self._room(extra)
+
+    def add(self, index: int, part: bytes) -> None:
+        if self.indexes:
+            self._waiting.append(SEPARATOR)
+            self._waiting_size += len(SEPARATOR)
+            self.raw_size += len(SEPARATOR)
+        self._waiting.append(part)
+        self._waiting_size += len(part)
+        self.raw_size += len(part)
+        self.indexes.append(index)
+
+    def close(self) -> Packed:
+        self._waiting.append(self.limits.suffix)
+        tail = b"".join(self._waiting)
+        if self._zip is None:
+            return Packed(self.indexes, tail, self.raw_size)
+        self._sent += [self._zip.compress(tail), self._zip.flush()]
+        return Packed(self.indexes, b"".join(self._sent), self.raw_size)
+
+    def _room(self, extra: int) -> bool:
+        assert self.limits.max_sent is not None
+        worst = compress_bound(self._waiting_size + extra + len(self.limits.suffix))
+        return self._sent_size + worst <= self.limits.max_sent
+
+    def _flush(self) -> None:
+        assert self._zip is not None
+        chunk = self._zip.compress(b"".join(self._waiting)) + self._zip.flush(zlib.Z_SYNC_FLUSH)
+        self._sent.append(chunk)
+        self._sent_size += len(chunk)
+        self._waiting, self._waiting_size = [], 0
 
 
 def _plain(text: str) -> str:

@@ -379,6 +379,7 @@ def test_metric_and_log_kinds(org, conn, intake):
     assert by_kind["series"].request.url == "https://api.datadoghq.com/api/v2/series"
     assert by_kind["logs"].request.url == "https://http-intake.logs.datadoghq.com/api/v2/logs"
     assert by_kind["logs"].request.headers["Content-Encoding"] == "gzip"
+    assert by_kind["series"].request.headers["Content-Encoding"] == "gzip"
     (series,) = by_kind["series"].items()
     assert "tags" in series and not any(t.startswith("outbox_id") for t in series["tags"])
     (log,) = by_kind["logs"].items()

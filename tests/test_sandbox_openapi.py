@@ -27,6 +27,7 @@ pytestmark = pytest.mark.django_db
 OPENAPI = Path(__file__).resolve().parent / "openapi"
 API = "https://api.datadoghq.com"
 INTAKE_PATHS = {"/api/v1/events", "/api/v2/series", "/api/v2/logs"}
+SPEC_OF_PATH = {"/api/v2/logs": "logs"}
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +80,7 @@ def test_every_intake_request_validates_against_datadogs_openapi(
     send_metric(acme, "shop.rate", 0.5, metric_type="rate", interval=10)
     send_log(acme, "Order 1001 paid", tags=["order:1001"], attributes={"amount": "12.00"})
     send_log(acme, "Refund failed", status="error", service="payments", hostname="web-1")
+    send_log(acme, "huge " * 300_000)
 
     delivery.drain()
 
@@ -86,11 +88,12 @@ def test_every_intake_request_validates_against_datadogs_openapi(
     assert {call.path for call in intake} == INTAKE_PATHS
     assert all(call.status == 202 for call in intake), [(c.path, c.status) for c in intake]
     for call in intake:
-        spec = specs["logs" if call.path == "/api/v2/logs" else "api"]
+        spec = specs[SPEC_OF_PATH.get(call.path, "api")]
         spec.validate_request(RequestsOpenAPIRequest(as_sent(call)))
+    assert {c.headers.get("Content-Encoding") for c in intake if "v2" in c.path} == {"gzip"}
     assert len(fake.events()) == 3
     assert {s["metric"] for s in fake.series()} == {"shop.payments", "shop.orders", "shop.rate"}
-    assert len(fake.logs()) == 2
+    assert len(fake.logs()) == 3
 
 
 @pytest.mark.parametrize(
@@ -113,6 +116,6 @@ def test_what_the_spec_refuses_the_sandbox_refuses(
         host + path, json=body, headers={"DD-API-KEY": connection.api_key.reveal()}, timeout=5
     )
     assert response.status_code == 400
-    spec = specs["logs" if path.endswith("logs") else "api"]
+    spec = specs[SPEC_OF_PATH.get(path, "api")]
     with pytest.raises(RequestBodyValidationError):
         spec.validate_request(RequestsOpenAPIRequest(as_sent(fake.calls[-1])))

@@ -146,7 +146,10 @@ class Recorder:
                 row.payload = result.new_payload
             self._rewritten.extend(rows)
         if result.verdict == transmit.DELIVERED:
-            self.finish(rows, OutboxStatus.DELIVERED, "", "")
+            if result.code == transmit.ACCEPTED_WITH_ERRORS:
+                self._accepted_with_errors(result, rows)
+            else:
+                self.finish(rows, OutboxStatus.DELIVERED, "", "")
             for row in rows:
                 self._succeeded.add(row.connection_id or 0)
                 self._signal(event_sent, row)
@@ -169,6 +172,16 @@ class Recorder:
             self.park(rows, conn, "api_key_rejected", result.detail)
         else:
             self._schedule_retry(result, rows, connections)
+
+    def _accepted_with_errors(self, result: transmit.Result, rows: list[OutboxEvent]) -> None:
+        """Datadog took the request but listed errors (points it dropped, for example): the
+        rows are delivered, the errors kept on them and logged."""
+        self.finish(rows, OutboxStatus.DELIVERED, result.code, result.detail)
+        self.summary.add("delivered_with_errors", len(rows))
+        logger.warning(
+            "Datadog accepted %d outbox rows of connection %s with errors: %s",
+            len(rows), rows[0].connection_id, result.detail,
+        )  # fmt: skip
 
     def _schedule_retry(
         self, result: transmit.Result, rows: list[OutboxEvent], connections: dict[int, Connection]

@@ -212,6 +212,11 @@ class PartnerSettings:
         return min(self._seconds("METRIC_MAX_AGE", 50 * 60), 3600 - 120)
 
     @property
+    def SERVICE_CHECK_MAX_AGE(self) -> float:
+        """Seconds after which service checks expire; kept under Datadog's 10 minutes."""
+        return min(self._seconds("SERVICE_CHECK_MAX_AGE", 8 * 60), 600 - 60)
+
+    @property
     def BACKOFF_BASE(self) -> float:
         """Seconds: retry n waits a random time in [0, min(BACKOFF_CAP, BASE * 2**(n-1))]."""
         return self._seconds("BACKOFF_BASE", 2.0)

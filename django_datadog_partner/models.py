@@ -289,6 +289,7 @@ class OutboxKind(models.TextChoices):
     EVENT = "event", _("Event")
     METRIC = "metric", _("Metric point")
     LOG = "log", _("Log entry")
+    CHECK = "check", _("Service check")
 
 
 class OutboxStatus(models.TextChoices):
@@ -304,7 +305,7 @@ class OutboxStatus(models.TextChoices):
 
 
 class OutboxEvent(models.Model):
-    """One telemetry item (event, metric point or log entry) for one destination.
+    """One telemetry item (event, metric point, log entry or service check) for one destination.
 
     Written in the caller's transaction with only an owner reference (or a fixed
     connection). On its first claim it is *routed*: it becomes the row for the owner's

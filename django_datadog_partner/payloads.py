@@ -1,8 +1,8 @@
-"""Datadog bodies for events, metric points and log entries: pure functions, Datadog's
-limits, and the packing of batches into request bodies.
+"""Datadog bodies for events, metric points, log entries and service checks: pure functions,
+Datadog's limits, and the packing of batches into request bodies.
 
 Every builder returns a plain dict that validates against Datadog's OpenAPI documents
-(``EventCreateRequest``, ``MetricSeries``, ``HTTPLogItem``). As sent, an
+(``EventCreateRequest``, ``MetricSeries``, ``HTTPLogItem``, ``ServiceCheck``). As sent, an
 event carries its outbox id on the last line of its text and a log entry as an attribute, so
 an unavoidable duplicate is recognisable in Datadog without an unbounded tag. Encoding is
 canonical (sorted keys) so every retry sends identical bytes.
@@ -31,6 +31,7 @@ SHRUNK_TEXT_LIMIT = 1000
 TAG_LIMIT = 200
 FIELD_VALUE_LIMIT = 200
 METRIC_NAME_LIMIT = 200
+CHECK_MESSAGE_LIMIT = 500  # Datadog shows the first 500 characters of a check's message
 DEDUPE_KEY = "outbox_id"
 MASK = "****"
 
@@ -48,10 +49,15 @@ TRUNCATED = "...TRUNCATED..."
 SERIES_MAX_COMPRESSED = 512_000
 SERIES_MAX_BYTES = 5_242_880
 SERIES_MAX_POINTS = 10_000
+# Service checks: Datadog documents no request limit; these stay far below what the
+# Datadog Agent sends there (2.5 MB compressed, 4 MB uncompressed).
+CHECKS_MAX_BYTES = 512_000
+CHECKS_MAX_ENTRIES = 1000
 
 ALERT_TYPES = ("error", "warning", "info", "success", "user_update", "recommendation", "snapshot")
 PRIORITIES = ("normal", "low")
 METRIC_TYPES = {"unspecified": 0, "count": 1, "rate": 2, "gauge": 3}
+CHECK_STATUSES = {"ok": 0, "warning": 1, "critical": 2, "unknown": 3}
 LOG_RESERVED = frozenset(
     {"message", "ddsource", "ddtags", "service", "hostname", "status", "timestamp", DEDUPE_KEY}
 )
@@ -219,11 +225,7 @@ def metric_series(
     host: str | None = None,
 ) -> dict[str, Any]:
     """One ``MetricSeries`` with one point. No outbox mark: a tag would be a new time series."""
-    if not METRIC_NAME.match(name) or len(name) > METRIC_NAME_LIMIT:
-        raise ValueError(
-            "A metric name starts with a letter and holds ASCII letters, digits, '_' and '.' "
-            f"(at most {METRIC_NAME_LIMIT} characters)."
-        )
+    _check_name("A metric name", name)
     if metric_type not in METRIC_TYPES:
         raise ValueError(f"metric_type must be one of {', '.join(METRIC_TYPES)}.")
     number = float(value)
@@ -294,6 +296,44 @@ def _fit_message(entry: dict[str, Any], budget: int) -> None:
     entry["message"] = raw[:keep].decode(errors="ignore") + TRUNCATED
 
 
+def service_check(
+    check: str,
+    status: int | str,
+    *,
+    timestamp: datetime,
+    host_name: str = "",
+    message: str | None = None,
+    tags: Iterable[str] = (),
+) -> dict[str, Any]:
+    """One ``ServiceCheck``; ``status`` is 0-3 or ok/warning/critical/unknown. No outbox
+    mark: a repeated status at the same time only reports the same thing again."""
+    _check_name("A check name", check)
+    if isinstance(status, str):
+        if status.lower() not in CHECK_STATUSES:
+            raise ValueError(f"status must be 0-3 or one of {', '.join(CHECK_STATUSES)}.")
+        status = CHECK_STATUSES[status.lower()]
+    if isinstance(status, bool) or status not in CHECK_STATUSES.values():
+        raise ValueError(f"status must be 0-3 or one of {', '.join(CHECK_STATUSES)}.")
+    payload: dict[str, Any] = {
+        "check": check,
+        "status": status,
+        "host_name": str(host_name),
+        "tags": normalize_tags(tags),
+        "timestamp": int(timestamp.timestamp()),
+    }
+    if message:
+        payload["message"] = str(message)[:CHECK_MESSAGE_LIMIT]
+    return payload
+
+
+def _check_name(what: str, name: str) -> None:
+    if not METRIC_NAME.match(name) or len(name) > METRIC_NAME_LIMIT:
+        raise ValueError(
+            f"{what} starts with a letter and holds ASCII letters, digits, '_' and '.' "
+            f"(at most {METRIC_NAME_LIMIT} characters)."
+        )
+
+
 # --- tags -----------------------------------------------------------------------------------
 
 
@@ -322,8 +362,8 @@ def encode(payload: Any) -> bytes:
 
 def as_sent(kind: str, payload: Mapping[str, Any], outbox_id: int) -> Mapping[str, Any]:
     """The payload as sent: an event's text ends with a line ``outbox_id:<id>``, a log entry
-    has the attribute ``outbox_id``; metric points are unmarked. Never a tag: Datadog's
-    tagging guidance forbids unbounded values such as ids."""
+    has the attribute ``outbox_id``; metric points and service checks are unmarked. Never a
+    tag: Datadog's tagging guidance forbids unbounded values such as ids."""
     if kind == "event":
         return {**payload, "text": mark_text(str(payload.get("text", "")), outbox_id)}
     if kind == "log":
@@ -364,6 +404,7 @@ LOGS_BATCH = BatchLimits(b"[", b"]", LOGS_MAX_ENTRIES, LOGS_MAX_BYTES)
 SERIES_BATCH = BatchLimits(
     b'{"series":[', b"]}", SERIES_MAX_POINTS, SERIES_MAX_BYTES, max_sent=SERIES_MAX_COMPRESSED
 )
+CHECKS_BATCH = BatchLimits(b"[", b"]", CHECKS_MAX_ENTRIES, CHECKS_MAX_BYTES, gzip=False)
 
 GZIP_LEVEL = 6
 SEPARATOR = b","

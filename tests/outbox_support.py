@@ -17,13 +17,18 @@ from django_datadog_partner import crypto
 from django_datadog_partner.models import Connection, ConnectionStatus, OutboxEvent
 from django_datadog_partner.regions import get_site
 
-PATHS = {"event": "/api/v1/events", "series": "/api/v2/series", "logs": "/api/v2/logs"}
+PATHS = {
+    "event": "/api/v1/events",
+    "series": "/api/v2/series",
+    "logs": "/api/v2/logs",
+    "checks": "/api/v1/check_run",
+}
 MARK = re.compile(r"\n\noutbox_id:(\d+)(?:\n %%%)?$")
 
 
 def outbox_id_in(kind: str, item: dict[str, Any]) -> int | None:
     """The outbox id an item carries as Datadog received it: an event's last text line, a
-    log entry's ``outbox_id`` attribute; None for metric points."""
+    log entry's ``outbox_id`` attribute; None for metric points and service checks."""
     if kind == "event":
         found = MARK.search(item.get("text", ""))
         return int(found.group(1)) if found else None

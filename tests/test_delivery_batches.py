@@ -21,19 +21,21 @@ from openapi_core.contrib.requests import RequestsOpenAPIRequest
 
 from django_datadog_partner import delivery, payloads, tracking
 from django_datadog_partner.models import OutboxEvent
+from django_datadog_partner.testing import FakeDatadog
 from tests.outbox_support import Arrival, Intake, make_connection, statuses
 from tests.testapp.models import Order, Organization, Workspace
 
 pytestmark = pytest.mark.django_db
 
-# Copies of shared/datadog-openapi/trimmed/ (Datadog's Apache-2.0 specs), kept with the tests.
+# Copies of shared/datadog-openapi/trimmed/ (Datadog's Apache-2.0 specs), kept with the tests,
+# and the service checks operation copied from the full v1 document (its header says how).
 SPECS = Path(__file__).parent / "openapi"
 
 
-SPEC_OF = {"logs": "datadog-logs-intake.yaml"}
+SPEC_OF = {"logs": "datadog-logs-intake.yaml", "checks": "datadog-service-checks.yaml"}
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=3)
 def spec(name: str) -> OpenAPI:
     return OpenAPI.from_file_path(str(SPECS / name))
 
@@ -81,10 +83,13 @@ def test_every_payload_kind_validates_against_datadogs_openapi(org, intake):
     attributes = {"order": {"id": 7}, "amount": 12.5}
     tracking.send_log(org, "paid " * 50, status="error", tags=["env:test"], service="Shop",
                       hostname="web-1", attributes=attributes)  # fmt: skip
+    tracking.send_service_check(workspace, check="shop.can_connect", status="critical",
+                                message="m" * 900, tags=["env:x"], host_name="web-1")  # fmt: skip
+    tracking.send_service_check(workspace, check="shop.ok", status=0)
     summary = delivery.drain()
-    # three order events and one event for both of org's connections, 4 points, 3 logs
-    assert summary.counts["delivered"] == 4 * 2 + 4 + 3
-    assert {a.kind for a in intake.arrivals} == {"event", "series", "logs"}
+    # three order events and one event for both of org's connections, 4 points, 3 logs, 2 checks
+    assert summary.counts["delivered"] == 4 * 2 + 4 + 3 + 2
+    assert {a.kind for a in intake.arrivals} == {"event", "series", "logs", "checks"}
     for arrival in intake.arrivals:
         validate(arrival)
     titles = [a.body["title"] for a in intake.arrivals if a.kind == "event"]
@@ -214,6 +219,16 @@ def test_a_series_202_that_lists_errors_is_delivered_with_the_errors_kept(org, i
     assert {r.last_error for r in rows} == {"Point of shop.b at 1 is out of range"}
     assert OutboxEvent.objects.get(kind="log").last_error == ""
     assert "with errors: Point of shop.b at 1 is out of range" in caplog.text
+
+
+def test_the_sandbox_switch_for_series_answers_with_errors(org):
+    with FakeDatadog() as fake:
+        conn = fake.connection(org)
+        fake.set_faults(fake.org_of(conn), series_errors=True)
+        tracking.send_metric(org, "shop.a", 1)
+        assert str(delivery.drain()) == "delivered: 1, delivered_with_errors: 1"
+    row = OutboxEvent.objects.get()
+    assert row.last_error_code == "accepted_with_errors" and "Sandbox" in row.last_error
 
 
 def bad_if_marked(arrival: Arrival) -> int:

@@ -19,15 +19,15 @@ from openapi_core.validation.request.exceptions import RequestBodyValidationErro
 
 from django_datadog_partner import delivery
 from django_datadog_partner.testing import Call, FakeDatadog
-from django_datadog_partner.tracking import send_event, send_log, send_metric
+from django_datadog_partner.tracking import send_event, send_log, send_metric, send_service_check
 from tests.testapp.models import Order, Organization
 
 pytestmark = pytest.mark.django_db
 
 OPENAPI = Path(__file__).resolve().parent / "openapi"
 API = "https://api.datadoghq.com"
-INTAKE_PATHS = {"/api/v1/events", "/api/v2/series", "/api/v2/logs"}
-SPEC_OF_PATH = {"/api/v2/logs": "logs"}
+INTAKE_PATHS = {"/api/v1/events", "/api/v2/series", "/api/v2/logs", "/api/v1/check_run"}
+SPEC_OF_PATH = {"/api/v2/logs": "logs", "/api/v1/check_run": "checks"}
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +35,7 @@ def specs() -> dict[str, OpenAPI]:
     return {
         "api": OpenAPI.from_file_path(str(OPENAPI / "datadog-api.yaml")),
         "logs": OpenAPI.from_file_path(str(OPENAPI / "datadog-logs-intake.yaml")),
+        "checks": OpenAPI.from_file_path(str(OPENAPI / "datadog-service-checks.yaml")),
     }
 
 
@@ -81,6 +82,8 @@ def test_every_intake_request_validates_against_datadogs_openapi(
     send_log(acme, "Order 1001 paid", tags=["order:1001"], attributes={"amount": "12.00"})
     send_log(acme, "Refund failed", status="error", service="payments", hostname="web-1")
     send_log(acme, "huge " * 300_000)
+    send_service_check(acme, check="shop.payments.up", status="warning", message="slow")
+    send_service_check(acme, check="shop.api.up", status=0, host_name="web-1", tags=["env:x"])
 
     delivery.drain()
 
@@ -94,6 +97,7 @@ def test_every_intake_request_validates_against_datadogs_openapi(
     assert len(fake.events()) == 3
     assert {s["metric"] for s in fake.series()} == {"shop.payments", "shop.orders", "shop.rate"}
     assert len(fake.logs()) == 3
+    assert [c["check"] for c in fake.service_checks()] == ["shop.payments.up", "shop.api.up"]
 
 
 @pytest.mark.parametrize(
@@ -103,6 +107,8 @@ def test_every_intake_request_validates_against_datadogs_openapi(
         ("/api/v1/events", {"title": "t", "text": "x", "date_happened": "yesterday"}),
         ("/api/v2/series", {"series": [{"metric": "m"}]}),
         ("/api/v2/logs", [{"ddsource": 5, "message": "m"}]),
+        ("/api/v1/check_run", [{"check": "c", "status": 0, "tags": []}]),
+        ("/api/v1/check_run", [{"check": "c", "status": 5, "tags": [], "host_name": ""}]),
     ],
 )
 def test_what_the_spec_refuses_the_sandbox_refuses(

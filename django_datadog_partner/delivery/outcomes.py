@@ -80,6 +80,8 @@ def max_age(kind: str) -> float:
     """Seconds after ``event_time`` past which Datadog would refuse the item."""
     if kind == OutboxKind.METRIC:
         return app_settings.METRIC_MAX_AGE
+    if kind == OutboxKind.CHECK:
+        return app_settings.SERVICE_CHECK_MAX_AGE
     return app_settings.EVENT_MAX_AGE
 
 

@@ -48,8 +48,8 @@ def claim(limit: int, *, run_started: datetime | None = None) -> tuple[str, list
 
     With ``run_started``, rows retried since then are left alone: one attempt per row per
     run, even when full jitter made the retry due at once (the next run takes it). When the
-    claim holds logs or metric points, more due rows of those kinds are claimed too, so
-    their requests fill Datadog's limits whatever ``limit`` is.
+    claim holds logs, metric points or service checks, more due rows of those kinds are
+    claimed too, so their requests fill Datadog's limits whatever ``limit`` is.
     """
     now = timezone.now()
     token = uuid.uuid4().hex
@@ -64,6 +64,7 @@ def claim(limit: int, *, run_started: datetime | None = None) -> tuple[str, list
 FILL: dict[str, int] = {
     OutboxKind.LOG: payloads.LOGS_MAX_ENTRIES,
     OutboxKind.METRIC: payloads.SERIES_MAX_POINTS,
+    OutboxKind.CHECK: payloads.CHECKS_MAX_ENTRIES,
 }
 #: The top-up reads at most this many due rows per row it wants (in due order), so a
 #: backlog of other kinds costs a bounded read, not a scan of every due row.

@@ -2,8 +2,8 @@
 
 No ORM here: these functions run in delivery threads and return ``Result`` values that
 the run records (``outcomes.Recorder``). Intake is authenticated by ``DD-API-KEY`` only.
-Events go one per request; logs and metric series go gzipped in batches packed to
-Datadog's limits (``payloads.pack``). Each attempt is exactly one request, except
+Events go one per request; logs and metric series (gzip) and service checks go in batches
+packed to Datadog's limits (``payloads.pack``). Each attempt is exactly one request, except
 where the classification calls for more: a rejected batch is bisected to find the bad
 items, a too-large one is split, a too-large event is shrunk once, and a 403 is followed by
 one ``GET /api/v1/validate``.
@@ -53,6 +53,7 @@ class Batching:
 BATCHED: dict[str, Batching] = {
     "log": Batching("/api/v2/logs", payloads.LOGS_BATCH, logs_host=True),
     "metric": Batching("/api/v2/series", payloads.SERIES_BATCH),
+    "check": Batching("/api/v1/check_run", payloads.CHECKS_BATCH),
 }
 
 # Verdicts
@@ -160,8 +161,8 @@ Part = tuple[int, bytes]  # (outbox row id, the item encoded as sent)
 def send_batch(
     target: Target, kind: str, parts: Sequence[Part], run: Run, *, body: bytes | None = None
 ) -> list[Result]:
-    """Send logs or metric series (``body``: already packed); bisect on 400/422 and split
-    on 413."""
+    """Send logs, metric series or service checks (``body``: already packed); bisect on
+    400/422 and split on 413."""
     batching = BATCHED[kind]
     url = batching.url(DatadogClient(target.site))
     return _send_split(target, url, batching.limits, list(parts), run, body)

@@ -107,15 +107,24 @@ class Sandbox:
         Fields: ``intake`` ("429", "500", "503", "403" or ""), ``times`` (None: always),
         ``rate_limit_reset`` (seconds), ``slow_seconds``, ``refresh_invalid_grant``,
         ``key_creation`` ("409", "403" or ""), ``bare_callback`` (the callback carries only
-        ``code``, ``state`` and ``domain``).
+        ``code``, ``state`` and ``domain``), ``series_errors`` (every series 202 lists an
+        error), ``check_host_required`` (a service check without ``host_name`` is a 400).
         """
         faults = dataclasses.replace(self.store.faults(org.id), **changes)
         self.store.set_faults(org.id, faults)
         return faults
 
     def clear_faults(self, org: Org) -> None:
-        bare_callback = self.store.faults(org.id).bare_callback
-        self.store.set_faults(org.id, Faults(bare_callback=bare_callback))
+        """Stop the faults; the switches for undocumented behaviour stay as they are."""
+        now = self.store.faults(org.id)
+        self.store.set_faults(
+            org.id,
+            Faults(
+                bare_callback=now.bare_callback,
+                series_errors=now.series_errors,
+                check_host_required=now.check_host_required,
+            ),
+        )
 
     # --- the browser side of OAuth, without a browser ------------------------------------
 
@@ -156,3 +165,8 @@ class Sandbox:
         """Accepted log entries, flattened across requests."""
         received = self.store.received(self.org_id(org), "logs")
         return [entry for item in received for entry in item.payload]
+
+    def service_checks(self, org: Any = None) -> list[dict[str, Any]]:
+        """Accepted service checks, flattened across requests."""
+        received = self.store.received(self.org_id(org), "checks")
+        return [check for item in received for check in item.payload]

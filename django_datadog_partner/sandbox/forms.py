@@ -32,4 +32,6 @@ class FaultsForm(forms.ModelForm):
             "refresh_invalid_grant",
             "key_creation_fault",
             "bare_callback",
+            "series_errors",
+            "check_host_required",
         )

@@ -31,6 +31,8 @@ class Faults:
     refresh_invalid_grant: bool = False
     key_creation: str = ""
     bare_callback: bool = False
+    series_errors: bool = False
+    check_host_required: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ class Token:
 
 @dataclass
 class Received:
-    kind: str  # "event" | "series" | "logs"
+    kind: str  # "event" | "series" | "logs" | "checks"
     org_id: int
     payload: Any
     content_encoding: str = ""

@@ -26,6 +26,8 @@ def faults_record(org: m.SandboxOrg) -> Faults:
         refresh_invalid_grant=org.refresh_invalid_grant,
         key_creation=org.key_creation_fault,
         bare_callback=org.bare_callback,
+        series_errors=org.series_errors,
+        check_host_required=org.check_host_required,
     )
 
 
@@ -65,6 +67,8 @@ class OrmStore(Store):
             refresh_invalid_grant=faults.refresh_invalid_grant,
             key_creation_fault=faults.key_creation,
             bare_callback=faults.bare_callback,
+            series_errors=faults.series_errors,
+            check_host_required=faults.check_host_required,
         )
 
     def spend_fault(self, org_id: int) -> None:

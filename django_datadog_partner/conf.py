@@ -6,6 +6,7 @@ Every property reads ``settings.DATADOG_PARTNER`` when it is called, so
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -215,6 +216,22 @@ class PartnerSettings:
     def SERVICE_CHECK_MAX_AGE(self) -> float:
         """Seconds after which service checks expire; kept under Datadog's 10 minutes."""
         return min(self._seconds("SERVICE_CHECK_MAX_AGE", 8 * 60), 600 - 60)
+
+    @property
+    def HEARTBEAT_METRIC(self) -> str:
+        """The gauge the sweeper sends each active connection (the listing's metric check);
+        empty: no heartbeat. Default ``<SOURCE_TYPE_NAME>.heartbeat``, made a metric name."""
+        value = self._get("HEARTBEAT_METRIC")
+        if value is None:
+            prefix = re.sub(r"[^a-z0-9_.]", "_", self.SOURCE_TYPE_NAME.lower()).strip("_.")
+            return f"{prefix or 'integration'}.heartbeat"
+        return str(value)
+
+    @property
+    def HEARTBEAT_INTERVAL(self) -> float:
+        """Seconds: at most one heartbeat per connection per interval (the sweeper runs
+        every minute, so shorter intervals mean one a minute)."""
+        return max(60.0, self._seconds("HEARTBEAT_INTERVAL", 300))
 
     @property
     def BACKOFF_BASE(self) -> float:

@@ -170,6 +170,12 @@ class Connection(OwnedModel):
     last_error_at = models.DateTimeField(_("last error at"), null=True, blank=True)
     last_error_code = models.CharField(_("last error"), max_length=100, blank=True, default="")
     health_checked_at = models.DateTimeField(_("last health check"), null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        _("last heartbeat"),
+        null=True,
+        blank=True,
+        help_text=_("When the sweeper last queued this connection's heartbeat metric."),
+    )
 
     objects = ConnectionQuerySet.as_manager()
 

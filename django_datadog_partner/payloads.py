@@ -465,8 +465,6 @@ class _Body:
             return False
         if self.limits.max_sent is None or self._room(extra):
             return True
-        if not self._waiting_size:
-            return False
         self._flush()
         return self._room(extra)
 

@@ -330,3 +330,6 @@ def test_payload_rules(org) -> None:
         "app.model", "y" * 200
     )
     assert payloads.normalize_tag(" Env:Prod/EU West ") == "env:prod/eu_west"
+    with pytest.raises(ValueError, match="attributes alone exceed"):
+        payloads.log_entry("m", timestamp=timezone.now(), source="s", service="s",
+                           attributes={"blob": "x" * payloads.LOG_ENTRY_MAX_BYTES})  # fmt: skip

@@ -189,6 +189,13 @@ def test_logs_limits_and_validation(fake: Fake) -> None:
     assert single.status == 202
 
 
+def test_logs_over_one_megabyte_are_truncated_and_accepted(fake: Fake) -> None:
+    answer = fake.send("/api/v2/logs", [{"message": "é" * 700_000}, {"message": "short"}])
+    assert answer.status == 202
+    long, short = fake.sandbox.logs(fake.org)
+    assert len(long["message"].encode()) <= 1_000_000 and short["message"] == "short"
+
+
 def test_plain_text_logs_take_attributes_from_the_query(fake: Fake) -> None:
     answer = fake.send(
         "/api/v2/logs",

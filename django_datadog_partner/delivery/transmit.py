@@ -176,17 +176,14 @@ def _send_split(
     run: Run,
     body: bytes | None = None,
 ) -> list[Result]:
-    if body is None:
-        packed = payloads.pack([part for _, part in parts], limits)
-        if len(packed) > 1:
-            return [
-                result
-                for group in packed
-                for result in _send_split(
-                    target, url, limits, [parts[i] for i in group.indexes], run, group.body
-                )
-            ]
-        body = packed[0].body
+    if body is None:  # a half of a refused batch: packed again (into one body, as a rule)
+        return [
+            result
+            for group in payloads.pack([part for _, part in parts], limits)
+            for result in _send_split(
+                target, url, limits, [parts[i] for i in group.indexes], run, group.body
+            )
+        ]
     ids = [row_id for row_id, _ in parts]
     results = _attempt(target, url, body, ids, run, gzipped=limits.gzip)
     splittable = results[0].code in ("http_400", "http_422", "http_413")

@@ -98,7 +98,7 @@ def delivery_rates(
         for n in range(events):
             send_event(org, title=f"Order {n} updated", text="status: paid\ntotal: 12.50")
     rows = list(OutboxEvent.objects.order_by("pk")[:sequential])
-    bodies = [payloads.encode(payloads.with_dedupe_tag(r.kind, r.payload, r.pk)) for r in rows]
+    bodies = [payloads.encode(payloads.as_sent(r.kind, r.payload, r.pk)) for r in rows]
     url = get_site(domain).api_url + "/api/v1/events"
     headers = {"DD-API-KEY": key_of(conn), "Content-Type": "application/json"}
 

@@ -179,6 +179,12 @@ class Connection(OwnedModel):
     last_error_at = models.DateTimeField(_("last error at"), null=True, blank=True)
     last_error_code = models.CharField(_("last error"), max_length=100, blank=True, default="")
     health_checked_at = models.DateTimeField(_("last health check"), null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        _("last heartbeat"),
+        null=True,
+        blank=True,
+        help_text=_("When the sweeper last queued this connection's heartbeat metric."),
+    )
 
     objects = ConnectionQuerySet.as_manager()
 
@@ -298,6 +304,7 @@ class OutboxKind(models.TextChoices):
     EVENT = "event", _("Event")
     METRIC = "metric", _("Metric point")
     LOG = "log", _("Log entry")
+    CHECK = "check", _("Service check")
 
 
 class OutboxStatus(models.TextChoices):
@@ -313,7 +320,7 @@ class OutboxStatus(models.TextChoices):
 
 
 class OutboxEvent(models.Model):
-    """One telemetry item (event, metric point or log entry) for one destination.
+    """One telemetry item (event, metric point, log entry or service check) for one destination.
 
     Written in the caller's transaction with only an owner reference (or a fixed
     connection). On its first claim it is *routed*: it becomes the row for the owner's

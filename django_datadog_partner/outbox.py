@@ -92,6 +92,27 @@ def write(
     return row_id
 
 
+def write_for_connections(
+    connections: Iterable[Connection],
+    *,
+    kind: str,
+    payload: dict[str, Any],
+    source: str,
+    now: datetime,
+) -> int:
+    """One pending row of ``payload`` per connection, in one bulk INSERT (off the save
+    path: the sweeper's heartbeats)."""
+    rows = [
+        OutboxEvent(
+            kind=kind, owner_content_type_id=conn.owner_content_type_id,
+            owner_object_id=conn.owner_object_id, connection_id=conn.pk, payload=payload,
+            source=source, event_time=now, created_at=now, next_attempt_at=now,
+        )
+        for conn in connections
+    ]  # fmt: skip
+    return len(OutboxEvent.objects.bulk_create(rows, batch_size=500))
+
+
 def _execute(db: Any, sql: str, params: list[Any]) -> int:
     with db.cursor() as cursor:
         cursor.execute(sql, params)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,24 @@ from django_datadog_partner import crypto
 from django_datadog_partner.models import Connection, ConnectionStatus, OutboxEvent
 from django_datadog_partner.regions import get_site
 
-PATHS = {"event": "/api/v1/events", "series": "/api/v2/series", "logs": "/api/v2/logs"}
+PATHS = {
+    "event": "/api/v1/events",
+    "series": "/api/v2/series",
+    "logs": "/api/v2/logs",
+    "checks": "/api/v1/check_run",
+}
+MARK = re.compile(r"\n\noutbox_id:(\d+)(?:\n %%%)?$")
+
+
+def outbox_id_in(kind: str, item: dict[str, Any]) -> int | None:
+    """The outbox id an item carries as Datadog received it: an event's last text line, a
+    log entry's ``outbox_id`` attribute; None for metric points and service checks."""
+    if kind == "event":
+        found = MARK.search(item.get("text", ""))
+        return int(found.group(1)) if found else None
+    if kind == "logs":
+        return item.get("outbox_id")
+    return None
 
 
 def make_connection(
@@ -61,11 +79,8 @@ class Arrival:
         return list(self.body)
 
     def outbox_ids(self) -> list[int]:
-        ids = []
-        for item in self.items():
-            tags = item.get("tags") if self.kind == "event" else item.get("ddtags", "").split(",")
-            ids += [int(t.split(":", 1)[1]) for t in tags or [] if t.startswith("outbox_id:")]
-        return ids
+        found = (outbox_id_in(self.kind, item) for item in self.items())
+        return [outbox_id for outbox_id in found if outbox_id is not None]
 
 
 Responder = Callable[[Arrival], "tuple[int, dict[str, str], str] | int"]

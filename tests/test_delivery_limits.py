@@ -3,6 +3,7 @@ isolation in a randomized multi-owner run."""
 
 from __future__ import annotations
 
+import logging
 import random
 import statistics
 from collections import Counter
@@ -16,7 +17,7 @@ from django_datadog_partner import delivery, outbox, tracking
 from django_datadog_partner.client import rate_limit_wait
 from django_datadog_partner.delivery import outcomes, transmit
 from django_datadog_partner.delivery.pacing import Sender
-from django_datadog_partner.models import Connection, OutboxEvent
+from django_datadog_partner.models import Alarm, Connection, OutboxEvent
 from tests.outbox_support import Intake, key_of, make_connection
 from tests.testapp.models import Order, Organization, Workspace
 
@@ -59,6 +60,34 @@ def test_429_pauses_every_connection_with_that_key_and_no_other(intake):
     assert [arrival.api_key for arrival in intake.arrivals] == [key_of(c)]
     paused = OutboxEvent.objects.get(connection=b)
     assert paused.next_attempt_at == b.paused_until and paused.attempts == 0
+
+
+RATE_LIMITED = {
+    "X-RateLimit-Name": "events_submission",
+    "X-RateLimit-Limit": "10",
+    "X-RateLimit-Period": "60",
+    "X-RateLimit-Reset": "5",
+}
+
+
+def test_the_rate_limits_name_is_kept_on_the_row_and_in_the_log(intake, caplog):
+    conn = make_connection(Organization.objects.create(name="a"))
+    intake.respond = lambda arrival: (429, RATE_LIMITED, '{"errors": ["slow down"]}')
+    tracking.send_event(conn, title="t", text="x")
+    with caplog.at_level(logging.WARNING, logger="django_datadog_partner.delivery"):
+        delivery.drain()
+    row = OutboxEvent.objects.get()
+    named = "(rate limit events_submission: 10 per 60 s)"
+    assert row.last_error == f"HTTP 429 from api.datadoghq.com/api/v1/events: slow down {named}"
+    assert f"Datadog rate-limited connection {conn.pk}" in caplog.text and named in caplog.text
+
+
+def test_an_alarm_quotes_the_rate_limits_name(intake):
+    make_connection(Organization.objects.create(name="a"))
+    intake.respond = lambda arrival: (404, {"X-RateLimit-Name": "logs_intake"}, "{}")
+    tracking.send_log(Organization.objects.get(), "x")
+    delivery.drain()
+    assert "(rate limit logs_intake)" in Alarm.objects.get(code="intake_http_404").message
 
 
 def test_a_pause_pushes_back_rows_already_due(intake):

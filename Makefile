@@ -4,11 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: help install test test-fast lint typecheck migrations-check bench demo wheel-test matrix browser-deps clean
+.PHONY: help install test test-fast lint typecheck migrations-check docs bench demo wheel-test matrix browser-deps clean
 
 help:
 	@echo "make demo    run the example shop + Datadog sandbox on http://127.0.0.1:8000/"
 	@echo "make test    run the test suite (SQLite + django-q2 ORM broker)"
+	@echo "make docs    build the documentation into docs/_build/html (warnings are errors)"
 	@echo "make lint | typecheck | bench | wheel-test | matrix | browser-deps"
 
 $(STAMP): pyproject.toml
@@ -21,8 +22,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Development mode (ResourceWarnings and deprecations are errors, see setup.cfg) and a
+# branch-coverage gate.
+COVERAGE_GATE ?= 96
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	PYTHONDEVMODE=1 $(BIN)/python -m pytest --cov --cov-report=term:skip-covered \
+		--cov-fail-under=$(COVERAGE_GATE) $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not e2e and not browser" $(PYTEST_ARGS)
@@ -36,6 +41,9 @@ typecheck: $(STAMP)
 
 migrations-check: $(STAMP)
 	$(BIN)/python -m django makemigrations --check --dry-run --settings tests.settings
+
+docs: $(STAMP)
+	$(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
@@ -53,4 +61,4 @@ browser-deps:
 	bash scripts/install-browser.sh
 
 clean:
-	rm -rf $(VENV) .tox build dist *.egg-info tests/.*.sqlite3 example_project/db.sqlite3
+	rm -rf $(VENV) .tox build dist docs/_build *.egg-info tests/.*.sqlite3 example_project/db.sqlite3

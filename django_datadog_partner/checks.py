@@ -279,12 +279,9 @@ def check_outbox_draining(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
     """Due rows nobody claims mean no worker drains the outbox (stopped or wedged cluster)."""
-    from django.utils import timezone
+    from .report import StatusReport
 
-    from .delivery import backlog
-
-    now = timezone.now()
-    waiting = backlog(now).waiting_seconds(now)
+    waiting = StatusReport().oldest_due_seconds
     limit = app_settings.OUTBOX_STALE_AFTER
     if waiting is None or waiting <= limit:
         return []
@@ -302,28 +299,18 @@ def check_outbox_draining(
 
 # --- Connection lifecycle (W020-W029); they read the database, so run with --database ----
 
-REVOKING_TOO_LONG_HOURS = 24
-
 
 @database_check
 def check_lifecycle(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
     """Schedules the lifecycle needs, open configuration alarms, disconnects never confirmed."""
-    from datetime import timedelta
+    from .report import REVOKING_TOO_LONG, StatusReport
 
-    from django.utils import timezone
-
-    from .models import Alarm, Connection, ConnectionStatus
-    from .schedules import SCHEDULES, schedules_out_of_date
-
-    lifecycle = {spec.name for spec in SCHEDULES if not spec.func.endswith(".sweep_outbox")}
-    stuck_since = timezone.now() - timedelta(hours=REVOKING_TOO_LONG_HOURS)
-    missing = [spec.name for spec in schedules_out_of_date() if spec.name in lifecycle]
-    alarms = list(Alarm.objects.filter(cleared_at__isnull=True).values_list("code", flat=True))
-    stuck = Connection.objects.filter(
-        status=ConnectionStatus.REVOKING, status_changed_at__lt=stuck_since
-    ).count()
+    report = StatusReport()
+    missing = [spec.name for spec in report.schedules_missing if spec.func != SWEEPER_TASK]
+    alarms = [alarm.code for alarm in report.alarms]
+    stuck = report.revoking_too_long
     warnings: list[CheckMessage] = []
     if missing:
         warnings.append(
@@ -346,8 +333,9 @@ def check_lifecycle(
     if stuck:
         warnings.append(
             Warning(
-                f"{stuck} connection(s) have been revoking for over {REVOKING_TOO_LONG_HOURS} "
-                "hours: Datadog keeps refusing or failing the revocation.",
+                f"{stuck} connection(s) have been revoking for over "
+                f"{REVOKING_TOO_LONG.total_seconds() / 3600:.0f} hours: Datadog keeps refusing "
+                "or failing the revocation.",
                 hint="See their last error in the admin; `manage.py datadog_partner_revoke ID` "
                 "retries one and prints why it fails.",
                 id="datadog_partner.W022",

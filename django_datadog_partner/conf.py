@@ -1,7 +1,9 @@
 """The one accessor for the ``DATADOG_PARTNER`` settings dict.
 
 Every property reads ``settings.DATADOG_PARTNER`` when it is called, so
-``override_settings`` works in tests and nothing is frozen at import time.
+``override_settings`` works in tests and nothing is frozen at import time. A secret that
+cannot be read (a missing setting, a ``CLIENT_SECRET`` callable that raises) is a
+``ConfigurationError``, which the package's views answer with their misconfiguration page.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
+from django.views.decorators.debug import sensitive_variables
+
+from .exceptions import ConfigurationError
 
 SETTING_NAME = "DATADOG_PARTNER"
 
 
-def _missing(key: str, why: str) -> ImproperlyConfigured:
-    return ImproperlyConfigured(f"Set {SETTING_NAME}[{key!r}] in your settings: {why}")
+def _missing(key: str, why: str) -> ConfigurationError:
+    return ConfigurationError(f"Set {SETTING_NAME}[{key!r}] in your settings: {why}")
 
 
 def resolve_callable(value: Any, key: str) -> Callable[..., Any]:
@@ -58,14 +63,22 @@ class PartnerSettings:
         return str(value)
 
     @property
+    @sensitive_variables()
     def CLIENT_SECRET(self) -> str:
         """A string, or a callable called on every use so a secrets manager can rotate it.
 
-        A string is always taken literally (a secret could look like a dotted path).
+        A string is always taken literally (a secret could look like a dotted path). A
+        callable that raises is a ``ConfigurationError`` naming only the exception's type.
         """
         value = self._get("CLIENT_SECRET")
         if callable(value):
-            value = value()
+            try:
+                value = value()
+            except Exception as exc:
+                raise ConfigurationError(
+                    f"{SETTING_NAME}['CLIENT_SECRET'] is a callable that raised "
+                    f"{type(exc).__name__}, so no client secret could be read."
+                ) from exc
         if not value:
             raise _missing(
                 "CLIENT_SECRET",
@@ -147,12 +160,13 @@ class PartnerSettings:
 
     @property
     def CAN_MANAGE_CONNECTION(self) -> Callable[..., Any]:
-        """Hook ``(user, connection) -> bool`` for viewing, disconnecting, reconnecting.
+        """Hook ``(user, connection) -> bool``: may the user manage the connection.
 
-        Default: staff, or the owner is the user or one of ``OWNERS_FOR_USER(user)``.
+        Default: the owner is one of ``OWNERS_FOR_USER(user)``, or the user holds the
+        ``datadog_partner.manage_connection`` permission (see ``permissions``).
         """
         return self.hook(
-            "CAN_MANAGE_CONNECTION", "django_datadog_partner.permissions.owner_or_staff"
+            "CAN_MANAGE_CONNECTION", "django_datadog_partner.permissions.owner_or_manager"
         )
 
     @property

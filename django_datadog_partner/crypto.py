@@ -12,26 +12,30 @@ import hashlib
 from collections.abc import Callable
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.views.decorators.debug import sensitive_variables
 
 from .conf import app_settings
 from .exceptions import ConfigurationError, CredentialsUnreadableError
 
 
 @functools.lru_cache(maxsize=8)
+@sensitive_variables()
 def _multifernet(keys: tuple[str, ...]) -> MultiFernet:
     try:
         return MultiFernet([Fernet(key) for key in keys])
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError):
+        # From None: cryptography's frames hold the malformed key.
         raise ConfigurationError(
             "DATADOG_PARTNER['ENCRYPTION_KEYS'] holds a value that is not a Fernet key "
             "(32 url-safe base64-encoded bytes)."
-        ) from exc
+        ) from None
 
 
 def current_keys() -> tuple[str, ...]:
     return tuple(app_settings.ENCRYPTION_KEYS)
 
 
+@sensitive_variables()
 def encrypt(plaintext: str) -> str:
     return _multifernet(current_keys()).encrypt(plaintext.encode()).decode()
 
@@ -45,6 +49,7 @@ def rotate(ciphertext: str) -> str:
     return _fail_closed(_multifernet(current_keys()).rotate, ciphertext)
 
 
+@sensitive_variables()  # cryptography's frames below hold the plaintext
 def _fail_closed(operation: Callable[[bytes], bytes], ciphertext: str) -> str:
     """A wrong or missing key is a dedicated error; ciphertext is never handed back."""
     try:
@@ -55,6 +60,7 @@ def _fail_closed(operation: Callable[[bytes], bytes], ciphertext: str) -> str:
         ) from None
 
 
+@sensitive_variables()
 def is_on_newest_key(ciphertext: str) -> bool:
     """True when the newest key alone decrypts the value (nothing left on retired keys)."""
     try:
@@ -64,11 +70,13 @@ def is_on_newest_key(ciphertext: str) -> bool:
     return True
 
 
+@sensitive_variables()
 def fingerprint(secret: str) -> str:
     """A stable, non-reversible identifier for a high-entropy secret (API keys)."""
     return hashlib.sha256(b"django-datadog-partner:" + secret.encode()).hexdigest()
 
 
+@sensitive_variables()
 def last4(secret: str) -> str:
     return secret[-4:] if len(secret) >= 12 else ""
 

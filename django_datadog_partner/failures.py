@@ -16,6 +16,7 @@ INVALID_SITE = "invalid_site"
 REGION_MISMATCH = "region_mismatch"
 BAD_REQUEST = "bad_request"
 NO_OWNER = "no_owner"
+OWNER_NOT_ALLOWED = "owner_not_allowed"
 SIGNED_OUT = "signed_out"
 STATE_MISSING = "state_missing"
 STATE_UNKNOWN = "state_unknown"
@@ -91,6 +92,18 @@ PAGES: dict[str, FailurePage] = {
         _("Your account cannot connect Datadog"),
         _("Your account has no workspace or organisation that it may connect to Datadog."),
         _("Ask an administrator of your organisation to connect Datadog or to give you access."),
+    ),
+    OWNER_NOT_ALLOWED: FailurePage(
+        403,
+        _("Your account may no longer connect this organisation"),
+        _(
+            "While you were in Datadog, your account lost access to the workspace or "
+            "organisation this connection was started for, so nothing was connected."
+        ),
+        _(
+            "Ask an administrator of your organisation to give you access again or to "
+            "connect Datadog, or start again for an organisation you belong to."
+        ),
     ),
     SIGNED_OUT: FailurePage(
         403,
@@ -291,7 +304,7 @@ PAGES: dict[str, FailurePage] = {
         START_AGAIN,
     ),
     MISCONFIGURED: FailurePage(
-        502,
+        503,
         _("The Datadog integration is misconfigured"),
         _("This site's Datadog integration is not configured correctly."),
         VENDOR_SIDE,

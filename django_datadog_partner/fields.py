@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import models
 from django.db.models.query_utils import DeferredAttribute
+from django.views.decorators.debug import sensitive_variables
 
 from . import crypto
 
@@ -19,6 +20,7 @@ class Secret:
         self.ciphertext = ciphertext
 
     @classmethod
+    @sensitive_variables()
     def seal(cls, plaintext: str) -> Secret:
         return cls(crypto.encrypt(plaintext))
 
@@ -64,6 +66,7 @@ class EncryptedSecretField(_SecretFieldBase):
     def from_db_value(self, value: str | None, expression: Any, connection: Any) -> Secret | None:
         return Secret(value) if value else None
 
+    @sensitive_variables()
     def to_python(self, value: Any) -> Secret | None:
         if value is None or isinstance(value, Secret):
             return value
@@ -71,6 +74,7 @@ class EncryptedSecretField(_SecretFieldBase):
             return None
         return Secret.seal(str(value))
 
+    @sensitive_variables()
     def get_prep_value(self, value: Any) -> str | None:
         secret = self.to_python(value)
         return secret.ciphertext if secret is not None else None
@@ -86,6 +90,7 @@ class _SecretDescriptor(DeferredAttribute):
 
     field: EncryptedSecretField
 
+    @sensitive_variables()
     def __set__(self, instance: models.Model, value: Any) -> None:
         instance.__dict__[self.field.attname] = self.field.to_python(value)
 

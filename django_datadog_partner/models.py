@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
-from django.db import models
+from django.db import DEFAULT_DB_ALIAS, models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -26,6 +26,46 @@ class ConnectionStatus(models.TextChoices):
     REVOKED = "revoked", _("Revoked")
     CREDENTIALS_UNREADABLE = "credentials_unreadable", _("Credentials unreadable")
 
+    # The rules below are the only place that says what each status allows.
+
+    @classmethod
+    def holding_tokens(cls) -> frozenset[str]:
+        """Statuses whose OAuth tokens may be used and refreshed."""
+        return frozenset({cls.ACTIVE, cls.KEY_MISSING, cls.API_KEY_REJECTED})
+
+    @classmethod
+    def ended(cls) -> frozenset[str]:
+        """Revoked or being revoked: nothing is sent, checked or routed there again."""
+        return frozenset({cls.REVOKING, cls.REVOKED})
+
+    @classmethod
+    def unusable(cls) -> frozenset[str]:
+        """Statuses with no working grant: a fresh authorisation leaves them at once."""
+        return frozenset({cls.NEEDS_RECONNECT, cls.CREDENTIALS_UNREADABLE}) | cls.ended()
+
+    @classmethod
+    def unchecked(cls) -> frozenset[str]:
+        """Statuses the health check skips: nothing there can get better by itself."""
+        return frozenset({cls.NEEDS_RECONNECT}) | cls.ended()
+
+
+#: How connections, authorisations and outbox rows refer to an owner: (content type id,
+#: primary key as text), so integer and UUID keys alike fit one column.
+OwnerReference = tuple[int, str]
+
+
+def owner_reference(
+    owner: models.Model | tuple[type[models.Model], Any], using: str = DEFAULT_DB_ALIAS
+) -> OwnerReference:
+    """The reference to ``owner``: an instance, or ``(model, pk)`` when only the key is
+    at hand (the save path never fetches the owner)."""
+    # An instance, not type(instance): request.user is a lazy proxy whose type is not a model.
+    model, pk = owner if isinstance(owner, tuple) else (owner, owner.pk)
+    types = (
+        ContentType.objects if using == DEFAULT_DB_ALIAS else ContentType.objects.db_manager(using)
+    )
+    return types.get_for_model(model).pk, str(pk)
+
 
 class OwnedModel(models.Model):
     """A generic reference to any host model (integer or UUID primary keys alike)."""
@@ -40,26 +80,36 @@ class OwnedModel(models.Model):
         abstract = True
 
     def set_owner(self, owner: models.Model) -> None:
-        self.owner_content_type = ContentType.objects.get_for_model(owner)
-        self.owner_object_id = str(owner.pk)
+        self.owner_content_type_id, self.owner_object_id = owner_reference(owner)
+
+    @property
+    def owner_reference(self) -> OwnerReference:
+        return self.owner_content_type_id, self.owner_object_id
 
 
 class ConnectionQuerySet(models.QuerySet["Connection"]):
     def owned_by(self, owner: models.Model) -> ConnectionQuerySet:
-        return self.filter(
-            owner_content_type=ContentType.objects.get_for_model(owner),
-            owner_object_id=str(owner.pk),
-        )
+        content_type_id, object_id = owner_reference(owner)
+        return self.filter(owner_content_type_id=content_type_id, owner_object_id=object_id)
 
     def active(self) -> ConnectionQuerySet:
         return self.filter(status=ConnectionStatus.ACTIVE)
+
+    def holding_tokens(self) -> ConnectionQuerySet:
+        return self.filter(status__in=ConnectionStatus.holding_tokens())
+
+    def not_ended(self) -> ConnectionQuerySet:
+        return self.exclude(status__in=ConnectionStatus.ended())
 
 
 class Connection(OwnedModel):
     """One owner's link to one Datadog organisation on one site.
 
-    Identity is (owner, ``domain``, ``dd_org_id``); ``dd_org_id`` is empty when Datadog
-    did not tell us the org. Secrets are encrypted; only ``api_key_last4`` is shown.
+    ``dd_org_id``/``dd_org_name`` name the organisation of the connection's API key, as
+    Datadog confirmed it over an authenticated call (``connections.identity``), never as a
+    browser said; empty while Datadog has not named it. An owner has at most one
+    connection per confirmed organisation and region. Secrets are encrypted; only
+    ``api_key_last4`` is shown.
     """
 
     connected_by = models.ForeignKey(
@@ -72,13 +122,34 @@ class Connection(OwnedModel):
     )
     domain = models.CharField(_("Datadog region"), max_length=100)
     site = models.CharField(_("Datadog site"), max_length=255)
-    dd_org_id = models.CharField(_("Datadog org id"), max_length=100, blank=True, default="")
-    dd_org_name = models.CharField(_("Datadog org name"), max_length=255, blank=True, default="")
+    dd_org_id = models.CharField(
+        _("Datadog org id"),
+        max_length=100,
+        blank=True,
+        default="",
+        help_text=_("As Datadog confirmed it for the API key; empty: not confirmed."),
+    )
+    dd_org_name = models.CharField(
+        _("Datadog org name"),
+        max_length=255,
+        blank=True,
+        default="",
+        help_text=_("As Datadog confirmed it for the API key."),
+    )
     scopes = models.JSONField(_("granted scopes"), default=list, blank=True)
 
     access_token = EncryptedSecretField(_("access token"))
     refresh_token = EncryptedSecretField(_("refresh token"))
     expires_at = models.DateTimeField(_("access token expires at"), null=True, blank=True)
+    refresh_answer_lost_at = models.DateTimeField(
+        _("refresh answer lost at"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "A refresh was sent but its answer never arrived, so Datadog may have replaced "
+            "the refresh token. Cleared when new tokens are stored."
+        ),
+    )
     api_key = EncryptedSecretField(_("API key"))
     api_key_id = models.CharField(_("API key id"), max_length=100, blank=True, default="")
     api_key_last4 = models.CharField(_("API key last 4"), max_length=4, blank=True, default="")
@@ -115,10 +186,17 @@ class Connection(OwnedModel):
         verbose_name = _("Datadog connection")
         verbose_name_plural = _("Datadog connections")
         ordering = ("-created_at",)
+        permissions = [
+            (
+                "manage_connection",
+                _("Can manage any Datadog connection (revoke, refresh, test, recreate key)"),
+            )
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=("owner_content_type", "owner_object_id", "domain", "dd_org_id"),
-                name="datadog_partner_connection_identity",
+                condition=~models.Q(dd_org_id=""),
+                name="datadog_partner_connection_verified_org",
             )
         ]
         indexes = [
@@ -135,6 +213,18 @@ class Connection(OwnedModel):
     def __repr__(self) -> str:
         key = f"…{self.api_key_last4}" if self.api_key_last4 else "none"
         return f"<Connection {self.pk} domain={self.domain!r} status={self.status!r} api_key={key}>"
+
+    @property
+    def holds_tokens(self) -> bool:
+        return self.status in ConnectionStatus.holding_tokens()
+
+    @property
+    def has_ended(self) -> bool:
+        return self.status in ConnectionStatus.ended()
+
+    @property
+    def deliverable(self) -> bool:
+        return self.status == ConnectionStatus.ACTIVE
 
 
 class AuthorizationRequest(OwnedModel):

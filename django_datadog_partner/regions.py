@@ -236,6 +236,33 @@ def check_region_agreement(web_site: WebSite, domain_site: Site) -> None:
         )
 
 
+def belongs_to_region(web_site: WebSite, domain_site: Site) -> bool:
+    """Whether ``web_site`` is a web address of ``domain_site``'s region.
+
+    Stricter than ``check_region_agreement``: ``app.datadoghq.com`` (where users may
+    switch region) belongs to US1 only, and a custom subdomain to the regions under its
+    parent (``acme.datadoghq.eu``: EU1 only; ``acme.datadoghq.com``: the ``*datadoghq.com``
+    regions, since such a name says nothing more).
+    """
+    if web_site.implied_domain:
+        return web_site.implied_domain == domain_site.domain
+    host = web_site.host
+    if host == DATADOG_SITES[0].web_host:
+        return domain_site.domain == DATADOG_SITES[0].domain
+    for parent in CUSTOM_SUBDOMAIN_PARENTS:
+        if host.endswith("." + parent):
+            return domain_site.domain == parent or domain_site.domain.endswith("." + parent)
+    return False
+
+
+def web_url_in_region(domain_site: Site, *candidates: WebSite | None) -> str:
+    """The first candidate that belongs to ``domain_site``'s region, else its default web URL."""
+    for web_site in candidates:
+        if web_site is not None and belongs_to_region(web_site, domain_site):
+            return web_site.url
+    return domain_site.web_url
+
+
 def is_loopback_url(url: str) -> bool:
     return (urlsplit(url).hostname or "") in LOOPBACK_HOSTS
 

@@ -34,11 +34,11 @@ def deliver_due() -> str:
     stops within half of django-q2's ``timeout``, handing the rest to a fresh task."""
     from django_q.conf import Conf
 
-    from . import delivery, kick
     from .conf import app_settings
+    from .delivery import drain, kick
 
     budget = (Conf.TIMEOUT or 600) / 2
-    summary = delivery.drain(linger=app_settings.KICK_INTERVAL, time_budget=budget)
+    summary = drain(linger=app_settings.KICK_INTERVAL, time_budget=budget)
     if summary.counts.get("budget_exhausted"):
         kick.enqueue_delivery()
     return str(summary)
@@ -50,12 +50,14 @@ def sweep_outbox() -> int:
     report the backlog (``outbox_measured``)."""
     from django_q.conf import Conf
 
-    from . import delivery, kick, monitoring
+    from . import outbox
     from .conf import app_settings
+    from .delivery import kick
+    from .report import report_outbox_health
 
-    due = delivery.count_due()
+    due = outbox.count_due()
     if due:
         batches = -(-due // app_settings.DELIVERY_BATCH_SIZE)
         kick.enqueue_delivery(min(batches, Conf.WORKERS or 1))
-    monitoring.report_backlog()
+    report_outbox_health()
     return due

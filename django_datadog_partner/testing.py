@@ -157,7 +157,10 @@ class FakeDatadog(Sandbox):
     ) -> Connection:
         """A saved connection of ``owner`` whose tokens and API key this fake accepts.
 
-        Connections to the same ``org`` share its one API key, as at Datadog.
+        Its org is confirmed (``dd_org_id`` is the org's UUID), as after a connect that got
+        a new key; one owner has one connection per org. Connections of several owners to
+        the same ``org`` hold its one key, a state the connect flow never creates (it lends
+        no key).
         """
         domain = domain or (org.domain if org and org.domain else self.domain)
         org = org or self.create_org(f"{owner} org", domain=domain)

@@ -18,15 +18,15 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar, overload
 
 from django.apps import apps
-from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
-from django.db import DEFAULT_DB_ALIAS, models, router
+from django.db import models, router
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
 from . import outbox, payloads
 from .conf import SETTING_NAME, app_settings, resolve_callable
-from .models import Connection, OutboxEvent, OutboxKind
+from .delivery import kick
+from .models import Connection, OutboxEvent, OutboxKind, owner_reference
 
 logger = logging.getLogger("django_datadog_partner.tracking")
 
@@ -218,11 +218,22 @@ def _capture(
             tracking.model._meta.label, action,
         )  # fmt: skip
         return
-    outbox.write(
+    _write(
         kind=OutboxKind.EVENT, payload=payload, owner_content_type_id=owner_type,
         owner_object_id=owner_id, connection_id=connection_id,
         source=tracking.model._meta.label_lower, action=action, now=now, using=using,
     )  # fmt: skip
+
+
+def _write(*, using: str, **fields: Any) -> int | None:
+    """The outbox row, then the coalesced kick; neither may fail the host's save."""
+    row_id = outbox.write(using=using, **fields)
+    if row_id is not None:
+        try:
+            kick.request_kick(using)
+        except Exception:  # the sweeper delivers anyway; the host's save must go on
+            logger.exception("Could not request a delivery kick; the sweeper will deliver.")
+    return row_id
 
 
 def _owner_of(tracking: Tracking, instance: models.Model) -> Any:
@@ -241,13 +252,8 @@ def _destination(destination: Any, using: str) -> tuple[int | None, str, int | N
     """(owner content type id, owner id, fixed connection id) of an owner or a connection."""
     if isinstance(destination, Connection):
         return destination.owner_content_type_id, destination.owner_object_id, destination.pk
-    owner_model, pk = (
-        destination if isinstance(destination, tuple) else (type(destination), destination.pk)
-    )
-    manager = (
-        ContentType.objects if using == DEFAULT_DB_ALIAS else ContentType.objects.db_manager(using)
-    )
-    return manager.get_for_model(owner_model).pk, str(pk), None
+    content_type_id, object_id = owner_reference(destination, using)
+    return content_type_id, object_id, None
 
 
 def _send(
@@ -261,7 +267,7 @@ def _send(
         "owner_object_id": owner_id, "connection_id": connection_id, "source": "api",
         "action": "",
     }  # fmt: skip
-    row_id = outbox.write(**fields, now=now, event_time=when, using=using)
+    row_id = _write(**fields, now=now, event_time=when, using=using)
     if row_id is None:
         return None
     row = OutboxEvent(id=row_id, event_time=when, created_at=now, next_attempt_at=now, **fields)

@@ -3,7 +3,9 @@
 
 Every page here is sent with ``Cache-Control: no-store``, a strict ``Referrer-Policy``
 and ``X-Frame-Options: DENY``; failures get a page that says what happened and what to do,
-never a stack trace.
+never a stack trace. A broken configuration (a secret that cannot be read) gets the
+misconfiguration page, whatever the view, and the package's exception reporter filter
+covers the error reports of these requests even with ``DEBUG`` on.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import redirect, render
@@ -27,12 +30,17 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import connections, failures, permissions
+from . import connections, error_reports, failures, permissions
 from .conf import app_settings
 from .connections.api_keys import KEY_MISSING, api_keys_page_url
 from .connections.authorization import burn_state, callback_url
 from .connections.connect import ConnectFailed, fail
-from .exceptions import DatadogPartnerError, InvalidSiteError, NeedsReconnectError
+from .exceptions import (
+    ConfigurationError,
+    DatadogPartnerError,
+    InvalidSiteError,
+    NeedsReconnectError,
+)
 from .models import Connection, ConnectionStatus
 from .regions import all_sites as datadog_sites
 from .regions import check_region_agreement, validate_domain, validate_site
@@ -53,6 +61,10 @@ KEY_RETRY_FAILED = _(
     "Datadog could not be reached or refused the request. Try again in a minute, or reconnect."
 )
 KEY_READY = _("The API key is in place: data can be sent to Datadog.")
+MEMBERS_RECONNECT = _(
+    "Only a member of the connection's owner can reconnect it: the Datadog login used to "
+    "reconnect decides which Datadog organisation receives the data. Send them this page."
+)
 
 
 class BadParameter(Exception):
@@ -63,7 +75,11 @@ def _with_page_headers(referrer_policy: str) -> Callable[[Callable[..., HttpResp
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            response = view(request, *args, **kwargs)
+            request.exception_reporter_filter = error_reports.REPORTER_FILTER
+            try:
+                response = view(request, *args, **kwargs)
+            except ImproperlyConfigured as exc:
+                response = misconfigured(request, exc)
             add_never_cache_headers(response)
             response["Referrer-Policy"] = referrer_policy
             return response
@@ -109,9 +125,26 @@ def failure_page(request: HttpRequest, reason: str, *, detail: str = "") -> Http
         "page": page,
         "detail": detail,
         "redirect_uri": callback_url() if reason == failures.REDIRECT_URI_MISMATCH else "",
-        "success_url": app_settings.SUCCESS_URL,
+        "success_url": _success_url(),
     }
     return render(request, "datadog_partner/error.html", context, status=page.status)
+
+
+def misconfigured(request: HttpRequest, exc: ImproperlyConfigured) -> HttpResponse:
+    """The misconfiguration page (503), and a log line naming the setting, never a value."""
+    log_misconfiguration(request, exc)
+    return failure_page(request, failures.MISCONFIGURED)
+
+
+def log_misconfiguration(request: HttpRequest, exc: ImproperlyConfigured) -> None:
+    logger.error("Datadog integration misconfigured (%s %s): %s", request.method, request.path, exc)
+
+
+def _success_url() -> str:
+    try:
+        return app_settings.SUCCESS_URL
+    except ImproperlyConfigured:  # DATADOG_PARTNER itself is unusable: the page still renders
+        return "/"
 
 
 def failure_redirect(request: HttpRequest, exc: ConnectFailed) -> HttpResponse:
@@ -181,10 +214,15 @@ def site_picker(request: HttpRequest) -> HttpResponse:
 @flow_page
 @require_GET
 @transaction.non_atomic_requests
-@sensitive_variables("params")
+@sensitive_variables()  # ``request`` shows the code in its repr
 def callback(request: HttpRequest) -> HttpResponse:
-    """Datadog's redirect back: ``?code&state&domain`` or ``?error&error_description``."""
-    names = ("code", "state", "domain", "error", "error_description", "dd_oid", "dd_org_name")
+    """Datadog's redirect back: ``?code&state&domain`` or ``?error&error_description``.
+
+    ``site``, ``dd_oid`` and ``dd_org_name`` (sent by Datadog, undocumented) are browser
+    input: bounded here, never trusted for identity (see ``connections.identity``).
+    """
+    names = ("code", "state", "domain", "site", "error", "error_description", "dd_oid",
+             "dd_org_name")  # fmt: skip
     try:
         params = query(request, *names)
     except BadParameter as exc:
@@ -193,7 +231,7 @@ def callback(request: HttpRequest) -> HttpResponse:
         )
     state = params["state"]
     if params["error"] is not None:
-        burn_state(state)
+        burn_state(request.session, state)
         reason = {
             "access_denied": failures.ACCESS_DENIED,
             "invalid_scope": failures.INVALID_SCOPE,
@@ -201,10 +239,10 @@ def callback(request: HttpRequest) -> HttpResponse:
         detail = params["error_description"] or params["error"]
         return failure_redirect(request, fail(reason, user=request.user, detail=detail))
     if not request.user.is_authenticated:
-        burn_state(state)
+        burn_state(request.session, state)
         return failure_redirect(request, fail(failures.SIGNED_OUT, user=request.user))
     if not params["code"] and state:
-        burn_state(state)
+        burn_state(request.session, state)
         return failure_redirect(
             request, fail(failures.BAD_REQUEST, user=request.user, message="no code")
         )
@@ -215,11 +253,14 @@ def callback(request: HttpRequest) -> HttpResponse:
             state=state,
             code=params["code"] or "",
             callback_domain=params["domain"],
-            dd_org_id=params["dd_oid"] or "",
-            dd_org_name=params["dd_org_name"] or "",
+            callback_site=params["site"],
+            org_hint=params["dd_oid"] or "",
         )
     except ConnectFailed as exc:
         return failure_redirect(request, exc)
+    except ImproperlyConfigured as exc:
+        log_misconfiguration(request, exc)
+        return failure_redirect(request, fail(failures.MISCONFIGURED, user=request.user))
     except Exception:
         logger.exception("Datadog connect flow: unexpected error.")
         return failure_redirect(request, fail(failures.UNEXPECTED, user=request.user))
@@ -241,7 +282,7 @@ def connected(request: HttpRequest) -> HttpResponse:
     result = request.session.get(RESULT_KEY)
     pk = result.get("connection") if isinstance(result, dict) else None
     connection = Connection.objects.filter(pk=pk).first() if isinstance(pk, int) else None
-    if connection is None or not permissions.can_manage_connection(request.user, connection):
+    if connection is None or not permissions.may(request.user, permissions.MANAGE, connection):
         return redirect("datadog_partner:connections")
     context = {"connection": connection, "result": result, "success_url": app_settings.SUCCESS_URL}
     context.update(_key_context(connection))
@@ -285,7 +326,12 @@ def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
     notice = request.session.pop(NOTICE_KEY, None)
     if not isinstance(notice, dict) or notice.get("connection") != connection.pk:
         notice = None
-    context = {"connection": connection, "notice": notice, "success_url": app_settings.SUCCESS_URL}
+    context = {
+        "connection": connection,
+        "notice": notice,
+        "success_url": app_settings.SUCCESS_URL,
+        "may_reconnect": permissions.may(request.user, permissions.RECONNECT, connection),
+    }
     context.update(_key_context(connection))
     return render(request, "datadog_partner/connection_detail.html", context)
 
@@ -305,6 +351,8 @@ def disconnect(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def reconnect(request: HttpRequest, pk: int) -> HttpResponse:
     connection = permissions.manageable_connection(request.user, pk)
+    if not permissions.may(request.user, permissions.RECONNECT, connection):
+        return _back_to(request, connection, str(MEMBERS_RECONNECT), ok=False)
     try:
         url = connections.reconnect(connection, session=request.session, user=request.user)
     except ConnectFailed as exc:
@@ -322,6 +370,8 @@ def create_api_key(request: HttpRequest, pk: int) -> HttpResponse:
         outcome = connections.create_api_key(connection)
     except NeedsReconnectError:
         return _back_to(request, connection, str(RECONNECT_FIRST), ok=False)
+    except ConfigurationError as exc:
+        return misconfigured(request, exc)
     except DatadogPartnerError as exc:
         logger.warning("Datadog connection %s: API key retry failed: %s", connection.pk, exc)
         return _back_to(request, connection, str(KEY_RETRY_FAILED), ok=False)

@@ -9,10 +9,13 @@ from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 import responses
+from django.contrib.auth.models import Permission
 from django.test import Client
 
 from django_datadog_partner.models import AuthorizationRequest
 from django_datadog_partner.regions import get_site
+from django_datadog_partner.sandbox.state import User
+from django_datadog_partner.testing import FakeDatadog
 
 ONBOARDING = "/datadog/connect/"
 CALLBACK = "/datadog/callback/"
@@ -53,6 +56,31 @@ def start(
     return Started(url=location, state=query["state"][0], challenge=query["code_challenge"][0])
 
 
+def through_datadog(
+    client: Client,
+    datadog: FakeDatadog,
+    user: User,
+    authorize_url: str,
+    **tamper: str | None,
+) -> Any:
+    """Consent as Datadog ``user`` at ``authorize_url`` and follow Datadog's redirect to the
+    callback, first changing its parameters as a browser could (None: drop one)."""
+    redirect = urlsplit(datadog.authorize(authorize_url, user))
+    params = dict(parse_qsl(redirect.query))
+    params.update(tamper)  # type: ignore[arg-type]
+    return client.get(CALLBACK + "?" + _qs(**{k: v for k, v in params.items() if v is not None}))
+
+
+def connect_through(
+    client: Client,
+    datadog: FakeDatadog,
+    user: User,
+    **tamper: str | None,
+) -> Any:
+    """The whole flow from US1's tile: onboarding, consent as ``user``, callback."""
+    return through_datadog(client, datadog, user, start(client).url, **tamper)
+
+
 def callback(client: Client, state: str | None, code: str | None = "the-code", **extra: str) -> Any:
     params = {"code": code, "state": state, **extra}
     return client.get(CALLBACK + "?" + _qs(**{k: v for k, v in params.items() if v is not None}))
@@ -72,14 +100,19 @@ def token_json(
     return body
 
 
-def key_json(key: str = API_KEY, key_id: str = "key-id-1") -> dict[str, object]:
-    return {
-        "data": {
-            "type": "api_keys",
-            "id": key_id,
-            "attributes": {"key": key, "last4": key[-4:], "name": "OAuth Client API Key"},
-        }
+def key_json(
+    key: str = API_KEY, key_id: str = "key-id-1", creator: str | None = None
+) -> dict[str, object]:
+    """The marketplace 201 body; ``creator``: the ``relationships.created_by`` user id."""
+    data: dict[str, object] = {
+        "type": "api_keys",
+        "id": key_id,
+        "attributes": {"key": key, "last4": key[-4:], "name": "OAuth Client API Key"},
     }
+    if creator is not None:
+        user = {"data": {"type": "users", "id": creator}}
+        data["relationships"] = {"created_by": user, "modified_by": user}
+    return {"data": data}
 
 
 def api(domain: str, path: str) -> str:
@@ -125,7 +158,18 @@ def make_user(django_user_model: Any, username: str = "alice", **extra: Any) -> 
     return django_user_model.objects.create_user(username=username, password="pw", **extra)
 
 
+def with_permissions(user: Any, *codenames: str) -> Any:
+    """``user`` granted the permissions ``codenames``, reloaded (no cached permissions)."""
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    return type(user).objects.get(pk=user.pk)
+
+
 def signed_in(user: Any) -> Client:
     client = Client()
     client.force_login(user)
     return client
+
+
+def signed_in_with(django_user_model: Any, username: str, *codenames: str, **extra: Any) -> Client:
+    """A new user holding the permissions ``codenames``, signed in."""
+    return signed_in(with_permissions(make_user(django_user_model, username, **extra), *codenames))

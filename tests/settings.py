@@ -73,6 +73,8 @@ else:
             "NAME": str(BASE_DIR / ".db.sqlite3"),
             # A file, not :memory:, so a real qcluster process can share the test database.
             "TEST": {"NAME": str(BASE_DIR / f".test-db{os.environ['TEST_DB_SUFFIX']}.sqlite3")},
+            # A real qcluster writes to the same file: wait for its locks on a loaded machine.
+            "OPTIONS": {"timeout": 30},
         }
     }
 if os.environ.get("DDP_TEST_CHILD"):

@@ -4,11 +4,13 @@ the alarm banner, permissions, and no secret anywhere in admin HTML (AT-43)."""
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Permission
+from django.apps import apps
+from django.contrib import admin
 from django.test import Client
 from django.urls import reverse
 
 from django_datadog_partner import crypto, fields
+from django_datadog_partner.admin.lifecycle_actions import ACTIONS
 from django_datadog_partner.connections import raise_alarm
 from django_datadog_partner.models import (
     Alarm,
@@ -17,11 +19,13 @@ from django_datadog_partner.models import (
     ConnectionStatus,
     OutboxEvent,
 )
+from tests.connect_support import signed_in_with
 from tests.lifecycle_support import (
     API,
     REVOKE_URL,
     TOKEN_URL,
     VALIDATE_URL,
+    all_rows,
     make_connection,
     make_owner,
     oauth_error,
@@ -204,7 +208,7 @@ def test_invalid_client_stops_a_bulk_action_after_the_first_connection(admin_cli
         confirm_url("refresh", *connections), {"ids": ",".join(str(c.pk) for c in connections)},
         follow=True,
     )  # fmt: skip
-    assert "Stopped." in html(response)
+    assert "Stopped: every further connection would fail alike." in html(response)
     assert len(mocked_http.calls) == 1
 
 
@@ -283,25 +287,61 @@ def test_unknown_action_and_empty_selection(admin_client):
 # --- permissions and CSRF ------------------------------------------------------------------
 
 
-@pytest.fixture
-def viewer(django_user_model) -> Client:
-    user = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="view_connection"))
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def test_view_only_staff_can_copy_links_but_not_act(viewer, mocked_http):
+@pytest.mark.parametrize(
+    "codenames",
+    [("view_connection",), ("view_connection", "change_connection", "delete_connection")],
+    ids=["view only", "the model's own permissions"],
+)
+def test_staff_without_the_manage_permission_can_copy_links_but_not_act(
+    django_user_model, mocked_http, codenames
+):
+    staff = signed_in_with(django_user_model, "staff", *codenames, is_staff=True)
     connection = make_connection()
-    assert viewer.get(confirm_url("reconnect_link", connection)).status_code == 200
-    assert viewer.get(confirm_url("revoke", connection)).status_code == 403
-    assert (
-        viewer.post(confirm_url("revoke", connection), {"ids": str(connection.pk)}).status_code
-        == 403
-    )
-    assert "datadog-partner-action" not in html(viewer.get(change_url(connection)))
+    before = all_rows()
+    assert staff.get(confirm_url("reconnect_link", connection)).status_code == 200
+    for action in ACTIONS.values():
+        if action.perform is None:
+            continue
+        assert staff.get(confirm_url(action.name, connection)).status_code == 403
+        posted = staff.post(confirm_url(action.name, connection), {"ids": str(connection.pk)})
+        assert posted.status_code == 403
+        chosen = {"action": f"{action.name}_action", "_selected_action": [connection.pk]}
+        assert "/confirm/" not in staff.post(CHANGELIST, chosen).get("Location", "")
+    menu = html(staff.get(CHANGELIST))
+    assert 'value="revoke_action"' not in menu and 'value="reconnect_link_action"' in menu
+    buttons = html(staff.get(change_url(connection)))
+    assert "datadog-partner-action" in buttons and "confirm/revoke/" not in buttons
+    assert all_rows() == before
     assert len(mocked_http.calls) == 0
+
+
+def test_the_manage_permission_runs_the_actions(django_user_model, mocked_http):
+    manager = signed_in_with(
+        django_user_model, "staff", "view_connection", "manage_connection", is_staff=True
+    )
+    connection = make_connection()
+    assert "confirm/revoke/" in html(manager.get(change_url(connection)))
+    mocked_http.post(REVOKE_URL, status=200)
+    manager.post(confirm_url("revoke", connection), {"ids": str(connection.pk)})
+    assert Connection.objects.get(pk=connection.pk).status == ConnectionStatus.REVOKED
+
+
+def test_every_admin_action_of_the_app_declares_its_permission():
+    models = apps.get_app_config("datadog_partner").get_models()
+    app_admins = [admin.site.get_model_admin(m) for m in models if admin.site.is_registered(m)]
+    assert len(app_admins) >= 5
+    undeclared = []
+    for model_admin in app_admins:
+        site_wide = [name for name, _func in model_admin.admin_site.actions]
+        for name in [*site_wide, *(model_admin.actions or ())]:
+            action = model_admin.get_action(name)
+            assert action is not None, name
+            declared = getattr(action[0], "allowed_permissions", ())
+            if not declared or not all(
+                hasattr(model_admin, f"has_{p}_permission") for p in declared
+            ):
+                undeclared.append(f"{type(model_admin).__name__}.{name}")
+    assert undeclared == []
 
 
 def test_confirmation_post_requires_the_csrf_token(django_user_model, mocked_http):

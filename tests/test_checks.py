@@ -70,3 +70,34 @@ def test_every_message_has_a_hint():
         messages = check_settings()
     assert {m.id for m in messages} >= {f"datadog_partner.E00{i}" for i in (1, 2, 3, 6)}
     assert all(m.hint for m in messages)
+
+
+def test_every_check_is_registered_and_runs_through_manage_py_check():
+    """``manage.py check`` runs our checks (registered by importing the app), so a broken
+    setting fails it, and the database checks run with ``--database``."""
+    from io import StringIO
+
+    from django.core.checks.registry import registry
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    from django_datadog_partner import checks
+
+    ours = {
+        getattr(getattr(fn, "__wrapped__", fn), "__name__", "")
+        for fn in registry.get_checks(include_deployment_checks=True)
+        if fn.__module__ == checks.__name__
+    }
+    assert ours == {
+        "check_settings", "check_q_cluster", "check_lease", "check_outbox_sweeper",
+        "check_outbox_draining", "check_lifecycle",
+    }  # fmt: skip
+    broken = {**GOOD, "BASE_URL": "http://app.example.com"}
+    with (
+        override_settings(DATADOG_PARTNER=broken),
+        pytest.raises(SystemCheckError, match=r"datadog_partner\.E005"),
+    ):
+        call_command("check", stdout=StringIO(), stderr=StringIO())
+    out = StringIO()
+    call_command("check", stdout=out, stderr=StringIO())
+    assert "no issues" in out.getvalue()

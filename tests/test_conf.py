@@ -7,6 +7,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from django_datadog_partner.conf import app_settings
+from django_datadog_partner.exceptions import ConfigurationError
 
 
 def rotating_secret() -> str:
@@ -77,3 +78,17 @@ def test_hooks_accept_dotted_paths_and_callables():
 def test_a_non_dict_setting_is_refused():
     with override_settings(DATADOG_PARTNER=["nope"]), pytest.raises(ImproperlyConfigured):
         _ = app_settings.raw
+
+
+def _unreachable_vault() -> str:
+    raise ConnectionError("vault at 10.0.0.9 said: token s.canary-vault-token expired")
+
+
+def test_a_raising_client_secret_callable_is_a_configuration_error_naming_its_type():
+    with (
+        override_settings(DATADOG_PARTNER={"CLIENT_SECRET": _unreachable_vault}),
+        pytest.raises(ConfigurationError) as excinfo,
+    ):
+        _ = app_settings.CLIENT_SECRET
+    assert "CLIENT_SECRET" in str(excinfo.value) and "ConnectionError" in str(excinfo.value)
+    assert "canary-vault-token" not in str(excinfo.value)

@@ -36,6 +36,7 @@ pytestmark = pytest.mark.django_db
 TOKEN = api("datadoghq.com", "/oauth2/v1/token")
 MARKETPLACE = api("datadoghq.com", "/api/v2/api_keys/marketplace")
 VALIDATE = api("datadoghq.com", "/api/v1/validate")
+OTHER_KEY = "ffffeeeeddddccccbbbbaaaa99998888"
 
 
 @pytest.fixture
@@ -393,8 +394,45 @@ def test_callback_when_signed_out(
     client.logout()
     text = follow_failure(client, callback(client, started.state), failures.SIGNED_OUT, 403)
     assert "Sign in, then start again" in text
-    assert started.row.used_at is not None
+    # Logging out dropped the session's binding: this browser no longer owns the state, so
+    # it is left to expire (nobody else can consume it either).
+    assert started.row.used_at is None
     assert len(mocked_http.calls) == 0
+
+
+STRANGER_ATTEMPTS = {
+    "anonymous error": (None, {"error": "access_denied"}, failures.ACCESS_DENIED, 403),
+    "signed-in error": ("mallory", {"error": "access_denied"}, failures.ACCESS_DENIED, 403),
+    "anonymous code": (None, {"code": "forged"}, failures.SIGNED_OUT, 403),
+    "signed-in, no code": ("mallory", {}, failures.BAD_REQUEST, 400),
+    "another user's code": ("mallory", {"code": "forged"}, failures.STATE_OTHER_USER, 400),
+    "same user, other browser": ("alice", {"code": "forged"}, failures.STATE_OTHER_BROWSER, 400),
+}
+
+
+@pytest.mark.parametrize("attempt", STRANGER_ATTEMPTS.values(), ids=STRANGER_ATTEMPTS.keys())
+def test_a_callback_from_another_browser_never_burns_a_live_state(
+    client: Client,
+    alice: Any,
+    django_user_model: Any,
+    mocked_http: responses.RequestsMock,
+    attempt: tuple[str | None, dict[str, str], str, int],
+) -> None:
+    """Only the browser that started a flow may spend its state: a stranger who learnt it
+    (an anonymous ``?error=access_denied&state=S``, a forged code) sees the failure page
+    and the owner's own callback still connects."""
+    who, params, reason, status = attempt
+    started = start(client)
+    users = {"alice": alice, "mallory": make_user(django_user_model, "mallory")}
+    stranger = signed_in(users[who]) if who else Client()
+    response = stranger.get(CALLBACK, {"state": started.state, **params})
+    follow_failure(stranger, response, reason, status)
+    assert started.row.used_at is None
+    assert len(mocked_http.calls) == 0
+
+    fake_datadog(mocked_http)
+    assert callback(client, started.state)["Location"] == CONNECTED
+    assert Connection.objects.get().status == ConnectionStatus.ACTIVE
 
 
 def test_expired_state(client: Client, mocked_http: responses.RequestsMock) -> None:
@@ -469,7 +507,7 @@ def test_unexpected_errors_give_a_page_not_a_500(
 
     started = start(client)
     fake_datadog(mocked_http)
-    monkeypatch.setattr(connect_module, "create_api_key", explode)
+    monkeypatch.setattr(connect_module, "settle", explode)
     follow_failure(client, callback(client, started.state), failures.UNEXPECTED, 503)
 
 
@@ -514,90 +552,142 @@ def test_409_without_another_connection_leaves_key_missing_with_instructions(
     assert "You may now close this tab." in page
 
 
-def test_409_shares_the_valid_key_of_another_connection_of_the_same_org(
+def test_409_never_lends_another_owners_key(
     client: Client, django_user_model: Any, mocked_http: responses.RequestsMock
 ) -> None:
     fake_datadog(mocked_http)
     assert connect(client)["Location"] == CONNECTED
     bob = signed_in(make_user(django_user_model, "bob"))
     mocked_http.replace(responses.POST, MARKETPLACE, status=409, json={"errors": ["exists"]})
-    mocked_http.get(VALIDATE, json={"valid": True})
+    mocked_http.calls.reset()
     assert connect(bob)["Location"] == CONNECTED
     first, second = Connection.objects.order_by("pk")
-    assert first.api_key_fingerprint == second.api_key_fingerprint
-    assert second.status == ConnectionStatus.ACTIVE
-    assert second.api_key is not None and second.api_key.reveal() == API_KEY
-    assert second.api_key_last4 == API_KEY[-4:]
-    assert "shared with this one" in bob.get(CONNECTED).content.decode()
-
-
-def test_409_does_not_share_a_key_datadog_rejects(
-    client: Client, django_user_model: Any, mocked_http: responses.RequestsMock
-) -> None:
-    fake_datadog(mocked_http)
-    connect(client)
-    bob = signed_in(make_user(django_user_model, "bob"))
-    mocked_http.replace(responses.POST, MARKETPLACE, status=409, json={"errors": ["exists"]})
-    mocked_http.get(VALIDATE, status=403, json={"errors": ["Forbidden"]})
-    assert connect(bob)["Location"] == CONNECTED
-    second = Connection.objects.order_by("pk").last()
-    assert second is not None
     assert second.status == ConnectionStatus.KEY_MISSING
-    assert second.api_key is None
+    assert second.api_key is None and second.api_key_fingerprint == ""
+    assert "possibly of another account" in second.status_reason
+    # Alice's connection is not even looked at: no validation of her key.
+    assert ("GET", "api.datadoghq.com", "/api/v1/validate") not in requests_made(mocked_http)
+    first.refresh_from_db()
+    assert first.status == ConnectionStatus.ACTIVE
+    assert "revoke the key named" in bob.get(CONNECTED).content.decode()
 
 
-def test_409_does_not_share_across_different_orgs(
-    client: Client, django_user_model: Any, mocked_http: responses.RequestsMock
+def test_409_on_a_second_connect_keeps_the_owners_only_live_key(
+    client: Client, mocked_http: responses.RequestsMock
 ) -> None:
     fake_datadog(mocked_http)
     connect(client)
-    bob = signed_in(make_user(django_user_model, "bob"))
     mocked_http.replace(responses.POST, MARKETPLACE, status=409, json={"errors": ["exists"]})
-    started = start(bob)
-    callback(bob, started.state, dd_oid="org-2")
-    second = Connection.objects.order_by("pk").last()
-    assert second is not None and second.status == ConnectionStatus.KEY_MISSING
-    assert all(c.request.method == "POST" for c in mocked_http.calls)  # no validate call
+    mocked_http.get(VALIDATE, json={"valid": True})
+    assert connect(client)["Location"] == CONNECTED
+    connection = Connection.objects.get()
+    assert connection.status == ConnectionStatus.ACTIVE
+    assert connection.api_key is not None and connection.api_key.reveal() == API_KEY
 
 
-@pytest.mark.parametrize(
-    ("validate", "marketplace_calls", "status"),
-    [
-        ({"status": 200, "json": {"valid": True}}, 0, ConnectionStatus.ACTIVE),
-        ({"status": 403, "json": {"errors": ["Forbidden"]}}, 1, ConnectionStatus.ACTIVE),
-        ({"status": 200, "json": {"valid": False}}, 1, ConnectionStatus.ACTIVE),
-        ({"status": 503, "body": "down"}, 0, ConnectionStatus.ACTIVE),
-        ({"body": requests.ConnectTimeout("slow")}, 0, ConnectionStatus.ACTIVE),
-    ],
-)
-def test_stored_key_is_validated_before_any_marketplace_call(
-    client: Client,
-    mocked_http: responses.RequestsMock,
-    validate: dict[str, Any],
-    marketplace_calls: int,
-    status: str,
+def test_409_with_two_live_connections_of_the_owner_picks_neither(
+    client: Client, mocked_http: responses.RequestsMock
 ) -> None:
+    fake_datadog(mocked_http)
+    connect(client)
+    mocked_http.replace(responses.POST, MARKETPLACE, json=key_json(OTHER_KEY, "k2"))
+    connect(client)  # 201: a second organisation
+    assert Connection.objects.count() == 2
+    mocked_http.replace(responses.POST, MARKETPLACE, status=409, json={"errors": ["exists"]})
+    mocked_http.get(VALIDATE, json={"valid": True})
+    assert connect(client)["Location"] == CONNECTED
+    third = Connection.objects.order_by("pk").last()
+    assert third is not None and third.api_key is None
+    assert third.status == ConnectionStatus.KEY_MISSING
+    keys = {key_of(c) for c in Connection.objects.exclude(pk=third.pk)}
+    assert keys == {API_KEY, OTHER_KEY}
+
+
+def test_the_marketplace_is_asked_first_and_a_new_key_is_a_new_connection(
+    client: Client, mocked_http: responses.RequestsMock
+) -> None:
+    """201 on a second connect: the token's organisation held no key of ours, so it is
+    not the organisation of the owner's existing connection (whose key is untouched)."""
     fake_datadog(mocked_http)
     connect(client)
     mocked_http.calls.reset()
-    mocked_http.replace(
-        responses.POST,
-        MARKETPLACE,
-        json=key_json("ffffeeeeddddccccbbbbaaaa99998888", "k2"),
-        status=201,
-    )
-    mocked_http.get(VALIDATE, **validate)
+    mocked_http.replace(responses.POST, MARKETPLACE, json=key_json(OTHER_KEY, "k2"))
     assert connect(client)["Location"] == CONNECTED
-    made = requests_made(mocked_http)
-    assert (
-        made.count(("POST", "api.datadoghq.com", "/api/v2/api_keys/marketplace"))
-        == marketplace_calls
-    )
-    assert ("GET", "api.datadoghq.com", "/api/v1/validate") in made
-    connection = Connection.objects.get()
-    assert connection.status == status
-    expected_key = API_KEY if marketplace_calls == 0 else "ffffeeeeddddccccbbbbaaaa99998888"
-    assert connection.api_key is not None and connection.api_key.reveal() == expected_key
+    assert requests_made(mocked_http) == [
+        ("POST", "api.datadoghq.com", "/oauth2/v1/token"),
+        ("POST", "api.datadoghq.com", "/api/v2/api_keys/marketplace"),
+    ]
+    first, second = Connection.objects.order_by("pk")
+    assert (key_of(first), key_of(second)) == (API_KEY, OTHER_KEY)
+
+
+@pytest.mark.parametrize(
+    ("validate", "in_place"),
+    [
+        ({"status": 200, "json": {"valid": True}}, False),
+        ({"status": 403, "json": {"errors": ["Forbidden"]}}, True),
+        ({"status": 200, "json": {"valid": False}}, True),
+        ({"status": 503, "body": "down"}, False),
+        ({"body": requests.ConnectTimeout("slow")}, False),
+    ],
+)
+def test_a_new_key_on_reconnect_replaces_only_a_dead_key(
+    client: Client,
+    mocked_http: responses.RequestsMock,
+    validate: dict[str, Any],
+    in_place: bool,
+) -> None:
+    """Datadog's recovery (revoke the lost key, authorise again) updates the connection in
+    place; a key that still works, or may, means the 201 came from another organisation."""
+    fake_datadog(mocked_http)
+    connect(client)
+    first = Connection.objects.get()
+    state = reconnect_state(client, first)
+    mocked_http.replace(responses.POST, MARKETPLACE, json=key_json(OTHER_KEY, "k2"))
+    mocked_http.get(VALIDATE, **validate)
+    assert callback(client, state)["Location"] == CONNECTED
+    assert Connection.objects.count() == (1 if in_place else 2)
+    first.refresh_from_db()
+    assert key_of(first) == (OTHER_KEY if in_place else API_KEY)
+    assert first.status == ConnectionStatus.ACTIVE
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason", "status"),
+    [
+        ({"status": 503, "body": "down"}, failures.DATADOG_UNAVAILABLE, 503),
+        ({"status": 403, "json": {"errors": ["Forbidden"]}}, failures.MISSING_API_KEYS_WRITE, 502),
+        ({"status": 400, "json": {"errors": ["No"]}}, failures.DATADOG_REFUSED, 502),
+    ],
+)
+def test_an_answer_that_names_no_org_changes_no_existing_connection(
+    client: Client,
+    mocked_http: responses.RequestsMock,
+    answer: dict[str, Any],
+    reason: str,
+    status: int,
+) -> None:
+    fake_datadog(mocked_http)
+    connect(client)
+    first = Connection.objects.get()
+    state = reconnect_state(client, first)
+    mocked_http.replace(responses.POST, TOKEN, json=token_json("access-2"))
+    mocked_http.replace(responses.POST, MARKETPLACE, **answer)
+    follow_failure(client, callback(client, state), reason, status)
+    assert Connection.objects.count() == 1
+    first.refresh_from_db()
+    assert first.access_token is not None and first.access_token.reveal() == "access-1"
+    assert first.status == ConnectionStatus.ACTIVE
+
+
+def reconnect_state(client: Client, connection: Connection) -> str:
+    response = client.post(f"/datadog/connections/{connection.pk}/reconnect/")
+    return dict(parse_qsl(urlsplit(response["Location"]).query))["state"]
+
+
+def key_of(connection: Connection) -> str:
+    assert connection.api_key is not None
+    return connection.api_key.reveal()
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from django_datadog_partner.models import (
     OutboxKind,
     OutboxStatus,
 )
+from django_datadog_partner.outbox import cancel_pending_for_connection, purge, requeue
 from tests.outbox_support import Intake, key_of, make_connection, statuses
 from tests.test_tracking import save_then_fail
 from tests.testapp.models import Order, Organization
@@ -61,7 +62,7 @@ def test_commit_sends_exactly_once_with_the_api_key(org, conn, intake, canaries,
     row = OutboxEvent.objects.get()
     assert arrival.request.url == "https://api.datadoghq.com/api/v1/events"
     assert arrival.api_key == key_of(conn) and "Authorization" not in arrival.request.headers
-    assert arrival.body["title"] == "Order created: Order A-1"
+    assert arrival.body["title"] == "Order created: A-1"
     assert f"outbox_id:{row.pk}" in arrival.body["tags"]
     assert "hush" not in json.dumps(arrival.body) and "secret_note" not in arrival.body["text"]
     assert arrival.body["aggregation_key"] == f"testapp.order:{order.pk}"
@@ -247,7 +248,7 @@ def test_old_events_and_metric_points_expire_unsent(org, conn, intake):
 
 
 def test_a_retry_past_the_horizon_expires_instead(org, conn, intake, monkeypatch):
-    from django_datadog_partner import outcomes
+    from django_datadog_partner.delivery import outcomes
 
     monkeypatch.setattr(outcomes, "backoff_delay", lambda attempts: 30.0)
     intake.respond = lambda arrival: 503
@@ -299,7 +300,7 @@ def test_no_request_starts_when_the_lease_would_end_first(org, conn, intake, set
 def test_revoked_connection_cancels_and_revoke_helper_cancels(org, conn, intake):
     tracking.send_event(conn, title="t", text="x")
     tracking.send_event(conn, title="u", text="x")
-    assert delivery.cancel_pending_for_connection(conn) == 2
+    assert cancel_pending_for_connection(conn) == 2
     tracking.send_event(conn, title="v", text="x")
     conn.status = ConnectionStatus.REVOKED
     conn.save()
@@ -350,8 +351,8 @@ def test_requeue_sends_dead_rows_once_more(org, conn, intake):
     tracking.send_event(org, title="t", text="x")
     delivery.drain()
     intake.respond = lambda arrival: 202
-    assert delivery.requeue(OutboxEvent.objects.all()) == 1
-    assert delivery.requeue(OutboxEvent.objects.all()) == 0  # pending rows are left alone
+    assert requeue(OutboxEvent.objects.all()) == 1
+    assert requeue(OutboxEvent.objects.all()) == 0  # pending rows are left alone
     delivery.drain()
     assert list(statuses().values()) == ["delivered"] and len(intake.arrivals) == 2
 
@@ -362,8 +363,8 @@ def test_purge_deletes_only_old_finished_rows(org, conn, intake):
     delivery.drain()
     tracking.send_event(org, title="pending", text="x")
     OutboxEvent.objects.update(created_at=timezone.now() - timedelta(days=10))
-    assert delivery.purge(timedelta(days=30)) == 0
-    assert delivery.purge(timedelta(days=7)) == 3
+    assert purge(timedelta(days=30)) == 0
+    assert purge(timedelta(days=7)) == 3
     assert list(statuses().values()) == ["pending"]
 
 
@@ -397,7 +398,7 @@ def test_failures_never_leak_the_api_key(org, intake, canaries, debug_logs):
     recorded += OutboxEvent.objects.values_list("last_error", "last_error_code", "payload")
     canaries.assert_absent(debug_logs.text, "logs")
     canaries.assert_absent(repr(recorded), "outbox rows, connection, alarms")
-    from django_datadog_partner import transmit
+    from django_datadog_partner.delivery import transmit
 
     target = transmit.Target(conn.pk, conn.domain, canaries["api_key"])  # type: ignore[arg-type]
     canaries.assert_absent(repr(target) + str(target), "Target repr")

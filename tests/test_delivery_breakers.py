@@ -12,9 +12,10 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.utils import timezone
 
-from django_datadog_partner import breakers, delivery, tracking, transmit
+from django_datadog_partner import delivery, outbox, tracking
+from django_datadog_partner.delivery import breaker, transmit
+from django_datadog_partner.delivery.pacing import Sender
 from django_datadog_partner.models import Connection, OutboxEvent, OutboxStatus, SiteBreaker
-from django_datadog_partner.sender import Sender
 from tests.outbox_support import Intake, make_connection
 from tests.testapp.models import Organization
 
@@ -118,17 +119,18 @@ def test_a_failed_probe_sends_one_request_and_keeps_the_breaker_open(intake, bre
     breaker = SiteBreaker.objects.get(domain=EU)
     assert breaker.open_until is not None and breaker.open_until >= before + timedelta(seconds=59)
     assert breaker.failures == 4
-    assert delivery.count_due() == 0
+    assert outbox.count_due() == 0
 
 
 def test_only_one_run_takes_the_probe(breaker_settings):
     now = timezone.now()
     SiteBreaker.objects.create(domain=EU, failures=3, open_until=now - timedelta(seconds=1))
 
-    first = breakers.gate({EU, US}, now)
-    second = breakers.gate({EU, US}, now)
+    first = breaker.SiteBreakers({EU, US}, now)
+    second = breaker.SiteBreakers({EU, US}, now)
 
-    assert first.probing == {EU} and second.probing == set()
+    assert first.admit(EU, [1, 2, 3]) == ([1], [2, 3])  # one probe; the rest wait
+    assert second.admit(EU, [1, 2, 3]) == ((), [1, 2, 3])
     assert first.held == second.held == {EU: now + timedelta(seconds=60)}
 
 
@@ -249,10 +251,11 @@ def test_a_site_that_failed_in_this_run_gets_one_request_at_a_time():
         with eu:
             time.sleep(0.01)
         result = transmit.Result([0], transmit.RETRY, "http_503")
-        run.note("eu", result)
+        run.breakers.note("eu", result)
         return [result]
 
-    run = transmit.Run(send_by=float("inf"), faults={"eu": 1})  # it failed earlier
+    run = transmit.Run(send_by=float("inf"))
+    run.breakers.note("eu", transmit.Result([0], transmit.RETRY, "http_503"))  # failed earlier
     with sender_at_four(8) as sender:
         results = list(sender.run([("eu", failing)] * 8 + [("us", quick)] * 8, run))
     assert len(results) == 16
@@ -263,7 +266,7 @@ def cooldown_over(domain: str) -> None:
     """Move the breaker and its held rows to the moment the cooldown ends."""
     past = timezone.now() - timedelta(seconds=1)
     SiteBreaker.objects.filter(domain=domain).update(open_until=past)
-    breakers.pending_rows(domain).update(next_attempt_at=past)
+    outbox.pending_for_site(domain).update(next_attempt_at=past)
 
 
 def test_closing_a_breaker_in_the_admin_makes_its_rows_due_now(intake, breaker_settings, client):
@@ -282,4 +285,4 @@ def test_closing_a_breaker_in_the_admin_makes_its_rows_due_now(intake, breaker_s
 
     assert "1 breaker(s) closed" in response.content.decode()
     assert SiteBreaker.objects.get(domain=EU).open_until is None
-    assert delivery.count_due() == 10
+    assert outbox.count_due() == 10

@@ -12,10 +12,11 @@ from email.utils import format_datetime
 import pytest
 from django.utils import timezone
 
-from django_datadog_partner import delivery, outcomes, tracking, transmit
+from django_datadog_partner import delivery, outbox, tracking
 from django_datadog_partner.client import rate_limit_wait
+from django_datadog_partner.delivery import outcomes, transmit
+from django_datadog_partner.delivery.pacing import Sender
 from django_datadog_partner.models import Connection, OutboxEvent
-from django_datadog_partner.sender import Sender
 from tests.outbox_support import Intake, key_of, make_connection
 from tests.testapp.models import Order, Organization, Workspace
 
@@ -66,7 +67,7 @@ def test_a_pause_pushes_back_rows_already_due(intake):
     tracking.send_event(conn, title="waiting", text="x")
     until = timezone.now() + timedelta(seconds=60)
     outcomes.pause_key(conn.api_key_fingerprint, conn.pk, until)
-    assert delivery.count_due() == 0
+    assert outbox.count_due() == 0
     assert OutboxEvent.objects.get().next_attempt_at == until
 
 

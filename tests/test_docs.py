@@ -1,12 +1,17 @@
-"""The README's reference sections list every setting and every system check there is."""
+"""The README's reference sections, and the docs site's generated reference, list every
+setting, system check and command there is; the docs' Python examples run."""
 
 from __future__ import annotations
 
+import doctest
 import re
 from pathlib import Path
 
+import pytest
+
 from django_datadog_partner import checks
 from django_datadog_partner.conf import PartnerSettings
+from docs._ext import ddp_inventory as inventory
 
 README = (Path(__file__).resolve().parent.parent / "README.rst").read_text()
 
@@ -33,3 +38,99 @@ def test_every_system_check_is_documented():
     listed = set(re.findall(r"``(?:datadog_partner\.)?([EW]0\d\d)``", documented))
     missing = [check_id for check_id in ids if check_id not in listed]
     assert missing == []
+
+
+# --- The documentation site (docs/) --------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+PAGES = {
+    path: path.read_text() for path in sorted(DOCS.rglob("*.rst")) if "_build" not in path.parts
+}
+PACKAGE = Path(checks.__file__).resolve().parent
+
+
+def reference_page(name: str) -> str:
+    return (DOCS / "reference" / f"{name}.rst").read_text()
+
+
+def test_every_setting_is_in_the_docs_reference_with_its_release():
+    names = [name for name in vars(PartnerSettings) if name.isupper()]
+    documented = {setting.name: setting for setting in inventory.settings()}
+    assert ".. ddp-settings::" in reference_page("settings")
+    assert sorted(documented) == sorted(names)
+    assert [name for name, s in documented.items() if not s.since] == []
+    prose = reference_page("settings")
+    unexplained = [n for n, s in documented.items() if not s.doc and f"\n   {n}\n" not in prose]
+    assert unexplained == []
+
+
+def test_every_check_id_in_the_package_is_in_the_docs_reference():
+    """Ids found by reading every module, so a check the registry scan misses fails here."""
+    written = set()
+    for module in PACKAGE.rglob("*.py"):
+        written |= set(re.findall(r'id="(datadog_partner\.[CEWI]\d{3})"', module.read_text()))
+    assert len(written) > 15
+    assert ".. ddp-checks::" in reference_page("checks")
+    assert sorted(check.id for check in inventory.checks()) == sorted(written)
+
+
+def test_every_command_is_in_the_docs_reference_with_its_options():
+    files = sorted(
+        path.stem
+        for path in (PACKAGE / "management" / "commands").glob("*.py")
+        if path.stem != "__init__"
+    )
+    assert ".. ddp-commands::" in reference_page("commands")
+    commands = inventory.commands()
+    assert [command.name for command in commands] == files
+    revoke = next(c for c in commands if c.name == "datadog_partner_revoke")
+    assert inventory.synopsis(revoke).endswith("[ID …] [--reason REASON] [--local-only]")
+    assert any("not both" in failure for failure in revoke.failures)
+
+
+def test_signals_failure_reasons_and_statuses_are_generated_pages():
+    from django_datadog_partner import signals
+
+    names = [name for name, value in vars(signals).items() if isinstance(value, signals.Signal)]
+    assert [s.name for s in inventory.signals()] == names
+    assert all(s.arguments for s in inventory.signals())
+    assert ".. ddp-signals::" in reference_page("signals")
+    assert ".. ddp-failures::" in reference_page("failures")
+    statuses = reference_page("statuses")
+    for enum in ("ConnectionStatus", "OutboxStatus"):
+        assert f".. ddp-choices:: django_datadog_partner.models.{enum}" in statuses
+
+
+def test_cross_references_in_the_docs_name_things_that_exist():
+    known = {
+        "setting": {s.name for s in inventory.settings()},
+        "check": {c.id for c in inventory.checks()},
+        "command": {c.name for c in inventory.commands()},
+        "reason": {f.reason for f in inventory.failures()},
+        "status": {
+            v for v, _ in inventory.choices("django_datadog_partner.models.ConnectionStatus")
+        },
+        "signal": {s.name for s in inventory.signals()},
+    }
+    unknown = [
+        (path.name, role, name)
+        for path, text in PAGES.items()
+        for role, name in re.findall(
+            r":(setting|check|command|reason|status|signal):`([^`<]+)`", text
+        )
+        if name not in known[role]
+    ]
+    assert unknown == []
+
+
+@pytest.mark.parametrize(
+    "page", [path for path, text in PAGES.items() if ">>> " in text], ids=lambda p: p.name
+)
+def test_python_examples_in_the_docs_run(page: Path):
+    result = doctest.testfile(
+        str(page),
+        module_relative=False,
+        optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
+    )
+    assert result.attempted > 0
+    assert result.failed == 0, f"{result.failed} example(s) in {page.name} failed (see stdout)"

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from django_datadog_partner import kick, tasks, tracking
+from django_datadog_partner import tasks, tracking
+from django_datadog_partner.delivery import kick
 from django_datadog_partner.models import OutboxEvent, OutboxStatus, SiteBreaker
 from django_datadog_partner.signals import outbox_measured
 from tests.outbox_support import make_connection

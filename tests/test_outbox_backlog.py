@@ -11,8 +11,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from django_datadog_partner.checks import check_outbox_draining
-from django_datadog_partner.delivery import backlog
 from django_datadog_partner.models import OutboxEvent, OutboxKind, OutboxStatus
+from django_datadog_partner.outbox import backlog
 from tests.lifecycle_support import make_connection
 
 pytestmark = pytest.mark.django_db

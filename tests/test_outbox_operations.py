@@ -13,8 +13,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Schedule
 
-from django_datadog_partner import checks, delivery, kick, tasks, tracking
+from django_datadog_partner import checks, delivery, tasks, tracking
+from django_datadog_partner.delivery import kick
 from django_datadog_partner.models import OutboxEvent, OutboxStatus
+from tests.connect_support import signed_in_with
 from tests.outbox_support import Intake, make_connection, statuses
 from tests.testapp.models import Order, Organization
 
@@ -62,7 +64,7 @@ def test_outbox_admin_is_read_only_with_filters(admin_client, org, conn, intake)
         assert filtered.status_code == 200 and f">{row.pk}<" in filtered.content.decode(), query
     assert f">{row.pk}<" not in admin_client.get(f"{url}?owner=999:1").content.decode()
     detail = admin_client.get(reverse("admin:datadog_partner_outboxevent_change", args=[row.pk]))
-    assert detail.status_code == 200 and b"Order created: Order A-1" in detail.content
+    assert detail.status_code == 200 and b"Order created: A-1" in detail.content
     assert b'name="_save"' not in detail.content
     assert admin_client.get(reverse("admin:datadog_partner_outboxevent_add")).status_code == 403
 
@@ -81,6 +83,25 @@ def test_admin_requeue_sends_dead_rows_once_more(admin_client, org, conn, intake
     delivery.drain()
     assert sorted(statuses().values()) == ["delivered", "delivered"]
     assert len(intake.arrivals) == 3
+
+
+@pytest.mark.parametrize(
+    ("codenames", "requeued"),
+    [(("view_outboxevent",), False), (("view_outboxevent", "change_outboxevent"), True)],
+    ids=["view only", "change"],
+)
+def test_requeue_needs_the_change_permission_on_the_outbox(
+    django_user_model, org, conn, intake, kicks, codenames, requeued
+):
+    intake.respond = lambda arrival: 400
+    tracking.send_event(org, title="t", text="x")
+    delivery.drain()
+    client = signed_in_with(django_user_model, "ops", *codenames, is_staff=True)
+    url = reverse("admin:datadog_partner_outboxevent_changelist")
+    assert ('value="requeue"' in client.get(url).content.decode()) is requeued
+    ids = [str(pk) for pk in OutboxEvent.objects.values_list("pk", flat=True)]
+    client.post(url, {"action": "requeue", "_selected_action": ids})
+    assert list(statuses().values()) == (["pending"] if requeued else ["dead"])
 
 
 # --- commands --------------------------------------------------------------------------------

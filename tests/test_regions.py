@@ -239,3 +239,38 @@ def test_validators_never_crash_and_only_yield_datadog_hosts(raw):
         pass
     else:
         assert site in regions.DATADOG_SITES
+
+
+@pytest.mark.parametrize(
+    ("site", "domain", "belongs"),
+    [
+        ("app.datadoghq.com", "datadoghq.com", True),
+        ("app.datadoghq.com", "datadoghq.eu", False),  # where users switch region: US1 only
+        ("app.datadoghq.com", "us5.datadoghq.com", False),
+        ("acme.datadoghq.com", "us3.datadoghq.com", True),  # says nothing more
+        ("acme.datadoghq.com", "datadoghq.eu", False),
+        ("acme.datadoghq.eu", "datadoghq.eu", True),
+        ("acme.ddog-gov.com", "us2.ddog-gov.com", True),
+        ("acme.ddog-gov.com", "datadoghq.com", False),
+        ("app.datadoghq.eu", "datadoghq.eu", True),
+        ("us3.datadoghq.com", "us5.datadoghq.com", False),
+    ],
+)
+def test_a_site_belongs_to_its_own_region_only(site, domain, belongs):
+    web_site, region = regions.validate_site(site), regions.validate_domain(domain)
+    assert regions.belongs_to_region(web_site, region) is belongs
+    expected = web_site.url if belongs else region.web_url
+    assert regions.web_url_in_region(region, None, web_site) == expected
+
+
+def test_the_first_site_in_the_region_wins():
+    eu = regions.validate_domain("datadoghq.eu")
+    custom, regional = (
+        regions.validate_site("acme.datadoghq.eu"),
+        regions.validate_site("app.datadoghq.eu"),
+    )
+    assert regions.web_url_in_region(eu, custom, regional) == "https://acme.datadoghq.eu"
+    assert regions.web_url_in_region(eu, regions.validate_site("us3.datadoghq.com"), regional) == (
+        "https://app.datadoghq.eu"
+    )
+    assert regions.web_url_in_region(eu) == "https://app.datadoghq.eu"

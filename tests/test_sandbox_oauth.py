@@ -19,6 +19,8 @@ from django_datadog_partner.sandbox.control import Sandbox
 from django_datadog_partner.sandbox.engine import handle
 from django_datadog_partner.sandbox.memory import MemoryStore
 from django_datadog_partner.sandbox.protocol import Answer
+from django_datadog_partner.sandbox.state import Store
+from django_datadog_partner.sandbox.store import OrmStore
 
 REDIRECT = "https://vendor.example/datadog/callback/"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -50,8 +52,8 @@ def authorize_url(challenge: str, **overrides: str) -> str:
 
 
 class Flow:
-    def __init__(self) -> None:
-        self.sandbox = Sandbox(MemoryStore(), domain="sandbox.localhost")
+    def __init__(self, store: Store | None = None) -> None:
+        self.sandbox = Sandbox(store or MemoryStore(), domain="sandbox.localhost")
         self.org = self.sandbox.create_org("Acme")
         self.user = self.sandbox.create_user(self.org, "Ada")
 
@@ -67,6 +69,9 @@ class Flow:
             store=self.sandbox.store,
             domain="sandbox.localhost",
         )
+
+    def get(self, path: str, headers: dict[str, str]) -> Answer:
+        return handle("GET", path, headers, b"", {}, store=self.sandbox.store)
 
     def token(self, **form: str) -> Answer:
         base = {"client_id": "test-client-id", "client_secret": "test-client-secret"}
@@ -127,16 +132,38 @@ def test_other_problems_redirect_with_an_error(
     assert "code" not in params
 
 
-def test_success_carries_code_state_domain_and_org_params_only_when_switched_on(
-    flow: Flow,
-) -> None:
+def test_success_carries_the_org_params_as_datadog_does_unless_bare(flow: Flow) -> None:
     params, _verifier = flow.consent()
-    assert set(params) == {"code", "state", "domain"}
-    assert params["domain"] == ["sandbox.localhost"]
-    flow.sandbox.set_faults(flow.org, send_org_params=True)
-    params, _verifier = flow.consent()
+    assert set(params) == {"code", "state", "domain", "dd_oid", "dd_org_name"}
+    assert params["domain"] == ["sandbox.localhost"]  # not a known site here: no ``site``
     assert params["dd_oid"] == [flow.org.public_id]
     assert params["dd_org_name"] == ["Acme"]
+    flow.sandbox.set_faults(flow.org, bare_callback=True)
+    params, _verifier = flow.consent()
+    assert set(params) == {"code", "state", "domain"}
+
+
+def test_user_orgs_names_the_users_org_to_any_token_of_that_org(flow: Flow) -> None:
+    bearer = {"Authorization": f"Bearer {flow.exchange()['access_token']}"}
+    answer = flow.get(f"/api/v2/users/{flow.user.public_id}/orgs", headers=bearer)
+    assert answer.status == 200
+    body = answer.json()
+    assert body["data"]["id"] == flow.user.public_id
+    assert body["data"]["relationships"]["org"]["data"] == {
+        "type": "orgs",
+        "id": flow.org.public_id,
+    }
+    (org,) = body["included"]
+    assert (org["type"], org["id"], org["attributes"]["name"]) == (
+        "orgs",
+        flow.org.public_id,
+        "Acme",
+    )
+    stranger = flow.sandbox.create_user(flow.sandbox.create_org("Other"))
+    assert flow.get(f"/api/v2/users/{stranger.public_id}/orgs", headers=bearer).status == 404
+    assert flow.get("/api/v2/users/not-a-user/orgs", headers=bearer).status == 404
+    assert flow.get(f"/api/v2/users/{flow.user.public_id}/orgs", headers={}).status == 401
+    assert flow.post(f"/api/v2/users/{flow.user.public_id}/orgs", {}, headers=bearer).status == 405
 
 
 def test_deny_redirects_access_denied(flow: Flow) -> None:
@@ -219,6 +246,25 @@ def test_refresh_rotates_and_a_replayed_refresh_token_fails(flow: Flow) -> None:
     assert (
         flow.token(grant_type="refresh_token", refresh_token=second["refresh_token"]).status == 200
     )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("store", [MemoryStore, OrmStore])
+def test_refresh_can_keep_the_refresh_token_instead_of_rotating_it(store: type[Store]) -> None:
+    """Datadog does not document rotation: the switch lets tests take either answer."""
+    flow = Flow(store())
+    first = flow.exchange()
+    flow.sandbox.set_faults(flow.org, rotate_refresh_tokens=False)
+    second = flow.token(grant_type="refresh_token", refresh_token=first["refresh_token"]).json()
+    assert second["refresh_token"] == first["refresh_token"]
+    assert second["access_token"] != first["access_token"]
+    again = flow.token(grant_type="refresh_token", refresh_token=first["refresh_token"])
+    assert again.status == 200
+    flow.sandbox.clear_faults(flow.org)  # a behaviour switch, not a fault: it stays
+    assert flow.sandbox.faults(flow.org).rotate_refresh_tokens is False
+    flow.sandbox.uninstall(flow.org)
+    gone = flow.token(grant_type="refresh_token", refresh_token=first["refresh_token"])
+    assert gone.status == 400
 
 
 def test_uninstall_and_invalid_grant_fault_fail_the_next_refresh(flow: Flow) -> None:

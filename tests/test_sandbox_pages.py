@@ -111,8 +111,9 @@ def test_authorize_asks_for_a_sandbox_user_then_consent_then_redirects(client: C
     callback = client.post(url, {"authorize": "1"})
     params = parse_qs(urlsplit(callback["Location"]).query)
     assert callback["Location"].startswith(CALLBACK + "?")
-    assert set(params) == {"code", "state", "domain"}
+    assert set(params) == {"code", "state", "domain", "site", "dd_oid", "dd_org_name"}
     assert params["domain"] == [SANDBOX_DOMAIN]
+    assert params["site"] == [BASE]
     token = client.post(
         "/sandbox/oauth2/v1/token",
         urlencode(
@@ -148,14 +149,27 @@ def test_deny_sends_access_denied(client: Client, signed_in: SandboxUser) -> Non
     assert params["state"] == ["st4te"]
 
 
-def test_org_params_on_the_callback_only_when_switched_on(
-    client: Client, signed_in: SandboxUser
-) -> None:
-    SandboxOrg.objects.update(send_org_params=True)
+def test_org_params_on_the_callback_unless_bare(client: Client, signed_in: SandboxUser) -> None:
     url, _verifier = authorize_url()
     params = parse_qs(urlsplit(client.post(url, {"authorize": "1"})["Location"]).query)
     assert params["dd_oid"] == [str(signed_in.org.public_id)]
     assert params["dd_org_name"] == ["Acme"]
+    SandboxOrg.objects.update(bare_callback=True)
+    params = parse_qs(urlsplit(client.post(url, {"authorize": "1"})["Location"]).query)
+    assert set(params) == {"code", "state", "domain"}
+
+
+def test_user_orgs_over_http(client: Client, signed_in: SandboxUser) -> None:
+    sandbox = Sandbox()
+    grant = sandbox.grant(
+        sandbox.store.get_org(signed_in.org.pk), sandbox.store.get_user(signed_in.pk)
+    )
+    response = Client().get(
+        f"/sandbox/api/v2/users/{signed_in.public_id}/orgs",
+        HTTP_AUTHORIZATION=f"Bearer {grant.access_token}",
+    )
+    assert response.status_code == 200
+    assert response.json()["included"][0]["attributes"]["name"] == "Acme"
 
 
 def test_consent_post_needs_csrf_but_machine_endpoints_do_not(signed_in: SandboxUser) -> None:
@@ -264,3 +278,25 @@ def test_check_e030_when_the_sandbox_urls_are_not_included(settings: Any) -> Non
     errors = check_sandbox_urls()
     assert [error.id for error in errors] == ["datadog_partner.E030"]
     assert 'include("django_datadog_partner.sandbox.urls")' in (errors[0].hint or "")
+
+
+SANDBOX_PAGES = ("/sandbox/", "/sandbox/orgs/", "/sandbox/login/")
+
+
+def test_the_header_ignores_the_hosts_own_login(client: Client, django_user_model: Any) -> None:
+    client.force_login(django_user_model.objects.create_user("shopper"))
+    for page in SANDBOX_PAGES:
+        html = client.get(page).content.decode()
+        assert "Signed in as" not in html, page
+        assert 'href="/sandbox/login/">Sign in</a>' in html, page
+
+
+def test_the_header_names_the_sandbox_user_on_every_page(
+    client: Client, signed_in: SandboxUser, django_user_model: Any
+) -> None:
+    client.force_login(django_user_model.objects.create_user("shopper"))
+    org_page = reverse("datadog_partner_sandbox:org", args=[signed_in.org_id])
+    for page in (*SANDBOX_PAGES, org_page):
+        assert "Signed in as Ada (Acme)" in client.get(page).content.decode(), page
+    consent = client.get(authorize_url()[0]).content.decode()
+    assert "Signed in as Ada (Acme)" in consent

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -20,17 +19,6 @@ from django_datadog_partner.testing import FakeDatadog
 from tests.testapp.models import Organization
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeDatadog]:
-    with FakeDatadog() as datadog:
-        yield datadog
-
-
-@pytest.fixture
-def acme() -> Organization:
-    return Organization.objects.create(name="Acme")
 
 
 def key_of(connection: Connection) -> str:

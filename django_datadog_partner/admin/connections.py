@@ -20,8 +20,9 @@ from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 
+from .. import permissions
 from ..conf import app_settings
-from ..exceptions import ConfigurationError, DatadogPartnerError
+from ..connections.batch import each_connection
 from ..models import Alarm, Connection
 from .lifecycle_actions import ACTIONS, LifecycleAction
 
@@ -45,7 +46,7 @@ class ConnectionAdmin(admin.ModelAdmin):
         ("Status", {"fields": ("status", "status_reason", "status_changed_at", "paused_until")}),
         ("Credentials (encrypted; never shown)", {"fields": ("credentials",)}),
         ("Activity", {"fields": ("created_at", "updated_at", "last_success_at", "last_error",
-                                 "health_checked_at")}),
+                                 "health_checked_at", "refresh_answer_lost_at")}),
     )  # fmt: skip
     readonly_fields = ("owner_display", "credentials", "last_error")
     change_form_template = "admin/datadog_partner/connection/change_form.html"
@@ -98,7 +99,7 @@ class ConnectionAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # The object page is read-only; actions check ``can_act`` instead.
+        # The object page is read-only; actions need ``manage_connection`` instead.
         return obj is None and super().has_change_permission(request)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -106,8 +107,23 @@ class ConnectionAdmin(admin.ModelAdmin):
         revoked = obj is not None and obj.status == "revoked"
         return revoked and super().has_delete_permission(request, obj)
 
-    def can_act(self, request: HttpRequest) -> bool:
-        return super().has_change_permission(request)
+    def has_manage_permission(self, request: HttpRequest) -> bool:
+        """Offer the actions that change connections; each connection is then still
+        checked with ``permissions.may``, so a host's narrower rule applies here too."""
+        return permissions.holds_manage_permission(request.user)
+
+    def refusal(
+        self, request: HttpRequest, spec: LifecycleAction, connection: Connection
+    ) -> str | None:
+        """Why ``spec`` may not be done to ``connection`` by this user, or ``None``."""
+        if spec.perform is not None and not permissions.may(
+            request.user, permissions.MANAGE, connection
+        ):
+            return "you may not manage it"
+        return spec.not_applicable(connection)
+
+    def may_offer(self, request: HttpRequest, spec: LifecycleAction) -> bool:
+        return bool(getattr(self, f"has_{spec.permission}_permission")(request))
 
     # --- pages ----------------------------------------------------------------------------
 
@@ -126,11 +142,12 @@ class ConnectionAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         buttons = []
         connection = Connection.objects.defer(*SECRET_FIELDS).filter(pk=object_id).first()
-        if connection is not None and self.can_act(request):
+        if connection is not None:
             buttons = [
                 (action.label, _confirm_url(action.name, [connection.pk]))
                 for action in ACTIONS.values()
-                if action.not_applicable(connection) is None
+                if self.may_offer(request, action)
+                and self.refusal(request, action, connection) is None
             ]
         context = {**(extra_context or {}), "lifecycle_buttons": buttons}
         return super().change_view(request, object_id, form_url, context)
@@ -148,22 +165,28 @@ class ConnectionAdmin(admin.ModelAdmin):
         spec = ACTIONS.get(action)
         if spec is None:
             raise Http404("Unknown action.")
-        if not (
-            self.can_act(request) or (spec.perform is None and self.has_view_permission(request))
-        ):
+        if not self.may_offer(request, spec):
             raise PermissionDenied
-        ids = _ids(request.POST.get("ids") if request.method == "POST" else request.GET.get("ids"))
-        connections = list(
-            Connection.objects.defer(*SECRET_FIELDS).filter(pk__in=ids).order_by("pk")
-        )
+        connections = _selected(request)
         if not connections:
             self.message_user(request, "No connection selected.", messages.WARNING)
             return HttpResponseRedirect(reverse("admin:datadog_partner_connection_changelist"))
-        applicable = [c for c in connections if spec.not_applicable(c) is None]
-        back = _back_url(connections)
+        refusals = {c.pk: self.refusal(request, spec, c) for c in connections}
+        applicable = [c for c in connections if refusals[c.pk] is None]
         if request.method == "POST" and spec.perform is not None and applicable:
             self._perform(request, spec, applicable)
-            return HttpResponseRedirect(back)
+            return HttpResponseRedirect(_back_url(connections))
+        skipped = [(c, refusals[c.pk]) for c in connections if c not in applicable]
+        return self._confirmation_page(request, spec, connections, applicable, skipped)
+
+    def _confirmation_page(
+        self,
+        request: HttpRequest,
+        spec: LifecycleAction,
+        connections: list[Connection],
+        applicable: list[Connection],
+        skipped: list[tuple[Connection, str | None]],
+    ) -> HttpResponse:
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -171,10 +194,10 @@ class ConnectionAdmin(admin.ModelAdmin):
             "action": spec,
             "confirmable": spec.perform is not None,
             "applicable": applicable,
-            "skipped": [(c, spec.not_applicable(c)) for c in connections if c not in applicable],
+            "skipped": skipped,
             "links": _reconnect_links(request, applicable) if spec.perform is None else [],
             "ids": ",".join(str(c.pk) for c in applicable),
-            "back_url": back,
+            "back_url": _back_url(connections),
         }
         return TemplateResponse(
             request, "admin/datadog_partner/connection/confirm_action.html", context
@@ -183,16 +206,14 @@ class ConnectionAdmin(admin.ModelAdmin):
     def _perform(
         self, request: HttpRequest, spec: LifecycleAction, targets: list[Connection]
     ) -> None:
-        assert spec.perform is not None
-        for connection in targets:
-            label = f"Connection #{connection.pk} ({self.org(connection)})"
-            try:
-                level, text = spec.perform(request, connection)
-            except ConfigurationError as exc:
-                self.message_user(request, f"{label}: {exc} Stopped.", messages.ERROR)
-                return
-            except DatadogPartnerError as exc:
-                level, text = messages.ERROR, str(exc)
+        perform = spec.perform
+        assert perform is not None
+        for step in each_connection(targets, lambda connection: perform(request, connection)):
+            label = f"Connection #{step.connection.pk} ({self.org(step.connection)})"
+            if step.result is None:
+                self.message_user(request, f"{label}: {step.error}", messages.ERROR)
+                continue
+            level, text = step.result
             self.message_user(request, f"{label}: {spec.label}: {text}", level)
 
     # --- changelist actions: each leads to the confirmation page ------------------------------
@@ -201,19 +222,19 @@ class ConnectionAdmin(admin.ModelAdmin):
         pks = queryset.order_by("pk").values_list("pk", flat=True)
         return HttpResponseRedirect(_confirm_url(action, pks))
 
-    @admin.action(description="Revoke", permissions=["change"])
+    @admin.action(description="Revoke", permissions=["manage"])
     def revoke_action(self, request: HttpRequest, queryset: QuerySet[Connection]) -> HttpResponse:
         return self._to_confirmation(queryset, "revoke")
 
-    @admin.action(description="Refresh now", permissions=["change"])
+    @admin.action(description="Refresh now", permissions=["manage"])
     def refresh_action(self, request: HttpRequest, queryset: QuerySet[Connection]) -> HttpResponse:
         return self._to_confirmation(queryset, "refresh")
 
-    @admin.action(description="Check health", permissions=["change"])
+    @admin.action(description="Check health", permissions=["manage"])
     def check_action(self, request: HttpRequest, queryset: QuerySet[Connection]) -> HttpResponse:
         return self._to_confirmation(queryset, "check")
 
-    @admin.action(description="Send test event", permissions=["change"])
+    @admin.action(description="Send test event", permissions=["manage"])
     def test_event_action(
         self, request: HttpRequest, queryset: QuerySet[Connection]
     ) -> HttpResponse:
@@ -225,7 +246,7 @@ class ConnectionAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         return self._to_confirmation(queryset, "reconnect_link")
 
-    @admin.action(description="Create the API key again", permissions=["change"])
+    @admin.action(description="Create the API key again", permissions=["manage"])
     def create_api_key_action(
         self, request: HttpRequest, queryset: QuerySet[Connection]
     ) -> HttpResponse:
@@ -241,6 +262,12 @@ def _api_key_summary(obj: Connection) -> str:
     if obj.api_key_fingerprint:
         parts.append(f"fingerprint {obj.api_key_fingerprint[:12]}")
     return ", ".join(parts)
+
+
+def _selected(request: HttpRequest) -> list[Connection]:
+    """The connections named by the confirmation page's ``ids`` (GET or POST)."""
+    ids = _ids(request.POST.get("ids") if request.method == "POST" else request.GET.get("ids"))
+    return list(Connection.objects.defer(*SECRET_FIELDS).filter(pk__in=ids).order_by("pk"))
 
 
 def _confirm_url(action: str, ids: Any) -> str:

@@ -1,7 +1,8 @@
 """The lifecycle actions offered on connections in the admin, each behind a confirmation page.
 
 Every action calls an operation from ``connections``; this module only says who it applies
-to and turns the outcome into a message for the person who clicked.
+to, which permission it needs, and turns the outcome into a message for the person who
+clicked.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from django.contrib import messages
 from django.http import HttpRequest
 
 from ..connections import check_health, refresh, revoke
-from ..connections.rows import TOKEN_STATUSES
 from ..models import Connection, ConnectionStatus
 
 #: ``(messages level, text)`` reported for one connection.
@@ -32,6 +32,11 @@ class LifecycleAction:
     not_applicable: Callable[[Connection], str | None]
     #: ``None`` for an action whose page is the result (nothing is changed).
     perform: Callable[[HttpRequest, Connection], Outcome] | None
+
+    @property
+    def permission(self) -> str:
+        """The admin permission it needs: seeing a result, or managing the connections."""
+        return "view" if self.perform is None else "manage"
 
     @property
     def confirm_label(self) -> str:
@@ -80,13 +85,13 @@ def _unless_revoked(connection: Connection) -> str | None:
 
 
 def _unless_no_tokens(connection: Connection) -> str | None:
-    if connection.status in TOKEN_STATUSES:
+    if connection.holds_tokens:
         return None
     return f"{connection.get_status_display().lower()}: its tokens are not in use"
 
 
 def _unless_revoking(connection: Connection) -> str | None:
-    if connection.status in (ConnectionStatus.REVOKING, ConnectionStatus.REVOKED):
+    if connection.has_ended:
         return f"{connection.get_status_display().lower()}"
     return None
 
@@ -145,7 +150,8 @@ ACTIONS: dict[str, LifecycleAction] = {
         LifecycleAction(
             "reconnect_link",
             "Copy reconnect link",
-            "Send this link to a person allowed to manage the connection. It opens the "
+            "Send this link to a member of the connection's owner (only they may "
+            "reconnect it: their Datadog login decides the organisation). It opens the "
             "connection's page (signing in is required) where “Reconnect” starts a new "
             "authorisation with Datadog and updates this connection in place. The link "
             "contains no credentials.",

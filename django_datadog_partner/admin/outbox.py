@@ -1,4 +1,9 @@
-"""The outbox in the admin: read-only, filterable, with "Requeue" for dead or parked rows."""
+"""The outbox in the admin: read-only, filterable, with "Requeue" for dead or parked rows.
+
+Requeue needs the change permission on outbox events, not ``manage_connection``: it sends
+rows again to the connection each row was bound to when it was written, so it can neither
+pick a destination nor change a connection; it is delivery operations' tool.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,8 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from .. import delivery, kick
+from .. import outbox
+from ..delivery import kick
 from ..models import OutboxEvent
 
 OWNER_CHOICES_LIMIT = 50
@@ -66,7 +72,7 @@ class OutboxEventAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # The list (and its Requeue action) needs "change"; a row itself is never edited.
+        # Requeue needs "change" on the outbox; a row itself is never edited.
         return obj is None and super().has_change_permission(request)
 
     @admin.display(description=_("owner"))
@@ -79,10 +85,12 @@ class OutboxEventAdmin(admin.ModelAdmin):
     def payload_display(self, obj: OutboxEvent) -> str:
         return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2, sort_keys=True))
 
-    @admin.action(description=_("Requeue selected dead, parked or expired rows"))
+    @admin.action(
+        description=_("Requeue selected dead, parked or expired rows"), permissions=["change"]
+    )
     def requeue(self, request: HttpRequest, queryset: QuerySet[OutboxEvent]) -> None:
         selected = queryset.count()
-        done = delivery.requeue(queryset)
+        done = outbox.requeue(queryset)
         if done:
             kick.request_kick()
         self.message_user(

@@ -9,7 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from .. import breakers
+from ..delivery import breaker
 from ..models import Alarm, AuthorizationRequest, SiteBreaker
 
 
@@ -73,5 +73,5 @@ class SiteBreakerAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Close (send to the site again now)", permissions=["close"])
     def close(self, request: HttpRequest, queryset: QuerySet[SiteBreaker]) -> None:
-        closed = sum(breakers.close(domain) for domain in queryset.values_list("domain", flat=True))
+        closed = sum(breaker.close(domain) for domain in queryset.values_list("domain", flat=True))
         self.message_user(request, f"{closed} breaker(s) closed.", messages.SUCCESS)

@@ -1,8 +1,10 @@
-"""Connection operations: the only code that changes a connection's tokens or status.
+"""Connection operations: the only code that changes a connection's tokens.
 
 Views, admin, management commands and tasks all call these functions.
 """
 
+from ..alarms import raise_alarm
+from ..status import mark_broken, set_status
 from .api_keys import APIKeyOutcome, create_api_key
 from .authorization import (
     consume_authorization,
@@ -13,7 +15,6 @@ from .connect import ConnectFailed, ConnectOutcome, connect, reconnect
 from .health import HealthReport, check_health, run_scheduled_health_checks
 from .keyrotation import rotate_keys, secrets_on_retired_keys
 from .revoke import RevokeOutcome, retry_pending_revocations, revoke
-from .status import mark_broken, raise_alarm, set_status
 from .tokens import access_token, refresh
 
 __all__ = [

@@ -3,14 +3,13 @@
 Views call ``connect()`` with the callback's parameters and ``reconnect()`` to start a new
 flow for an existing connection; both raise ``ConnectFailed`` with a reason from
 ``failures`` for every way the flow can fail, after sending ``connection_failed``.
-Identity is (owner, ``domain``, Datadog org id when known): connecting the same owner to
-the same organisation again updates that connection in place.
+Which connection the new tokens belong to is decided by ``identity`` from Datadog's own
+answers, never from the callback's ``dd_oid``/``dd_org_name``.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +18,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from .. import failures, oauth
+from .. import failures, oauth, permissions
+from ..alarms import raise_alarm
 from ..conf import app_settings
 from ..exceptions import (
     CertificateRefusedError,
@@ -35,12 +35,28 @@ from ..exceptions import (
     TransportRefusedError,
 )
 from ..models import AuthorizationRequest, Connection, ConnectionStatus
-from ..regions import Site, check_region_agreement, get_site, validate_domain, validate_site
+from ..regions import (
+    Site,
+    WebSite,
+    check_region_agreement,
+    get_site,
+    validate_domain,
+    validate_site,
+    web_url_in_region,
+)
 from ..signals import connection_established, connection_failed
-from .api_keys import MISSING_SCOPE, APIKeyOutcome, create_api_key
+from ..status import set_status
+from .api_keys import MISSING_SCOPE, APIKeyOutcome, note_refusal, settle, store_key
 from .authorization import callback_url, consume_authorization, start_authorization, take_verifier
-from .status import raise_alarm, set_status
-from .tokens import INVALID_CLIENT_ALARM
+from .identity import (
+    MISSING_UNCONFIRMED,
+    MarketplaceAnswer,
+    Placement,
+    VerifiedOrg,
+    ask_marketplace,
+    place,
+)
+from .tokens import INVALID_CLIENT_ALARM, forget_lost_answer
 
 logger = logging.getLogger("django_datadog_partner")
 
@@ -49,14 +65,11 @@ CONNECTED = "connected"  # a new connection
 RECONNECTED = "reconnected"  # an existing connection updated in place
 DIFFERENT_ORG = "different_org"  # a reconnect that Datadog answered for another organisation
 
-#: Statuses a reconnect leaves at once: the tokens just obtained work.
-UNUSABLE_STATUSES = (
-    ConnectionStatus.NEEDS_RECONNECT,
-    ConnectionStatus.REVOKING,
-    ConnectionStatus.REVOKED,
-    ConnectionStatus.CREDENTIALS_UNREADABLE,
-)
-ORG_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+#: The failure page for a marketplace answer that cannot tell which connection is meant.
+UNDECIDED_FAILURES = {
+    MISSING_UNCONFIRMED: failures.DATADOG_UNAVAILABLE,
+    MISSING_SCOPE: failures.MISSING_API_KEYS_WRITE,
+}
 
 
 @dataclass(frozen=True)
@@ -106,7 +119,7 @@ def fail(
     return ConnectFailed(reason, message, detail=detail, connection=connection)
 
 
-@sensitive_variables("code", "verifier", "tokens")
+@sensitive_variables()
 def connect(
     session: SessionBase,
     *,
@@ -114,10 +127,14 @@ def connect(
     state: str | None,
     code: str,
     callback_domain: str | None = None,
-    dd_org_id: str = "",
-    dd_org_name: str = "",
+    callback_site: str | None = None,
+    org_hint: str = "",
 ) -> ConnectOutcome:
-    """Complete an authorisation from Datadog's callback and return what happened."""
+    """Complete an authorisation from Datadog's callback and return what happened.
+
+    ``callback_site`` only chooses the web address stored (inside the token's region);
+    ``org_hint`` (the callback's ``dd_oid``) is only compared with what Datadog confirms.
+    """
     try:
         pending = consume_authorization(session, user=user, state=state)
     except InvalidStateError as exc:
@@ -126,16 +143,21 @@ def connect(
     owner = pending.owner
     if owner is None:
         raise fail(failures.NO_OWNER, user=user, message="the owner no longer exists")
+    _check_still_allowed(pending, owner, user)
     try:
         verifier = take_verifier(pending)
     except CredentialsUnreadableError as exc:
         raise fail(failures.MISCONFIGURED, user=user, message=str(exc)) from None
     tokens = _exchange(site, code, verifier, user)
     _check_scopes(tokens, user)
+    answer = ask_marketplace(site, tokens.access_token)
+    _compare_hint(org_hint, answer.org)
+    placement = _placement(pending, site, answer, user)
+    web_url = _web_url(pending, site, callback_site)
     connection, created, outcome_code = _save(
-        pending, site, tokens, user, _clean_org_id(dd_org_id), _clean_org_name(dd_org_name)
+        pending, site, web_url, tokens, user, answer, placement
     )
-    key = create_api_key(connection, access_token=tokens.access_token)
+    key = settle(connection, answer, keep_key=placement.keep_key)
     if key.reason == MISSING_SCOPE:
         raise fail(
             failures.MISSING_API_KEYS_WRITE,
@@ -200,7 +222,68 @@ def _token_site(pending: AuthorizationRequest, callback_domain: str | None, user
     return site
 
 
-@sensitive_variables("code", "verifier")
+@sensitive_variables()
+def _placement(
+    pending: AuthorizationRequest, site: Site, answer: MarketplaceAnswer, user: Any
+) -> Placement:
+    """Where the tokens go (``identity.place``); when Datadog's answer cannot tell, the
+    flow stops and no connection changes."""
+    placement = place(pending, site.domain, answer)
+    if placement is None:
+        note_refusal(answer)
+        raise fail(
+            UNDECIDED_FAILURES.get(answer.missing, failures.DATADOG_REFUSED),
+            user=user,
+            message=f"no connection chosen on marketplace answer {answer.error_code}",
+            detail=answer.detail,
+        )
+    return placement
+
+
+def _check_still_allowed(pending: AuthorizationRequest, owner: Any, user: Any) -> None:
+    """What let the flow start must still hold when Datadog sends the user back: the owner
+    is among the user's (``OWNERS_FOR_USER``) and, for a reconnect, the user may still
+    reconnect that connection (``permissions.RECONNECT``)."""
+    reconnecting = pending.reconnect_of
+    allowed = permissions.is_owner_member(user, pending) and (
+        reconnecting is None or permissions.may(user, permissions.RECONNECT, reconnecting)
+    )
+    if not allowed:
+        raise fail(
+            failures.OWNER_NOT_ALLOWED,
+            user=user,
+            message=f"user may no longer connect owner {permissions.owner_choice_value(owner)}",
+        )
+
+
+def _web_url(pending: AuthorizationRequest, site: Site, callback_site: str | None) -> str:
+    """The callback's ``site``, else the onboarding one, else the region's own web address:
+    whichever first belongs to the region whose token host answered."""
+    return web_url_in_region(site, _web_site(callback_site), _web_site(pending.site))
+
+
+def _web_site(raw: str | None) -> WebSite | None:
+    if not raw:
+        return None
+    try:
+        return validate_site(raw)
+    except InvalidSiteError as exc:
+        logger.info("Datadog callback site ignored: %s", exc.reason)
+        return None
+
+
+def _compare_hint(org_hint: str, org: VerifiedOrg | None) -> None:
+    """Log a callback ``dd_oid`` that contradicts Datadog (a forged callback, or a mix-up)."""
+    if org is not None and org_hint and org_hint != org.id:
+        logger.warning(
+            "Datadog callback named organisation %r, Datadog confirmed %s: the callback's "
+            "value was ignored.",
+            org_hint[:100],
+            org.id,
+        )
+
+
+@sensitive_variables()
 def _exchange(site: Site, code: str, verifier: str, user: Any) -> oauth.TokenSet:
     try:
         return oauth.exchange_code(
@@ -261,16 +344,18 @@ def _check_scopes(tokens: oauth.TokenSet, user: Any) -> None:
 def _save(
     pending: AuthorizationRequest,
     site: Site,
+    web_url: str,
     tokens: oauth.TokenSet,
     user: Any,
-    org_id: str,
-    org_name: str,
+    answer: MarketplaceAnswer,
+    placement: Placement,
 ) -> tuple[Connection, bool, str]:
-    """Create or update the connection for this identity; a concurrent insert is retried."""
+    """Create or update the connection ``placement`` names; a concurrent insert re-places."""
     try:
-        connection, created = _save_once(pending, site, tokens, user, org_id, org_name)
-    except IntegrityError:  # another flow created this identity meanwhile: update that one
-        connection, created = _save_once(pending, site, tokens, user, org_id, org_name)
+        connection, created = _save_once(pending, site, web_url, tokens, user, answer, placement)
+    except IntegrityError:  # another flow saved this organisation meanwhile
+        placement = place(pending, site.domain, answer) or placement
+        connection, created = _save_once(pending, site, web_url, tokens, user, answer, placement)
     if pending.reconnect_of_id and connection.pk != pending.reconnect_of_id:
         outcome_code = DIFFERENT_ORG
     else:
@@ -278,22 +363,30 @@ def _save(
     return connection, created, outcome_code
 
 
+@sensitive_variables()
 def _save_once(
     pending: AuthorizationRequest,
     site: Site,
+    web_url: str,
     tokens: oauth.TokenSet,
     user: Any,
-    org_id: str,
-    org_name: str,
+    answer: MarketplaceAnswer,
+    placement: Placement,
 ) -> tuple[Connection, bool]:
     with transaction.atomic():
-        connection = _find_connection(pending, site.domain, org_id)
+        connection = None
+        if placement.target_id is not None:
+            connection = (
+                Connection.objects.select_for_update().filter(pk=placement.target_id).first()
+            )
         created = connection is None
         if connection is None:
-            connection = _new_connection(pending, site.domain, org_id)
-        _apply(connection, pending, tokens, user, org_id, org_name)
+            connection = _new_connection(pending, site.domain)
+        _apply(connection, web_url, tokens, user)
         connection.save()
-        if connection.status in UNUSABLE_STATUSES:
+        if answer.created:
+            store_key(connection, answer)
+        if connection.status in ConnectionStatus.unusable():
             # In the same transaction as the new tokens, so a pending revocation retry or
             # a health check never treats them as the old, broken ones.
             set_status(
@@ -302,73 +395,25 @@ def _save_once(
     return connection, created
 
 
-def _find_connection(pending: AuthorizationRequest, domain: str, org_id: str) -> Connection | None:
-    """The connection this answer belongs to; see README "Connection identity"."""
-    candidates = Connection.objects.select_for_update().filter(
+def _new_connection(pending: AuthorizationRequest, domain: str) -> Connection:
+    return Connection(
         owner_content_type_id=pending.owner_content_type_id,
         owner_object_id=pending.owner_object_id,
         domain=domain,
-    )
-    reconnecting = (
-        candidates.filter(pk=pending.reconnect_of_id) if pending.reconnect_of_id else None
-    )
-    if org_id:
-        exact = candidates.filter(dd_org_id=org_id).first()
-        if exact is not None:
-            return exact
-        # The organisation was unknown when this connection was made: adopt it only when
-        # the user explicitly reconnects it.
-        return reconnecting.filter(dd_org_id="").first() if reconnecting is not None else None
-    if reconnecting is not None:
-        target = reconnecting.first()
-        if target is not None:
-            return target
-    return candidates.filter(dd_org_id="").first()
-
-
-def _new_connection(pending: AuthorizationRequest, domain: str, org_id: str) -> Connection:
-    connection = Connection(
-        owner_content_type_id=pending.owner_content_type_id,
-        owner_object_id=pending.owner_object_id,
-        domain=domain,
-        dd_org_id=org_id,
         status=ConnectionStatus.KEY_MISSING,
         status_reason="The API key is being created.",
     )
-    return connection
 
 
-@sensitive_variables("tokens")
-def _apply(
-    connection: Connection,
-    pending: AuthorizationRequest,
-    tokens: oauth.TokenSet,
-    user: Any,
-    org_id: str,
-    org_name: str,
-) -> None:
-    now = timezone.now()
+@sensitive_variables()
+def _apply(connection: Connection, web_url: str, tokens: oauth.TokenSet, user: Any) -> None:
     connection.connected_by = user
-    connection.site = pending.site
-    if org_id:
-        connection.dd_org_id = org_id
-    if org_name:
-        connection.dd_org_name = org_name
+    connection.site = web_url
     connection.access_token = tokens.access_token
     if tokens.refresh_token:
         connection.refresh_token = tokens.refresh_token
+    forget_lost_answer(connection)
     connection.expires_at = tokens.expires_at
     if tokens.scopes:
         connection.scopes = tokens.scopes
-    connection.last_success_at = now
-
-
-def _clean_org_id(value: str) -> str:
-    """``dd_oid`` from the callback (undocumented): kept only when it looks like an id."""
-    value = (value or "").strip()
-    return value if ORG_ID_PATTERN.match(value) else ""
-
-
-def _clean_org_name(value: str) -> str:
-    value = "".join(ch for ch in (value or "") if ch.isprintable()).strip()
-    return value[:255]
+    connection.last_success_at = timezone.now()

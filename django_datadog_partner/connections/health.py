@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
@@ -25,10 +25,10 @@ from ..exceptions import (
     RetryableError,
 )
 from ..models import Connection, ConnectionStatus
+from ..status import mark_broken, reveal, set_status
 from .revoke import revoke
 from .rows import record_error
-from .status import mark_broken, set_status
-from .tokens import refresh, reveal
+from .tokens import refresh
 
 logger = logging.getLogger("django_datadog_partner")
 
@@ -43,11 +43,6 @@ CATCH_UP_FACTOR = 2
 NO_KEY_REASON = (
     "The token works but no API key is stored: revoke “OAuth Client API Key” in Datadog "
     "(Organization Settings → API Keys), then use “Create the API key again”."
-)
-
-#: Statuses a health check leaves alone: nothing to check, or another process owns them.
-NOT_CHECKED = frozenset(
-    {ConnectionStatus.NEEDS_RECONNECT, ConnectionStatus.REVOKING, ConnectionStatus.REVOKED}
 )
 
 
@@ -70,7 +65,6 @@ class HealthRunSummary:
     healthy: int = 0
     unhealthy: int = 0
     stopped_early: bool = False
-    problems: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -89,11 +83,11 @@ def check_health(connection: Connection) -> HealthReport:
     the same way). Every other problem is reported, and recorded on the connection when
     it is definitive; timeouts, 5xx and 429 never change its status.
     """
-    owner_matters = connection.status not in (ConnectionStatus.REVOKING, ConnectionStatus.REVOKED)
+    owner_matters = not connection.has_ended
     if owner_matters and not owner_exists(connection):
         outcome = revoke(connection, reason="Its owner was deleted.")
         return _report(connection, False, f"Its owner was deleted. {outcome.message}")
-    if connection.status in NOT_CHECKED:
+    if connection.status in ConnectionStatus.unchecked():
         _mark_checked(connection)
         return _report(connection, False, f"Not checked: {connection.get_status_display()}.")
     try:
@@ -114,9 +108,7 @@ def check_health(connection: Connection) -> HealthReport:
 def run_scheduled_health_checks(now: datetime | None = None) -> HealthRunSummary:
     """One hourly slice of the daily health checks (oldest check first)."""
     now = now or timezone.now()
-    checkable = Connection.objects.exclude(
-        status__in=(ConnectionStatus.REVOKING, ConnectionStatus.REVOKED)
-    )
+    checkable = Connection.objects.not_ended()
     limit = math.ceil(checkable.count() / RUNS_PER_DAY) * CATCH_UP_FACTOR
     due = list(
         checkable.filter(
@@ -127,17 +119,15 @@ def run_scheduled_health_checks(now: datetime | None = None) -> HealthRunSummary
     for connection in due:
         try:
             report = check_health(connection)
-        except InvalidClientError as exc:
+        except InvalidClientError:
             # Our own credentials are wrong: checking the others would only repeat it.
             summary.stopped_early = True
-            summary.problems.append(str(exc))
             break
         summary.checked += 1
         if report.healthy:
             summary.healthy += 1
         else:
             summary.unhealthy += 1
-            summary.problems.append(f"connection {connection.pk}: {report.message}")
     return summary
 
 

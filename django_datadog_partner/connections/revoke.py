@@ -18,8 +18,10 @@ from typing import Any
 
 from django.utils import timezone
 
-from .. import oauth
+from .. import oauth, outbox
+from ..alarms import raise_alarm
 from ..exceptions import (
+    ConfigurationError,
     CredentialsUnreadableError,
     DatadogPartnerError,
     InvalidClientError,
@@ -28,9 +30,9 @@ from ..exceptions import (
 )
 from ..models import Connection, ConnectionStatus
 from ..regions import get_site
+from ..status import set_status
 from .api_keys import api_keys_page_url
 from .rows import copy_state, error_code_of, locked_row, record_error, reread
-from .status import raise_alarm, set_status
 from .tokens import INVALID_CLIENT_ALARM
 
 logger = logging.getLogger("django_datadog_partner")
@@ -160,7 +162,6 @@ def _pause(row: Connection, seconds: float) -> None:
 
 def _finish(row: Connection, reason: str) -> None:
     """Wipe what is left, cancel pending events, and mark the connection revoked."""
-    from ..delivery import cancel_pending_for_connection
 
     row.access_token = None
     row.refresh_token = None
@@ -177,7 +178,7 @@ def _finish(row: Connection, reason: str) -> None:
             "updated_at",
         ]
     )
-    cancelled = cancel_pending_for_connection(row)
+    cancelled = outbox.cancel_pending_for_connection(row)
     if cancelled:
         logger.info("Datadog connection %s: %s pending events cancelled.", row.pk, cancelled)
     set_status(row, ConnectionStatus.REVOKED, reason)
@@ -193,6 +194,8 @@ def _pending_message(failure: Exception) -> str:
         why = (
             "Datadog refused this integration's client credentials (a vendor configuration problem)"
         )
+    elif isinstance(failure, ConfigurationError):
+        why = "this site's Datadog integration is misconfigured (the vendor must fix it)"
     elif isinstance(failure, RetryableError | RateLimitedError):
         why = "Datadog could not be reached"
     else:

@@ -17,16 +17,12 @@ from ..exceptions import (
 )
 from ..models import Connection, ConnectionStatus
 
-#: Statuses whose tokens may be used and refreshed.
-TOKEN_STATUSES = frozenset(
-    {ConnectionStatus.ACTIVE, ConnectionStatus.KEY_MISSING, ConnectionStatus.API_KEY_REJECTED}
-)
-
 #: Fields a lifecycle operation may change; copied back onto the caller's instance.
 STATE_FIELDS = (
     "access_token",
     "refresh_token",
     "expires_at",
+    "refresh_answer_lost_at",
     "scopes",
     "api_key",
     "api_key_fingerprint",

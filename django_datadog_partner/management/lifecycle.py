@@ -1,8 +1,10 @@
 """What the lifecycle commands share: choosing connections, and a per-connection loop.
 
-Each connection's failure is reported and the loop goes on; the command ends with a
-summary and exits non-zero if anything failed. Only a configuration error (our client
-credentials refused) stops the loop, since every further connection would fail alike.
+Each connection's failure is reported and the loop goes on (``connections.batch``); the
+command ends with a summary and exits non-zero if anything failed or the loop stopped.
+
+Commands act as the operator and apply no per-user permission: whoever can run
+``manage.py`` already holds the settings, the database and the encryption keys.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import QuerySet
 
-from ..exceptions import ConfigurationError, DatadogPartnerError
+from ..connections.batch import each_connection
 from ..models import Connection
 
 #: ``(succeeded, message)`` for one connection.
@@ -57,18 +59,14 @@ def run_each(
 ) -> None:
     """Run ``action`` per connection, print one line each and a summary; fail at the end."""
     total = failed = 0
-    for connection in connections:
+    for step in each_connection(connections, action):
         total += 1
+        connection = step.connection
         label = f"#{connection.pk} {connection.dd_org_name or connection.dd_org_id or '-'}"
         label += f" @ {connection.domain}"
-        try:
-            ok, message = action(connection)
-        except ConfigurationError as exc:
-            raise CommandError(
-                f"{label}: {exc} Stopped: every connection would fail alike."
-            ) from exc
-        except DatadogPartnerError as exc:
-            ok, message = False, str(exc)
+        if step.stopped:
+            raise CommandError(f"{label}: {step.error}")
+        ok, message = step.result if step.result is not None else (False, step.error)
         failed += not ok
         style = command.style.SUCCESS if ok else command.style.ERROR
         command.stdout.write(style(f"{label}: {message}"))

@@ -106,15 +106,24 @@ class Sandbox:
 
         Fields: ``intake`` ("429", "500", "503", "403" or ""), ``times`` (None: always),
         ``rate_limit_reset`` (seconds), ``slow_seconds``, ``refresh_invalid_grant``,
-        ``key_creation`` ("409", "403" or ""), ``send_org_params``.
+        ``key_creation`` ("409", "403" or ""), ``bare_callback`` (the callback carries only
+        ``code``, ``state`` and ``domain``), ``rotate_refresh_tokens`` (False: a refresh
+        answers the same refresh token).
         """
         faults = dataclasses.replace(self.store.faults(org.id), **changes)
         self.store.set_faults(org.id, faults)
         return faults
 
     def clear_faults(self, org: Org) -> None:
-        send_org_params = self.store.faults(org.id).send_org_params
-        self.store.set_faults(org.id, Faults(send_org_params=send_org_params))
+        """Every fault off; the behaviour switches (bare callback, rotation) stay as they are."""
+        kept = self.store.faults(org.id)
+        self.store.set_faults(
+            org.id,
+            Faults(
+                bare_callback=kept.bare_callback,
+                rotate_refresh_tokens=kept.rotate_refresh_tokens,
+            ),
+        )
 
     # --- the browser side of OAuth, without a browser ------------------------------------
 

@@ -6,10 +6,11 @@ callbacks, no server) both call :func:`handle`, so they behave identically.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping
 
-from . import intake, oauth_server
+from . import intake, oauth_server, users
 from .intake import Refused
 from .protocol import Answer, Context, Request, api_errors
 from .state import Store
@@ -24,7 +25,30 @@ ROUTES: dict[str, tuple[str, Handler]] = {
     "/api/v2/api_keys/marketplace": ("POST", oauth_server.create_marketplace_key),
     "/oauth2/v1/token": ("POST", oauth_server.token),
     "/oauth2/v1/revoke": ("POST", oauth_server.revoke),
+    "/api/v2/users/{user_id}/orgs": ("GET", users.user_orgs),
 }
+PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def _pattern(route: str) -> re.Pattern[str]:
+    parts = PLACEHOLDER.split(route)
+    # split() alternates literal text and placeholder names.
+    return re.compile(
+        "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)" for i, p in enumerate(parts))
+        + "$"
+    )
+
+
+PATTERNS = [(_pattern(route), route) for route in ROUTES]
+
+
+def match(path: str) -> tuple[str, dict[str, str]] | None:
+    """The route ``path`` belongs to and its placeholder values, or None."""
+    for pattern, route in PATTERNS:
+        found = pattern.match(path)
+        if found is not None:
+            return route, found.groupdict()
+    return None
 
 
 def default_store() -> Store:
@@ -49,10 +73,11 @@ def handle(
     ``domain`` is the site the request arrived at (keys and tokens of an org bound to
     another site are refused); ``sleep`` performs injected delays.
     """
-    route = ROUTES.get(path.rstrip("/") or "/")
-    if route is None:
+    matched = match(path.rstrip("/") or "/")
+    if matched is None:
         return api_errors(404, "Not found")
-    allowed, handler = route
+    route, params = matched
+    allowed, handler = ROUTES[route]
     if method.upper() != allowed:
         return api_errors(405, "Method Not Allowed", headers={"Allow": allowed})
     request = Request(
@@ -61,6 +86,7 @@ def handle(
         headers={str(k).lower(): str(v) for k, v in headers.items()},
         body=body or b"",
         query=query,
+        params=params,
     )
     context = Context(store=store or default_store(), domain=domain, sleep=sleep)
     try:

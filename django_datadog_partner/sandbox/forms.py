@@ -31,5 +31,6 @@ class FaultsForm(forms.ModelForm):
             "slow_seconds",
             "refresh_invalid_grant",
             "key_creation_fault",
-            "send_org_params",
+            "bare_callback",
+            "rotate_refresh_tokens",
         )

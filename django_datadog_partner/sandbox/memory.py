@@ -89,6 +89,9 @@ class MemoryStore(Store):
     def get_user(self, user_id: int) -> User:
         return self.state.users[user_id]
 
+    def find_user(self, public_id: str) -> User | None:
+        return next((u for u in self.state.users.values() if u.public_id == public_id), None)
+
     def faults(self, org_id: int) -> Faults:
         return self.state.faults[org_id]
 

@@ -41,10 +41,13 @@ class SandboxOrg(models.Model):
     )
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
-    send_org_params = models.BooleanField(
-        _("send dd_oid and dd_org_name on the callback"),
+    bare_callback = models.BooleanField(
+        _("bare callback (only code, state and domain)"),
         default=False,
-        help_text=_("Off by default: Datadog does not document these parameters."),
+        help_text=_(
+            "Off: the callback also carries site, dd_oid and dd_org_name, as Datadog sends "
+            "them (undocumented; seen in public partner code). On: only what Datadog documents."
+        ),
     )
     intake_fault = models.CharField(
         _("intake fault"), max_length=3, choices=IntakeFault.choices, blank=True, default=""
@@ -58,6 +61,15 @@ class SandboxOrg(models.Model):
     rate_limit_reset = models.PositiveIntegerField(_("X-RateLimit-Reset (seconds)"), default=2)
     slow_seconds = models.FloatField(_("delay every API answer by (seconds)"), default=0.0)
     refresh_invalid_grant = models.BooleanField(_("refresh answers invalid_grant"), default=False)
+    rotate_refresh_tokens = models.BooleanField(
+        _("a refresh replaces the refresh token"),
+        default=True,
+        help_text=_(
+            "On: each refresh answers a new refresh token and the old one stops working. "
+            "Off: the same refresh token is answered and stays valid. Datadog does not "
+            "document which it does."
+        ),
+    )
     key_creation_fault = models.CharField(
         _("API key creation fault"),
         max_length=3,

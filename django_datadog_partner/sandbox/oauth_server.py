@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, urlencode
 from django.urls import NoReverseMatch, reverse
 
 from ..conf import app_settings
+from ..regions import all_sites
 from .intake import Refused
 from .protocol import NO_STORE, Answer, Context, Request, answer, api_errors, oauth_error
 from .state import Code, Org, Token, digest
@@ -131,8 +132,13 @@ def callback_url(request: AuthorizeRequest, params: dict[str, str]) -> str:
 
 
 def success_params(ctx: Context, code: str, org: Org) -> dict[str, str]:
+    """``code`` and ``domain`` (documented), then ``site``, ``dd_oid`` and ``dd_org_name``
+    as Datadog also sends them, unless the org is switched to the bare form."""
     params = {"code": code, "domain": ctx.domain}
-    if ctx.store.faults(org.id).send_org_params:
+    if not ctx.store.faults(org.id).bare_callback:
+        site = all_sites().get(ctx.domain)
+        if site is not None:
+            params["site"] = site.web_url
         params.update(dd_oid=org.public_id, dd_org_name=org.name)
     return params
 
@@ -207,15 +213,22 @@ def _refresh(form: dict[str, str], ctx: Context) -> Answer:
         ctx.sleep(faults.slow_seconds)
     if faults.refresh_invalid_grant or not found.usable:
         return oauth_error(400, "invalid_grant", BAD_REFRESH)
+    if not faults.rotate_refresh_tokens:
+        return issue_tokens(ctx, found.grant_id, found.scopes, refresh=form["refresh_token"])
     if not ctx.store.rotate_token(found.token_hash):
         return oauth_error(400, "invalid_grant", BAD_REFRESH)
     return issue_tokens(ctx, found.grant_id, found.scopes)
 
 
-def issue_tokens(ctx: Context, grant_id: int, scopes: list[str]) -> Answer:
-    access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+def issue_tokens(
+    ctx: Context, grant_id: int, scopes: list[str], *, refresh: str | None = None
+) -> Answer:
+    """A new access token, and a new refresh token unless ``refresh`` (kept valid) is given."""
+    access = secrets.token_urlsafe(32)
     ctx.store.add_token(grant_id, "access", digest(access), ctx.now() + ACCESS_LIFETIME)
-    ctx.store.add_token(grant_id, "refresh", digest(refresh), None)
+    if refresh is None:
+        refresh = secrets.token_urlsafe(32)
+        ctx.store.add_token(grant_id, "refresh", digest(refresh), None)
     body = {
         "access_token": access,
         "refresh_token": refresh,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -34,6 +34,8 @@ class Request:
     headers: dict[str, str]  # lower-cased names
     body: bytes
     query: Mapping[str, str]
+    params: Mapping[str, str] = field(default_factory=dict)
+    """Values of the route's ``{name}`` placeholders."""
 
     def header(self, name: str) -> str:
         return self.headers.get(name.lower(), "")

@@ -30,7 +30,8 @@ class Faults:
     slow_seconds: float = 0.0
     refresh_invalid_grant: bool = False
     key_creation: str = ""
-    send_org_params: bool = False
+    bare_callback: bool = False
+    rotate_refresh_tokens: bool = True
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def get_user(self, user_id: int) -> User: ...
+
+    @abc.abstractmethod
+    def find_user(self, public_id: str) -> User | None:
+        """The user Datadog's API calls ``user_id`` (its UUID), or None."""
 
     @abc.abstractmethod
     def faults(self, org_id: int) -> Faults: ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -24,7 +25,8 @@ def faults_record(org: m.SandboxOrg) -> Faults:
         slow_seconds=org.slow_seconds,
         refresh_invalid_grant=org.refresh_invalid_grant,
         key_creation=org.key_creation_fault,
-        send_org_params=org.send_org_params,
+        bare_callback=org.bare_callback,
+        rotate_refresh_tokens=org.rotate_refresh_tokens,
     )
 
 
@@ -41,6 +43,13 @@ class OrmStore(Store):
     def get_user(self, user_id: int) -> User:
         return self._user(m.SandboxUser.objects.get(pk=user_id))
 
+    def find_user(self, public_id: str) -> User | None:
+        try:
+            user = m.SandboxUser.objects.filter(public_id=public_id).first()
+        except ValidationError:  # not a UUID
+            return None
+        return self._user(user) if user is not None else None
+
     @staticmethod
     def _user(user: m.SandboxUser) -> User:
         return User(id=user.pk, public_id=str(user.public_id), org_id=user.org_id, name=user.name)
@@ -56,7 +65,8 @@ class OrmStore(Store):
             slow_seconds=faults.slow_seconds,
             refresh_invalid_grant=faults.refresh_invalid_grant,
             key_creation_fault=faults.key_creation,
-            send_org_params=faults.send_org_params,
+            bare_callback=faults.bare_callback,
+            rotate_refresh_tokens=faults.rotate_refresh_tokens,
         )
 
     def spend_fault(self, org_id: int) -> None:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .engine import ROUTES
+from .engine import PLACEHOLDER, ROUTES
 from .views import api, authorize, orgs, pages
 
 app_name = "datadog_partner_sandbox"
@@ -19,10 +19,10 @@ urlpatterns = [
 ] + [
     # Machine endpoints: token, revoke, marketplace key and intake (CSRF-exempt there only).
     path(
-        route.lstrip("/"),
+        PLACEHOLDER.sub(r"<str:\1>", route.lstrip("/")),
         api.machine_endpoint,
         {"endpoint": route},
-        name=route.strip("/").replace("/", "-"),
+        name=PLACEHOLDER.sub(r"\1", route.strip("/")).replace("/", "-"),
     )
     for route in ROUTES
 ]

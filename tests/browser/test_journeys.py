@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from django_datadog_partner import connections
@@ -63,7 +64,8 @@ def test_connect_then_an_order_change_arrives_in_the_sandbox(
         return page.locator("tr.event").count() >= 2
 
     eventually(event_shown, "the order events on the sandbox page", timeout=30)
-    assert "Order 1001" in page.inner_text("table[data-kind=events]")
+    events = page.inner_text("table[data-kind=events]")
+    assert "Order updated: 1001" in events and "organization: Acme" in events
     journey.shot("event-arrived")
 
 
@@ -226,3 +228,32 @@ def test_sandbox_error_page_sign_in_and_consent_in_a_real_browser(
     assert "code=" in sent_back[0]
     assert "state=st4te" in sent_back[0]
     assert "domain=sandbox.localhost" in sent_back[0]
+
+
+def test_vendor_staff_may_disconnect_but_not_reconnect_a_customers_connection(
+    journey: Journey,
+) -> None:
+    """A vendor employee's Datadog login must never bind a customer's connection."""
+    journey.connect("ada")
+    conn = connection()
+    users = get_user_model().objects
+    users.create_user("sam", password=PASSWORD, is_staff=True)
+    vic = users.create_user("vic", password=PASSWORD, is_staff=True)
+    vic.user_permissions.add(Permission.objects.get(codename="manage_connection"))
+    page, url = journey.page, f"{journey.base}/datadog/connections/{conn.pk}/"
+
+    for username in ("sam", "vic"):
+        page.context.clear_cookies()
+        page.goto(url)
+        journey.host_login(username)
+        page.wait_for_load_state()
+        journey.shot(f"connection-page-as-{username}")
+        if username == "sam":
+            assert "Not Found" in page.content()
+    assert page.locator("button:has-text('Reconnect')").count() == 0
+    assert page.locator("text=Only a member of the connection's owner").count() == 1
+    page.click("button:has-text('Disconnect')")
+    page.wait_for_selector(".notice")
+    journey.shot("disconnected-by-vendor")
+    conn.refresh_from_db()
+    assert conn.status == ConnectionStatus.REVOKED

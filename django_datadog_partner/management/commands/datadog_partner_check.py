@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from ...connections import check_health
-from ...models import Connection, ConnectionStatus
+from ...models import Connection
 from ..lifecycle import Result, add_selection_arguments, run_each, selected_connections
 
 
@@ -22,9 +22,7 @@ class Command(BaseCommand):
         add_selection_arguments(parser, all_help="every connection not revoked")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        checkable = Connection.objects.exclude(
-            status__in=(ConnectionStatus.REVOKING, ConnectionStatus.REVOKED)
-        )
+        checkable = Connection.objects.not_ended()
         run_each(self, selected_connections(options, checkable), _check, done="Healthy:")
 
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from ...delivery import Summary, count_due, drain
+from ...delivery import Summary, drain
+from ...outbox import count_due
 
 
 class Command(BaseCommand):

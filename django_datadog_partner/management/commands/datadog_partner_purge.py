@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ...delivery import purge
+from ...outbox import purge
 
 
 class Command(BaseCommand):
@@ -18,7 +18,13 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("--older-than", type=float, required=True, metavar="DAYS")
+        parser.add_argument(
+            "--older-than",
+            type=float,
+            required=True,
+            metavar="DAYS",
+            help="age in days (fractions allowed) of the finished rows to delete",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         days = options["older_than"]

@@ -8,7 +8,6 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from ...connections import refresh
-from ...connections.rows import TOKEN_STATUSES
 from ...models import Connection
 from ..lifecycle import Result, add_selection_arguments, run_each, selected_connections
 
@@ -23,7 +22,7 @@ class Command(BaseCommand):
         )  # fmt: skip
 
     def handle(self, *args: Any, **options: Any) -> None:
-        usable = Connection.objects.filter(status__in=TOKEN_STATUSES)
+        usable = Connection.objects.holding_tokens()
         run_each(self, selected_connections(options, usable), _refresh, done="Refreshed")
 
 

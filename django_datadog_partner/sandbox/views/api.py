@@ -12,7 +12,8 @@ from ..sites import this_site
 
 
 @csrf_exempt  # Machines post here with API keys and client secrets, never with cookies.
-def machine_endpoint(request: HttpRequest, endpoint: str) -> HttpResponse:
+def machine_endpoint(request: HttpRequest, endpoint: str, **params: str) -> HttpResponse:
+    """``endpoint`` is the route (``{name}`` placeholders filled from the URL)."""
     site = this_site(request)
     try:
         body = request.body
@@ -20,7 +21,7 @@ def machine_endpoint(request: HttpRequest, endpoint: str) -> HttpResponse:
         return to_response(api_errors(413, "Payload too large"))
     answer = engine.handle(
         request.method or "GET",
-        endpoint,
+        endpoint.format(**params),
         dict(request.headers),
         body,
         request.GET.dict(),

@@ -23,7 +23,7 @@ def org_list(request: HttpRequest) -> HttpResponse:
         metrics=Count("received", filter=Q(received__kind=SandboxReceived.Kind.SERIES)),
         logs=Count("received", filter=Q(received__kind=SandboxReceived.Kind.LOGS)),
     )
-    context = {"orgs": orgs, "user": current_user(request)}
+    context = {"orgs": orgs, "sandbox_user": current_user(request)}
     return render(request, "datadog_partner_sandbox/org_list.html", context)
 
 
@@ -41,7 +41,7 @@ def _render_detail(
     }
     context = {
         "org": org,
-        "user": current_user(request),
+        "sandbox_user": current_user(request),
         "events": received[SandboxReceived.Kind.EVENT],
         "series": received[SandboxReceived.Kind.SERIES],
         "logs": received[SandboxReceived.Kind.LOGS],

@@ -1,6 +1,6 @@
 """The coalesced kick: one delivery task after many commits, never one per event.
 
-Measured traps (``perf-baselines.md``): an ``async_task`` per save costs 2.7x a save, and
+Measured traps: an ``async_task`` per save costs 2.7x a save, and
 inside ``on_commit`` django-q2's ORM broker closes the database connection (20x with
 ``CONN_MAX_AGE=0``). So a transaction registers at most one ``on_commit`` callback, and
 that callback enqueues only if this process has not enqueued within ``KICK_INTERVAL``; the
@@ -8,7 +8,7 @@ enqueue runs inside ``atomic()`` so the ORM broker keeps the connection open.
 
 Why nothing is stranded by the suppressed kicks: a suppressed commit happened before
 ``enqueued_at + KICK_INTERVAL``, and the task enqueued at ``enqueued_at`` makes its last
-claim no earlier than ``KICK_INTERVAL`` after it starts (``delivery.drain(linger=...)``).
+claim no earlier than ``KICK_INTERVAL`` after it starts (``drain(linger=...)``).
 Anything else (a lost task, a broker outage, a killed worker) waits for the sweeper.
 """
 
@@ -21,7 +21,7 @@ import time
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
-from .conf import app_settings
+from ..conf import app_settings
 
 logger = logging.getLogger("django_datadog_partner.delivery")
 

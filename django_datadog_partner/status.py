@@ -1,15 +1,21 @@
-"""Status transitions and configuration alarms, recorded and signalled in one place."""
+"""A connection's status transitions, recorded and signalled in one place.
+
+Connection operations and the delivery run both move connections between statuses (a
+delivery finds a rejected key; a health check finds an uninstall), so the transitions live
+below both of them, beside the model whose rules they follow."""
 
 from __future__ import annotations
 
 import logging
 
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
-from ..models import Alarm, Connection, ConnectionStatus, OutboxEvent, OutboxStatus
-from ..signals import configuration_alarm, connection_status_changed
+from . import outbox
+from .exceptions import CredentialsUnreadableError
+from .fields import Secret
+from .models import Connection, ConnectionStatus, OutboxEvent, OutboxStatus
+from .signals import connection_status_changed
 
 logger = logging.getLogger("django_datadog_partner")
 
@@ -45,9 +51,9 @@ def set_status(connection: Connection, new: str, reason: str = "") -> bool:
 def _resume_parked(connection: Connection) -> None:
     """A repaired connection sends what waited for it (rows past Datadog's age horizon
     expire instead of being sent)."""
-    from ..delivery import requeue  # delivery imports this package: resolve at call time
-
-    resumed = requeue(OutboxEvent.objects.filter(connection=connection, status=OutboxStatus.PARKED))
+    resumed = outbox.requeue(
+        OutboxEvent.objects.filter(connection=connection, status=OutboxStatus.PARKED)
+    )
     if resumed:
         logger.info("Datadog connection %s: %s parked items resumed", connection.pk, resumed)
 
@@ -63,15 +69,19 @@ def mark_broken(connection: Connection, new: str, reason: str, error_code: str =
     return set_status(connection, new, reason)
 
 
-def raise_alarm(code: str, message: str) -> None:
-    """Record a vendor-side configuration problem: log, admin banner, signal."""
-    logger.error("Datadog integration configuration alarm %s: %s", code, message)
-    now = timezone.now()
-    updated = Alarm.objects.filter(code=code).update(
-        message=message, count=F("count") + 1, last_raised_at=now, cleared_at=None
-    )
-    if not updated:
-        Alarm.objects.get_or_create(
-            code=code, defaults={"message": message, "first_raised_at": now, "last_raised_at": now}
+def reveal(connection: Connection, secret: Secret) -> str:
+    """Decrypt one of the connection's secrets. The one policy for a secret that cannot be
+    decrypted: the connection becomes ``credentials_unreadable`` (nothing is sent with it
+    and nothing asks Datadog for a replacement) and ``CredentialsUnreadableError`` is raised.
+    Only a revocation in progress keeps its status, so that its retry completes once
+    ``ENCRYPTION_KEYS`` is fixed."""
+    try:
+        return secret.reveal()
+    except CredentialsUnreadableError:
+        mark_broken(
+            connection,
+            ConnectionStatus.CREDENTIALS_UNREADABLE,
+            "A stored secret cannot be decrypted with the configured ENCRYPTION_KEYS.",
+            "credentials_unreadable",
         )
-    configuration_alarm.send(sender=Alarm, code=code, message=message)
+        raise

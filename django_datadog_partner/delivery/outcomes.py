@@ -11,30 +11,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connections, router
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, Q
 from django.dispatch import Signal
 from django.utils import timezone
 
-from . import breakers, transmit
-from .conf import app_settings
-from .connections import mark_broken, raise_alarm
-from .models import Connection, ConnectionStatus, OutboxEvent, OutboxKind, OutboxStatus
-from .signals import event_failed, event_sent
+from .. import outbox
+from ..alarms import raise_alarm
+from ..conf import app_settings
+from ..models import Connection, ConnectionStatus, OutboxEvent, OutboxKind, OutboxStatus
+from ..signals import event_failed, event_sent
+from ..status import mark_broken
+from . import transmit
 
 ERROR_LIMIT = 2000
 RETRY_FIELDS = ["attempts", "next_attempt_at", "last_error_code", "last_error", "payload"]
 
 _rng = random.Random()
-
-# "status NOT IN (every other status)" rather than "status = 'pending'": with the latter
-# SQLite walks the (status, next_attempt_at) index instead of looking the ids up (10x).
-NOT_PENDING = tuple(status for status in OutboxStatus if status != OutboxStatus.PENDING)
-
-
-def held(token: str, ids: Iterable[int]) -> QuerySet[OutboxEvent]:
-    """Rows among ``ids`` still pending and still leased to ``token``."""
-    return OutboxEvent.objects.filter(pk__in=ids, lease_token=token).exclude(status__in=NOT_PENDING)
 
 
 @dataclass
@@ -78,36 +70,7 @@ def pause_key(fingerprint: str, connection_id: int, until: datetime) -> None:
     Connection.objects.filter(pk__in=conn_ids).filter(
         Q(paused_until__isnull=True) | Q(paused_until__lt=until)
     ).update(paused_until=until)
-    OutboxEvent.objects.filter(
-        connection_id__in=conn_ids, status=OutboxStatus.PENDING, next_attempt_at__lt=until
-    ).update(next_attempt_at=until)
-
-
-def update_each(
-    token: str, rows: list[OutboxEvent], fields: list[str], *, release: bool = True
-) -> None:
-    """Write per-row values of many leased rows with one ``executemany`` (releasing their
-    lease unless told not to). ``bulk_update()`` builds a CASE expression per row: about
-    1 ms a row here, more than the HTTP request."""
-    if not rows:
-        return
-    db = connections[router.db_for_write(OutboxEvent)]
-    quote = db.ops.quote_name
-    columns: list[Any] = [OutboxEvent._meta.get_field(name) for name in fields]
-    assignments = [f"{quote(column.column)} = %s" for column in columns]
-    if release:
-        assignments += [f"{quote('lease_until')} = NULL", f"{quote('lease_token')} = ''"]
-    sql = (
-        f"UPDATE {quote(OutboxEvent._meta.db_table)} SET {', '.join(assignments)} "  # noqa: S608
-        f"WHERE {quote('id')} = %s AND {quote('lease_token')} = %s AND {quote('status')} = %s"
-    )  # names come from the model, quoted; values are parameters
-    params = [
-        [column.get_db_prep_save(getattr(row, column.attname), db) for column in columns]
-        + [row.pk, token, OutboxStatus.PENDING.value]
-        for row in rows
-    ]
-    with db.cursor() as cursor:
-        cursor.executemany(sql, params)
+    outbox.postpone_pending(conn_ids, until)
 
 
 def max_age(kind: str) -> float:
@@ -140,7 +103,6 @@ class Recorder:
         self._rejected: dict[int, tuple[Connection, str]] = {}
         self._pauses: dict[int, tuple[str, datetime]] = {}
         self._alarms: dict[str, str] = {}
-        self._sites: dict[str, breakers.SiteTally] = defaultdict(breakers.SiteTally)
         self._signals: list[tuple[Signal, dict[str, Any]]] = []
         self._listened: dict[Signal, bool] = {}
 
@@ -176,7 +138,6 @@ class Recorder:
     def record(
         self, result: transmit.Result, rows: list[OutboxEvent], connections: dict[int, Connection]
     ) -> None:
-        self._tally(result, rows, connections)
         if result.new_payload is not None:
             for row in rows:
                 row.payload = result.new_payload
@@ -205,18 +166,6 @@ class Recorder:
             self.park(rows, conn, "api_key_rejected", result.detail)
         else:
             self._schedule_retry(result, rows, connections)
-
-    def _tally(
-        self, result: transmit.Result, rows: list[OutboxEvent], connections: dict[int, Connection]
-    ) -> None:
-        if not rows or not (result.site_fault or result.site_answered):
-            return
-        tally = self._sites[connections[rows[0].connection_id or 0].domain]
-        if result.site_answered:
-            tally.reset, tally.faults = True, 0
-        else:
-            tally.faults += 1
-            tally.detail = result.detail or result.code
 
     def _schedule_retry(
         self, result: transmit.Result, rows: list[OutboxEvent], connections: dict[int, Connection]
@@ -247,34 +196,30 @@ class Recorder:
 
     def flush(self) -> None:
         if self._rewritten:
-            update_each(self.token, self._rewritten, ["payload"], release=False)
+            outbox.update_each(self.token, self._rewritten, ["payload"], release=False)
         for (status, code, detail, attempted), rows in self._final.items():
             changes: dict[str, Any] = {"attempts": F("attempts") + 1} if attempted else {}
-            held(self.token, [row.pk for row in rows]).update(
+            outbox.held(self.token, [row.pk for row in rows]).update(
                 status=status, finished_at=self.now, last_error_code=code, last_error=detail,
                 lease_until=None, lease_token="", **changes,
             )  # fmt: skip
         if self._retry:
-            update_each(self.token, self._retry, RETRY_FIELDS)
+            outbox.update_each(self.token, self._retry, RETRY_FIELDS)
         if self._released:
-            held(self.token, [row.pk for row in self._released]).update(
+            outbox.held(self.token, [row.pk for row in self._released]).update(
                 lease_until=None, lease_token=""
             )
         if self._postponed:
-            update_each(self.token, self._postponed, ["next_attempt_at"])
+            outbox.update_each(self.token, self._postponed, ["next_attempt_at"])
         for conn, detail in self._rejected.values():
             mark_broken(conn, ConnectionStatus.API_KEY_REJECTED,
                         f"Datadog refused the API key when sending telemetry. {detail}"[:1000],
                         "http_403")  # fmt: skip
-            OutboxEvent.objects.filter(connection=conn, status=OutboxStatus.PENDING).update(
-                status=OutboxStatus.PARKED, last_error_code="api_key_rejected",
-                finished_at=self.now, lease_until=None, lease_token="",
-            )  # fmt: skip
+            outbox.park_pending_for_connection(conn, "api_key_rejected", self.now)
         for conn_id, (fingerprint, until) in self._pauses.items():
             pause_key(fingerprint, conn_id, until)
         for code, message in self._alarms.items():
             raise_alarm(code, message)
-        breakers.observe(self._sites, self.now)
         touch_success(self._succeeded - {0})
         for signal, kwargs in self._signals:
             signal.send(sender=OutboxEvent, **kwargs)

@@ -1,4 +1,4 @@
-"""How many requests a delivery run keeps in flight: as many as the round trip needs.
+"""Pacing: how many requests a delivery run keeps in flight: as many as the round trip needs.
 
 Little's law: to keep one CPU busy, in flight = wall time / CPU time of a request. Each job
 measures both (``time.thread_time``); while half the damped ratio is three or more (the
@@ -142,7 +142,7 @@ class Lanes:
         working = set(self._pending).union(+self._busy)
         share = limit if len(working) <= 1 else max(1, limit // 2)
         for lane in self._pending:
-            if self._busy[lane] < (1 if self._run.failing(lane) else share):
+            if self._busy[lane] < (1 if self._run.breakers.failing(lane) else share):
                 queue = self._pending.pop(lane)  # back in at the end: round-robin
                 job = queue.popleft()
                 if queue:

@@ -1,11 +1,11 @@
 """Sending outbox items to Datadog's intake and classifying the answers.
 
 No ORM here: these functions run in delivery threads and return ``Result`` values that
-``delivery.py`` records. Intake is authenticated by ``DD-API-KEY`` only. Events go one per
-request; logs (gzip) and metric series go in batches. Each attempt is exactly one request,
-except where the classification calls for more: a rejected batch is bisected to find the
-bad items, a too-large one is split, a too-large event is shrunk once, and a 403 is
-followed by one ``GET /api/v1/validate``.
+the run records (``outcomes.Recorder``). Intake is authenticated by ``DD-API-KEY`` only.
+Events go one per request; logs (gzip) and metric series go in batches. Each attempt is
+exactly one request, except where the classification calls for more: a rejected batch is
+bisected to find the bad items, a too-large one is split, a too-large event is shrunk
+once, and a 403 is followed by one ``GET /api/v1/validate``.
 """
 
 from __future__ import annotations
@@ -18,20 +18,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
-from . import payloads
-from .client import DatadogClient, rate_limit_wait
-from .exceptions import (
+from .. import payloads
+from ..client import DatadogClient, Verdict, classify
+from ..exceptions import (
     DatadogPartnerError,
     TransportRefusedError,
     describe_response,
 )
-from .regions import Site
+from ..regions import Site
+from .breaker import SiteBreakers
 
 EVENTS_PATH = "/api/v1/events"
 SERIES_PATH = "/api/v2/series"
 LOGS_PATH = "/api/v2/logs"
-RETRYABLE_STATUSES = frozenset({408, 425, 429})
 
 # Verdicts
 DELIVERED = "delivered"
@@ -90,38 +92,25 @@ class Result:
 
 class Run:
     """What the sends of one claimed batch share: the time after which no request may
-    start (the batch's lease would end before the answer), ``GET /api/v1/validate`` made
-    at most once per connection, and each site's consecutive failures, so a site that
-    fails ``trip_after`` times in a row gets no more requests from this batch."""
+    start (the batch's lease would end before the answer), the sites' breakers, and
+    ``GET /api/v1/validate`` made at most once per connection."""
 
-    def __init__(
-        self, send_by: float, trip_after: int = 0, faults: Mapping[str, int] | None = None
-    ) -> None:
+    def __init__(self, send_by: float, breakers: SiteBreakers | None = None) -> None:
         self.send_by = send_by
-        self.trip_after = trip_after
+        self.breakers = breakers if breakers is not None else SiteBreakers((), timezone.now())
         self._lock = threading.Lock()
+        self._key_locks: dict[int, threading.Lock] = {}
         self._known: dict[int, bool | None] = {}
-        self._faults: dict[str, int] = dict(faults or {})  # counted before this run
 
     def too_late(self) -> bool:
         return time.monotonic() >= self.send_by
 
-    def failing(self, domain: str) -> bool:
-        """The site failed and has not answered since."""
-        return self._faults.get(domain, 0) > 0
-
-    def tripped(self, domain: str) -> bool:
-        return bool(self.trip_after) and self._faults.get(domain, 0) >= self.trip_after
-
-    def note(self, domain: str, result: Result) -> None:
-        with self._lock:
-            if result.site_fault:
-                self._faults[domain] = self._faults.get(domain, 0) + 1
-            elif result.site_answered:
-                self._faults[domain] = 0
-
     def is_rejected(self, target: Target) -> bool | None:
+        """Whether Datadog refuses the connection's key, asked once per connection. Only
+        that connection's lock is held across the request: other threads keep sending."""
         with self._lock:
+            key_lock = self._key_locks.setdefault(target.connection_id, threading.Lock())
+        with key_lock:
             if target.connection_id not in self._known:
                 valid = DatadogClient(target.site).validate_api_key(target.api_key)
                 self._known[target.connection_id] = None if valid is None else not valid
@@ -177,12 +166,13 @@ def _send_split(
     ]
 
 
+@sensitive_variables()
 def _attempt(
     target: Target, url: str, body: bytes, ids: list[int], run: Run, *, gzip_body: bool
 ) -> list[Result]:
     if run.too_late():
         return [Result(ids, RELEASED, "lease_ending")]
-    if run.tripped(target.site.domain):
+    if run.breakers.tripped(target.site.domain):
         return [Result(ids, HELD, "breaker_open")]
     headers = {"DD-API-KEY": target.api_key, "Content-Type": "application/json"}
     if gzip_body:
@@ -196,28 +186,26 @@ def _attempt(
     except DatadogPartnerError as exc:
         result = Result(ids, RETRY, "network", str(exc))
     else:
-        result = classify(response, ids, target, run)
-    run.note(target.site.domain, result)
+        result = outcome(response, ids, target, run)
+    run.breakers.note(target.site.domain, result)
     return [result]
 
 
-def classify(response: requests.Response, ids: list[int], target: Target, run: Run) -> Result:
-    """Issue 5's table: what one answer from Datadog means for the rows it carried."""
-    status = response.status_code
-    code = f"http_{status}"
-    if 200 <= status < 300:
+def outcome(response: requests.Response, ids: list[int], target: Target, run: Run) -> Result:
+    """What one answer from Datadog's intake means for the rows it carried."""
+    answer = classify(response)
+    code = answer.code
+    if answer.verdict is Verdict.SUCCESS:
         return Result(ids, DELIVERED, code)
     detail = describe_response(response)
-    if status in (400, 413, 422):
+    if answer.verdict in (Verdict.INVALID, Verdict.TOO_LARGE):
         return Result(ids, DEAD, code, detail)  # a batch is split or bisected by the caller
-    if status in (401, 404):
+    if answer.verdict in (Verdict.UNAUTHORIZED, Verdict.NOT_FOUND):
         return Result(ids, DEAD, code, detail, alarm=True)
-    if status == 403:
+    if answer.verdict is Verdict.FORBIDDEN:
         if run.is_rejected(target):
             return Result(ids, REJECTED, code, detail)
         return Result(ids, RETRY, code, detail)
-    if status == 429:
-        return Result(ids, RETRY, code, detail, pause_for=rate_limit_wait(response.headers))
-    if status in RETRYABLE_STATUSES or status >= 500:
-        return Result(ids, RETRY, code, detail)
+    if answer.retryable:
+        return Result(ids, RETRY, code, detail, pause_for=answer.pause_for)
     return Result(ids, DEAD, code, detail, alarm=True)

@@ -1,0 +1,197 @@
+"""Per-site circuit breakers: the whole feature, behind one object per delivery batch.
+
+While a Datadog site keeps failing (5xx, timeouts, resets), every attempt there only spends
+a worker thread and one of the row's retries. After ``BREAKER_THRESHOLD`` consecutive
+failures the site's breaker opens: its rows wait, without an attempt counted, and other
+sites keep the workers. After ``BREAKER_COOLDOWN`` one run sends a single probe; any answer
+from the site closes the breaker and makes its rows due again, a failure keeps it open for
+another cooldown. The state is in the database, so every worker sees it.
+
+A batch asks ``SiteBreakers`` four things: which rows of a site it may send (``admit``),
+whether a site tripped during the batch (``tripped``) or is failing without having answered
+since (``failing``, which the pacing uses to give it one request at a time), and it reports
+every attempt (``note``); ``save()`` writes what the batch saw.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol, TypeVar
+
+from django.db.models import F, Q
+from django.utils import timezone
+
+from .. import outbox
+from ..conf import app_settings
+from ..models import SiteBreaker
+
+logger = logging.getLogger("django_datadog_partner.breakers")
+
+# Rows held by a breaker wait until its ``open_until``; closing it makes rows due up to this
+# much later than that due at once (a row's own backoff beyond it is kept).
+HOLD_MARGIN = timedelta(seconds=1)
+
+Row = TypeVar("Row")
+
+
+class Attempt(Protocol):
+    """What the breaker reads of one attempt's result."""
+
+    @property
+    def site_fault(self) -> bool: ...
+
+    @property
+    def site_answered(self) -> bool: ...
+
+    detail: str
+    code: str
+
+
+@dataclass
+class _Tally:
+    """What one batch saw of a site, in order: whether it answered (which starts the count
+    over) and the failures since."""
+
+    reset: bool = False
+    faults: int = 0
+    detail: str = ""
+
+
+def enabled() -> bool:
+    return app_settings.BREAKER_THRESHOLD > 0
+
+
+class SiteBreakers:
+    """The breakers of the sites one delivery batch sends to."""
+
+    def __init__(self, domains: Collection[str], now: datetime) -> None:
+        self.now = now
+        self.trip_after = app_settings.BREAKER_THRESHOLD
+        self.held: dict[str, datetime] = {}
+        self._probing: set[str] = set()
+        self._faults: dict[str, int] = {}  # consecutive failures, other runs' included
+        self._tallies: dict[str, _Tally] = {}
+        self._lock = threading.Lock()
+        if enabled() and domains:
+            self._load(domains)
+
+    def _load(self, domains: Collection[str]) -> None:
+        """Open breakers among ``domains``; of those whose cooldown is over, take the probe
+        (one run wins the conditional update) and hold the site for another cooldown."""
+        cooldown = timedelta(seconds=app_settings.BREAKER_COOLDOWN)
+        troubled = Q(open_until__isnull=False) | Q(failures__gt=0)
+        for breaker in SiteBreaker.objects.filter(troubled, domain__in=domains):
+            if breaker.open_until is None:
+                self._faults[breaker.domain] = breaker.failures
+                continue
+            if breaker.open_until > self.now:
+                self.held[breaker.domain] = breaker.open_until
+                continue
+            until = self.now + cooldown
+            taken = SiteBreaker.objects.filter(pk=breaker.pk, open_until=breaker.open_until).update(
+                open_until=until
+            )
+            if taken:
+                self._probing.add(breaker.domain)
+                _hold_rows(breaker.domain, until)
+            self.held[breaker.domain] = until
+
+    def admit(self, domain: str, rows: Sequence[Row]) -> tuple[Sequence[Row], Sequence[Row]]:
+        """(rows to send, rows to hold until ``held[domain]``). A probing site sends one
+        row, whose answer decides the breaker; an open one sends none."""
+        if domain in self._probing:
+            self._probing.discard(domain)
+            return rows[:1], rows[1:]
+        if domain in self.held:
+            return (), rows
+        return rows, ()
+
+    def tripped(self, domain: str) -> bool:
+        return bool(self.trip_after) and self._faults.get(domain, 0) >= self.trip_after
+
+    def failing(self, domain: str) -> bool:
+        """The site failed and has not answered since."""
+        return self._faults.get(domain, 0) > 0
+
+    def note(self, domain: str, attempt: Attempt) -> None:
+        """Count one attempt's result (called from the sending threads)."""
+        if not (attempt.site_fault or attempt.site_answered):
+            return
+        with self._lock:
+            tally = self._tallies.setdefault(domain, _Tally())
+            if attempt.site_answered:
+                self._faults[domain] = 0
+                tally.reset, tally.faults = True, 0
+            else:
+                self._faults[domain] = self._faults.get(domain, 0) + 1
+                tally.faults += 1
+                tally.detail = attempt.detail or attempt.code
+
+    def save(self) -> None:
+        """An answer closes a site's breaker; failures count toward opening it."""
+        if not enabled():
+            return
+        for domain, tally in self._tallies.items():
+            if tally.reset:
+                close(domain, self.now)
+            if tally.faults:
+                _fail(domain, tally, self.now)
+
+
+def close(domain: str, now: datetime | None = None) -> bool:
+    """Reset the site's count; if it was open, make its held rows due now. True if it was."""
+    now = now or timezone.now()
+    dirty = Q(failures__gt=0) | Q(open_until__isnull=False)
+    breaker = SiteBreaker.objects.filter(dirty, domain=domain).first()
+    if breaker is None:
+        return False
+    SiteBreaker.objects.filter(pk=breaker.pk).update(failures=0, open_until=None, opened_at=None)
+    if breaker.open_until is None:
+        return False
+    due = outbox.pending_for_site(domain).filter(
+        next_attempt_at__gt=now, next_attempt_at__lte=breaker.open_until + HOLD_MARGIN
+    )
+    released = due.update(next_attempt_at=now)
+    logger.warning(
+        "Datadog site %s answers again: breaker closed, %d waiting rows due now.", domain, released
+    )
+    return True
+
+
+def _fail(domain: str, tally: _Tally, now: datetime) -> None:
+    detail = tally.detail[:500]
+    SiteBreaker.objects.get_or_create(domain=domain)
+    SiteBreaker.objects.filter(domain=domain).update(
+        failures=F("failures") + tally.faults, last_error=detail
+    )
+    until = now + timedelta(seconds=app_settings.BREAKER_COOLDOWN)
+    opened = SiteBreaker.objects.filter(
+        domain=domain, failures__gte=app_settings.BREAKER_THRESHOLD, open_until__isnull=True
+    ).update(open_until=until, opened_at=now)
+    if opened:
+        _hold_rows(domain, until)
+        logger.warning(
+            "Datadog site %s keeps failing (%s): breaker open, nothing is sent there for %gs.",
+            domain,
+            detail,
+            app_settings.BREAKER_COOLDOWN,
+        )
+
+
+def _hold_rows(domain: str, until: datetime) -> int:
+    """Push the site's pending rows to ``until`` in one update, so runs in between do not
+    claim them only to put them back."""
+    return (
+        outbox.pending_for_site(domain)
+        .filter(next_attempt_at__lt=until)
+        .update(next_attempt_at=until)
+    )
+
+
+def open_breakers() -> list[SiteBreaker]:
+    """Breakers open now or waiting for their probe (status report, monitoring)."""
+    return list(SiteBreaker.objects.filter(open_until__isnull=False))

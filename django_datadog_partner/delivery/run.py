@@ -1,0 +1,230 @@
+"""A delivery run: claim due rows with a lease, route them, send, record the outcomes.
+
+A run claims due rows with a conditional UPDATE that sets a lease (atomic on SQLite and
+PostgreSQL; ``SKIP LOCKED`` where the database has it), so overlapping runs never share a
+row and a killed worker's rows come back when the lease ends. HTTP happens on threads over
+the shared session (``transmit``, paced by ``pacing``); the outcomes are written by the
+calling thread (``outcomes.Recorder``), only on rows still holding this run's lease.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from django.db import connection as db_connection
+from django.db import transaction
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
+
+from .. import outbox, payloads
+from ..alarms import raise_alarm
+from ..client import POOL_SIZE
+from ..conf import app_settings
+from ..exceptions import CredentialsUnreadableError, InvalidSiteError
+from ..models import Connection, ConnectionStatus, OutboxEvent, OutboxKind, OutboxStatus
+from ..regions import get_site
+from ..status import mark_broken, reveal
+from . import routing, transmit
+from .breaker import SiteBreakers
+from .outcomes import Recorder, Summary, max_age
+from .pacing import Sender
+
+Progress = Callable[[Summary], None]
+
+# What delivery reads of a claimed row (loading the rest costs a tenth of a loopback send).
+CLAIMED_FIELDS = ("kind", "owner_content_type", "owner_object_id", "connection", "payload",
+                  "source", "action", "prepared", "attempts", "event_time", "next_attempt_at",
+                  "lease_until", "lease_token")  # fmt: skip
+
+
+def claim(limit: int, *, run_started: datetime | None = None) -> tuple[str, list[OutboxEvent]]:
+    """Lease up to ``limit`` due rows to a new token; returns (token, rows).
+
+    With ``run_started``, rows retried since then are left alone: one attempt per row per
+    run, even when full jitter made the retry due at once (the next run takes it).
+    """
+    now = timezone.now()
+    token = uuid.uuid4().hex
+    skip_locked = db_connection.features.has_select_for_update_skip_locked
+    guard = transaction.atomic() if skip_locked else contextlib.nullcontext()
+    with guard:
+        candidates = outbox.due_rows(now).order_by("next_attempt_at")
+        if run_started is not None:
+            candidates = candidates.exclude(attempts__gt=0, next_attempt_at__gt=run_started)
+        if skip_locked:
+            candidates = candidates.select_for_update(skip_locked=True)
+        ids = list(candidates.values_list("pk", flat=True)[:limit])
+        if not ids:
+            return token, []
+        lease_until = now + timedelta(seconds=app_settings.LEASE_SECONDS)
+        # On SQLite the SELECT above locks nothing: this conditional UPDATE (still pending,
+        # lease free) is what makes a row belong to one run only. A row another run retried
+        # in between may be claimed before its backoff ends; that is only an early attempt.
+        OutboxEvent.objects.filter(pk__in=ids).exclude(status__in=outbox.NOT_PENDING).filter(
+            outbox.lease_free(now)
+        ).update(lease_until=lease_until, lease_token=token)
+    return token, list(outbox.held(token, ids).only(*CLAIMED_FIELDS).order_by("pk"))
+
+
+def drain(
+    *, linger: float = 0.0, time_budget: float | None = None, progress: Progress | None = None
+) -> Summary:
+    """Deliver due rows until none are left (or ``time_budget`` seconds are spent).
+
+    With ``linger``, the last claim happens no earlier than ``linger`` seconds after the
+    start, so rows whose kick was coalesced into this run's are not left for the sweeper.
+    """
+    summary = Summary()
+    started, run_started = time.monotonic(), timezone.now()
+    with Sender(concurrency()) as sender:
+        while time_budget is None or time.monotonic() - started <= time_budget:
+            claimed_at = time.monotonic()
+            token, rows = claim(app_settings.DELIVERY_BATCH_SIZE, run_started=run_started)
+            if not rows:
+                remaining = started + linger - time.monotonic()
+                if remaining <= 0:
+                    return summary
+                time.sleep(remaining)
+                continue
+            released = summary.counts.get("released", 0)
+            deliver(token, rows, summary, claimed_at=claimed_at, sender=sender)
+            if progress is not None:
+                progress(summary)
+            if summary.counts.get("released", 0) > released:
+                return summary  # too slow for the lease: the next run continues
+    summary.add("budget_exhausted")
+    return summary
+
+
+def deliver(
+    token: str,
+    rows: list[OutboxEvent],
+    summary: Summary,
+    *,
+    claimed_at: float | None = None,
+    sender: Sender | None = None,
+) -> None:
+    """Route, check and send one claimed batch, then record every outcome.
+
+    No request starts later than one HTTP timeout before the lease ends (counted from
+    ``claimed_at``, a ``time.monotonic()`` value), so a run that is slower than its lease
+    releases rows instead of racing the run that takes them over.
+    """
+    lease_end = (claimed_at or time.monotonic()) + app_settings.LEASE_SECONDS
+    recorder = Recorder(token, summary)
+    rows = routing.prepare(token, rows, recorder)
+    connections = Connection.objects.in_bulk({row.connection_id for row in rows})
+    recorder.connections = connections
+    sendable = _sendable(rows, connections, recorder)
+    targets = {}
+    for conn_id, conn_rows in sendable.items():
+        target = _target(connections[conn_id], conn_rows, recorder)
+        if target is not None:
+            targets[conn_id] = target
+    breakers = SiteBreakers({target.site.domain for target in targets.values()}, recorder.now)
+    run = transmit.Run(lease_end - sum(app_settings.HTTP_TIMEOUT), breakers)
+    jobs: list[tuple[str, transmit.Job]] = []
+    for conn_id, target in targets.items():
+        domain = target.site.domain
+        to_send, to_hold = breakers.admit(domain, sendable[conn_id])
+        if to_hold:
+            recorder.postpone(list(to_hold), breakers.held[domain], "breaker_open")
+        jobs.extend((domain, job) for job in _jobs(target, list(to_send)))
+    if sender is None:
+        with Sender(concurrency()) as own:
+            _send(jobs, run, own, rows, recorder)
+    else:
+        _send(jobs, run, sender, rows, recorder)
+    recorder.flush()
+    breakers.save()
+
+
+def concurrency() -> int:
+    """Most requests a run keeps in flight (``DELIVERY_CONCURRENCY``, at most the pool)."""
+    return min(app_settings.DELIVERY_CONCURRENCY, POOL_SIZE)
+
+
+def _sendable(
+    rows: list[OutboxEvent], connections: dict[int, Connection], recorder: Recorder
+) -> dict[int, list[OutboxEvent]]:
+    """The rows to send now, by connection; the others are recorded by what their age and
+    their connection's status say."""
+    by_connection: dict[int, list[OutboxEvent]] = defaultdict(list)
+    now = recorder.now
+    for row in rows:
+        conn = connections.get(row.connection_id or 0)
+        if conn is None:
+            continue
+        if (now - row.event_time).total_seconds() > max_age(row.kind):
+            recorder.finish([row], OutboxStatus.EXPIRED, "expired", "Older than Datadog accepts.")
+        elif conn.has_ended:
+            recorder.finish([row], OutboxStatus.CANCELLED, "cancelled", "Connection revoked.")
+        elif not conn.deliverable:
+            recorder.park([row], conn, f"connection_{conn.status}")
+        elif conn.paused_until is not None and conn.paused_until > now:
+            recorder.postpone([row], conn.paused_until)
+        else:
+            by_connection[conn.pk].append(row)
+    return by_connection
+
+
+def _jobs(target: transmit.Target, rows: list[OutboxEvent]) -> list[transmit.Job]:
+    jobs: list[transmit.Job] = []
+    batched: dict[str, list[transmit.Item]] = defaultdict(list)
+    for row in rows:
+        item = transmit.Item(row.pk, row.kind, row.payload)
+        if row.kind == OutboxKind.EVENT:
+            jobs.append(functools.partial(transmit.send_event, target, item))
+        else:
+            batched[row.kind].append(item)
+    for kind, items in batched.items():
+        limit = payloads.LOGS_MAX_BYTES if kind == OutboxKind.LOG else payloads.SERIES_MAX_BYTES
+        count = payloads.LOGS_MAX_ENTRIES if kind == OutboxKind.LOG else len(items)
+        sizes = [len(item.body()) for item in items]
+        for group in payloads.pack(sizes, max_items=count, max_bytes=limit):
+            batch = [items[i] for i in group]
+            jobs.append(functools.partial(transmit.send_batch, target, kind, batch))
+    return jobs
+
+
+def _send(
+    jobs: list[tuple[str, transmit.Job]],
+    run: transmit.Run,
+    sender: Sender,
+    rows: list[OutboxEvent],
+    recorder: Recorder,
+) -> None:
+    by_id = {row.pk: row for row in rows}
+    for results in sender.run(jobs, run):
+        for result in results:
+            recorder.record(result, [by_id[i] for i in result.row_ids], recorder.connections)
+
+
+@sensitive_variables()
+def _target(
+    conn: Connection, rows: list[OutboxEvent], recorder: Recorder
+) -> transmit.Target | None:
+    """The connection's site and decrypted key; a connection without a usable key is
+    marked broken and its rows parked."""
+    try:
+        site = get_site(conn.domain)
+    except InvalidSiteError as exc:
+        raise_alarm("unknown_site", f"Connection {conn.pk}: {exc.reason}")
+        recorder.park(rows, conn, "unknown_site")
+        return None
+    try:
+        api_key = reveal(conn, conn.api_key) if conn.api_key is not None else None
+    except CredentialsUnreadableError:
+        recorder.park(rows, conn, "credentials_unreadable")
+        return None
+    if not api_key:
+        mark_broken(conn, ConnectionStatus.KEY_MISSING, "No API key stored.", "key_missing")
+        recorder.park(rows, conn, "key_missing")
+        return None
+    return transmit.Target(conn.pk, site, api_key, conn.api_key_fingerprint)

@@ -191,8 +191,6 @@ class World:
         """A fake Datadog with ``orgs`` (name -> site domain) and the cast's accounts."""
         fake = FakeDatadog().start()
         made = {name: fake.create_org(name, domain=domain) for name, domain in orgs.items()}
-        for org in made.values():
-            fake.set_faults(org, send_org_params=True)
         accounts = {
             (person.name, org): fake.create_user(made[org], person.name)
             for person in cast.people.values()

@@ -136,12 +136,19 @@ class TenantIsolation(RuleBasedStateMachine):
         # Each run starts from the same database: a savepoint rolled back in teardown().
         self._atomic = transaction.atomic()
         self._atomic.__enter__()
-        self.world = World.build(self.cast, DATADOG_ORGS)
+        try:
+            self.world = World.build(self.cast, DATADOG_ORGS)
+        except BaseException:
+            self._rollback()
+            raise
         self.orders = 0
         self.connected = False  # whether any connection exists (checked after each step)
 
     def teardown(self) -> None:
         self.world.close()
+        self._rollback()
+
+    def _rollback(self) -> None:
         transaction.set_rollback(True)
         self._atomic.__exit__(None, None, None)
 
@@ -230,10 +237,11 @@ class TenantIsolation(RuleBasedStateMachine):
     def revoke_key_at_datadog(self, org: str) -> None:
         self.world.fake.revoke_api_key(self.world.orgs[org])
 
-    @rule(org=st.sampled_from(tuple(DATADOG_ORGS)), on=st.booleans())
+    @rule(org=st.sampled_from(tuple(DATADOG_ORGS)), bare=st.booleans())
     @step
-    def datadog_sends_org_params(self, org: str, on: bool) -> None:
-        self.world.fake.set_faults(self.world.orgs[org], send_org_params=on)
+    def bare_callback(self, org: str, bare: bool) -> None:
+        """Datadog's callback for ``org`` carries only ``code`` and ``domain`` (or all)."""
+        self.world.fake.set_faults(self.world.orgs[org], bare_callback=bare)
 
     @rule(membership=st.sampled_from(MEMBERSHIPS), member=st.booleans())
     @step
@@ -250,7 +258,8 @@ class TenantIsolation(RuleBasedStateMachine):
         """What each failing invariant says now (replays check them all after each step)."""
         found = {}
         for check in (self.no_crossing, self.no_trespass, self.no_server_error,
-                      self.connections_match_their_tokens, self.sites_match_regions):  # fmt: skip
+                      self.org_ids_are_the_tokens_org, self.keys_are_the_tokens_org,
+                      self.sites_match_regions):  # fmt: skip
             try:
                 check()
             except AssertionError as exc:
@@ -292,11 +301,14 @@ class TenantIsolation(RuleBasedStateMachine):
         assert not errors, f"pages answered 5xx: {errors}"
 
     @invariant()
-    def connections_match_their_tokens(self) -> None:
-        """What Datadog confirmed (the org of the tokens) is the org the key and id name."""
-        wrong_ids, foreign_keys = self.world.incoherent()
-        assert not wrong_ids, "org id not from Datadog: " + "; ".join(wrong_ids)
-        assert not foreign_keys, "API key of another org: " + "; ".join(foreign_keys)
+    def org_ids_are_the_tokens_org(self) -> None:
+        wrong_ids, _keys = self.world.incoherent()
+        assert not wrong_ids, "org id of another org than the tokens': " + "; ".join(wrong_ids)
+
+    @invariant()
+    def keys_are_the_tokens_org(self) -> None:
+        _ids, foreign_keys = self.world.incoherent()
+        assert not foreign_keys, "key of another org than the tokens': " + "; ".join(foreign_keys)
 
     @invariant()
     def sites_match_regions(self) -> None:
@@ -364,10 +376,19 @@ REPLAYS: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("send_telemetry", {"owner": "globex"}),
     ],
     "second-org-without-org-id-keeps-first-key": [
-        ("datadog_sends_org_params", {"org": "dd-acme", "on": False}),
-        ("datadog_sends_org_params", {"org": "dd-globex", "on": False}),
+        ("bare_callback", {"org": "dd-acme", "bare": True}),
+        ("bare_callback", {"org": "dd-globex", "bare": True}),
         ("connect", {"plan": Plan("dee", "dd-acme", "acme")}),
         ("connect", {"plan": Plan("dee", "dd-globex", "acme")}),
+    ],
+    # A 409 says the token's org holds its key somewhere, not that the one live connection
+    # of the owner holds it: ana's dd-acme tokens must not land on the dd-globex connection.
+    "conflict-puts-tokens-on-another-orgs-connection": [
+        ("connect", {"plan": Plan("ana", "dd-acme", "acme")}),
+        ("manage", {"user": "ana", "owner": "acme", "n": 0, "action": "disconnect"}),
+        ("connect", {"plan": Plan("dee", "dd-globex", "acme")}),
+        ("connect", {"plan": Plan("ana", "dd-acme", "acme")}),
+        ("send_telemetry", {"owner": "acme"}),
     ],
     "region-switch-leaves-site-behind": [
         ("connect", {"plan": Plan("ana", "dd-acme-eu", "acme"), "switch": True}),

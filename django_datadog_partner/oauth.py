@@ -126,9 +126,14 @@ def refresh_tokens(site: Site, refresh_token: str) -> TokenSet:
 
 
 @sensitive_variables()
-def revoke_token(site: Site, token: str, token_type_hint: str) -> None:
-    """RFC 7009 revoke; Datadog answers 200 for unknown tokens too, so this is idempotent."""
+def revoke_token(site: Site, token: str, token_type_hint: str, *, bearer: str | None) -> None:
+    """RFC 7009 revoke; Datadog answers 200 for unknown tokens too, so this is idempotent.
+
+    Sent as Datadog's example does: the client credentials in the body, and ``bearer`` (an
+    access token of the grant; None: not sent) as ``Authorization: Bearer``.
+    """
     client = DatadogClient(site)
+    headers = {**FORM_HEADERS, "Authorization": f"Bearer {bearer}"} if bearer else FORM_HEADERS
     body = urlencode(
         [
             ("client_id", app_settings.CLIENT_ID),
@@ -137,7 +142,7 @@ def revoke_token(site: Site, token: str, token_type_hint: str) -> None:
             ("token_type_hint", token_type_hint),
         ]
     )
-    response = client.request("POST", client.api_url(REVOKE_PATH), headers=FORM_HEADERS, data=body)
+    response = client.request("POST", client.api_url(REVOKE_PATH), headers=headers, data=body)
     if not 200 <= response.status_code < 300:
         raise _error_for(response, "revoke")
 

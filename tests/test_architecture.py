@@ -11,8 +11,12 @@ from pathlib import Path
 
 import pytest
 
+import django_datadog_partner
+
 PACKAGE = "django_datadog_partner"
-ROOT = Path(__file__).resolve().parent.parent / PACKAGE
+#: The code that runs: the checkout, or the installed wheel when the suite runs against it.
+ROOT = Path(django_datadog_partner.__file__).resolve().parent
+README = Path(__file__).resolve().parent.parent / "README.rst"
 
 #: Each module's layer, by the longest matching dotted prefix (relative to the package).
 LAYERS = {
@@ -160,7 +164,7 @@ def test_the_checker_sees_call_time_imports():
 
 def test_readme_says_where_every_module_is():
     """README's "Where things are" names every module, so the map cannot fall behind."""
-    readme = (ROOT.parent / "README.rst").read_text()
+    readme = README.read_text()
     start = readme.index("Where things are\n")
     section = readme[start : readme.index("\n===", readme.index("\n===", start) + 4)]
     missing = []

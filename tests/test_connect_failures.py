@@ -369,7 +369,7 @@ def test_malformed_onboarding_parameters(client: Client) -> None:
     for query in (
         "domain=datadoghq.com&domain=datadoghq.eu&site=app.datadoghq.com",
         "domain=datadoghq.com&site=" + "a" * 300,
-        "domain[]=datadoghq.com&site=app.datadoghq.com",
+        "domain=datadoghq.com&site=app.datadoghq.com&site=app.datadoghq.eu",
         "domain=%ff%fe&site=app.datadoghq.com",
     ):
         response = client.get(f"{ONBOARDING}?{query}")
@@ -519,19 +519,46 @@ def connect(client: Client) -> Any:
     return callback(client, started.state, dd_oid="org-1")
 
 
-def test_marketplace_refusal_401_403_names_api_keys_write(
+def test_marketplace_refusal_for_a_token_without_the_scope_names_api_keys_write(
     client: Client, mocked_http: responses.RequestsMock
 ) -> None:
+    """The token answer lists the granted scopes, without api_keys_write: the OAuth client
+    lacks it, which only the vendor can fix (an alarm)."""
     for status in (401, 403):
-        mocked_http.post(TOKEN, json=token_json())
+        mocked_http.post(TOKEN, json=token_json(scope="events_read"))
         mocked_http.post(MARKETPLACE, status=status, json={"errors": ["Forbidden"]})
         text = follow_failure(client, connect(client), failures.MISSING_API_KEYS_WRITE, 502)
         assert "lacks the api_keys_write permission" in text
         connection = Connection.objects.get()
         assert connection.status == ConnectionStatus.KEY_MISSING
         assert "api_keys_write" in connection.status_reason
+        assert connection.last_error_code == "api_keys_write_missing"
         mocked_http.reset()
     assert Alarm.objects.get(code="api_keys_write_missing").count == 2
+
+
+@pytest.mark.parametrize("scope", ["api_keys_write events_read", None])
+def test_marketplace_refusal_for_a_token_with_the_scope_is_the_users_permission(
+    client: Client, mocked_http: responses.RequestsMock, scope: str | None
+) -> None:
+    """Datadog lets a user finish authorising without the permissions the scopes need: a
+    401/403 for a token that holds api_keys_write (or whose answer lists no scopes) is
+    that user's, told to them, and raises no vendor-wide alarm."""
+    for status in (401, 403):
+        mocked_http.post(TOKEN, json=token_json(scope=scope))
+        mocked_http.post(MARKETPLACE, status=status, json={"errors": ["Forbidden"]})
+        text = follow_failure(client, connect(client), failures.USER_CANNOT_CREATE_KEYS, 403)
+        assert "Your Datadog user may not create API keys" in text
+        assert "API Keys Write permission" in text
+        connection = Connection.objects.get()
+        assert connection.status == ConnectionStatus.KEY_MISSING
+        assert "may not create API keys" in connection.status_reason
+        assert connection.last_error_code == "user_cannot_create_keys"
+        page = client.get(f"/datadog/connections/{connection.pk}/").content.decode()
+        assert "may not create API keys" in page
+        assert "Revoke the key named" not in page  # revoking cures a 409, not this
+        mocked_http.reset()
+    assert not Alarm.objects.exists()
 
 
 def test_409_without_another_connection_leaves_key_missing_with_instructions(
@@ -656,7 +683,7 @@ def test_a_new_key_on_reconnect_replaces_only_a_dead_key(
     ("answer", "reason", "status"),
     [
         ({"status": 503, "body": "down"}, failures.DATADOG_UNAVAILABLE, 503),
-        ({"status": 403, "json": {"errors": ["Forbidden"]}}, failures.MISSING_API_KEYS_WRITE, 502),
+        ({"status": 403, "json": {"errors": ["Forbidden"]}}, failures.USER_CANNOT_CREATE_KEYS, 403),
         ({"status": 400, "json": {"errors": ["No"]}}, failures.DATADOG_REFUSED, 502),
     ],
 )

@@ -220,6 +220,10 @@ def test_org_page_shows_what_arrived_and_revokes(client: Client) -> None:
     assert SandboxAPIKey.objects.get().revoked_at is not None
     validate = client.get("/sandbox/api/v1/validate", headers={"DD-API-KEY": key})
     assert validate.status_code == 403
+    client.post(f"/sandbox/orgs/{org.id}/restore-api-key/")  # within Datadog's 7 days
+    assert SandboxAPIKey.objects.get().revoked_at is None
+    validate = client.get("/sandbox/api/v1/validate", headers={"DD-API-KEY": key})
+    assert validate.status_code == 200
 
 
 def test_fault_switches_from_the_page(client: Client) -> None:

@@ -99,7 +99,7 @@ def test_oauth_round_trip_with_the_projects_oauth_module(fake: FakeDatadog) -> N
     tokens = oauth.exchange_code(site, code=code, code_verifier=verifier, redirect_uri=redirect_uri)
     rotated = oauth.refresh_tokens(site, tokens.refresh_token or "")
     assert rotated.refresh_token != tokens.refresh_token
-    oauth.revoke_token(site, rotated.refresh_token or "", "refresh_token")
+    oauth.revoke_token(site, rotated.refresh_token or "", "refresh_token", bearer=None)
     with pytest.raises(oauth.OAuthError):
         oauth.refresh_tokens(site, rotated.refresh_token or "")
 

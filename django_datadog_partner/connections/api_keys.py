@@ -21,6 +21,7 @@ from ..regions import get_site
 from ..status import mark_broken, set_status
 from .identity import (
     MISSING_CONFLICT,
+    MISSING_PERMISSION,
     MISSING_REFUSED,
     MISSING_SCOPE,
     MISSING_UNCONFIRMED,
@@ -39,6 +40,9 @@ KEY_KEPT = "kept"
 KEY_MISSING = "missing"
 
 SCOPE_ALARM = "api_keys_write_missing"
+
+#: ``last_error_code`` of a key_missing connection after a 401/403: whose problem it is.
+REFUSAL_CODES = {MISSING_SCOPE: SCOPE_ALARM, MISSING_PERMISSION: "user_cannot_create_keys"}
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,7 @@ def create_api_key(connection: Connection, *, access_token: str | None = None) -
     if key_is_live(connection) is not False:
         set_status(connection, ConnectionStatus.ACTIVE, "The stored API key is still valid.")
         return APIKeyOutcome(KEY_KEPT)
-    answer = ask_marketplace(site, token)
+    answer = ask_marketplace(site, token, connection.scopes)
     if answer.created:
         store_key(connection, answer)
     return settle(connection, answer, keep_key=False)
@@ -90,14 +94,15 @@ def settle(connection: Connection, answer: MarketplaceAnswer, *, keep_key: bool)
         connection,
         ConnectionStatus.KEY_MISSING,
         missing_key_reason(connection, answer.missing),
-        answer.error_code,
+        REFUSAL_CODES.get(answer.missing, answer.error_code),
     )
     return APIKeyOutcome(KEY_MISSING, answer.missing, answer.detail)
 
 
 @sensitive_variables()
 def note_refusal(answer: MarketplaceAnswer) -> None:
-    """A 401/403 from the marketplace endpoint is the vendor's to fix: raise the alarm."""
+    """A 401/403 for an OAuth client without ``api_keys_write`` is the vendor's to fix:
+    raise the alarm (a user who may not create keys is told so, no alarm)."""
     if answer.missing == MISSING_SCOPE:
         raise_alarm(
             SCOPE_ALARM,
@@ -132,12 +137,27 @@ def _stored_access_token(connection: Connection) -> str:
 
 
 def missing_key_reason(connection: Connection, reason: str) -> str:
-    """The status reason stored (and shown in the admin) for a connection without a key."""
+    """The status reason stored (and shown to the customer) for a connection without a key.
+
+    The recovery is Datadog's documented one for a lost key: revoke the "OAuth Client API
+    Key" in the organisation, then authorise again.
+    """
     page = api_keys_page_url(connection)
     recover = (
-        f"In Datadog, open {page}, revoke the key named \u201cOAuth Client API Key\u201d, "
-        "then press \u201cCreate the API key again\u201d."
+        f"In Datadog, open {page} and revoke the key named \u201cOAuth Client API Key\u201d, "
+        "then authorise again: press \u201cReconnect\u201d (or \u201cCreate the API key "
+        "again\u201d, which asks Datadog with the current authorisation)."
     )
+    if reason == MISSING_CONFLICT and connection.api_key is not None:
+        return (
+            f"Datadog rejects this connection's API key{key_ending(connection)}, so it was "
+            "probably revoked in Datadog, and creates no other while the organisation holds "
+            f"one (409). A revoked key can be restored in Datadog for 7 days: restore it at "
+            f"{page}, then press \u201cCreate the API key again\u201d, which keeps a key "
+            "Datadog accepts again (the health check notices a restore too). To get a new key "
+            "instead, make sure that key is revoked, then press \u201cReconnect\u201d; while "
+            "Datadog still keeps the revoked key restorable it may answer 409 again."
+        )
     texts = {
         MISSING_CONFLICT: "Datadog already holds this integration's API key for the "
         "organisation and shows it only once; it issues one per organisation, so the key "
@@ -147,7 +167,17 @@ def missing_key_reason(connection: Connection, reason: str) -> str:
         "key again\u201d; if Datadog then reports that the key exists: " + recover,
         MISSING_SCOPE: "Datadog refused to create the API key: the OAuth client lacks the "
         "api_keys_write scope. Once the vendor adds it, reconnect.",
+        MISSING_PERMISSION: "Datadog refused to create the API key: the Datadog user who "
+        "authorised may not create API keys (Datadog lets a user finish authorising without "
+        "the permissions the integration needs). A Datadog administrator can grant that "
+        "user the API Keys Write permission, then press \u201cCreate the API key "
+        "again\u201d; or a Datadog user who holds it presses \u201cReconnect\u201d.",
         MISSING_REFUSED: "Datadog refused to create the API key. Press \u201cCreate the API "
         "key again\u201d or reconnect.",
     }
     return texts[reason]
+
+
+def key_ending(connection: Connection) -> str:
+    """`` (ending in abcd)``: how the customer recognises the key in Datadog."""
+    return f" (ending in {connection.api_key_last4})" if connection.api_key_last4 else ""

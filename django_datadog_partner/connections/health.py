@@ -4,6 +4,7 @@ No uninstall webhook exists, so each connection is checked once a day: its token
 refreshed (an uninstall answers ``invalid_grant``) and its API key validated with
 ``GET /api/v1/validate`` (a revoked key answers 403). The scheduled run is hourly and
 takes a slice of the connections that are due, so the work is spread over the day.
+Connections in use are checked hourly instead (``uninstalls``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,15 @@ CATCH_UP_FACTOR = 2
 
 NO_KEY_REASON = (
     "The token works but no API key is stored: revoke “OAuth Client API Key” in Datadog "
-    "(Organization Settings → API Keys), then use “Create the API key again”."
+    "(Organization Settings → API Keys), then authorise again with “Reconnect” (or use "
+    "“Create the API key again”)."
+)
+REJECTED_REASON = (
+    "Datadog rejected the API key (GET /api/v1/validate answered 403); it was probably "
+    "revoked in Datadog. A key revoked less than 7 days ago can be restored there "
+    "(Organization Settings → API Keys): this connection then resumes at its next check. "
+    "Otherwise make sure the “OAuth Client API Key” is revoked and authorise again with "
+    "“Reconnect” to obtain a new one."
 )
 
 
@@ -117,18 +126,25 @@ def run_scheduled_health_checks(now: datetime | None = None) -> HealthRunSummary
     )
     summary = HealthRunSummary(due=len(due))
     for connection in due:
-        try:
-            report = check_health(connection)
-        except InvalidClientError:
-            # Our own credentials are wrong: checking the others would only repeat it.
-            summary.stopped_early = True
+        if not check_counted(connection, summary):
             break
-        summary.checked += 1
-        if report.healthy:
-            summary.healthy += 1
-        else:
-            summary.unhealthy += 1
     return summary
+
+
+def check_counted(connection: Connection, summary: HealthRunSummary) -> bool:
+    """Check one connection of a run and count it; False when the run must stop: our own
+    credentials are wrong, and checking the others would only repeat it."""
+    try:
+        report = check_health(connection)
+    except InvalidClientError:
+        summary.stopped_early = True
+        return False
+    summary.checked += 1
+    if report.healthy:
+        summary.healthy += 1
+    else:
+        summary.unhealthy += 1
+    return True
 
 
 def owner_exists(connection: Connection) -> bool:
@@ -158,11 +174,7 @@ def _check_api_key(connection: Connection) -> HealthReport:
         )
     if not valid:
         mark_broken(
-            connection,
-            ConnectionStatus.API_KEY_REJECTED,
-            "Datadog rejected the API key (GET /api/v1/validate answered 403); it was probably "
-            "revoked in Datadog. Reconnect to obtain a new one.",
-            "api_key_rejected",
+            connection, ConnectionStatus.API_KEY_REJECTED, REJECTED_REASON, "api_key_rejected"
         )
         return _report(connection, False, connection.status_reason)
     if connection.status in (ConnectionStatus.API_KEY_REJECTED, ConnectionStatus.KEY_MISSING):

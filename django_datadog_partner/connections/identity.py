@@ -35,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,13 +58,16 @@ from ..status import reveal
 logger = logging.getLogger("django_datadog_partner")
 
 MARKETPLACE_PATH = "/api/v2/api_keys/marketplace"
+#: The private scope the marketplace endpoint needs on the OAuth client.
+KEY_SCOPE = "api_keys_write"
 USER_ORGS_PATH = "/api/v2/users/{user_id}/orgs"
 DATADOG_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 
 #: Why the marketplace answer gave no key (``MarketplaceAnswer.missing``).
 MISSING_CONFLICT = "conflict"  # 409: the organisation holds its key already.
 MISSING_UNCONFIRMED = "unconfirmed"  # No clear answer: the key may or may not exist.
-MISSING_SCOPE = "api_keys_write"  # 401/403: the token may not create keys.
+MISSING_SCOPE = "api_keys_write"  # 401/403, and the token answer lacks api_keys_write.
+MISSING_PERMISSION = "user_permission"  # 401/403 although the token holds the scope.
 MISSING_REFUSED = "refused"  # Any other refusal; Datadog's text is in ``detail``.
 
 
@@ -113,19 +116,21 @@ class Placement:
 
 
 @sensitive_variables()
-def ask_marketplace(site: Site, access_token: str) -> MarketplaceAnswer:
+def ask_marketplace(site: Site, access_token: str, scopes: Sequence[str]) -> MarketplaceAnswer:
     """Ask Datadog for the token's organisation's key; 409 and refusals are answers too.
 
-    After a 201, the organisation is looked up for the key's creator (best effort).
+    ``scopes`` are those the token answer granted: they tell a 401/403 for a client
+    without ``api_keys_write`` from one for a user who may not create keys. After a 201,
+    the organisation is looked up for the key's creator (best effort).
     """
-    answer = _post_marketplace(site, access_token)
+    answer = _post_marketplace(site, access_token, scopes)
     if not answer.created:
         return answer
     return dataclasses.replace(answer, org=verify_org(site, access_token, answer.creator_id))
 
 
 @sensitive_variables()
-def _post_marketplace(site: Site, access_token: str) -> MarketplaceAnswer:
+def _post_marketplace(site: Site, access_token: str, scopes: Sequence[str]) -> MarketplaceAnswer:
     client = DatadogClient(site)
     try:
         response = client.request(
@@ -136,10 +141,10 @@ def _post_marketplace(site: Site, access_token: str) -> MarketplaceAnswer:
     except (RetryableError, TransportRefusedError) as exc:
         code = f"http_{exc.status_code}" if exc.status_code else "unreachable"
         return MarketplaceAnswer(missing=MISSING_UNCONFIRMED, error_code=code)
-    return _marketplace_answer(response)
+    return _marketplace_answer(response, scopes)
 
 
-def _marketplace_answer(response: requests.Response) -> MarketplaceAnswer:
+def _marketplace_answer(response: requests.Response, scopes: Sequence[str]) -> MarketplaceAnswer:
     answer = classify(response)
     code = answer.code
     if answer.verdict is Verdict.SUCCESS:
@@ -151,11 +156,23 @@ def _marketplace_answer(response: requests.Response) -> MarketplaceAnswer:
     if answer.verdict is Verdict.CONFLICT:
         return MarketplaceAnswer(missing=MISSING_CONFLICT, error_code=code)
     if answer.verdict in (Verdict.UNAUTHORIZED, Verdict.FORBIDDEN):
-        return MarketplaceAnswer(missing=MISSING_SCOPE, error_code=code)
+        return MarketplaceAnswer(missing=refusal_reason(scopes), error_code=code)
     if answer.retryable:
         return MarketplaceAnswer(missing=MISSING_UNCONFIRMED, error_code=code)
     detail = "; ".join(datadog_error_messages(response))[:300]
     return MarketplaceAnswer(missing=MISSING_REFUSED, error_code=code, detail=detail)
+
+
+def refusal_reason(scopes: Sequence[str]) -> str:
+    """Whose a marketplace 401/403 is. Datadog lets a user finish authorising without the
+    permissions the scopes need (when the flow starts outside its tile), so only a token
+    answer that lists scopes without ``api_keys_write`` blames the OAuth client. An answer
+    that lists none proves nothing: the user's, so one user never raises a vendor alarm."""
+    if scopes and KEY_SCOPE not in scopes:
+        return MISSING_SCOPE
+    if not scopes:
+        logger.warning("Datadog refused to create an API key; the token answer listed no scopes.")
+    return MISSING_PERMISSION
 
 
 @sensitive_variables()

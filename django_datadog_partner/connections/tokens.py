@@ -166,20 +166,20 @@ def _refresh_locked(row: Connection) -> DatadogPartnerError | None:
         return exc
     except OAuthError as exc:
         if exc.error_code != "invalid_grant":
-            _record_failure(row, exc)
+            record_refresh_failure(row, exc)
             return exc
         try:
             return _after_invalid_grant(row, sent)
         except CredentialsUnreadableError as unreadable:
             return unreadable
     except (RetryableError, RateLimitedError, TransportRefusedError) as exc:
-        _record_failure(row, exc)
+        record_refresh_failure(row, exc)
         return exc
-    _store(row, tokens)
+    store_tokens(row, tokens)
     return None
 
 
-def _record_failure(row: Connection, exc: DatadogPartnerError) -> None:
+def record_refresh_failure(row: Connection, exc: DatadogPartnerError) -> None:
     """Note the error; if Datadog may have acted on the refresh, mark its answer lost."""
     record_error(row, error_code_of(exc))
     lost = isinstance(exc, AnswerLostError) or exc.error_code == oauth.INVALID_TOKEN_RESPONSE
@@ -234,7 +234,8 @@ def _refresh_token_lost(row: Connection) -> RefreshTokenLostError:
     )
 
 
-def _store(row: Connection, tokens: oauth.TokenSet) -> None:
+def store_tokens(row: Connection, tokens: oauth.TokenSet) -> None:
+    """Persist a token answer (the row is locked); the token endpoint accepted our client."""
     now = timezone.now()
     forget_lost_answer(row)
     if row.status_reason == REFRESH_TOKEN_LOST_REASON:

@@ -26,6 +26,8 @@ from .protocol import NO_STORE, Answer, Context, Request, answer, api_errors, oa
 from .state import Code, Org, Token, digest
 
 CODE_LIFETIME = timedelta(seconds=120)
+#: How long Datadog's UI can restore a revoked API key (DataDog/documentation PR #38481).
+KEY_RESTORE_WINDOW = timedelta(days=7)
 ACCESS_LIFETIME = timedelta(hours=1)
 DEFAULT_SCOPES = ["api_keys_write"]
 KEY_SCOPE = "api_keys_write"
@@ -240,15 +242,28 @@ def issue_tokens(
 
 
 def revoke(request: Request, ctx: Context) -> Answer:
-    """RFC 7009: 200 for revoked and for unknown tokens alike."""
+    """RFC 7009: 200 for revoked and for unknown tokens alike. Datadog's example also sends
+    ``Authorization: Bearer <access token>``; with the org's ``revoke_needs_bearer`` a
+    revoke without a usable one answers 401."""
     form = _form(request)
     _authenticate_client(form)
     if not form.get("token"):
         return oauth_error(400, "invalid_request", "Missing parameter: token")
     found = ctx.store.find_token(digest(form["token"]))
     if found is not None:
+        if ctx.store.faults(found.org.id).revoke_needs_bearer:
+            _check_bearer(request, ctx, found.org)
         ctx.store.revoke_token(found.token_hash, whole_grant=found.kind == "refresh")
     return answer(200, {}, NO_STORE)
+
+
+def _check_bearer(request: Request, ctx: Context, org: Org) -> None:
+    try:
+        bearer = bearer_token(request, ctx)
+    except Refused:
+        bearer = None
+    if bearer is None or bearer.kind != "access" or bearer.org.id != org.id:
+        raise Refused(api_errors(401, "Unauthorized"))
 
 
 # --- /api/v2/api_keys/marketplace -----------------------------------------------------
@@ -273,7 +288,8 @@ def create_marketplace_key(request: Request, ctx: Context) -> Answer:
         ctx.sleep(faults.slow_seconds)
     if faults.key_creation == "403" or KEY_SCOPE not in found.scopes:
         return api_errors(403, "Forbidden")
-    if faults.key_creation == "409":
+    restorable = ctx.store.revoked_since(found.org.id, ctx.now() - KEY_RESTORE_WINDOW)
+    if faults.key_creation == "409" or (faults.restorable_key_conflict and restorable):
         return api_errors(409, KEY_CONFLICT)
     key, key_id = secrets.token_hex(16), str(uuid.uuid4())
     name = f"OAuth Client API Key {key_id[:8]}"
@@ -297,3 +313,8 @@ def create_marketplace_key(request: Request, ctx: Context) -> Answer:
         "relationships": {"created_by": creator, "modified_by": creator},
     }
     return answer(201, {"data": data}, NO_STORE)
+
+
+def restore_key(ctx: Context, org_id: int) -> int:
+    """Datadog's UI restores a revoked key within 7 days; 0 when none can be restored."""
+    return ctx.store.restore_key(org_id, ctx.now() - KEY_RESTORE_WINDOW)

@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from ..control import Sandbox
 from ..forms import FaultsForm
 from ..models import SandboxGrant, SandboxOrg, SandboxReceived
 from .session import current_user, orm_store
@@ -93,6 +94,14 @@ def update_faults(request: HttpRequest, pk: int) -> HttpResponse:
 def revoke_api_key(request: HttpRequest, pk: int) -> HttpResponse:
     org = get_object_or_404(SandboxOrg, pk=pk)
     orm_store().revoke_keys(org.pk)
+    return _back_to(org)
+
+
+@require_POST
+def restore_api_key(request: HttpRequest, pk: int) -> HttpResponse:
+    org = get_object_or_404(SandboxOrg, pk=pk)
+    store = orm_store()
+    Sandbox(store).restore_api_key(store.get_org(org.pk))
     return _back_to(org)
 
 

@@ -39,6 +39,14 @@ def acme() -> Any:
 
 
 @pytest.fixture
+def alice(django_user_model: Any) -> Any:
+    """A user of the host product (password ``pw``); by default she is her own owner."""
+    from tests.connect_support import make_user
+
+    return make_user(django_user_model, "alice")
+
+
+@pytest.fixture
 def kicks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     """Delivery tasks that would have been enqueued (``enqueue_delivery``'s counts)."""
     from django_datadog_partner.delivery import kick

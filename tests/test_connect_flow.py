@@ -47,11 +47,6 @@ FLOW_SITES = [(s.domain, s.web_host, s.domain, s.web_host) for s in DATADOG_SITE
 
 
 @pytest.fixture
-def alice(django_user_model: Any) -> Any:
-    return make_user(django_user_model, "alice")
-
-
-@pytest.fixture
 def established() -> Any:
     calls: list[dict[str, Any]] = []
 

@@ -48,6 +48,15 @@ def answer(status: int, headers: dict[str, str] | None = None) -> requests.Respo
     return response
 
 
+def sent_json(request: requests.PreparedRequest) -> Any:
+    """The JSON a request carried, gunzipped if it says so."""
+    body = request.body
+    assert isinstance(body, bytes)
+    if request.headers.get("Content-Encoding") == "gzip":
+        body = gzip.decompress(body)
+    return json.loads(body)
+
+
 def sent_keys(mocked: responses.RequestsMock, url: str) -> list[str]:
     return [str(c.request.headers["DD-API-KEY"]) for c in mocked.calls if c.request.url == url]
 
@@ -174,7 +183,7 @@ def test_an_event_is_posted_with_the_key_and_its_outbox_tag(
     assert (result.row_ids, result.verdict, result.new_payload) == ([5], transmit.DELIVERED, None)
     (call,) = mocked_http.calls
     assert call.request.headers["DD-API-KEY"] == KEY_A
-    assert json.loads(call.request.body)["tags"] == ["outbox_id:5"]
+    assert sent_json(call.request)["tags"] == ["outbox_id:5"]
 
 
 def test_a_too_large_event_is_shrunk_once_and_keeps_the_shrunk_payload(
@@ -185,7 +194,7 @@ def test_a_too_large_event_is_shrunk_once_and_keeps_the_shrunk_payload(
     item = Item(5, "event", {"title": "T" * 500, "text": "x" * 5000, "tags": ["a"] * 50})
     (result,) = transmit.send_event(target(), item, run())
     assert result.verdict == transmit.DELIVERED
-    first, second = (json.loads(c.request.body) for c in mocked_http.calls)
+    first, second = (sent_json(c.request) for c in mocked_http.calls)
     assert len(first["title"]) == 500
     assert len(second["title"]) == SHRUNK_TITLE_LIMIT and len(second["tags"]) == 21
     assert result.new_payload is not None and len(result.new_payload["title"]) == SHRUNK_TITLE_LIMIT
@@ -209,9 +218,7 @@ def test_an_event_refused_otherwise_is_not_shrunk(mocked_http: responses.Request
 
 def logs_of(request: requests.PreparedRequest) -> list[dict[str, Any]]:
     assert request.headers["Content-Encoding"] == "gzip"
-    body = request.body
-    assert isinstance(body, bytes)
-    return list(json.loads(gzip.decompress(body)))
+    return list(sent_json(request))
 
 
 def log_items(*messages: str) -> list[Item]:
@@ -241,9 +248,8 @@ def test_a_too_large_batch_is_split_until_each_part_fits(
     mocked_http: responses.RequestsMock,
 ) -> None:
     def intake(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
-        body = request.body
-        assert isinstance(body, bytes) and "Content-Encoding" not in request.headers
-        return (413 if len(json.loads(body)["series"]) > 2 else 202), {}, "{}"
+        assert "Content-Encoding" not in request.headers
+        return (413 if len(sent_json(request)["series"]) > 2 else 202), {}, "{}"
 
     mocked_http.add_callback("POST", SERIES_URL, callback=intake)
     items = [Item(n, "metric", {"metric": f"m{n}", "points": []}) for n in range(1, 6)]

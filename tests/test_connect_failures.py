@@ -40,11 +40,6 @@ OTHER_KEY = "ffffeeeeddddccccbbbbaaaa99998888"
 
 
 @pytest.fixture
-def alice(django_user_model: Any) -> Any:
-    return make_user(django_user_model, "alice")
-
-
-@pytest.fixture
 def client(alice: Any) -> Client:
     return signed_in(alice)
 

@@ -47,11 +47,6 @@ FLOW_SITES = [(s.domain, s.web_host, s.domain, s.web_host) for s in DATADOG_SITE
 
 
 @pytest.fixture
-def alice(django_user_model: Any) -> Any:
-    return make_user(django_user_model, "alice")
-
-
-@pytest.fixture
 def established() -> Any:
     calls: list[dict[str, Any]] = []
 
@@ -187,27 +182,6 @@ def test_anonymous_onboarding_redirects_to_login_keeping_the_query(client: Clien
         "next": "/datadog/connect/?domain=datadoghq.eu&site=app.datadoghq.eu"
     }
     assert AuthorizationRequest.objects.count() == 0
-
-
-def test_site_picker_lists_every_datadog_site(client: Client) -> None:
-    response = client.get(ONBOARDING)
-    assert response.status_code == 200
-    text = response.content.decode()
-    for site in DATADOG_SITES:
-        assert f"domain={site.domain}&amp;site=https%3A%2F%2F{site.web_host}" in text
-        assert site.name in text
-    assert AuthorizationRequest.objects.count() == 0
-
-
-def test_a_picked_site_link_leads_to_the_confirmation(alice: Any) -> None:
-    client = signed_in(alice)
-    picker = client.get(ONBOARDING)
-    (_site, link) = next(
-        item for item in picker.context["sites"] if item[0].domain == "us5.datadoghq.com"
-    )
-    page = client.get(link)
-    assert page.status_code == 200
-    assert "Connect alice to Datadog us5.datadoghq.com?" in page.content.decode()
 
 
 def test_only_the_confirmation_post_creates_the_request(alice: Any) -> None:

@@ -15,8 +15,7 @@ from django.utils import timezone
 
 from django_datadog_partner import delivery, outbox, tracking
 from django_datadog_partner.client import rate_limit_wait
-from django_datadog_partner.delivery import outcomes, transmit
-from django_datadog_partner.delivery.pacing import Sender
+from django_datadog_partner.delivery import outcomes
 from django_datadog_partner.models import Alarm, Connection, OutboxEvent
 from tests.outbox_support import Intake, key_of, make_connection
 from tests.testapp.models import Order, Organization, Workspace
@@ -195,69 +194,3 @@ def test_tenant_isolation_randomized(intake):
     assert set(
         rows.filter(owner_object_id=str(unconnected.pk)).values_list("status", flat=True)
     ) <= {"no_connection"}
-
-
-class FakeClock:
-    """Stands in for ``Sender._clock``: each completion costs ``per_job[limit]`` seconds."""
-
-    def __init__(self, sender: Sender, per_job: dict[int, float]) -> None:
-        self.sender, self.per_job, self.now = sender, per_job, 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def complete(self, wall: float, cpu: float) -> None:
-        self.now += self.per_job[self.sender.limit]
-        self.sender._observe(wall, cpu)
-
-
-def test_a_long_round_trip_gets_the_most_requests_in_flight():
-    with Sender(8) as sender:
-        assert sender.limit == 4
-        for _ in range(5):
-            sender._observe(wall=0.050, cpu=0.0005)  # Little's law: 100 in flight wanted
-        assert sender.limit == 8
-
-
-def test_in_the_latency_bound_range_in_flight_follows_littles_law_undamped():
-    with Sender(32) as sender:
-        for _ in range(20):
-            sender._observe(wall=0.056, cpu=0.0016)  # 35 requests' worth of waiting per CPU
-        assert sender.limit == 32
-    with Sender(64) as sender:
-        for _ in range(20):
-            sender._observe(wall=0.020, cpu=0.001)
-        assert sender.limit == 20
-
-
-def test_cpu_bound_sends_keep_whichever_of_one_or_two_delivers_more(monkeypatch):
-    with Sender(8) as sender:
-        clock = FakeClock(sender, {1: 0.001, 2: 0.0005, 4: 0.0005})  # two: twice the rate
-        monkeypatch.setattr(sender, "_clock", clock)
-        for _ in range(Sender.WINDOW * 6):
-            clock.complete(wall=0.001, cpu=0.0008)
-        assert sender.limit == 2
-        clock.per_job = {1: 0.001, 2: 0.002}  # now the second thread only adds GIL waits
-        for _ in range(Sender.WINDOW * Sender.REPROBE * 2):
-            clock.complete(wall=0.001, cpu=0.0008)
-        assert sender.limit == 1
-
-
-def test_sender_runs_every_job_inline_or_on_threads(monkeypatch):
-    import threading
-
-    run = transmit.Run(send_by=float("inf"))
-    threads: list[str] = []
-
-    def job(run: transmit.Run) -> list[transmit.Result]:
-        threads.append(threading.current_thread().name)
-        return [transmit.Result([len(threads)], transmit.DELIVERED)]
-
-    with Sender(4) as sender:
-        monkeypatch.setattr(sender, "_observe", lambda wall, cpu: None)  # limit stays 4
-        results = list(sender.run([("site", job)] * 20, run))
-        assert sorted(r[0].row_ids[0] for r in results) == list(range(1, 21))
-        assert all(name.startswith("ddp-send") for name in threads)
-        sender.limit, threads[:] = 1, []
-        assert len(list(sender.run([("site", job)] * 3, run))) == 3
-        assert threads[0] == threading.current_thread().name

@@ -25,7 +25,7 @@ from ..exceptions import (
     RetryableError,
 )
 from ..models import Connection, ConnectionStatus
-from ..status import mark_broken, reveal, set_status
+from ..status import API_KEY_REJECTED_REASON, mark_broken, reveal, set_status
 from .revoke import revoke
 from .rows import record_error
 from .tokens import refresh
@@ -160,8 +160,7 @@ def _check_api_key(connection: Connection) -> HealthReport:
         mark_broken(
             connection,
             ConnectionStatus.API_KEY_REJECTED,
-            "Datadog rejected the API key (GET /api/v1/validate answered 403); it was probably "
-            "revoked in Datadog. Reconnect to obtain a new one.",
+            API_KEY_REJECTED_REASON,
             "api_key_rejected",
         )
         return _report(connection, False, connection.status_reason)

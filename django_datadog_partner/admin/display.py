@@ -1,0 +1,74 @@
+"""What the package's admin pages share: list titles that read naturally, compact times,
+and open/closed filters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.utils import formats, timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.text import capfirst
+from django.utils.timesince import timesince, timeuntil
+
+
+class NamedListAdmin(admin.ModelAdmin):
+    """A list titled with what it lists ("Outbox items"), not "Select outbox item to
+    change" on a page where nothing is changed; an object page titled with its model."""
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        title = capfirst(str(self.model._meta.verbose_name_plural))
+        return super().changelist_view(request, {"title": title, **(extra_context or {})})
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        title = capfirst(str(self.model._meta.verbose_name))
+        context = {"title": title, **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, context)
+
+
+def when(value: datetime | None, now: datetime | None = None) -> str | SafeString:
+    """``3 hours ago`` / ``in 50 minutes``, the full time in its tooltip; "—" for none."""
+    if value is None:
+        return "—"
+    now = now or timezone.now()
+    relative = (
+        f"in {timeuntil(value, now, depth=1)}"
+        if value > now
+        else f"{timesince(value, now, depth=1)} ago"
+    )
+    full = formats.date_format(timezone.localtime(value), "DATETIME_FORMAT")
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>', value.isoformat(), full, relative
+    )
+
+
+class OpenFilter(admin.SimpleListFilter):
+    """A "By state" filter (open, closed) over a nullable time field, not "By cleared"."""
+
+    title = "state"
+    parameter_name = "state"
+    #: The time field, and whether an empty value means open (an alarm not cleared yet).
+    field = ""
+    open_when_empty = True
+    closed_label = "Closed"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("open", "Open"), ("closed", self.closed_label)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() not in ("open", "closed"):
+            return queryset
+        empty = (self.value() == "open") == self.open_when_empty
+        return queryset.filter(**{f"{self.field}__isnull": empty})

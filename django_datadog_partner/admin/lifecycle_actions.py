@@ -77,10 +77,11 @@ def _send_test_event(request: HttpRequest, connection: Connection) -> Outcome:
 
 def _create_api_key(request: HttpRequest, connection: Connection) -> Outcome:
     from ..connections import create_api_key
+    from ..connections.api_keys import key_recovery
 
     outcome = create_api_key(connection)
     if outcome.missing:
-        return messages.WARNING, connection.status_reason
+        return messages.WARNING, f"{connection.status_reason} {key_recovery(connection)}"
     return messages.SUCCESS, f"API key {outcome.result}; the connection is active."
 
 

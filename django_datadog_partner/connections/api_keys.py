@@ -132,22 +132,25 @@ def _stored_access_token(connection: Connection) -> str:
 
 
 def missing_key_reason(connection: Connection, reason: str) -> str:
-    """The status reason stored (and shown in the admin) for a connection without a key."""
-    page = api_keys_page_url(connection)
-    recover = (
-        f"In Datadog, open {page}, revoke the key named \u201cOAuth Client API Key\u201d, "
-        "then press \u201cCreate the API key again\u201d."
-    )
+    """The status reason stored for a connection without a key: why, in the customer's
+    words. What to do is said once, by the connection's page (or ``key_recovery``)."""
     texts = {
         MISSING_CONFLICT: "Datadog already holds this integration's API key for the "
-        "organisation and shows it only once; it issues one per organisation, so the key "
+        "organisation and shows it only once. It issues one per organisation, so the key "
         "may serve an earlier connection, possibly of another account, and revoking it "
-        "stops that one. " + recover,
-        MISSING_UNCONFIRMED: "Datadog did not confirm the API key. Press \u201cCreate the API "
-        "key again\u201d; if Datadog then reports that the key exists: " + recover,
+        "stops that one.",
+        MISSING_UNCONFIRMED: "Datadog did not confirm whether it created the API key.",
         MISSING_SCOPE: "Datadog refused to create the API key: the OAuth client lacks the "
         "api_keys_write scope. Once the vendor adds it, reconnect.",
-        MISSING_REFUSED: "Datadog refused to create the API key. Press \u201cCreate the API "
-        "key again\u201d or reconnect.",
+        MISSING_REFUSED: "Datadog refused to create the API key.",
     }
     return texts[reason]
+
+
+def key_recovery(connection: Connection) -> str:
+    """What the customer does about a missing key, for operators (admin, commands)."""
+    return (
+        f"The customer revokes the key named \u201cOAuth Client API Key\u201d on Datadog's "
+        f"API Keys page ({api_keys_page_url(connection)}) if it is listed, then uses "
+        "\u201cCreate the API key again\u201d."
+    )

@@ -26,6 +26,7 @@ from ..exceptions import (
 )
 from ..models import Connection, ConnectionStatus
 from ..status import API_KEY_REJECTED_REASON, mark_broken, reveal, set_status
+from .api_keys import key_recovery
 from .revoke import revoke
 from .rows import record_error
 from .tokens import refresh
@@ -40,10 +41,7 @@ RUNS_PER_DAY = 24
 #: Each run may take this many times its share, so a backlog after downtime clears.
 CATCH_UP_FACTOR = 2
 
-NO_KEY_REASON = (
-    "The token works but no API key is stored: revoke “OAuth Client API Key” in Datadog "
-    "(Organization Settings → API Keys), then use “Create the API key again”."
-)
+NO_KEY_REASON = "The token works but no API key is stored."
 
 
 @dataclass(frozen=True)
@@ -147,7 +145,7 @@ def _check_api_key(connection: Connection) -> HealthReport:
     if connection.api_key is None:
         if connection.status != ConnectionStatus.KEY_MISSING:  # else keep the connect reason
             mark_broken(connection, ConnectionStatus.KEY_MISSING, NO_KEY_REASON, "key_missing")
-        return _report(connection, False, connection.status_reason)
+        return _report(connection, False, f"{connection.status_reason} {key_recovery(connection)}")
     valid = DatadogClient(connection.domain).validate_api_key(
         reveal(connection, connection.api_key)
     )

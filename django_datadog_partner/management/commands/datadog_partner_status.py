@@ -15,7 +15,7 @@ from ...models import Connection, ConnectionStatus
 from ...report import StatusReport
 
 SECRET_FIELDS = ("access_token", "refresh_token", "api_key")
-COLUMNS = ("id", "status", "domain", "org", "owner", "api_key", "token_expires", "last_success",
+COLUMNS = ("id", "status", "connection", "api_key", "token_expires", "last_success",
            "last_error", "health_checked")  # fmt: skip
 
 
@@ -99,14 +99,14 @@ class Command(BaseCommand):
 
 
 def _row(connection: Connection) -> dict[str, Any]:
-    owner = connection.owner
     return {
         "id": connection.pk,
         "status": connection.status,
         "status_reason": connection.status_reason,
+        "connection": connection.label,
         "domain": connection.domain,
         "org": connection.dd_org_name or connection.dd_org_id or None,
-        "owner": str(owner) if owner is not None else "(deleted)",
+        "owner": connection.owner_name,
         "api_key": f"…{connection.api_key_last4}" if connection.api_key_last4 else None,
         "token_expires": _time(connection.expires_at),
         "last_success": _time(connection.last_success_at),

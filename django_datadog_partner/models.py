@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .fields import EncryptedSecretField
-from .regions import all_sites
+from .regions import region_name
 
 
 class ConnectionStatus(models.TextChoices):
@@ -228,9 +228,7 @@ class Connection(OwnedModel):
 
     @property
     def region_name(self) -> str:
-        """The Datadog site's display name ("US1", "EU1"), else the stored domain."""
-        site = all_sites().get(self.domain)
-        return site.name if site is not None else self.domain
+        return region_name(self.domain)
 
     @property
     def holds_tokens(self) -> bool:

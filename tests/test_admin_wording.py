@@ -199,4 +199,18 @@ def test_the_badge_says_the_status_in_words(admin_client):
 def test_times_in_the_list_are_compact_with_the_full_time_as_tooltip(admin_client):
     make_connection(health_checked_at=timezone.now() - timedelta(hours=3))
     listing = page(admin_client, CONNECTIONS)
-    assert re.search(r'<time datetime="[^"]+" title="[^"]+">3\xa0hours ago</time>', listing)
+    assert re.search(
+        r'Checked:</span> <time datetime="[^"]+" title="[^"]+">3 h ago</time>', listing
+    )
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(5, "just now"), (-5, "just now"), (150, "2 min ago"), (-3000, "in 50 min"),
+     (7200, "2 h ago"), (47 * 3600, "47 h ago"), (3 * 86400, "3 days ago")],
+)  # fmt: skip
+def test_times_are_said_in_the_largest_unit_that_fits(seconds, text):
+    from django_datadog_partner.admin.display import span
+
+    now = timezone.now()
+    assert span(now - timedelta(seconds=seconds), now) == text

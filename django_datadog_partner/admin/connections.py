@@ -24,6 +24,7 @@ from .. import permissions
 from ..conf import app_settings
 from ..connections.batch import each_connection
 from ..models import Alarm, Connection
+from ..regions import region_name
 from ..templatetags.datadog_partner import status_badge
 from .display import NamedListAdmin, when
 from .lifecycle_actions import ACTIONS, LifecycleAction
@@ -32,14 +33,28 @@ SECRET_FIELDS = ("access_token", "refresh_token", "api_key")
 CONFIRM_URL_NAME = "datadog_partner_connection_confirm"
 
 
+class RegionFilter(admin.SimpleListFilter):
+    """The regions that have connections, by their display name ("US1", "EU1")."""
+
+    title = "Datadog region"
+    parameter_name = "region"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        domains = Connection.objects.order_by("domain").values_list("domain", flat=True)
+        return [(domain, region_name(domain)) for domain in domains.distinct()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(domain=self.value()) if self.value() else queryset
+
+
 @admin.register(Connection)
 class ConnectionAdmin(NamedListAdmin):
-    # Few, compact columns, so the list fits a 1280 px window beside both sidebars (the
-    # token's expiry is on the connection's page; tokens are refreshed when needed).
-    list_display = ("id", "connection_label", "status_badge", "api_key_display", "last_success",
-                    "last_error", "health_checked")  # fmt: skip
+    # Few, compact columns, so the list fits a 1280 px window beside both sidebars: the
+    # last success, error and health check share one column (the token's expiry is on
+    # the connection's page; tokens are refreshed when needed).
+    list_display = ("id", "connection_label", "status_badge", "api_key_display", "activity")
     list_display_links = ("id", "connection_label")
-    list_filter = ("status", "domain", ("owner_content_type", admin.RelatedOnlyFieldListFilter),
+    list_filter = ("status", RegionFilter, ("owner_content_type", admin.RelatedOnlyFieldListFilter),
                    "last_error_code")  # fmt: skip
     list_select_related = ("owner_content_type",)
     date_hierarchy = "created_at"
@@ -84,10 +99,6 @@ class ConnectionAdmin(NamedListAdmin):
     def api_key_display(self, obj: Connection) -> str:
         return f"…{obj.api_key_last4}" if obj.api_key_last4 else "—"
 
-    @admin.display(description="Last success", ordering="last_success_at")
-    def last_success(self, obj: Connection) -> str:
-        return when(obj.last_success_at)
-
     @admin.display(description="Last error", ordering="last_error_at")
     def last_error(self, obj: Connection) -> str:
         """The last failure until the connection recovers (``status.set_status`` clears it)."""
@@ -97,9 +108,13 @@ class ConnectionAdmin(NamedListAdmin):
             return obj.last_error_code
         return format_html("{}, {}", obj.last_error_code, when(obj.last_error_at))
 
-    @admin.display(description="Last health check", ordering="health_checked_at")
-    def health_checked(self, obj: Connection) -> str:
-        return when(obj.health_checked_at)
+    @admin.display(description="Activity", ordering="last_success_at")
+    def activity(self, obj: Connection) -> SafeString:
+        lines = [("Success", when(obj.last_success_at))]
+        if obj.last_error_code:
+            lines.append(("Error", self.last_error(obj)))
+        lines.append(("Checked", when(obj.health_checked_at)))
+        return format_html_join(mark_safe("<br>"), '<span class="ddp-muted">{}:</span> {}', lines)
 
     @admin.display(description="Stored credentials")
     def credentials(self, obj: Connection) -> str:

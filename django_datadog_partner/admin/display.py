@@ -13,7 +13,6 @@ from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import capfirst
-from django.utils.timesince import timesince, timeuntil
 
 
 class NamedListAdmin(admin.ModelAdmin):
@@ -39,19 +38,29 @@ class NamedListAdmin(admin.ModelAdmin):
 
 
 def when(value: datetime | None, now: datetime | None = None) -> str | SafeString:
-    """``3 hours ago`` / ``in 50 minutes``, the full time in its tooltip; "—" for none."""
+    """``3 h ago`` / ``in 50 min``, the full time in its tooltip; "—" for none."""
     if value is None:
         return "—"
     now = now or timezone.now()
-    relative = (
-        f"in {timeuntil(value, now, depth=1)}"
-        if value > now
-        else f"{timesince(value, now, depth=1)} ago"
-    )
     full = formats.date_format(timezone.localtime(value), "DATETIME_FORMAT")
     return format_html(
-        '<time datetime="{}" title="{}">{}</time>', value.isoformat(), full, relative
+        '<time datetime="{}" title="{}">{}</time>', value.isoformat(), full, span(value, now)
     )
+
+
+def span(value: datetime, now: datetime) -> str:
+    """How long ago (or ahead) ``value`` is, in the largest unit that fits a list column."""
+    seconds = (now - value).total_seconds()
+    size = abs(seconds)
+    if size < 60:
+        return "just now"
+    if size < 3600:
+        amount = f"{size // 60:.0f} min"
+    elif size < 2 * 86400:
+        amount = f"{size // 3600:.0f} h"
+    else:
+        amount = f"{size // 86400:.0f} days"
+    return f"{amount} ago" if seconds > 0 else f"in {amount}"
 
 
 class OpenFilter(admin.SimpleListFilter):

@@ -15,6 +15,7 @@ from typing import Any
 import django.contrib.admin
 import pytest
 
+import django_datadog_partner
 from django_datadog_partner.sandbox import SANDBOX_DOMAIN, site_entry
 from tests.e2e_support import QCluster, start_qcluster
 
@@ -110,7 +111,7 @@ def shot(page: Any, request: pytest.FixtureRequest) -> Shot:
 
 
 @pytest.fixture
-def dd_live(live_server: Any, settings: Any) -> str:
+def dd_live(live_server: Any, settings: Any, static_root: Path) -> str:
     """The live server as vendor (``BASE_URL``) and as the sandbox "Datadog" site."""
     settings.DATADOG_PARTNER = {
         **settings.DATADOG_PARTNER,
@@ -118,9 +119,20 @@ def dd_live(live_server: Any, settings: Any) -> str:
         "EXTRA_SITES": {SANDBOX_DOMAIN: site_entry(live_server.url + "/sandbox")},
         "OWNERS_FOR_USER": "tests.browser.support.organizations_of",
     }
-    # The live server serves STATIC_URL from STATIC_ROOT: the admin's own files suffice.
-    settings.STATIC_ROOT = str(Path(django.contrib.admin.__file__).parent / "static")
+    # The live server serves STATIC_URL from STATIC_ROOT: the admin's files and the app's.
+    settings.STATIC_ROOT = str(static_root)
     return str(live_server.url)
+
+
+@pytest.fixture(scope="session")
+def static_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A STATIC_ROOT of links to the admin's and the app's static folders."""
+    root = tmp_path_factory.mktemp("static")
+    admin = Path(django.contrib.admin.__file__).parent / "static" / "admin"
+    package = Path(django_datadog_partner.__file__).parent / "static" / "datadog_partner"
+    (root / "admin").symlink_to(admin)
+    (root / "datadog_partner").symlink_to(package)
+    return root
 
 
 @pytest.fixture(scope="module")

@@ -167,7 +167,8 @@ def test_admin_revoke_then_reconnect_from_the_admin_link(journey: Journey, ada: 
 
     # Reconnect from the admin's link: a plain URL of the connection page, login still needed.
     page.goto(f"{journey.base}/admin/datadog_partner/connection/{conn.pk}/change/")
-    page.click("a:has-text('Copy reconnect link')")
+    # Without clipboard access the button's link shows the link to copy by hand.
+    page.goto(journey.base + page.get_attribute("a:has-text('Copy reconnect link')", "href"))
     link = page.input_value(f"#reconnect-link-{conn.pk}")
     assert link == f"{journey.base}/datadog/connections/{conn.pk}/"
     journey.shot("admin-reconnect-link")
@@ -176,7 +177,7 @@ def test_admin_revoke_then_reconnect_from_the_admin_link(journey: Journey, ada: 
     if page.locator("text=Continue to Datadog").count():
         journey.confirm()
     journey.consent()
-    page.wait_for_selector("text=You may now close this tab.")
+    page.wait_for_selector("text=Datadog has not given us an API key yet")
     journey.shot("admin-reconnected")
     # Revoking wiped our copy of the key, but Datadog still holds the org's key (shown
     # once): the page gives the recovery steps, which the user follows.
@@ -251,7 +252,8 @@ def test_vendor_staff_may_disconnect_but_not_reconnect_a_customers_connection(
             assert "Not Found" in page.content()
     assert page.locator("button:has-text('Reconnect')").count() == 0
     assert page.locator("text=Only a member of the connection's owner").count() == 1
-    page.click("button:has-text('Disconnect')")
+    page.click("a:has-text('Disconnect…')")
+    page.click("button:has-text('Yes, disconnect')")
     page.wait_for_selector(".notice")
     journey.shot("disconnected-by-vendor")
     conn.refresh_from_db()

@@ -134,3 +134,18 @@ def test_python_examples_in_the_docs_run(page: Path):
     )
     assert result.attempted > 0
     assert result.failed == 0, f"{result.failed} example(s) in {page.name} failed (see stdout)"
+
+
+def test_every_screenshot_the_docs_show_is_committed_and_small():
+    """The browser tests write them (``DDP_UPDATE_SCREENSHOTS=1``); the docs show them."""
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    shown = {
+        Path(target).name
+        for page in docs.rglob("*.rst")
+        for target in re.findall(r"\.\. image:: /?_static/screenshots/(\S+)", page.read_text())
+    }
+    committed = {
+        path.name: path.stat().st_size for path in (docs / "_static" / "screenshots").glob("*.png")
+    }
+    assert shown and shown == set(committed)
+    assert all(size < 250_000 for size in committed.values()), committed

@@ -47,7 +47,7 @@ class Shot:
         self.page.screenshot(path=str(path), full_page=True)
 
 
-def docs_shot(page: Any, name: str) -> Path:
+def docs_shot(page: Any, name: str, *, full_page: bool = True) -> Path:
     """A screenshot the docs show, under a stable name: written to docs/_static/screenshots/
     with ``DDP_UPDATE_SCREENSHOTS=1`` (to be committed), else to test-artifacts/docs/."""
     if os.environ.get("DDP_UPDATE_SCREENSHOTS") == "1":
@@ -56,7 +56,7 @@ def docs_shot(page: Any, name: str) -> Path:
         folder = ROOT / "test-artifacts" / "docs"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path
 
 

@@ -154,7 +154,7 @@ def test_the_connection_page_keeps_its_tools_clear_and_copies_the_link(admin_pag
     assert layout_problems(page) == []
     revoke = page.locator(".object-tools a:has-text('Revoke')")
     assert revoke.evaluate("a => getComputedStyle(a).backgroundColor") == DANGER_RED
-    docs_shot(page, "admin-connection")
+    docs_shot(page, "admin-connection", full_page=False)  # the title and its tools
 
     page.click("text=Copy reconnect link")
     status = page.locator("#ddp-copy-status")

@@ -214,3 +214,8 @@ def test_times_are_said_in_the_largest_unit_that_fits(seconds, text):
 
     now = timezone.now()
     assert span(now - timedelta(seconds=seconds), now) == text
+
+
+def test_a_malformed_connection_id_is_not_found_not_a_crash(admin_client):
+    response = admin_client.get("/admin/datadog_partner/connection/not-a-number/change/")
+    assert response.status_code == 302  # the admin's "doesn't exist" redirect

@@ -161,39 +161,28 @@ class ConnectionAdmin(NamedListAdmin):
 
     # --- pages ----------------------------------------------------------------------------
 
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        context = {
+    def list_context(self, request: HttpRequest) -> dict[str, Any]:
+        return {
             "open_alarms": Alarm.objects.filter(cleared_at__isnull=True),
             "may_see_dashboard": self.has_view_permission(request),
-            **(extra_context or {}),
         }
-        return super().changelist_view(request, context)
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        buttons = []
-        connection = Connection.objects.defer(*SECRET_FIELDS).filter(pk=object_id).first()
-        if connection is not None:
-            buttons = [
-                {
-                    "label": action.label,
-                    "url": _confirm_url(action.name, [connection.pk]),
-                    "destructive": action.destructive,
-                    "copies": _copyable_link(connection) if action.name == "reconnect_link" else "",
-                }
-                for action in ACTIONS.values()
-                if self.may_offer(request, action)
-                and self.refusal(request, action, connection) is None
-            ]
-        context = {**(extra_context or {}), "lifecycle_buttons": buttons}
-        return super().change_view(request, object_id, form_url, context)
+    def object_context(self, request: HttpRequest, object_id: str) -> dict[str, Any]:
+        """The lifecycle buttons this user may use on this connection."""
+        connection = self.get_object(request, object_id)  # None for an unknown or bad id
+        if connection is None:
+            return {"lifecycle_buttons": []}
+        buttons = [
+            {
+                "label": action.label,
+                "url": _confirm_url(action.name, [connection.pk]),
+                "destructive": action.destructive,
+                "copies": _copyable_link(connection) if action.name == "reconnect_link" else "",
+            }
+            for action in ACTIONS.values()
+            if self.may_offer(request, action) and self.refusal(request, action, connection) is None
+        ]
+        return {"lifecycle_buttons": buttons}
 
     def get_urls(self) -> list[URLPattern]:
         confirm = path(

@@ -17,13 +17,21 @@ from django.utils.text import capfirst
 
 class NamedListAdmin(admin.ModelAdmin):
     """A list titled with what it lists ("Outbox items"), not "Select outbox item to
-    change" on a page where nothing is changed; an object page titled with its model."""
+    change" on a page where nothing is changed; an object page titled with its model.
+    Subclasses add to either page's context with ``list_context``/``object_context``."""
+
+    def list_context(self, request: HttpRequest) -> dict[str, Any]:
+        return {}
+
+    def object_context(self, request: HttpRequest, object_id: str) -> dict[str, Any]:
+        return {}
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         title = capfirst(str(self.model._meta.verbose_name_plural))
-        return super().changelist_view(request, {"title": title, **(extra_context or {})})
+        context = {"title": title, **self.list_context(request), **(extra_context or {})}
+        return super().changelist_view(request, context)
 
     def change_view(
         self,
@@ -33,8 +41,10 @@ class NamedListAdmin(admin.ModelAdmin):
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         title = capfirst(str(self.model._meta.verbose_name))
-        context = {"title": title, **(extra_context or {})}
-        return super().change_view(request, object_id, form_url, context)
+        context = {"title": title, **self.object_context(request, object_id)}
+        return super().change_view(
+            request, object_id, form_url, {**context, **(extra_context or {})}
+        )
 
 
 def when(value: datetime | None, now: datetime | None = None) -> str | SafeString:

@@ -14,12 +14,14 @@ from typing import Any
 
 import django.contrib.admin
 import pytest
+from django.contrib.auth import get_user_model
 
 import django_datadog_partner
 from django_datadog_partner.sandbox import SANDBOX_DOMAIN, site_entry
 from tests.e2e_support import QCluster, start_qcluster
+from tests.testapp.models import Organization
 
-from .support import Shot
+from .support import PASSWORD, VIEWPORT, Journey, Shot
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -147,6 +149,25 @@ def qcluster(live_server: Any, django_db_setup: None) -> Iterator[QCluster]:
     cluster = start_qcluster(QCLUSTER_LOG, partner_settings={"EXTRA_SITES": sandbox})
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture
+def acme() -> Organization:
+    return Organization.objects.create(name="Acme")
+
+
+@pytest.fixture
+def ada(acme: Organization) -> Any:
+    """A member of Acme, who connects it."""
+    user = get_user_model().objects.create_user("ada", password=PASSWORD)
+    acme.members.add(user)
+    return user
+
+
+@pytest.fixture
+def journey(page: Any, dd_live: str, shot: Shot, ada: Any) -> Journey:
+    page.set_viewport_size(VIEWPORT)
+    return Journey(page, dd_live, shot)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.utils import timezone
@@ -17,23 +16,6 @@ from tests.e2e_support import QCluster
 from tests.testapp.models import Order, Organization
 
 from .support import PASSWORD, Journey, Shot, eventually
-
-
-@pytest.fixture
-def acme() -> Organization:
-    return Organization.objects.create(name="Acme")
-
-
-@pytest.fixture
-def ada(acme: Organization) -> Any:
-    user = get_user_model().objects.create_user("ada", password=PASSWORD)
-    acme.members.add(user)
-    return user
-
-
-@pytest.fixture
-def journey(page: Any, dd_live: str, shot: Shot, ada: Any) -> Journey:
-    return Journey(page, dd_live, shot)
 
 
 def connection() -> Connection:

@@ -33,18 +33,6 @@ DANGER_RED = "rgb(186, 33, 33)"  # the admin's delete-button red
 
 
 @pytest.fixture
-def acme() -> Organization:
-    return Organization.objects.create(name="Acme")
-
-
-@pytest.fixture
-def ada(acme: Organization) -> Any:
-    user = get_user_model().objects.create_user("ada", password=PASSWORD)
-    acme.members.add(user)
-    return user
-
-
-@pytest.fixture
 def admin_page(page: Any, dd_live: str, shot: Shot) -> Any:
     """A signed-in superuser's browser at 1280 by 800 px."""
     get_user_model().objects.create_superuser("root", password=PASSWORD)
@@ -189,12 +177,6 @@ def test_the_layout_check_catches_tools_over_the_title_and_a_list_that_scrolls(
 
 
 # --- the customer's side -----------------------------------------------------------------
-
-
-@pytest.fixture
-def journey(page: Any, dd_live: str, shot: Shot, ada: Any) -> Journey:
-    page.set_viewport_size(VIEWPORT)
-    return Journey(page, dd_live, shot)
 
 
 def test_connect_names_the_owner_and_the_site_then_the_org(journey: Journey) -> None:

@@ -21,13 +21,13 @@ from typing import Any
 import requests
 from django.views.decorators.debug import sensitive_variables
 
-from .client import DatadogClient
+from .client import DatadogClient, Verdict, classify, json_body, retry_error
 from .connections.tokens import access_token, refresh
-from .exceptions import DatadogPartnerError, RateLimitedError, RetryableError
+from .exceptions import (
+    DatadogPartnerError,
+    UnreadableAnswerError,
+)
 from .models import Connection
-from .oauth import retry_after
-
-RETRYABLE_STATUSES = frozenset({408, 425})
 
 
 class DatadogAPI:
@@ -109,19 +109,13 @@ def api_for(connection: Connection) -> DatadogAPI:
 
 
 def _checked(response: requests.Response, method: str, path: str) -> requests.Response:
-    status = response.status_code
-    if 200 <= status < 300:
+    answer = classify(response)
+    if answer.verdict is Verdict.SUCCESS:
         return response
     where = f"{method} {path.split('?', 1)[0]}"
-    if status == 429:
-        raise RateLimitedError(
-            f"Datadog asked us to slow down ({where}).",
-            retry_after=retry_after(response),
-            response=response,
-        )
-    if status >= 500 or status in RETRYABLE_STATUSES:
-        raise RetryableError(f"Datadog failed to answer {where}.", response=response)
-    if status in (401, 403):
+    if (transient := retry_error(answer, response, where)) is not None:
+        raise transient
+    if answer.verdict in (Verdict.UNAUTHORIZED, Verdict.FORBIDDEN):
         raise DatadogPartnerError(
             f"Datadog refused {where}: the connection may lack the scope this endpoint needs, "
             "or its authorization was revoked.",
@@ -134,8 +128,8 @@ def _decode(response: requests.Response) -> Any:
     if not response.content:
         return None
     try:
-        return response.json()
-    except ValueError:
+        return json_body(response)
+    except UnreadableAnswerError:
         raise DatadogPartnerError(
             "Datadog's answer is not JSON; use request() for the raw response.",
             response=response,

@@ -1,32 +1,45 @@
-"""The one HTTP seam to Datadog.
+"""The one HTTP seam to Datadog, and the one reading of its answers (``classify``).
 
 A single ``requests.Session`` per process (kept-alive connections, no environment proxy
-look-ups, no urllib3 retries: the outbox owns retries), explicit timeouts, redirects never
-followed, response bodies capped, and a transport guard that refuses any host that is not
-in the site table. No ORM imports here.
+look-ups, no urllib3 retries: the outbox owns retries), redirects never followed, response
+bodies capped, and a transport guard that refuses any host that is not in the site table.
+No ORM imports here. The module is longer than most because its one concern is both
+halves of talking to Datadog: sending, and reading what came back.
+
+Timeouts: socket timeouts only bound each read, so an answer trickling in a byte at a time
+could hold a call indefinitely. Every call therefore also has one deadline, connect + read
+timeout after it starts: every socket write and read of the call waits at most until then
+(``deadline.py``), and the body is streamed and dropped once it passes.
 """
 
 from __future__ import annotations
 
 import ssl
 import threading
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from django.views.decorators.debug import sensitive_variables
-from requests.adapters import HTTPAdapter
 
-from . import __version__
+from . import __version__, safejson
 from .conf import app_settings
+from .deadline import DeadlineAdapter, deadline_of_call
 from .exceptions import (
+    AnswerLostError,
     CertificateRefusedError,
     DatadogPartnerError,
+    RateLimitedError,
     RetryableError,
     TransportRefusedError,
+    UnreadableAnswerError,
 )
 from .regions import Site, allowed_origins, get_site
 
@@ -54,7 +67,7 @@ def get_session() -> requests.Session:
 def _new_session() -> requests.Session:
     session = requests.Session()
     session.trust_env = False
-    adapter = HTTPAdapter(pool_connections=16, pool_maxsize=POOL_SIZE, max_retries=0)
+    adapter = DeadlineAdapter(pool_connections=16, pool_maxsize=POOL_SIZE, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.headers["User-Agent"] = USER_AGENT
@@ -88,13 +101,14 @@ class DatadogClient:
             response = self.request("GET", self.api_url(VALIDATE_PATH), headers={"DD-API-KEY": key})
         except (RetryableError, TransportRefusedError):
             return None
-        if response.status_code in (401, 403):
+        verdict = classify(response).verdict
+        if verdict in (Verdict.UNAUTHORIZED, Verdict.FORBIDDEN):
             return False
-        if response.status_code != 200:
+        if verdict is not Verdict.SUCCESS:
             return None
         try:
-            body = response.json()
-        except ValueError:
+            body = json_body(response)
+        except UnreadableAnswerError:
             return None
         return isinstance(body, dict) and body.get("valid") is True
 
@@ -112,42 +126,58 @@ class DatadogClient:
     ) -> requests.Response:
         """Send one request; 3xx answers and unknown hosts are refused, bodies are capped.
 
-        Non-2xx answers are returned, not raised: callers classify them. Every failure is
-        the package's own error raised ``from None``: the frames and messages of requests
-        and urllib3 (which hold headers and bodies) stay out of tracebacks and reports.
+        Non-2xx answers are returned, not raised: callers classify them. The whole call
+        (connect, send, headers and body) ends by connect + read timeout after it starts.
+        Every failure is the package's own error raised ``from None``: the frames and
+        messages of requests and urllib3 (which hold headers and bodies) stay out of
+        tracebacks and reports.
         """
         _guard_host(url)
+        timeout = timeout or app_settings.HTTP_TIMEOUT
+        deadline = time.monotonic() + sum(timeout)
+        in_call = deadline_of_call.set(deadline)
         try:
-            response = get_session().request(
-                method,
-                url,
-                headers=dict(headers or {}),
-                data=data,
-                json=json,
-                params=params,
-                timeout=timeout or app_settings.HTTP_TIMEOUT,
-                allow_redirects=False,
-                stream=True,
-            )
-        except requests.Timeout:
-            raise RetryableError(f"Datadog did not answer in time ({_where(url)}).") from None
-        except requests.exceptions.SSLError as exc:
-            if not _certificate_refused(exc):
-                raise RetryableError(f"TLS with Datadog failed ({_where(url)}).") from None
-            raise CertificateRefusedError(
-                f"The TLS certificate of {urlsplit(url).netloc} could not be verified, so "
-                "nothing was sent (something between us and Datadog intercepts TLS, or the "
-                "CA bundle is wrong). Never retried without verification."
-            ) from None
-        except requests.ConnectionError:
-            raise RetryableError(f"Could not reach Datadog ({_where(url)}).") from None
-        except requests.RequestException as exc:
-            raise RetryableError(f"Request to Datadog failed ({_failure(url, exc)}).") from None
-        except Exception as exc:  # anything else too: re-raised as ours, without its frames
-            raise DatadogPartnerError(
-                f"Sending a request to Datadog failed unexpectedly ({_failure(url, exc)})."
-            ) from None
-        _read_capped(response)
+            try:
+                response = get_session().request(
+                    method,
+                    url,
+                    headers=dict(headers or {}),
+                    data=data,
+                    json=json,
+                    params=params,
+                    timeout=timeout,
+                    allow_redirects=False,
+                    stream=True,
+                )
+            except requests.ConnectTimeout:  # nothing was sent
+                raise RetryableError(_late(url)) from None
+            except requests.Timeout:
+                raise AnswerLostError(_late(url)) from None
+            except requests.exceptions.SSLError as exc:
+                if not _certificate_refused(exc):
+                    raise RetryableError(f"TLS with Datadog failed ({_where(url)}).") from None
+                raise CertificateRefusedError(
+                    f"The TLS certificate of {urlsplit(url).netloc} could not be verified, so "
+                    "nothing was sent (something between us and Datadog intercepts TLS, or the "
+                    "CA bundle is wrong). Never retried without verification."
+                ) from None
+            except requests.ConnectionError as exc:
+                if time.monotonic() >= deadline:  # a write cut short by the deadline
+                    raise AnswerLostError(_late(url)) from None
+                if _after_sending(exc):
+                    raise AnswerLostError(
+                        f"Datadog closed the connection without answering ({_where(url)})."
+                    ) from None
+                raise RetryableError(f"Could not reach Datadog ({_where(url)}).") from None
+            except requests.RequestException as exc:
+                raise RetryableError(f"Request to Datadog failed ({_failure(url, exc)}).") from None
+            except Exception as exc:  # anything else too: re-raised as ours, without its frames
+                raise DatadogPartnerError(
+                    f"Sending a request to Datadog failed unexpectedly ({_failure(url, exc)})."
+                ) from None
+            _read_capped(response, deadline)
+        finally:
+            deadline_of_call.reset(in_call)
         if response.is_redirect or 300 <= response.status_code < 400:
             raise TransportRefusedError(
                 f"Datadog answered {response.status_code} with a redirect at {_where(url)}; "
@@ -155,6 +185,99 @@ class DatadogClient:
                 status_code=response.status_code,
             )
         return response
+
+
+class Verdict(StrEnum):
+    """What an answer from Datadog means, whichever endpoint gave it; each caller decides
+    what that means for its own work (a row, a token, a key)."""
+
+    SUCCESS = "success"
+    RATE_LIMITED = "rate_limited"  # 429: the same request, after the pause Datadog asked for
+    UNAVAILABLE = "unavailable"  # 408, 425, 5xx: the same request, later
+    UNAUTHORIZED = "unauthorized"  # 401: the credential sent is not accepted
+    FORBIDDEN = "forbidden"  # 403: the credential is known but may not do this
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    TOO_LARGE = "too_large"  # 413
+    INVALID = "invalid"  # 400, 422: this body will never be accepted
+    REFUSED = "refused"  # any other answer
+
+
+#: Statuses besides every 5xx for which the same request may succeed later.
+RETRYABLE_STATUSES = frozenset({408, 425, 429})
+#: How long to pause after a 429 that says nothing about when to come back.
+DEFAULT_RETRY_AFTER = 60.0
+
+_BY_STATUS = {
+    401: Verdict.UNAUTHORIZED, 403: Verdict.FORBIDDEN, 404: Verdict.NOT_FOUND,
+    409: Verdict.CONFLICT, 413: Verdict.TOO_LARGE, 400: Verdict.INVALID, 422: Verdict.INVALID,
+    429: Verdict.RATE_LIMITED,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Answer:
+    """``classify()``'s reading of one response."""
+
+    status: int
+    verdict: Verdict
+    #: After a 429: the pause from ``X-RateLimit-Reset``/``Retry-After``, None if unsaid.
+    pause_for: float | None = None
+
+    @property
+    def code(self) -> str:
+        return f"http_{self.status}"
+
+    @property
+    def retryable(self) -> bool:
+        return self.verdict in (Verdict.RATE_LIMITED, Verdict.UNAVAILABLE)
+
+    @property
+    def retry_after(self) -> float:
+        return DEFAULT_RETRY_AFTER if self.pause_for is None else self.pause_for
+
+
+def classify(response: requests.Response) -> Answer:
+    """The one place that reads a Datadog status code (redirects never get here)."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return Answer(status, Verdict.SUCCESS)
+    if status == 429:
+        return Answer(status, Verdict.RATE_LIMITED, rate_limit_wait(response.headers))
+    if status >= 500 or status in RETRYABLE_STATUSES:
+        return Answer(status, Verdict.UNAVAILABLE)
+    return Answer(status, _BY_STATUS.get(status, Verdict.REFUSED))
+
+
+def retry_error(
+    answer: Answer, response: requests.Response, where: str
+) -> RateLimitedError | RetryableError | None:
+    """The error for an answer worth the same request later (None for any other), naming
+    ``where`` (an endpoint; never a URL's query)."""
+    if answer.verdict is Verdict.RATE_LIMITED:
+        return RateLimitedError(
+            f"Datadog asked us to slow down ({where}).",
+            retry_after=answer.retry_after,
+            response=response,
+        )
+    if answer.retryable:
+        return RetryableError(f"Datadog failed to answer {where}.", response=response)
+    return None
+
+
+@sensitive_variables()
+def json_body(response: requests.Response) -> Any:
+    """Datadog's answer decoded: the one place answers are parsed, with a nesting limit.
+
+    Raises ``UnreadableAnswerError`` (never ``RecursionError``, never the body's text).
+    """
+    try:
+        return safejson.loads(response.content)
+    except ValueError:
+        raise UnreadableAnswerError(
+            f"Datadog's answer is not readable JSON ({_where(response.url)}).",
+            status_code=response.status_code,
+        ) from None
 
 
 def rate_limit_wait(headers: Mapping[str, str]) -> float | None:
@@ -217,8 +340,22 @@ def _guard_host(url: str) -> None:
         )
 
 
-def _read_capped(response: requests.Response) -> None:
+def _late(url: str) -> str:
+    return f"Datadog did not answer in time ({_where(url)})."
+
+
+def _after_sending(exc: requests.ConnectionError) -> bool:
+    """Whether the connection broke once the request was on its way (not while connecting)."""
+    return bool(exc.args) and isinstance(exc.args[0], urllib3.exceptions.ProtocolError)
+
+
+def _read_capped(response: requests.Response, deadline: float) -> None:
+    """Stream the body into ``response.content``; stop at the size cap or the deadline.
+
+    A 2xx answer that does not arrive whole is an ``AnswerLostError``: Datadog acted on it.
+    """
     limit = app_settings.MAX_RESPONSE_BYTES
+    error = AnswerLostError if 200 <= response.status_code < 300 else RetryableError
     chunks = []
     size = 0
     try:
@@ -226,12 +363,15 @@ def _read_capped(response: requests.Response) -> None:
             size += len(chunk)
             if size > limit:
                 response.close()
-                raise RetryableError(
+                raise error(
                     f"Datadog's answer exceeded {limit} bytes ({_where(response.url)}).",
                     status_code=response.status_code,
                 )
             chunks.append(chunk)
     except requests.RequestException:
-        raise RetryableError(f"Datadog's answer was cut off ({_where(response.url)}).") from None
+        response.close()
+        if time.monotonic() >= deadline:
+            raise error(_late(response.url)) from None
+        raise error(f"Datadog's answer was cut off ({_where(response.url)}).") from None
     response._content = b"".join(chunks)
     response._content_consumed = True  # type: ignore[attr-defined]

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
 
+from . import safejson
+
 if TYPE_CHECKING:
     import requests
 
@@ -72,6 +74,12 @@ class NeedsReconnectError(DatadogPartnerError):
     """The customer revoked the grant or uninstalled the integration: only a new flow helps."""
 
 
+class RefreshTokenLostError(NeedsReconnectError):
+    """Datadog refuses a refresh token after the answer to an earlier refresh was lost: it
+    had probably replaced the token already. The connection keeps delivering with its API
+    key; only calls that need the OAuth token wait for a new flow."""
+
+
 class CredentialsUnreadableError(DatadogPartnerError):
     """A stored secret cannot be decrypted with the configured ``ENCRYPTION_KEYS``."""
 
@@ -84,8 +92,18 @@ class RateLimitedError(DatadogPartnerError):
         super().__init__(message, **kwargs)
 
 
+class UnreadableAnswerError(DatadogPartnerError):
+    """Datadog's answer is not JSON we can read: malformed, not UTF-8, or nested deeper
+    than ``safejson.MAX_DEPTH``. The body itself is never kept."""
+
+
 class RetryableError(DatadogPartnerError):
     """A timeout, a reset connection or a 5xx: try again later, change nothing."""
+
+
+class AnswerLostError(RetryableError):
+    """The request was sent but its answer did not arrive whole (a read timeout, a reset
+    after sending, a 2xx body cut off): Datadog may have acted on it."""
 
 
 class TransportRefusedError(ConfigurationError):
@@ -105,7 +123,7 @@ def _status(response: requests.Response | None) -> int | None:
 def datadog_error_messages(response: requests.Response) -> list[str]:
     """Error strings from both RFC 6749 bodies and Datadog's ``{"errors": [...]}`` shape."""
     try:
-        body = response.json()
+        body = safejson.loads(response.content)
     except ValueError:
         return []
     messages: list[str] = []

@@ -35,6 +35,7 @@ FORBIDDEN = "forbidden"
 INVALID_CLIENT = "invalid_client"
 MISSING_SCOPES = "missing_scopes"
 MISSING_API_KEYS_WRITE = "missing_api_keys_write"
+USER_CANNOT_CREATE_KEYS = "user_cannot_create_keys"
 DATADOG_UNAVAILABLE = "datadog_unavailable"
 DATADOG_REDIRECT = "datadog_redirect"
 DATADOG_TLS = "datadog_tls"
@@ -265,6 +266,23 @@ PAGES: dict[str, FailurePage] = {
             "Contact our support team. Administrators: add the api_keys_write scope to the "
             "OAuth client in Datadog's Developer Platform (scope problems: "
             "marketplace@datadog.com); users then press Reconnect."
+        ),
+    ),
+    USER_CANNOT_CREATE_KEYS: FailurePage(
+        403,
+        _("Your Datadog user may not create API keys"),
+        _(
+            "You authorised the integration, but Datadog refused to create the API key it "
+            "needs to send data: your Datadog user lacks the permission to create API keys. "
+            "Datadog lets users finish authorising without every permission an integration "
+            "needs (for example when the connection is started outside the integration "
+            "tile). Nothing can be sent yet."
+        ),
+        _(
+            "Ask a Datadog administrator of your organisation to give your Datadog user the "
+            "API Keys Write permission, then press \u201cCreate the API key again\u201d on "
+            "the connection page; or let a Datadog user who has it (for example a Datadog "
+            "Admin) connect from the integration tile."
         ),
     ),
     DATADOG_UNAVAILABLE: FailurePage(

@@ -143,6 +143,15 @@ class Connection(OwnedModel):
     access_token = EncryptedSecretField(_("access token"))
     refresh_token = EncryptedSecretField(_("refresh token"))
     expires_at = models.DateTimeField(_("access token expires at"), null=True, blank=True)
+    refresh_answer_lost_at = models.DateTimeField(
+        _("refresh answer lost at"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "A refresh was sent but its answer never arrived, so Datadog may have replaced "
+            "the refresh token. Cleared when new tokens are stored."
+        ),
+    )
     api_key = EncryptedSecretField(_("API key"))
     api_key_id = models.CharField(_("API key id"), max_length=100, blank=True, default="")
     api_key_last4 = models.CharField(_("API key last 4"), max_length=4, blank=True, default="")

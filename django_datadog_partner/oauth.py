@@ -23,13 +23,12 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 from oauthlib.oauth2.rfc6749.parameters import prepare_token_request
 
-from .client import DatadogClient, rate_limit_wait
+from .client import DatadogClient, Verdict, classify, json_body, retry_error
 from .conf import app_settings
 from .exceptions import (
     InvalidClientError,
     OAuthError,
-    RateLimitedError,
-    RetryableError,
+    UnreadableAnswerError,
     datadog_error_messages,
 )
 from .regions import Site
@@ -43,7 +42,6 @@ DEFAULT_EXPIRES_IN = 3600  # Datadog documents a one-hour access token.
 MIN_EXPIRES_IN = 60
 MAX_EXPIRES_IN = 86_400
 MAX_TOKEN_LENGTH = 4096
-DEFAULT_RETRY_AFTER = 60.0
 FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
 
 #: The error code of a 2xx token answer that does not hold a usable token.
@@ -128,9 +126,14 @@ def refresh_tokens(site: Site, refresh_token: str) -> TokenSet:
 
 
 @sensitive_variables()
-def revoke_token(site: Site, token: str, token_type_hint: str) -> None:
-    """RFC 7009 revoke; Datadog answers 200 for unknown tokens too, so this is idempotent."""
+def revoke_token(site: Site, token: str, token_type_hint: str, *, bearer: str | None) -> None:
+    """RFC 7009 revoke; Datadog answers 200 for unknown tokens too, so this is idempotent.
+
+    Sent as Datadog's example does: the client credentials in the body, and ``bearer`` (an
+    access token of the grant; None: not sent) as ``Authorization: Bearer``.
+    """
     client = DatadogClient(site)
+    headers = {**FORM_HEADERS, "Authorization": f"Bearer {bearer}"} if bearer else FORM_HEADERS
     body = urlencode(
         [
             ("client_id", app_settings.CLIENT_ID),
@@ -139,7 +142,7 @@ def revoke_token(site: Site, token: str, token_type_hint: str) -> None:
             ("token_type_hint", token_type_hint),
         ]
     )
-    response = client.request("POST", client.api_url(REVOKE_PATH), headers=FORM_HEADERS, data=body)
+    response = client.request("POST", client.api_url(REVOKE_PATH), headers=headers, data=body)
     if not 200 <= response.status_code < 300:
         raise _error_for(response, "revoke")
 
@@ -157,9 +160,9 @@ def _token_request(site: Site, body: str) -> TokenSet:
 def parse_token_response(response: requests.Response) -> TokenSet:
     """Validate a 2xx token answer field by field; raise rather than return a partial set."""
     try:
-        data = response.json()
-    except ValueError:
-        raise _invalid_response(response, "the answer is not JSON") from None
+        data = json_body(response)
+    except UnreadableAnswerError:
+        raise _invalid_response(response, "the answer is not readable JSON") from None
     if not isinstance(data, dict):
         raise _invalid_response(response, "the answer is not a JSON object")
     access_token = data.get("access_token")
@@ -243,17 +246,11 @@ def _looks_like_code(value: str) -> bool:
 
 
 def _error_for(response: requests.Response, endpoint: str) -> Exception:
-    status = response.status_code
+    answer = classify(response)
     code, description = split_error(response)
-    if status == 429:
-        return RateLimitedError(
-            f"Datadog's {endpoint} endpoint asked us to slow down.",
-            retry_after=retry_after(response),
-            response=response,
-        )
-    if status >= 500:
-        return RetryableError(f"Datadog's {endpoint} endpoint failed.", response=response)
-    if code == "invalid_client" or status == 401:
+    if (transient := retry_error(answer, response, f"the {endpoint} endpoint")) is not None:
+        return transient
+    if code == "invalid_client" or answer.verdict is Verdict.UNAUTHORIZED:
         return InvalidClientError(
             f"Datadog refused this OAuth client's credentials at the {endpoint} endpoint.",
             error_code=code or "invalid_client",
@@ -275,9 +272,3 @@ def _invalid_response(response: requests.Response, why: str) -> OAuthError:
         description=why,
         status_code=response.status_code,
     )
-
-
-def retry_after(response: requests.Response) -> float:
-    """Seconds Datadog asked us to wait, or a minute when it did not say."""
-    wait = rate_limit_wait(response.headers)
-    return DEFAULT_RETRY_AFTER if wait is None else wait

@@ -79,8 +79,8 @@ class Change:
 
 def default_event(change: Change, *, source_type_name: str) -> dict[str, Any]:
     """Title from the model and ``str(instance)``; text lists the selected fields."""
-    meta = change.instance._meta
-    title = f"{str(meta.verbose_name).capitalize()} {change.action}: {change.instance}"
+    noun = str(change.instance._meta.verbose_name).capitalize()
+    title = f"{noun} {change.action}: {_without_noun(str(change.instance), noun)}"
     lines = [f"{name}: {value}" for name, value in selected_fields(change)]
     if change.update_fields:
         lines.append("Changed fields: " + ", ".join(sorted(change.update_fields)))
@@ -95,19 +95,27 @@ def default_event(change: Change, *, source_type_name: str) -> dict[str, Any]:
 
 
 def selected_fields(change: Change) -> list[tuple[str, str]]:
-    """(name, display value) for concrete fields: options applied, secrets always left out."""
+    """(name, display value) for concrete fields: options applied, secrets always left out.
+
+    A relation shows ``str()`` of the related object when the instance has it loaded
+    (assigned, ``select_related``), else its id: building an event never queries.
+    """
     instance = change.instance
     return [
-        (name, MASK if masked else _display(getattr(instance, attname)))
-        for name, attname, masked in field_plan(type(instance), change.options)
+        (model_field.name, MASK if masked else _display(_value(instance, model_field)))
+        for model_field, masked in field_plan(type(instance), change.options)
     ]
 
 
+def _value(instance: models.Model, model_field: Any) -> Any:
+    if model_field.is_relation and model_field.is_cached(instance):
+        return getattr(instance, model_field.name)
+    return getattr(instance, model_field.attname)
+
+
 @functools.lru_cache(maxsize=256)
-def field_plan(
-    model: type[models.Model], options: FieldOptions
-) -> tuple[tuple[str, str, bool], ...]:
-    """(name, attname, masked) of the fields a model's events show, computed once."""
+def field_plan(model: type[models.Model], options: FieldOptions) -> tuple[tuple[Any, bool], ...]:
+    """(field, masked) of the fields a model's events show, computed once."""
     plan = []
     for model_field in model._meta.concrete_fields:
         name = model_field.name
@@ -115,7 +123,7 @@ def field_plan(
             continue
         if name in options.exclude or looks_secret(name):
             continue
-        plan.append((name, model_field.attname, name in options.mask))
+        plan.append((model_field, name in options.mask))
     return tuple(plan)
 
 
@@ -326,6 +334,13 @@ def pack(sizes: Sequence[int], *, max_items: int, max_bytes: int) -> list[list[i
 def _plain(text: str) -> str:
     """Keep user content out of Datadog's markdown mode (``%%%`` blocks)."""
     return str(text).replace("%%%", "%\u200b%%")
+
+
+def _without_noun(text: str, noun: str) -> str:
+    """``text`` without a leading model name ("Order A-1" -> "A-1"): the title has it."""
+    head, rest = text[: len(noun)], text[len(noun) :]
+    named = head.lower() == noun.lower() and rest[:1].isspace() and rest.strip()
+    return rest.strip() if named else text
 
 
 def _display(value: Any) -> str:

@@ -261,6 +261,50 @@ def belongs_to_region(web_site: WebSite, domain_site: Site) -> bool:
     return False
 
 
+def regions_of(web_site: WebSite) -> list[Site]:
+    """The sites (regions) ``web_site`` may belong to, by the table (``belongs_to_region``):
+    one for a site's own web host, several for ``acme.datadoghq.com`` (any region under
+    ``datadoghq.com``) or ``acme.ddog-gov.com``."""
+    return [site for site in all_sites().values() if belongs_to_region(web_site, site)]
+
+
+@dataclass(frozen=True)
+class Onboarding:
+    """Where the onboarding ``domain`` and ``site`` lead. ``site`` is None when ``site``
+    came alone and the table leaves its region open; ``choices`` are then its regions."""
+
+    site: Site | None
+    web_site: WebSite
+    choices: tuple[Site, ...] = ()
+
+
+def read_onboarding(domain: str | None, site: str | None) -> Onboarding:
+    """Validate the onboarding parameters, deriving a missing one from the table.
+
+    Datadog's tile sends both; older flows sent only ``site`` and a 2023 page mentions only
+    ``domain``. ``domain`` alone leads to its region's web address; ``site`` alone to the
+    one region it belongs to, or to ``choices``. At least one must be given; raises
+    ``InvalidSiteError`` for a value that is not Datadog's.
+    """
+    domain_site = validate_domain(domain) if _given(domain) else None
+    if _given(site):
+        web_site = validate_site(site)
+    elif domain_site is not None:
+        web_site = validate_site(domain_site.web_url)
+    else:
+        raise InvalidSiteError(_("The Datadog site (site) and region (domain) are missing."))
+    if domain_site is not None:
+        return Onboarding(domain_site, web_site)
+    choices = tuple(regions_of(web_site))
+    if len(choices) == 1:
+        return Onboarding(choices[0], web_site)
+    return Onboarding(None, web_site, choices)
+
+
+def _given(value: str | None) -> bool:
+    return value is not None and bool(value.strip())
+
+
 def web_url_in_region(domain_site: Site, *candidates: WebSite | None) -> str:
     """The first candidate that belongs to ``domain_site``'s region, else its default web URL."""
     for web_site in candidates:

@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from typing import Any
 
 from django.db.models import Count
 from django.utils import timezone
@@ -36,6 +37,9 @@ monitoring = logging.getLogger("django_datadog_partner.monitoring")
 
 #: A disconnect still unconfirmed after this long needs a person (check W022).
 REVOKING_TOO_LONG = timedelta(hours=24)
+
+#: Never loaded for the report: it shows last-4 values only.
+SECRET_FIELDS = ("access_token", "refresh_token", "api_key")
 
 #: The outbox statuses the sweeper reports every minute; finished rows are most of the
 #: table, so they are left to the full report.
@@ -113,6 +117,61 @@ class StatusReport:
         return Connection.objects.filter(
             status=ConnectionStatus.REVOKING, status_changed_at__lt=self.now - REVOKING_TOO_LONG
         ).count()
+
+    def document(self, status: str | None = None) -> dict[str, Any]:
+        """Everything, as plain data (``datadog_partner_status --json`` prints it as is);
+        ``status`` limits the connections listed, not the counts."""
+        connections = Connection.objects.defer(*SECRET_FIELDS).prefetch_related("owner")
+        if status:
+            connections = connections.filter(status=status)
+        rows = [_connection_row(c) for c in connections.order_by("pk")]
+        return {
+            "connections": rows,
+            "by_status": dict(Counter(row["status"] for row in rows)),
+            "alarms": [_alarm_row(alarm) for alarm in self.alarms],
+            "schedules_missing": [spec.name for spec in self.schedules_missing],
+            "outbox": {
+                "by_status": self.backlog.by_status,
+                "oldest_due_seconds": self.backlog.waiting_seconds(self.now),
+            },
+            "site_breakers_open": [_breaker_row(breaker) for breaker in self.open_breakers],
+        }
+
+
+def _connection_row(connection: Connection) -> dict[str, Any]:
+    return {
+        "id": connection.pk,
+        "status": connection.status,
+        "status_reason": connection.status_reason,
+        "connection": connection.label,
+        "domain": connection.domain,
+        "org": connection.dd_org_name or connection.dd_org_id or None,
+        "owner": connection.owner_name,
+        "api_key": f"…{connection.api_key_last4}" if connection.api_key_last4 else None,
+        "token_expires": _time(connection.expires_at),
+        "last_success": _time(connection.last_success_at),
+        "last_error": (
+            f"{connection.last_error_code} {_time(connection.last_error_at)}"
+            if connection.last_error_code
+            else None
+        ),
+        "health_checked": _time(connection.health_checked_at),
+    }
+
+
+def _alarm_row(alarm: Alarm) -> dict[str, Any]:
+    last = _time(alarm.last_raised_at)
+    return {"code": alarm.code, "message": alarm.message, "count": alarm.count, "last": last}
+
+
+def _breaker_row(breaker: SiteBreaker) -> dict[str, Any]:
+    until = breaker.open_until.isoformat() if breaker.open_until else None
+    return {"domain": breaker.domain, "open_until": until, "failures": breaker.failures,
+            "last_error": breaker.last_error}  # fmt: skip
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.strftime("%Y-%m-%d %H:%M") if value else None
 
 
 def report_outbox_health() -> None:

@@ -44,6 +44,14 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
         "each connection once a day (a slice every hour): token refresh + API key validation",
     ),
     ScheduleSpec(
+        "datadog_partner: checks of sending connections",
+        "django_datadog_partner.tasks.check_sending_connections",
+        MINUTES,
+        1,
+        "connections in use checked hourly (token refresh + API key validation), so an "
+        "uninstall stops their telemetry within the hour",
+    ),
+    ScheduleSpec(
         "datadog_partner: revocation retries",
         "django_datadog_partner.tasks.retry_revocations",
         MINUTES,

@@ -23,8 +23,10 @@ logger = logging.getLogger("django_datadog_partner")
 #: delivery alike. Reasons are shown to the customer: no HTTP details (the error code and
 #: the outbox rows keep those for the vendor).
 API_KEY_REJECTED_REASON = (
-    "Datadog rejected the API key; it was probably revoked in Datadog. Reconnect to obtain "
-    "a new one."
+    "Datadog rejected the API key; it was probably revoked in Datadog. A key revoked less "
+    "than 7 days ago can be restored there (Organization Settings → API Keys): this "
+    "connection then resumes at its next check. Otherwise make sure the “OAuth Client API "
+    "Key” is revoked and authorise again with “Reconnect” to obtain a new one."
 )
 
 

@@ -12,6 +12,23 @@ def check_connections_health() -> dict[str, object]:
     return run_scheduled_health_checks().as_dict()
 
 
+def check_sending_connections() -> dict[str, object]:
+    """Every minute: connections in use whose last check is an hour old (an uninstall is
+    noticed within the hour). Stops within half of django-q2's ``timeout``."""
+    from django_q.conf import Conf
+
+    from .connections.uninstalls import run_in_use_health_checks
+
+    return run_in_use_health_checks(time_budget=(Conf.TIMEOUT or 600) / 2).as_dict()
+
+
+def check_connection_health(connection_id: int) -> str:
+    """Enqueued after an intake 403 (the id only): check that connection now."""
+    from .connections.uninstalls import check_connection
+
+    return check_connection(connection_id)
+
+
 def retry_revocations() -> dict[str, int]:
     """Every few minutes: finish disconnects that Datadog did not confirm yet."""
     from .connections.revoke import retry_pending_revocations

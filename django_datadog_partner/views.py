@@ -32,7 +32,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from . import connections, error_reports, failures, permissions
 from .conf import app_settings
-from .connections.api_keys import KEY_MISSING, api_keys_page_url
+from .connections.api_keys import KEY_MISSING, api_keys_page_url, revoke_cures
 from .connections.authorization import burn_state, callback_url
 from .connections.connect import ConnectFailed, fail
 from .exceptions import (
@@ -42,8 +42,8 @@ from .exceptions import (
     NeedsReconnectError,
 )
 from .models import Connection, ConnectionStatus
+from .regions import Site, WebSite, check_region_agreement, read_onboarding
 from .regions import all_sites as datadog_sites
-from .regions import check_region_agreement, validate_domain, validate_site
 
 logger = logging.getLogger("django_datadog_partner")
 
@@ -174,14 +174,16 @@ def onboarding(request: HttpRequest) -> HttpResponse:
     except BadParameter as exc:
         fail(failures.BAD_REQUEST, user=request.user, message=f"bad parameter {exc}")
         return failure_page(request, failures.BAD_REQUEST)
-    if params["domain"] is None and params["site"] is None:
+    if not any(value and value.strip() for value in params.values()):
         return site_picker(request)
     try:
-        site = validate_domain(params["domain"])
-        web_site = validate_site(params["site"])
+        given = read_onboarding(params["domain"], params["site"])
     except InvalidSiteError as exc:
         fail(failures.INVALID_SITE, user=request.user, message=exc.reason)
         return failure_page(request, failures.INVALID_SITE, note=exc.reason)
+    site, web_site = given.site, given.web_site
+    if site is None:  # ``site`` alone, in more than one region: the user says which
+        return site_picker(request, web_site=web_site, choices=given.choices)
     try:
         check_region_agreement(web_site, site)
     except InvalidSiteError as exc:
@@ -207,14 +209,20 @@ def onboarding(request: HttpRequest) -> HttpResponse:
     return render(request, "datadog_partner/confirm.html", context)
 
 
-def site_picker(request: HttpRequest) -> HttpResponse:
-    """Reached without ``domain``/``site`` (e.g. from the product): choose the Datadog site."""
+def site_picker(
+    request: HttpRequest, *, web_site: WebSite | None = None, choices: tuple[Site, ...] = ()
+) -> HttpResponse:
+    """Choose the Datadog site: every one when reached without ``domain``/``site`` (e.g.
+    from the product), or the regions of a ``site`` that came alone, which is kept."""
     url = reverse("datadog_partner:onboarding")
-    sites = [
-        (site, url + "?" + urlencode({"domain": site.domain, "site": site.web_url}))
-        for site in datadog_sites().values()
-    ]
-    return render(request, "datadog_partner/site_picker.html", {"sites": sites})
+
+    def link(site: Site) -> str:
+        kept = web_site.url if web_site is not None else site.web_url
+        return url + "?" + urlencode({"domain": site.domain, "site": kept})
+
+    sites = [(site, link(site)) for site in choices or datadog_sites().values()]
+    context = {"sites": sites, "web_site": web_site}
+    return render(request, "datadog_partner/site_picker.html", context)
 
 
 @flow_page
@@ -237,7 +245,7 @@ def callback(request: HttpRequest) -> HttpResponse:
         )
     state = params["state"]
     if params["error"] is not None:
-        burn_state(state)
+        burn_state(request.session, state)
         reason = {
             "access_denied": failures.ACCESS_DENIED,
             "invalid_scope": failures.INVALID_SCOPE,
@@ -245,10 +253,10 @@ def callback(request: HttpRequest) -> HttpResponse:
         detail = params["error_description"] or params["error"]
         return failure_redirect(request, fail(reason, user=request.user, detail=detail))
     if not request.user.is_authenticated:
-        burn_state(state)
+        burn_state(request.session, state)
         return failure_redirect(request, fail(failures.SIGNED_OUT, user=request.user))
     if not params["code"] and state:
-        burn_state(state)
+        burn_state(request.session, state)
         return failure_redirect(
             request, fail(failures.BAD_REQUEST, user=request.user, message="no code")
         )
@@ -406,4 +414,5 @@ def _key_context(connection: Connection) -> dict[str, Any]:
     return {
         "key_missing": connection.status == ConnectionStatus.KEY_MISSING,
         "api_keys_page": api_keys_page_url(connection),
+        "revoke_steps": revoke_cures(connection),
     }

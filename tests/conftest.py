@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import responses as responses_lib
@@ -17,6 +18,23 @@ def _fresh_http_session() -> Iterator[None]:
     client.reset_session()
     yield
     client.reset_session()
+
+
+@pytest.fixture
+def fake() -> Iterator[Any]:
+    """The test kit's fake Datadog (``FakeDatadog``), answering through ``responses``."""
+    from django_datadog_partner.testing import FakeDatadog
+
+    with FakeDatadog() as datadog:
+        yield datadog
+
+
+@pytest.fixture
+def acme() -> Any:
+    """An owner of the test app (``Organization``)."""
+    from tests.testapp.models import Organization
+
+    return Organization.objects.create(name="Acme")
 
 
 @pytest.fixture

@@ -11,8 +11,12 @@ from pathlib import Path
 
 import pytest
 
+import django_datadog_partner
+
 PACKAGE = "django_datadog_partner"
-ROOT = Path(__file__).resolve().parent.parent / PACKAGE
+#: The code that runs: the checkout, or the installed wheel when the suite runs against it.
+ROOT = Path(django_datadog_partner.__file__).resolve().parent
+README = Path(__file__).resolve().parent.parent / "README.rst"
 
 #: Each module's layer, by the longest matching dotted prefix (relative to the package).
 LAYERS = {
@@ -23,8 +27,10 @@ LAYERS = {
         "crypto",
         "fields",
         "exceptions",
+        "safejson",
         "signals",
         "error_reports",
+        "deadline",
     ),
     "domain": (
         "models",
@@ -154,3 +160,23 @@ def test_the_checker_sees_call_time_imports():
     """The walk must not miss an import inside a function body (how cycles hide)."""
     targets = imports_of(f"{PACKAGE}.tasks", ROOT / "tasks.py")
     assert f"{PACKAGE}.delivery.kick" in targets
+
+
+def test_readme_says_where_every_module_is():
+    """README's "Where things are" names every module, so the map cannot fall behind."""
+    readme = README.read_text()
+    start = readme.index("Where things are\n")
+    section = readme[start : readme.index("\n===", readme.index("\n===", start) + 4)]
+    missing = []
+    for path in sorted(ROOT.glob("*.py")) + sorted(ROOT.glob("*/*.py")):
+        if path.name == "__init__.py" or path.parent.name in ("migrations", "commands"):
+            continue
+        if path.parent == ROOT:
+            named = f"``{path.name}``" in section
+        elif path.parent.name in ("sandbox", "admin", "management"):
+            named = f"``{path.parent.name}/``" in section
+        else:
+            named = f"``{path.parent.name}/``" in section and f"``{path.stem}``" in section
+        if not named:
+            missing.append(str(path.relative_to(ROOT)))
+    assert not missing, f"not in README's Where things are: {missing}"

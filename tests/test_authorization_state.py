@@ -152,9 +152,23 @@ def test_expired_state_is_refused(client: Client, alice: Any) -> None:
     assert info.value.error_code == failures.STATE_EXPIRED
 
 
-def test_failed_check_still_consumes_the_state(
+def test_another_users_attempt_leaves_the_state_to_its_owner(
     client: Client, alice: Any, django_user_model: Any
 ) -> None:
+    started = start(client)
+    mallory = make_user(django_user_model, "mallory")
+    browser = signed_in(mallory)
+    start(browser)  # her session holds a binding of its own
+    with pytest.raises(InvalidStateError) as info:
+        consume_authorization(browser.session, user=mallory, state=started.state)
+    assert info.value.error_code == failures.STATE_OTHER_USER
+    assert consume_authorization(client.session, user=alice, state=started.state).used_at
+
+
+def test_another_user_in_the_owning_browser_burns_the_state(
+    client: Client, alice: Any, django_user_model: Any
+) -> None:
+    """The browser owns the state, so the failed check spends it, and nobody retries it."""
     started = start(client)
     mallory = make_user(django_user_model, "mallory")
     with pytest.raises(InvalidStateError) as info:

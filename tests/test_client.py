@@ -18,6 +18,7 @@ from django_datadog_partner.exceptions import (
     TransportRefusedError,
     describe_response,
 )
+from tests.loopback import tcp_server
 
 US5 = "https://api.us5.datadoghq.com"
 
@@ -128,28 +129,8 @@ def test_rfc6749_error_bodies_are_summarised(mocked_http):
 @pytest.fixture
 def black_hole():
     """A loopback server that accepts connections and never answers (AT-24)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                accepted.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    for sock in accepted:
-        sock.close()
-    server.close()
+    with tcp_server(lambda conn, stop: None) as port:
+        yield port
 
 
 def test_a_silent_server_fails_within_the_timeout(black_hole):
@@ -164,3 +145,63 @@ def test_a_silent_server_fails_within_the_timeout(black_hole):
         rsps.add_passthru(base)
         with pytest.raises(RetryableError, match="did not answer in time"):
             DatadogClient("hole.test").request("GET", f"{base}/api/v1/validate")
+
+
+DRIP_BYTES = 40
+DRIP_EVERY = 0.2  # well inside the read timeout: no single socket read ever times out
+
+
+@pytest.fixture
+def slow_drip(request):
+    """A loopback server that answers one byte every 0.2 s: in the headers or in the body.
+
+    Each read gets its byte long before the read timeout, so only an overall deadline
+    stops the call before the whole answer (about 8 s) has trickled in.
+    """
+    where = request.param
+
+    def drip(sock: socket.socket, stop: threading.Event) -> None:
+        sock.settimeout(5)
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += sock.recv(4096)
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        if where == "headers":
+            sock.sendall(head + b"X-Drip: ")
+            trickle, tail = b"x" * DRIP_BYTES, b"\r\nContent-Length: 2\r\n\r\n{}"
+        else:
+            sock.sendall(head + b"Content-Length: %d\r\n\r\n" % (DRIP_BYTES + 2))
+            trickle, tail = b" " * DRIP_BYTES, b"{}"
+        try:
+            for byte in trickle:
+                if stop.wait(DRIP_EVERY):
+                    return
+                sock.sendall(bytes([byte]))
+            sock.sendall(tail)
+        except OSError:
+            return  # the client gave up: what the deadline is for
+
+    with tcp_server(drip) as port:
+        yield port
+
+
+@pytest.mark.parametrize("slow_drip", ["headers", "body"], indirect=True)
+def test_a_slow_drip_answer_ends_at_the_calls_deadline(slow_drip):
+    """One deadline (connect + read timeout) bounds the whole call, however the bytes come."""
+    import time
+
+    base = f"http://127.0.0.1:{slow_drip}"
+    site = {"web_url": base, "api_url": base, "logs_url": base}
+    timeouts = (0.5, 0.5)
+    with (
+        override_settings(
+            DATADOG_PARTNER={"EXTRA_SITES": {"drip.test": site}, "HTTP_TIMEOUT": timeouts}
+        ),
+        responses.RequestsMock() as rsps,
+    ):
+        rsps.add_passthru(base)
+        started = time.monotonic()
+        with pytest.raises(RetryableError, match="did not answer in time"):
+            DatadogClient("drip.test").request("GET", f"{base}/api/v1/validate")
+        elapsed = time.monotonic() - started
+    assert elapsed < 3 * sum(timeouts), f"the call lasted {elapsed:.2f} s"

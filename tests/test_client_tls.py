@@ -24,6 +24,7 @@ from django_datadog_partner import delivery, tracking
 from django_datadog_partner.client import DatadogClient
 from django_datadog_partner.exceptions import RetryableError, TransportRefusedError
 from django_datadog_partner.models import Alarm, OutboxEvent, OutboxStatus
+from tests.loopback import tcp_server
 from tests.outbox_support import make_connection
 from tests.testapp.models import Organization
 
@@ -88,27 +89,13 @@ def untrusted_https(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
 @pytest.fixture
 def plaintext_speaker() -> Iterator[str]:
     """Answers a TLS client hello with plain HTTP: the handshake breaks."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    stop = threading.Event()
 
-    def serve() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conn = server.accept()[0]
-            except OSError:
-                continue
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-            conn.close()
+    def speak(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        conn.close()
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"https://127.0.0.1:{server.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    server.close()
+    with tcp_server(speak) as port:
+        yield f"https://127.0.0.1:{port}"
 
 
 def site_at(base: str) -> override_settings:

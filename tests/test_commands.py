@@ -8,7 +8,7 @@ import json
 
 import pytest
 from django import db
-from django.core.management import ManagementUtility
+from django.core.management import ManagementUtility, get_commands, load_command_class
 from django_q.models import Schedule
 
 from django_datadog_partner import crypto
@@ -82,6 +82,29 @@ def test_status_table_json_and_filter_never_decrypt(monkeypatch, canaries):
 
     _, out, _ = run("datadog_partner_status", "--json", "--status", "needs_reconnect")
     assert [c["org"] for c in json.loads(out)["connections"]] == ["Broken"]
+
+
+def test_status_filter_matching_nothing_says_what_exists():
+    make_connection(status=ConnectionStatus.NEEDS_RECONNECT)
+    make_connection(status=ConnectionStatus.REVOKED)
+    make_connection(status=ConnectionStatus.REVOKED)
+    code, out, _ = run("datadog_partner_status", "--status", "active")
+    assert code == 0
+    assert "No active connection; 3 in other statuses: 1 needs_reconnect, 2 revoked." in out
+
+
+def test_every_option_of_every_command_has_help_text():
+    commands = [name for name in get_commands() if name.startswith("datadog_partner_")]
+    assert len(commands) >= 10
+    missing = [
+        f"{name} {action.dest}"
+        for name in commands
+        for action in load_command_class("django_datadog_partner", name)
+        .create_parser("manage.py", name)
+        ._actions
+        if not (action.help or "").strip()
+    ]
+    assert not missing, "options without help: " + ", ".join(missing)
 
 
 # --- refresh / check ----------------------------------------------------------------------

@@ -386,7 +386,7 @@ def test_malformed_onboarding_parameters(client: Client) -> None:
     for query in (
         "domain=datadoghq.com&domain=datadoghq.eu&site=app.datadoghq.com",
         "domain=datadoghq.com&site=" + "a" * 300,
-        "domain[]=datadoghq.com&site=app.datadoghq.com",
+        "domain=datadoghq.com&site=app.datadoghq.com&site=app.datadoghq.eu",
         "domain=%ff%fe&site=app.datadoghq.com",
     ):
         response = client.get(f"{ONBOARDING}?{query}")
@@ -411,8 +411,45 @@ def test_callback_when_signed_out(
     client.logout()
     text = follow_failure(client, callback(client, started.state), failures.SIGNED_OUT, 403)
     assert "Sign in, then start again" in text
-    assert started.row.used_at is not None
+    # Logging out dropped the session's binding: this browser no longer owns the state, so
+    # it is left to expire (nobody else can consume it either).
+    assert started.row.used_at is None
     assert len(mocked_http.calls) == 0
+
+
+STRANGER_ATTEMPTS = {
+    "anonymous error": (None, {"error": "access_denied"}, failures.ACCESS_DENIED, 403),
+    "signed-in error": ("mallory", {"error": "access_denied"}, failures.ACCESS_DENIED, 403),
+    "anonymous code": (None, {"code": "forged"}, failures.SIGNED_OUT, 403),
+    "signed-in, no code": ("mallory", {}, failures.BAD_REQUEST, 400),
+    "another user's code": ("mallory", {"code": "forged"}, failures.STATE_OTHER_USER, 400),
+    "same user, other browser": ("alice", {"code": "forged"}, failures.STATE_OTHER_BROWSER, 400),
+}
+
+
+@pytest.mark.parametrize("attempt", STRANGER_ATTEMPTS.values(), ids=STRANGER_ATTEMPTS.keys())
+def test_a_callback_from_another_browser_never_burns_a_live_state(
+    client: Client,
+    alice: Any,
+    django_user_model: Any,
+    mocked_http: responses.RequestsMock,
+    attempt: tuple[str | None, dict[str, str], str, int],
+) -> None:
+    """Only the browser that started a flow may spend its state: a stranger who learnt it
+    (an anonymous ``?error=access_denied&state=S``, a forged code) sees the failure page
+    and the owner's own callback still connects."""
+    who, params, reason, status = attempt
+    started = start(client)
+    users = {"alice": alice, "mallory": make_user(django_user_model, "mallory")}
+    stranger = signed_in(users[who]) if who else Client()
+    response = stranger.get(CALLBACK, {"state": started.state, **params})
+    follow_failure(stranger, response, reason, status)
+    assert started.row.used_at is None
+    assert len(mocked_http.calls) == 0
+
+    fake_datadog(mocked_http)
+    assert callback(client, started.state)["Location"] == CONNECTED
+    assert Connection.objects.get().status == ConnectionStatus.ACTIVE
 
 
 def test_expired_state(client: Client, mocked_http: responses.RequestsMock) -> None:
@@ -499,19 +536,46 @@ def connect(client: Client) -> Any:
     return callback(client, started.state, dd_oid="org-1")
 
 
-def test_marketplace_refusal_401_403_names_api_keys_write(
+def test_marketplace_refusal_for_a_token_without_the_scope_names_api_keys_write(
     client: Client, mocked_http: responses.RequestsMock
 ) -> None:
+    """The token answer lists the granted scopes, without api_keys_write: the OAuth client
+    lacks it, which only the vendor can fix (an alarm)."""
     for status in (401, 403):
-        mocked_http.post(TOKEN, json=token_json())
+        mocked_http.post(TOKEN, json=token_json(scope="events_read"))
         mocked_http.post(MARKETPLACE, status=status, json={"errors": ["Forbidden"]})
         text = follow_failure(client, connect(client), failures.MISSING_API_KEYS_WRITE, 502)
         assert "lacks the api_keys_write permission" in text
         connection = Connection.objects.get()
         assert connection.status == ConnectionStatus.KEY_MISSING
         assert "api_keys_write" in connection.status_reason
+        assert connection.last_error_code == "api_keys_write_missing"
         mocked_http.reset()
     assert Alarm.objects.get(code="api_keys_write_missing").count == 2
+
+
+@pytest.mark.parametrize("scope", ["api_keys_write events_read", None])
+def test_marketplace_refusal_for_a_token_with_the_scope_is_the_users_permission(
+    client: Client, mocked_http: responses.RequestsMock, scope: str | None
+) -> None:
+    """Datadog lets a user finish authorising without the permissions the scopes need: a
+    401/403 for a token that holds api_keys_write (or whose answer lists no scopes) is
+    that user's, told to them, and raises no vendor-wide alarm."""
+    for status in (401, 403):
+        mocked_http.post(TOKEN, json=token_json(scope=scope))
+        mocked_http.post(MARKETPLACE, status=status, json={"errors": ["Forbidden"]})
+        text = follow_failure(client, connect(client), failures.USER_CANNOT_CREATE_KEYS, 403)
+        assert "Your Datadog user may not create API keys" in text
+        assert "API Keys Write permission" in text
+        connection = Connection.objects.get()
+        assert connection.status == ConnectionStatus.KEY_MISSING
+        assert "may not create API keys" in connection.status_reason
+        assert connection.last_error_code == "user_cannot_create_keys"
+        page = client.get(f"/datadog/connections/{connection.pk}/").content.decode()
+        assert "may not create API keys" in page
+        assert "Revoke the key named" not in page  # revoking cures a 409, not this
+        mocked_http.reset()
+    assert not Alarm.objects.exists()
 
 
 def test_409_without_another_connection_leaves_key_missing_with_instructions(
@@ -637,7 +701,7 @@ def test_a_new_key_on_reconnect_replaces_only_a_dead_key(
     ("answer", "reason", "status"),
     [
         ({"status": 503, "body": "down"}, failures.DATADOG_UNAVAILABLE, 503),
-        ({"status": 403, "json": {"errors": ["Forbidden"]}}, failures.MISSING_API_KEYS_WRITE, 502),
+        ({"status": 403, "json": {"errors": ["Forbidden"]}}, failures.USER_CANNOT_CREATE_KEYS, 403),
         ({"status": 400, "json": {"errors": ["No"]}}, failures.DATADOG_REFUSED, 502),
     ],
 )

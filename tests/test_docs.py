@@ -13,7 +13,8 @@ from django_datadog_partner import checks
 from django_datadog_partner.conf import PartnerSettings
 from docs._ext import ddp_inventory as inventory
 
-README = (Path(__file__).resolve().parent.parent / "README.rst").read_text()
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.rst").read_text()
 
 
 def section(title: str) -> str:
@@ -136,9 +137,24 @@ def test_python_examples_in_the_docs_run(page: Path):
     assert result.failed == 0, f"{result.failed} example(s) in {page.name} failed (see stdout)"
 
 
+@pytest.mark.parametrize("name", ["README.rst", "CHANGELOG.rst"])
+def test_the_front_pages_render_as_the_package_index_would(name: str):
+    """reStructuredText errors make the package index refuse the long description."""
+    import io
+
+    import docutils.core
+
+    warnings = io.StringIO()
+    docutils.core.publish_doctree(
+        (ROOT / name).read_text(),
+        settings_overrides={"warning_stream": warnings, "report_level": 2, "halt_level": 5},
+    )
+    assert warnings.getvalue() == ""
+
+
 def test_every_screenshot_the_docs_show_is_committed_and_small():
     """The browser tests write them (``DDP_UPDATE_SCREENSHOTS=1``); the docs show them."""
-    docs = Path(__file__).resolve().parent.parent / "docs"
+    docs = ROOT / "docs"
     shown = {
         Path(target).name
         for page in docs.rglob("*.rst")

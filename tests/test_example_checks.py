@@ -1,4 +1,5 @@
-"""`manage.py check` on the example project names each misconfiguration with its id and hint."""
+"""`manage.py check` on the example project names each misconfiguration with its id and hint,
+and the example is safe to deploy once real credentials are set."""
 
 from __future__ import annotations
 
@@ -9,22 +10,41 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "example_project"
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "example_project"
+SECRET_KEY = "t2Bq9-zXwL4mN7pR1sV6bZ0dK5mA3eU8iO2wQ9YcF4hJ6gT1yE5rW0uI7oP3aS8d"
+REAL = {"DATADOG_CLIENT_ID": "abc", "SECRET_KEY": SECRET_KEY}
+# The production variables README.rst documents for the example project.
+PRODUCTION = {
+    "DATADOG_CLIENT_ID": "abc",
+    "DATADOG_CLIENT_SECRET": "client-secret",
+    "DATADOG_PARTNER_ENCRYPTION_KEYS": "Xq1yG3Lw3hJ9cF4tN2pR8sV6bZ0dK5mA7eU1iO3wQ9Y=",
+    "SECRET_KEY": SECRET_KEY,
+    "BASE_URL": "https://shop.example.com",
+    "DATABASE_URL": "postgres://shop@127.0.0.1:5432/shop",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "SECURE_HSTS_SECONDS": "31536000",
+    "SECURE_HSTS_PRELOAD": "true",
+}
 
 
-def check(**env: str) -> str:
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("DATADOG")}
-    for name in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"):
+    for name in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "DEBUG", "SECRET_KEY"):
         environment.pop(name, None)
     environment.update(env)
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"],
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
         cwd=EXAMPLE,
         env=environment,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def check(*args: str, **env: str) -> str:
+    result = manage("check", *args, **env)
     return result.stdout + result.stderr
 
 
@@ -35,10 +55,10 @@ def test_the_offline_example_is_clean():
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({"DATADOG_CLIENT_ID": "abc"}, ["datadog_partner.E002", "datadog_partner.E006"]),
+        (REAL, ["datadog_partner.E002", "datadog_partner.E006"]),
         (
-            {"DATADOG_CLIENT_ID": "abc", "DATADOG_CLIENT_SECRET": "s", "DEBUG": "false",
-             "DATADOG_PARTNER_ENCRYPTION_KEYS": "bad", "BASE_URL": "http://shop.example"},
+            {**REAL, "DATADOG_CLIENT_SECRET": "s", "DATADOG_PARTNER_ENCRYPTION_KEYS": "bad",
+             "BASE_URL": "http://shop.example"},
             ["datadog_partner.E005", "datadog_partner.E007"],
         ),
     ],
@@ -49,3 +69,32 @@ def test_misconfigurations_are_reported_with_id_and_hint(env, expected):
         assert f"({check_id})" in output
     assert output.count("HINT:") >= len(expected)
     assert "Traceback" not in output
+
+
+def test_the_documented_production_variables_pass_check_deploy():
+    output = check("--deploy", "--fail-level", "WARNING", **PRODUCTION)
+    assert "System check identified no issues (0 silenced)." in output, output
+
+
+def test_the_production_variables_are_documented():
+    readme = (ROOT / "README.rst").read_text()
+    section = readme.split("The example shop and ``make demo``")[1].split("Browser tests\n")[0]
+    for name, value in PRODUCTION.items():
+        assert f"``{name}``" in section
+        if name.startswith("SECURE_"):
+            assert f"{name}={value}" in section
+
+
+def test_real_credentials_without_secret_key_are_refused_with_the_variable_named():
+    result = manage("check", **{**PRODUCTION, "SECRET_KEY": ""})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: Set the SECRET_KEY environment variable" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "debug"),
+    [({}, "True"), (REAL, "False"), (PRODUCTION, "False"), ({**REAL, "DEBUG": "true"}, "True")],
+)
+def test_debug_is_on_only_offline_unless_set(env, debug):
+    shown = manage("shell", "-c", "from django.conf import settings; print(settings.DEBUG)", **env)
+    assert shown.stdout.splitlines()[-1] == debug, shown.stderr

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import secrets
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -60,6 +62,35 @@ def read_until(process: subprocess.Popen[str], marker: str, timeout: float = 60)
     raise AssertionError(f"{marker!r} never printed:\n" + "".join(seen))
 
 
+def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(MANAGE), *args], env=env, capture_output=True, text=True, check=True
+    )
+
+
+def processes_marked(marker: str) -> list[str]:
+    """``pid cmdline`` of every live process whose environment holds ``marker``: each
+    process the demo starts, at any depth, inherits it."""
+    wanted = marker.encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and wanted in (entry / "environ").read_bytes().split(b"\0"):
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                found.append(f"{entry.name} {command}")
+        except OSError:
+            continue  # gone meanwhile, or not ours
+    return found
+
+
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 def test_demo_starts_serves_the_tile_and_stops_both_processes(tmp_path: Path) -> None:
     port = free_port()
     env = demo_env(tmp_path, port)
@@ -87,11 +118,67 @@ def test_demo_starts_serves_the_tile_and_stops_both_processes(tmp_path: Path) ->
     with pytest.raises(OSError):
         get(f"http://127.0.0.1:{port}/sandbox/")
 
-    again = subprocess.run(
-        [sys.executable, str(MANAGE), "demo_setup"],
+    again = manage(env, "demo_setup")
+    assert again.stdout.count("alice / alice-demo") == 1
+    # The demo created django-q2's schedules: its own checks and status report are clean.
+    checked = manage(env, "check", "--database", "default")
+    assert "System check identified no issues" in checked.stdout + checked.stderr
+    status = manage(env, "datadog_partner_status").stdout
+    assert "Schedules missing" not in status
+    assert "No Datadog connections." in status
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/environ").exists() or shutil.which("make") is None,
+    reason="needs Linux's /proc and make",
+)
+def test_make_demo_in_the_background_stopped_by_sigterm_to_its_group_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    marker = f"DEMO_TEST_MARKER={secrets.token_hex(8)}"
+    env = {**demo_env(tmp_path, port), marker.split("=")[0]: marker.split("=")[1]}
+    # As a CI script or `make demo &` runs it: a non-interactive shell's background job,
+    # with SIGINT ignored; make forwards the group's SIGTERM, so the demo gets it twice.
+    make = f"make -s -C {ROOT} demo STAMP= BIN={Path(sys.executable).parent}"
+    shell = subprocess.Popen(
+        ["sh", "-c", f"{make} & wait"],
         env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        read_until(shell, "Admin:")
+        assert listening(port)
+        started = processes_marked(marker)
+        assert any("runserver" in line for line in started), started
+        assert any("qcluster" in line for line in started), started
+        os.killpg(shell.pid, signal.SIGTERM)
+        # Within the 10 s `docker stop` and most supervisors give before their SIGKILL.
+        deadline = time.monotonic() + 10
+        while processes_marked(marker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = processes_marked(marker)
+        assert not left, "still running after SIGTERM:\n" + "\n".join(left)
+        assert not listening(port)
+    finally:
+        for line in processes_marked(marker):  # never leave a stray demo behind
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+        shell.wait(timeout=10)
+        assert shell.stdout is not None
+        shell.stdout.close()
+
+
+def test_the_shops_own_test_suite_passes(tmp_path: Path) -> None:
+    """Order creation, payment messages and what Datadog receives (``shop/tests.py``)."""
+    result = subprocess.run(
+        [sys.executable, str(MANAGE), "test", "--debug-mode", "--noinput", "shop"],
+        env=demo_env(tmp_path, free_port()),
         capture_output=True,
         text=True,
-        check=True,
+        timeout=120,
     )
-    assert again.stdout.count("alice / alice-demo") == 1
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Ran 4 tests" in result.stderr and "OK" in result.stderr

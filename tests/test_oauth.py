@@ -344,16 +344,22 @@ def test_429_is_rate_limited_with_a_clamped_wait(
 # --- Revoke -------------------------------------------------------------------------------
 
 
-def test_revoke_posts_client_credentials_and_token(mocked_http: responses.RequestsMock) -> None:
+def test_revoke_posts_client_credentials_token_and_bearer(
+    mocked_http: responses.RequestsMock,
+) -> None:
+    """As Datadog's curl example: body credentials and ``Authorization: Bearer``."""
     mocked_http.post(REVOKE_URL, status=200, body="")
-    oauth.revoke_token(US1, "rt-9", "refresh_token")
-    (call,) = mocked_http.calls
-    assert dict(parse_qsl(str(call.request.body))) == {
+    oauth.revoke_token(US1, "rt-9", "refresh_token", bearer="at-9")
+    oauth.revoke_token(US1, "rt-9", "refresh_token", bearer=None)
+    with_bearer, without = mocked_http.calls
+    assert dict(parse_qsl(str(with_bearer.request.body))) == {
         "client_id": "test-client-id",
         "client_secret": "test-client-secret",
         "token": "rt-9",
         "token_type_hint": "refresh_token",
     }
+    assert with_bearer.request.headers["Authorization"] == "Bearer at-9"
+    assert "Authorization" not in without.request.headers
 
 
 @pytest.mark.parametrize(
@@ -371,7 +377,7 @@ def test_revoke_errors(
 ) -> None:
     mocked_http.post(REVOKE_URL, status=status, json={"errors": ["invalid_request - bad"]})
     with pytest.raises(error):
-        oauth.revoke_token(US1, "at-9", "access_token")
+        oauth.revoke_token(US1, "at-9", "access_token", bearer="at-9")
 
 
 def test_revoke_timeout_is_retryable(mocked_http: responses.RequestsMock) -> None:
@@ -379,7 +385,7 @@ def test_revoke_timeout_is_retryable(mocked_http: responses.RequestsMock) -> Non
 
     mocked_http.post(REVOKE_URL, body=requests.ReadTimeout("slow"))
     with pytest.raises(RetryableError):
-        oauth.revoke_token(US1, "at-9", "access_token")
+        oauth.revoke_token(US1, "at-9", "access_token", bearer="at-9")
 
 
 def test_error_text_never_contains_request_secrets(mocked_http: responses.RequestsMock) -> None:

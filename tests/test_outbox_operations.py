@@ -64,7 +64,7 @@ def test_outbox_admin_is_read_only_with_filters(admin_client, org, conn, intake)
         assert filtered.status_code == 200 and f">{row.pk}<" in filtered.content.decode(), query
     assert f">{row.pk}<" not in admin_client.get(f"{url}?owner=999:1").content.decode()
     detail = admin_client.get(reverse("admin:datadog_partner_outboxevent_change", args=[row.pk]))
-    assert detail.status_code == 200 and b"Order created: Order A-1" in detail.content
+    assert detail.status_code == 200 and b"Order created: A-1" in detail.content
     assert b'name="_save"' not in detail.content
     assert admin_client.get(reverse("admin:datadog_partner_outboxevent_add")).status_code == 403
 

@@ -20,6 +20,7 @@ from django_datadog_partner.models import (
 )
 from tests.lifecycle_support import (
     REVOKE_URL,
+    TOKEN_URL,
     form,
     make_connection,
     make_owner,
@@ -27,6 +28,7 @@ from tests.lifecycle_support import (
     partner_settings,
     secrets_of,
     status_changes_fixture,  # noqa: F401  (the ``status_changes`` fixture)
+    token_json,
 )
 
 pytestmark = pytest.mark.django_db
@@ -168,14 +170,72 @@ def test_a_token_datadog_already_revoked_is_not_sent_again_on_retry(mocked_http)
     assert Connection.objects.get(pk=connection.pk).status == ConnectionStatus.REVOKED
 
 
-def test_invalid_client_while_revoking_raises_the_alarm_and_keeps_revoking(mocked_http):
+def test_revoke_sends_the_bearer_token_as_datadogs_example_while_it_is_valid(mocked_http):
+    mocked_http.post(REVOKE_URL, body="")
+    revoke(make_connection())
+    revoke(make_connection(expires_in=-60))  # an expired token is not sent
+    headers = [c.request.headers.get("Authorization") for c in mocked_http.calls]
+    assert headers == ["Bearer at-old", "Bearer at-old", None, None]
+
+
+def test_a_revoke_401_alone_raises_no_alarm_when_the_token_endpoint_accepts_us(mocked_http):
+    """The 401 was about the Bearer token, not our secret: the fresh tokens are revoked."""
+    mocked_http.post(REVOKE_URL, status=401, json={"errors": ["Unauthorized"]})
+    mocked_http.post(REVOKE_URL, body="")
+    mocked_http.post(TOKEN_URL, json=token_json())
+    connection = make_connection(expires_in=-60)
+
+    outcome = revoke(connection)
+
+    assert outcome.done
+    assert not Alarm.objects.exists()
+    revokes = [c.request for c in mocked_http.calls if c.request.url == REVOKE_URL]
+    assert [(form(r)["token"], r.headers.get("Authorization")) for r in revokes] == [
+        ("rt-old", None),
+        ("rt-new", "Bearer at-new"),
+        ("at-new", "Bearer at-new"),
+    ]
+
+
+def test_a_revoke_401_with_the_token_endpoint_refusing_too_raises_the_alarm(mocked_http):
     mocked_http.post(REVOKE_URL, status=401, body=oauth_error("invalid_client"))
+    mocked_http.post(TOKEN_URL, status=401, body=oauth_error("invalid_client"))
     connection = make_connection()
     outcome = revoke(connection)
     assert outcome.status == ConnectionStatus.REVOKING
     assert "client credentials" in outcome.message
     assert Alarm.objects.get(code="invalid_client").cleared_at is None
     assert secrets_of(connection)["refresh_token"] == "rt-old"
+
+
+def test_a_revoke_401_for_a_grant_already_gone_finishes_the_disconnect(mocked_http):
+    mocked_http.post(REVOKE_URL, status=401, json={"errors": ["Unauthorized"]})
+    mocked_http.post(TOKEN_URL, status=400, body=oauth_error("invalid_grant"))
+    connection = make_connection()
+    assert revoke(connection).done
+    assert not Alarm.objects.exists()
+    assert len([c for c in mocked_http.calls if c.request.url == REVOKE_URL]) == 1
+
+
+def test_a_refused_access_token_of_a_revoked_grant_counts_as_revoked(mocked_http):
+    mocked_http.post(REVOKE_URL, body="")
+    mocked_http.post(REVOKE_URL, status=401, json={"errors": ["Unauthorized"]})
+    connection = make_connection()
+    assert revoke(connection).done
+    assert not Alarm.objects.exists()
+    assert [c.request.url for c in mocked_http.calls] == [REVOKE_URL, REVOKE_URL]
+
+
+def test_a_revoke_refused_twice_with_a_working_client_is_retried_without_alarm(mocked_http):
+    mocked_http.post(REVOKE_URL, status=401, json={"errors": ["Unauthorized"]})
+    mocked_http.post(TOKEN_URL, json=token_json())
+    connection = make_connection()
+    outcome = revoke(connection)
+    assert outcome.status == ConnectionStatus.REVOKING
+    assert not Alarm.objects.exists()
+    stored = Connection.objects.get(pk=connection.pk)
+    assert stored.last_error_code == "revoke_refused"
+    assert secrets_of(stored)["refresh_token"] == "rt-new"  # still held, to revoke later
 
 
 def test_a_400_is_surfaced_logged_and_retried(mocked_http, caplog):
@@ -257,3 +317,20 @@ def test_revoking_through_a_stale_copy_changes_nothing(
         outcome = revoke(stale)  # still says "active" in memory
     assert outcome.done and "already disconnected" in outcome.message
     assert status_changes == [] and len(mocked_http.calls) == 2
+
+
+def test_invalid_grant_after_a_lost_probe_answer_does_not_count_as_revoked(mocked_http):
+    """The probe's refresh may have rotated the token at Datadog although its answer was
+    lost: a later invalid_grant then proves nothing, and the disconnect stays pending."""
+    mocked_http.post(REVOKE_URL, status=401, json={"errors": ["Unauthorized"]})
+    mocked_http.post(TOKEN_URL, body=requests.ReadTimeout("answer lost"))
+    connection = make_connection()
+    assert not revoke(connection).done
+    assert Connection.objects.get(pk=connection.pk).refresh_answer_lost_at is not None
+
+    mocked_http.replace("POST", TOKEN_URL, status=400, body=oauth_error("invalid_grant"))
+    retry_pending_revocations()
+    stored = Connection.objects.get(pk=connection.pk)
+    assert stored.status == ConnectionStatus.REVOKING
+    assert stored.last_error_code == "invalid_grant"
+    assert not Alarm.objects.exists()

@@ -19,6 +19,8 @@ from django_datadog_partner.sandbox.control import Sandbox
 from django_datadog_partner.sandbox.engine import handle
 from django_datadog_partner.sandbox.memory import MemoryStore
 from django_datadog_partner.sandbox.protocol import Answer
+from django_datadog_partner.sandbox.state import Store, digest
+from django_datadog_partner.sandbox.store import OrmStore
 
 REDIRECT = "https://vendor.example/datadog/callback/"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -50,8 +52,8 @@ def authorize_url(challenge: str, **overrides: str) -> str:
 
 
 class Flow:
-    def __init__(self) -> None:
-        self.sandbox = Sandbox(MemoryStore(), domain="sandbox.localhost")
+    def __init__(self, store: Store | None = None) -> None:
+        self.sandbox = Sandbox(store or MemoryStore(), domain="sandbox.localhost")
         self.org = self.sandbox.create_org("Acme")
         self.user = self.sandbox.create_user(self.org, "Ada")
 
@@ -246,6 +248,25 @@ def test_refresh_rotates_and_a_replayed_refresh_token_fails(flow: Flow) -> None:
     )
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("store", [MemoryStore, OrmStore])
+def test_refresh_can_keep_the_refresh_token_instead_of_rotating_it(store: type[Store]) -> None:
+    """Datadog does not document rotation: the switch lets tests take either answer."""
+    flow = Flow(store())
+    first = flow.exchange()
+    flow.sandbox.set_faults(flow.org, rotate_refresh_tokens=False)
+    second = flow.token(grant_type="refresh_token", refresh_token=first["refresh_token"]).json()
+    assert second["refresh_token"] == first["refresh_token"]
+    assert second["access_token"] != first["access_token"]
+    again = flow.token(grant_type="refresh_token", refresh_token=first["refresh_token"])
+    assert again.status == 200
+    flow.sandbox.clear_faults(flow.org)  # a behaviour switch, not a fault: it stays
+    assert flow.sandbox.faults(flow.org).rotate_refresh_tokens is False
+    flow.sandbox.uninstall(flow.org)
+    gone = flow.token(grant_type="refresh_token", refresh_token=first["refresh_token"])
+    assert gone.status == 400
+
+
 def test_uninstall_and_invalid_grant_fault_fail_the_next_refresh(flow: Flow) -> None:
     tokens = flow.exchange()
     flow.sandbox.set_faults(flow.org, refresh_invalid_grant=True)
@@ -333,3 +354,55 @@ def test_marketplace_needs_the_api_keys_write_scope(flow: Flow) -> None:
     grant = flow.sandbox.grant(flow.org, flow.user, scopes=["events_read"])
     bearer = {"Authorization": f"Bearer {grant.access_token}"}
     assert flow.post("/api/v2/api_keys/marketplace", {}, headers=bearer).status == 403
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("store", [MemoryStore, OrmStore])
+def test_a_revoked_key_restores_for_7_days_and_may_block_a_new_one(store: type) -> None:
+    sandbox = Sandbox(store(), domain="sandbox.localhost")
+    org = sandbox.create_org("Acme")
+
+    def marketplace() -> int:
+        bearer = {"Authorization": f"Bearer {sandbox.grant(org).access_token}"}
+        path = "/api/v2/api_keys/marketplace"
+        return handle("POST", path, bearer, b"", {}, store=sandbox.store).status
+
+    key = sandbox.create_api_key(org)
+    assert sandbox.restore_api_key(org) == 0  # nothing revoked
+    sandbox.revoke_api_key(org)
+    sandbox.set_faults(org, restorable_key_conflict=True)
+    assert marketplace() == 409  # the revoked key can still be restored
+    assert sandbox.restore_api_key(org) == 1
+    assert sandbox.store.find_key(digest(key)).revoked is False  # type: ignore[union-attr]
+
+    sandbox.revoke_api_key(org)
+    later = timezone.now() + timedelta(days=7, minutes=1)
+    with mock.patch.object(timezone, "now", return_value=later):
+        assert sandbox.restore_api_key(org) == 0  # too late
+        assert marketplace() == 201  # and no longer in the way
+        sandbox.revoke_api_key(org)
+        assert sandbox.restore_api_key(org) == 1
+        assert sandbox.restore_api_key(org) == 0  # a key is active again
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("store", [MemoryStore, OrmStore])
+def test_revoke_checks_the_bearer_only_when_switched_on(store: type) -> None:
+    sandbox = Sandbox(store(), domain="sandbox.localhost")
+    org = sandbox.create_org("Acme")
+
+    def revoke(token: str, bearer: str | None) -> int:
+        form = {"client_id": "test-client-id", "client_secret": "test-client-secret",
+                "token": token}  # fmt: skip
+        headers = {**FORM, **({"Authorization": f"Bearer {bearer}"} if bearer else {})}
+        body = urlencode(form).encode()
+        return handle("POST", "/oauth2/v1/revoke", headers, body, {}, store=sandbox.store).status
+
+    first, second = sandbox.grant(org), sandbox.grant(org)
+    assert revoke(first.refresh_token, None) == 200
+    sandbox.set_faults(org, revoke_needs_bearer=True)
+    assert revoke(second.refresh_token, None) == 401
+    assert revoke(second.refresh_token, second.refresh_token) == 401  # not an access token
+    assert revoke(second.refresh_token, second.access_token) == 200
+    assert revoke(second.access_token, second.access_token) == 401  # died with its grant
+    assert revoke("unknown", None) == 200  # RFC 7009: unknown tokens are no one's

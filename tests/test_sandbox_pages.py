@@ -220,6 +220,10 @@ def test_org_page_shows_what_arrived_and_revokes(client: Client) -> None:
     assert SandboxAPIKey.objects.get().revoked_at is not None
     validate = client.get("/sandbox/api/v1/validate", headers={"DD-API-KEY": key})
     assert validate.status_code == 403
+    client.post(f"/sandbox/orgs/{org.id}/restore-api-key/")  # within Datadog's 7 days
+    assert SandboxAPIKey.objects.get().revoked_at is None
+    validate = client.get("/sandbox/api/v1/validate", headers={"DD-API-KEY": key})
+    assert validate.status_code == 200
 
 
 def test_fault_switches_from_the_page(client: Client) -> None:
@@ -278,3 +282,25 @@ def test_check_e030_when_the_sandbox_urls_are_not_included(settings: Any) -> Non
     errors = check_sandbox_urls()
     assert [error.id for error in errors] == ["datadog_partner.E030"]
     assert 'include("django_datadog_partner.sandbox.urls")' in (errors[0].hint or "")
+
+
+SANDBOX_PAGES = ("/sandbox/", "/sandbox/orgs/", "/sandbox/login/")
+
+
+def test_the_header_ignores_the_hosts_own_login(client: Client, django_user_model: Any) -> None:
+    client.force_login(django_user_model.objects.create_user("shopper"))
+    for page in SANDBOX_PAGES:
+        html = client.get(page).content.decode()
+        assert "Signed in as" not in html, page
+        assert 'href="/sandbox/login/">Sign in</a>' in html, page
+
+
+def test_the_header_names_the_sandbox_user_on_every_page(
+    client: Client, signed_in: SandboxUser, django_user_model: Any
+) -> None:
+    client.force_login(django_user_model.objects.create_user("shopper"))
+    org_page = reverse("datadog_partner_sandbox:org", args=[signed_in.org_id])
+    for page in (*SANDBOX_PAGES, org_page):
+        assert "Signed in as Ada (Acme)" in client.get(page).content.decode(), page
+    consent = client.get(authorize_url()[0]).content.decode()
+    assert "Signed in as Ada (Acme)" in consent

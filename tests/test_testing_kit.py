@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -20,17 +19,6 @@ from django_datadog_partner.testing import FakeDatadog
 from tests.testapp.models import Organization
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeDatadog]:
-    with FakeDatadog() as datadog:
-        yield datadog
-
-
-@pytest.fixture
-def acme() -> Organization:
-    return Organization.objects.create(name="Acme")
 
 
 def key_of(connection: Connection) -> str:
@@ -111,7 +99,7 @@ def test_oauth_round_trip_with_the_projects_oauth_module(fake: FakeDatadog) -> N
     tokens = oauth.exchange_code(site, code=code, code_verifier=verifier, redirect_uri=redirect_uri)
     rotated = oauth.refresh_tokens(site, tokens.refresh_token or "")
     assert rotated.refresh_token != tokens.refresh_token
-    oauth.revoke_token(site, rotated.refresh_token or "", "refresh_token")
+    oauth.revoke_token(site, rotated.refresh_token or "", "refresh_token", bearer=None)
     with pytest.raises(oauth.OAuthError):
         oauth.refresh_tokens(site, rotated.refresh_token or "")
 

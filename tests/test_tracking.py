@@ -12,12 +12,13 @@ from django.core import serializers
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.db.models.signals import post_delete, post_save
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_datadog_partner import outbox, tracking
 from django_datadog_partner.delivery import kick
 from django_datadog_partner.models import OutboxEvent, OutboxKind
-from django_datadog_partner.payloads import Change
+from django_datadog_partner.payloads import Change, default_event
 from tests.outbox_support import make_connection
 from tests.testapp.models import Order, Organization, Untracked, Workspace
 
@@ -85,9 +86,7 @@ def test_savepoint_rollback_keeps_the_outer_rows_kick(org, django_capture_on_com
         with pytest.raises(RuntimeError):
             save_then_fail(org, "gone")
         Order.objects.create(organization=org, number="kept")
-    assert [row.payload["title"] for row in OutboxEvent.objects.all()] == [
-        "Order created: Order kept"
-    ]
+    assert [row.payload["title"] for row in OutboxEvent.objects.all()] == ["Order created: kept"]
     assert [cb for cb in callbacks if cb is kick._kick] == [kick._kick]
 
 
@@ -179,6 +178,35 @@ def test_update_fields_and_delete(org):
     assert [row.action for row in rows] == ["created", "updated", "deleted"]
     assert rows[1].payload["text"].endswith("Changed fields: status")
     assert "action:deleted" in rows[2].payload["tags"]
+
+
+def test_default_event_names_loaded_relations_without_querying_for_them(org):
+    order = Order.objects.create(organization=org, number="A-1")
+    created = OutboxEvent.objects.get().payload
+    assert created["title"] == "Order created: A-1"
+    assert "organization: Acme" in created["text"].splitlines()
+
+    fresh = Order.objects.get(pk=order.pk)
+    with CaptureQueriesContext(connection) as queries:
+        fresh.save(update_fields=["status"])
+    assert not [q for q in queries if "testapp_organization" in q["sql"]]
+    updated = OutboxEvent.objects.latest("pk").payload
+    assert f"organization: {org.pk}" in updated["text"].splitlines()
+
+
+@pytest.mark.parametrize(
+    ("name", "title"),
+    [
+        ("Untracked report", "Untracked created: report"),
+        ("untracked  #7", "Untracked created: #7"),
+        ("Untracked", "Untracked created: Untracked"),
+        ("Untracked-7", "Untracked created: Untracked-7"),
+        ("Weekly untracked", "Untracked created: Weekly untracked"),
+    ],
+)
+def test_default_title_does_not_repeat_the_model_name(name, title):
+    change = Change(Untracked(name=name), "created", timezone.now())
+    assert default_event(change, source_type_name="x")["title"] == title
 
 
 def test_builder_error_never_breaks_the_save(org, caplog):
@@ -329,8 +357,6 @@ def owner_of(order: Order) -> Organization:
 
 
 def titled(change: Change) -> dict[str, Any]:
-    from django_datadog_partner.payloads import default_event
-
     return {**default_event(change, source_type_name="x"), "title": "custom"}
 
 

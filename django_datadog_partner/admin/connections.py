@@ -67,7 +67,7 @@ class ConnectionAdmin(NamedListAdmin):
                                "paused_until")}),
         ("Credentials (encrypted; never shown)", {"fields": ("credentials",)}),
         ("Activity", {"fields": ("created_at", "updated_at", "last_success_at", "last_error",
-                                 "health_checked_at")}),
+                                 "health_checked_at", "refresh_answer_lost_at")}),
     )  # fmt: skip
     readonly_fields = ("owner_display", "status_badge", "credentials", "last_error")
     change_form_template = "admin/datadog_partner/connection/change_form.html"

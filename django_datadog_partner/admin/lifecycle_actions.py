@@ -81,7 +81,8 @@ def _create_api_key(request: HttpRequest, connection: Connection) -> Outcome:
 
     outcome = create_api_key(connection)
     if outcome.missing:
-        return messages.WARNING, f"{connection.status_reason} {key_recovery(connection)}"
+        return messages.WARNING, " ".join(filter(None, (connection.status_reason,
+                                                         key_recovery(connection))))  # fmt: skip
     return messages.SUCCESS, f"API key {outcome.result}; the connection is active."
 
 

@@ -21,6 +21,7 @@ from ..regions import get_site
 from ..status import mark_broken, set_status
 from .identity import (
     MISSING_CONFLICT,
+    MISSING_PERMISSION,
     MISSING_REFUSED,
     MISSING_SCOPE,
     MISSING_UNCONFIRMED,
@@ -39,6 +40,9 @@ KEY_KEPT = "kept"
 KEY_MISSING = "missing"
 
 SCOPE_ALARM = "api_keys_write_missing"
+
+#: ``last_error_code`` of a key_missing connection after a 401/403: whose problem it is.
+REFUSAL_CODES = {MISSING_SCOPE: SCOPE_ALARM, MISSING_PERMISSION: "user_cannot_create_keys"}
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,7 @@ def create_api_key(connection: Connection, *, access_token: str | None = None) -
     if key_is_live(connection) is not False:
         set_status(connection, ConnectionStatus.ACTIVE, "The stored API key is still valid.")
         return APIKeyOutcome(KEY_KEPT)
-    answer = ask_marketplace(site, token)
+    answer = ask_marketplace(site, token, connection.scopes)
     if answer.created:
         store_key(connection, answer)
     return settle(connection, answer, keep_key=False)
@@ -90,14 +94,15 @@ def settle(connection: Connection, answer: MarketplaceAnswer, *, keep_key: bool)
         connection,
         ConnectionStatus.KEY_MISSING,
         missing_key_reason(connection, answer.missing),
-        answer.error_code,
+        REFUSAL_CODES.get(answer.missing, answer.error_code),
     )
     return APIKeyOutcome(KEY_MISSING, answer.missing, answer.detail)
 
 
 @sensitive_variables()
 def note_refusal(answer: MarketplaceAnswer) -> None:
-    """A 401/403 from the marketplace endpoint is the vendor's to fix: raise the alarm."""
+    """A 401/403 for an OAuth client without ``api_keys_write`` is the vendor's to fix:
+    raise the alarm (a user who may not create keys is told so, no alarm)."""
     if answer.missing == MISSING_SCOPE:
         raise_alarm(
             SCOPE_ALARM,
@@ -132,8 +137,23 @@ def _stored_access_token(connection: Connection) -> str:
 
 
 def missing_key_reason(connection: Connection, reason: str) -> str:
-    """The status reason stored for a connection without a key: why, in the customer's
-    words. What to do is said once, by the connection's page (or ``key_recovery``)."""
+    """The status reason stored (and shown to the customer) for a connection without a key.
+
+    Where revoking the key cures it (``revoke_cures``), the reason says why and the
+    connection's page gives the steps, Datadog's documented recovery for a lost key (revoke
+    the "OAuth Client API Key", then authorise again), so they are said once; a refusal to
+    create a key says what to do in the reason itself.
+    """
+    if reason == MISSING_CONFLICT and connection.api_key is not None:
+        return (
+            f"Datadog rejects this connection's API key{key_ending(connection)}, so it was "
+            "probably revoked in Datadog, and creates no other while the organisation holds "
+            "one. A revoked key can be restored in Datadog for 7 days: restore it on "
+            "Datadog's API Keys page, then press \u201cCreate the API key again\u201d, which "
+            "keeps a key Datadog accepts again (the health check notices a restore too). For "
+            "a new key instead, follow the steps below; while Datadog still keeps the revoked "
+            "key restorable it may refuse again."
+        )
     texts = {
         MISSING_CONFLICT: "Datadog already holds this integration's API key for the "
         "organisation and shows it only once. It issues one per organisation, so the key "
@@ -142,15 +162,35 @@ def missing_key_reason(connection: Connection, reason: str) -> str:
         MISSING_UNCONFIRMED: "Datadog did not confirm whether it created the API key.",
         MISSING_SCOPE: "Datadog refused to create the API key: the OAuth client lacks the "
         "api_keys_write scope. Once the vendor adds it, reconnect.",
-        MISSING_REFUSED: "Datadog refused to create the API key.",
+        MISSING_PERMISSION: "Datadog refused to create the API key: the Datadog user who "
+        "authorised may not create API keys (Datadog lets a user finish authorising without "
+        "the permissions the integration needs). A Datadog administrator can grant that "
+        "user the API Keys Write permission, then press \u201cCreate the API key "
+        "again\u201d; or a Datadog user who holds it presses \u201cReconnect\u201d.",
+        MISSING_REFUSED: "Datadog refused to create the API key. Press \u201cCreate the API "
+        "key again\u201d or reconnect.",
     }
     return texts[reason]
 
 
+def revoke_cures(connection: Connection) -> bool:
+    """Whether revoking the organisation's key is the cure: it is for a 409 or a lost key,
+    not for a refusal to create one."""
+    return connection.last_error_code not in REFUSAL_CODES.values()
+
+
 def key_recovery(connection: Connection) -> str:
-    """What the customer does about a missing key, for operators (admin, commands)."""
+    """The steps of the connection's page, for operators (admin, commands); "" where the
+    status reason already says what to do."""
+    if not revoke_cures(connection):
+        return ""
     return (
         f"The customer revokes the key named \u201cOAuth Client API Key\u201d on Datadog's "
-        f"API Keys page ({api_keys_page_url(connection)}) if it is listed, then uses "
-        "\u201cCreate the API key again\u201d."
+        f"API Keys page ({api_keys_page_url(connection)}) if it is listed, then authorises "
+        "again with \u201cReconnect\u201d (or uses \u201cCreate the API key again\u201d)."
     )
+
+
+def key_ending(connection: Connection) -> str:
+    """`` (ending in abcd)``: how the customer recognises the key in Datadog."""
+    return f" (ending in {connection.api_key_last4})" if connection.api_key_last4 else ""

@@ -3,8 +3,10 @@
 A row holds a 256-bit ``state``, the encrypted PKCE verifier, the user, the owner and the
 SHA-256 of a random *binding* value kept in the user's session (not the session key,
 which changes at login under some backends). The callback consumes the row with one
-conditional UPDATE, so a replay or a concurrent duplicate finds nothing to consume, and
-then checks that the same user, in the same browser, is back.
+conditional UPDATE that also requires this session's binding, so a replay, a concurrent
+duplicate or another browser finds nothing to consume; it then checks that the same user
+is back. A state is only ever spent by the browser it was issued to: a stranger who learnt
+it (``?error=access_denied&state=…``, a forged code) cannot cancel someone else's flow.
 """
 
 from __future__ import annotations
@@ -102,45 +104,31 @@ def consume_authorization(
 ) -> AuthorizationRequest:
     """Mark the authorisation for ``state`` used and return it, or raise ``InvalidStateError``.
 
-    The row is consumed before any other check, so a failed callback with a known state
-    still burns it. Only one caller can ever win the conditional UPDATE.
+    Only this browser (the session holding the binding) can consume the row, and only one
+    caller can ever win the conditional UPDATE. Once consumed, a failed user check still
+    burns it: the browser that owns the flow came back with the wrong account.
     """
     if not state:
         raise InvalidStateError("The callback has no state.", error_code=STATE_MISSING)
     if not STATE_PATTERN.match(state):
         raise InvalidStateError("The callback's state is malformed.", error_code=STATE_UNKNOWN)
     now = timezone.now()
-    won = AuthorizationRequest.objects.filter(
-        state=state, used_at__isnull=True, expires_at__gt=now
-    ).update(used_at=now)
+    won = _consume_own(session, state, now)
     pending = AuthorizationRequest.objects.filter(state=state).first()
     if not won:
-        raise _why_not_consumed(pending, now)
+        raise _why_not_consumed(pending, session, user, now)
     assert pending is not None
-    if user is None or not getattr(user, "is_authenticated", False) or pending.user_id != user.pk:
-        raise InvalidStateError(
-            "The callback's state belongs to another user.", error_code=STATE_OTHER_USER
-        )
-    binding = session.get(BINDING_SESSION_KEY)
-    if not isinstance(binding, str) or not hmac.compare_digest(
-        _hash(binding), pending.binding_hash
-    ):
-        raise InvalidStateError(
-            "The callback's state was issued to another browser.", error_code=STATE_OTHER_BROWSER
-        )
+    if not _same_user(pending, user):
+        raise _other_user()
     return pending
 
 
-def burn_state(state: str | None) -> bool:
-    """Consume ``state`` without any check (callbacks that cannot succeed); True if it was live."""
+def burn_state(session: SessionBase, state: str | None) -> bool:
+    """Consume ``state`` if this browser owns it (callbacks that cannot succeed); True if it
+    was live. A state issued to another browser is left for its owner."""
     if not state or not STATE_PATTERN.match(state):
         return False
-    now = timezone.now()
-    return bool(
-        AuthorizationRequest.objects.filter(
-            state=state, used_at__isnull=True, expires_at__gt=now
-        ).update(used_at=now)
-    )
+    return _consume_own(session, state, timezone.now())
 
 
 @sensitive_variables()
@@ -182,9 +170,44 @@ def _evict_oldest(binding_hash: str, now: Any, *, keep: int) -> None:
         AuthorizationRequest.objects.filter(pk__in=stale).delete()
 
 
-def _why_not_consumed(pending: AuthorizationRequest | None, now: Any) -> InvalidStateError:
+def _consume_own(session: SessionBase, state: str, now: Any) -> bool:
+    """The one conditional UPDATE: live, and bound to the binding this session holds."""
+    binding_hash = _session_binding_hash(session)
+    if binding_hash is None:
+        return False
+    return bool(
+        AuthorizationRequest.objects.filter(
+            state=state, binding_hash=binding_hash, used_at__isnull=True, expires_at__gt=now
+        ).update(used_at=now)
+    )
+
+
+def _session_binding_hash(session: SessionBase) -> str | None:
+    binding = session.get(BINDING_SESSION_KEY)
+    return _hash(binding) if isinstance(binding, str) else None
+
+
+def _same_user(pending: AuthorizationRequest, user: Any) -> bool:
+    return bool(getattr(user, "is_authenticated", False)) and pending.user_id == user.pk
+
+
+def _other_user() -> InvalidStateError:
+    return InvalidStateError(
+        "The callback's state belongs to another user.", error_code=STATE_OTHER_USER
+    )
+
+
+def _why_not_consumed(
+    pending: AuthorizationRequest | None, session: SessionBase, user: Any, now: Any
+) -> InvalidStateError:
     if pending is None:
         return InvalidStateError("The callback's state is unknown.", error_code=STATE_UNKNOWN)
+    if not _same_user(pending, user):
+        return _other_user()
+    if not hmac.compare_digest(_session_binding_hash(session) or "", pending.binding_hash):
+        return InvalidStateError(
+            "The callback's state was issued to another browser.", error_code=STATE_OTHER_BROWSER
+        )
     if pending.used_at is not None:
         return InvalidStateError("The callback's state was already used.", error_code=STATE_USED)
     return InvalidStateError("The callback's state has expired.", error_code=STATE_EXPIRED)

@@ -46,9 +46,11 @@ from ..regions import (
 )
 from ..signals import connection_established, connection_failed
 from ..status import set_status
-from .api_keys import MISSING_SCOPE, APIKeyOutcome, note_refusal, settle, store_key
+from .api_keys import APIKeyOutcome, note_refusal, settle, store_key
 from .authorization import callback_url, consume_authorization, start_authorization, take_verifier
 from .identity import (
+    MISSING_PERMISSION,
+    MISSING_SCOPE,
     MISSING_UNCONFIRMED,
     MarketplaceAnswer,
     Placement,
@@ -56,7 +58,7 @@ from .identity import (
     ask_marketplace,
     place,
 )
-from .tokens import INVALID_CLIENT_ALARM
+from .tokens import INVALID_CLIENT_ALARM, forget_lost_answer
 
 logger = logging.getLogger("django_datadog_partner")
 
@@ -65,11 +67,13 @@ CONNECTED = "connected"  # a new connection
 RECONNECTED = "reconnected"  # an existing connection updated in place
 DIFFERENT_ORG = "different_org"  # a reconnect that Datadog answered for another organisation
 
-#: The failure page for a marketplace answer that cannot tell which connection is meant.
-UNDECIDED_FAILURES = {
-    MISSING_UNCONFIRMED: failures.DATADOG_UNAVAILABLE,
+#: The failure page for a marketplace 401/403: the OAuth client's, or the user's.
+REFUSAL_FAILURES = {
     MISSING_SCOPE: failures.MISSING_API_KEYS_WRITE,
+    MISSING_PERMISSION: failures.USER_CANNOT_CREATE_KEYS,
 }
+#: The failure page for a marketplace answer that cannot tell which connection is meant.
+UNDECIDED_FAILURES = {MISSING_UNCONFIRMED: failures.DATADOG_UNAVAILABLE, **REFUSAL_FAILURES}
 
 
 @dataclass(frozen=True)
@@ -154,7 +158,7 @@ def connect(
         raise fail(failures.MISCONFIGURED, user=user, message=str(exc)) from None
     tokens = _exchange(site, code, verifier, user)
     _check_scopes(tokens, user)
-    answer = ask_marketplace(site, tokens.access_token)
+    answer = ask_marketplace(site, tokens.access_token, tokens.scopes)
     _compare_hint(org_hint, answer.org)
     placement = _placement(pending, site, answer, user)
     web_url = _web_url(pending, site, callback_site)
@@ -162,11 +166,11 @@ def connect(
         pending, site, web_url, tokens, user, answer, placement
     )
     key = settle(connection, answer, keep_key=placement.keep_key)
-    if key.reason == MISSING_SCOPE:
+    if key.reason in REFUSAL_FAILURES:
         raise fail(
-            failures.MISSING_API_KEYS_WRITE,
+            REFUSAL_FAILURES[key.reason],
             user=user,
-            message="the marketplace endpoint refused the OAuth token",
+            message=f"the marketplace endpoint refused the OAuth token ({key.reason})",
             connection=connection,
         )
     logger.info(
@@ -416,6 +420,7 @@ def _apply(connection: Connection, web_url: str, tokens: oauth.TokenSet, user: A
     connection.access_token = tokens.access_token
     if tokens.refresh_token:
         connection.refresh_token = tokens.refresh_token
+    forget_lost_answer(connection)
     connection.expires_at = tokens.expires_at
     if tokens.scopes:
         connection.scopes = tokens.scopes

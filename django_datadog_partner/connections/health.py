@@ -4,6 +4,7 @@ No uninstall webhook exists, so each connection is checked once a day: its token
 refreshed (an uninstall answers ``invalid_grant``) and its API key validated with
 ``GET /api/v1/validate`` (a revoked key answers 403). The scheduled run is hourly and
 takes a slice of the connections that are due, so the work is spread over the day.
+Connections in use are checked hourly instead (``uninstalls``).
 """
 
 from __future__ import annotations
@@ -115,18 +116,25 @@ def run_scheduled_health_checks(now: datetime | None = None) -> HealthRunSummary
     )
     summary = HealthRunSummary(due=len(due))
     for connection in due:
-        try:
-            report = check_health(connection)
-        except InvalidClientError:
-            # Our own credentials are wrong: checking the others would only repeat it.
-            summary.stopped_early = True
+        if not check_counted(connection, summary):
             break
-        summary.checked += 1
-        if report.healthy:
-            summary.healthy += 1
-        else:
-            summary.unhealthy += 1
     return summary
+
+
+def check_counted(connection: Connection, summary: HealthRunSummary) -> bool:
+    """Check one connection of a run and count it; False when the run must stop: our own
+    credentials are wrong, and checking the others would only repeat it."""
+    try:
+        report = check_health(connection)
+    except InvalidClientError:
+        summary.stopped_early = True
+        return False
+    summary.checked += 1
+    if report.healthy:
+        summary.healthy += 1
+    else:
+        summary.unhealthy += 1
+    return True
 
 
 def owner_exists(connection: Connection) -> bool:
@@ -145,7 +153,8 @@ def _check_api_key(connection: Connection) -> HealthReport:
     if connection.api_key is None:
         if connection.status != ConnectionStatus.KEY_MISSING:  # else keep the connect reason
             mark_broken(connection, ConnectionStatus.KEY_MISSING, NO_KEY_REASON, "key_missing")
-        return _report(connection, False, f"{connection.status_reason} {key_recovery(connection)}")
+        message = " ".join(filter(None, (connection.status_reason, key_recovery(connection))))
+        return _report(connection, False, message)
     valid = DatadogClient(connection.domain).validate_api_key(
         reveal(connection, connection.api_key)
     )

@@ -35,19 +35,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 from django.views.decorators.debug import sensitive_variables
 
-from ..client import DatadogClient
+from ..client import DatadogClient, Verdict, classify, json_body
 from ..exceptions import (
     CredentialsUnreadableError,
     DatadogPartnerError,
     RetryableError,
     TransportRefusedError,
+    UnreadableAnswerError,
     datadog_error_messages,
 )
 from ..models import AuthorizationRequest, Connection
@@ -57,13 +58,16 @@ from ..status import reveal
 logger = logging.getLogger("django_datadog_partner")
 
 MARKETPLACE_PATH = "/api/v2/api_keys/marketplace"
+#: The private scope the marketplace endpoint needs on the OAuth client.
+KEY_SCOPE = "api_keys_write"
 USER_ORGS_PATH = "/api/v2/users/{user_id}/orgs"
 DATADOG_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 
 #: Why the marketplace answer gave no key (``MarketplaceAnswer.missing``).
 MISSING_CONFLICT = "conflict"  # 409: the organisation holds its key already.
 MISSING_UNCONFIRMED = "unconfirmed"  # No clear answer: the key may or may not exist.
-MISSING_SCOPE = "api_keys_write"  # 401/403: the token may not create keys.
+MISSING_SCOPE = "api_keys_write"  # 401/403, and the token answer lacks api_keys_write.
+MISSING_PERMISSION = "user_permission"  # 401/403 although the token holds the scope.
 MISSING_REFUSED = "refused"  # Any other refusal; Datadog's text is in ``detail``.
 
 
@@ -112,19 +116,21 @@ class Placement:
 
 
 @sensitive_variables()
-def ask_marketplace(site: Site, access_token: str) -> MarketplaceAnswer:
+def ask_marketplace(site: Site, access_token: str, scopes: Sequence[str]) -> MarketplaceAnswer:
     """Ask Datadog for the token's organisation's key; 409 and refusals are answers too.
 
-    After a 201, the organisation is looked up for the key's creator (best effort).
+    ``scopes`` are those the token answer granted: they tell a 401/403 for a client
+    without ``api_keys_write`` from one for a user who may not create keys. After a 201,
+    the organisation is looked up for the key's creator (best effort).
     """
-    answer = _post_marketplace(site, access_token)
+    answer = _post_marketplace(site, access_token, scopes)
     if not answer.created:
         return answer
     return dataclasses.replace(answer, org=verify_org(site, access_token, answer.creator_id))
 
 
 @sensitive_variables()
-def _post_marketplace(site: Site, access_token: str) -> MarketplaceAnswer:
+def _post_marketplace(site: Site, access_token: str, scopes: Sequence[str]) -> MarketplaceAnswer:
     client = DatadogClient(site)
     try:
         response = client.request(
@@ -135,26 +141,38 @@ def _post_marketplace(site: Site, access_token: str) -> MarketplaceAnswer:
     except (RetryableError, TransportRefusedError) as exc:
         code = f"http_{exc.status_code}" if exc.status_code else "unreachable"
         return MarketplaceAnswer(missing=MISSING_UNCONFIRMED, error_code=code)
-    return _marketplace_answer(response)
+    return _marketplace_answer(response, scopes)
 
 
-def _marketplace_answer(response: requests.Response) -> MarketplaceAnswer:
-    status = response.status_code
-    code = f"http_{status}"
-    if 200 <= status < 300:
+def _marketplace_answer(response: requests.Response, scopes: Sequence[str]) -> MarketplaceAnswer:
+    answer = classify(response)
+    code = answer.code
+    if answer.verdict is Verdict.SUCCESS:
         parsed = _parse_key(response)
         if parsed is None:
             # The key may exist in Datadog now, but we could not read it: treat as lost.
             return MarketplaceAnswer(missing=MISSING_UNCONFIRMED, error_code="invalid_key_response")
         return parsed
-    if status == 409:
+    if answer.verdict is Verdict.CONFLICT:
         return MarketplaceAnswer(missing=MISSING_CONFLICT, error_code=code)
-    if status in (401, 403):
-        return MarketplaceAnswer(missing=MISSING_SCOPE, error_code=code)
-    if status == 429 or status >= 500:
+    if answer.verdict in (Verdict.UNAUTHORIZED, Verdict.FORBIDDEN):
+        return MarketplaceAnswer(missing=refusal_reason(scopes), error_code=code)
+    if answer.retryable:
         return MarketplaceAnswer(missing=MISSING_UNCONFIRMED, error_code=code)
     detail = "; ".join(datadog_error_messages(response))[:300]
     return MarketplaceAnswer(missing=MISSING_REFUSED, error_code=code, detail=detail)
+
+
+def refusal_reason(scopes: Sequence[str]) -> str:
+    """Whose a marketplace 401/403 is. Datadog lets a user finish authorising without the
+    permissions the scopes need (when the flow starts outside its tile), so only a token
+    answer that lists scopes without ``api_keys_write`` blames the OAuth client. An answer
+    that lists none proves nothing: the user's, so one user never raises a vendor alarm."""
+    if scopes and KEY_SCOPE not in scopes:
+        return MISSING_SCOPE
+    if not scopes:
+        logger.warning("Datadog refused to create an API key; the token answer listed no scopes.")
+    return MISSING_PERMISSION
 
 
 @sensitive_variables()
@@ -210,8 +228,8 @@ def _org_name(body: Any, org_id: str) -> str:
 
 def _json(response: requests.Response) -> Any:
     try:
-        return response.json()
-    except (ValueError, RecursionError):
+        return json_body(response)
+    except UnreadableAnswerError:
         return None
 
 

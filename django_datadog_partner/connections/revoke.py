@@ -2,7 +2,10 @@
 
 The connection goes to ``revoking`` first. The refresh token and then the access token are
 revoked at ``https://api.<domain>/oauth2/v1/revoke`` (RFC 7009: Datadog answers 200 for
-unknown tokens too, so revoking twice is harmless). Only after Datadog confirmed are the
+unknown tokens too, so revoking twice is harmless), with the client credentials in the
+body and, as Datadog's example, ``Authorization: Bearer`` with the access token while it
+is valid. A refusal is our client's fault only when the token endpoint refuses it too
+(``_revoke_confirmed``). Only after Datadog confirmed are the
 secrets wiped, the connection's pending events cancelled and the status set to
 ``revoked``. A timeout or 5xx leaves the connection ``revoking`` with its secrets still
 encrypted, and the scheduled retry finishes the job. Datadog offers no API to delete the
@@ -17,6 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from .. import oauth, outbox
 from ..alarms import raise_alarm
@@ -25,15 +29,16 @@ from ..exceptions import (
     CredentialsUnreadableError,
     DatadogPartnerError,
     InvalidClientError,
+    OAuthError,
     RateLimitedError,
     RetryableError,
 )
 from ..models import Connection, ConnectionStatus
-from ..regions import get_site
+from ..regions import Site, get_site
 from ..status import set_status
-from .api_keys import api_keys_page_url
+from .api_keys import api_keys_page_url, key_ending
 from .rows import copy_state, error_code_of, locked_row, record_error, reread
-from .tokens import INVALID_CLIENT_ALARM
+from .tokens import INVALID_CLIENT_ALARM, record_refresh_failure, store_tokens
 
 logger = logging.getLogger("django_datadog_partner")
 
@@ -94,8 +99,9 @@ def revoke(
     if isinstance(failure, InvalidClientError):
         raise_alarm(
             INVALID_CLIENT_ALARM,
-            "Datadog refused this OAuth client's credentials while revoking a token. Check "
-            "DATADOG_PARTNER['CLIENT_ID'] and ['CLIENT_SECRET']; revocations are retried.",
+            "Datadog refused this OAuth client's credentials while revoking a token (its "
+            "token endpoint too). Check DATADOG_PARTNER['CLIENT_ID'] and ['CLIENT_SECRET']; "
+            "revocations are retried.",
         )
     if failure is None and local_only:
         return RevokeOutcome(ConnectionStatus.REVOKED, LOCAL_ONLY_INSTRUCTION)
@@ -121,7 +127,6 @@ def retry_pending_revocations() -> dict[str, int]:
 
 def api_key_instruction(connection: Connection, *, already: bool = False) -> str:
     """What the customer must still do in Datadog (no API can delete the key for us)."""
-    ending = f" (ending in {connection.api_key_last4})" if connection.api_key_last4 else ""
     first = (
         "This connection is already disconnected."
         if already
@@ -131,7 +136,8 @@ def api_key_instruction(connection: Connection, *, already: bool = False) -> str
     return (
         f"{first} One step is left, in Datadog: open Organization Settings → API Keys "
         f"({api_keys_page_url(connection)}), find the key named “OAuth Client API Key”"
-        f"{ending} and revoke it. Datadog does not let integrations delete it themselves."
+        f"{key_ending(connection)} and revoke it. Datadog does not let integrations delete "
+        "it themselves."
     )
 
 
@@ -139,11 +145,10 @@ def _revoke_tokens(row: Connection) -> DatadogPartnerError | None:
     """Revoke each stored token, forgetting each one as soon as Datadog confirmed it."""
     site = get_site(row.domain)
     for field_name, hint in TOKEN_FIELDS:
-        secret = getattr(row, field_name)
-        if secret is None:
+        if getattr(row, field_name) is None:
             continue
         try:
-            oauth.revoke_token(site, secret.reveal(), hint)
+            _revoke_confirmed(row, site, field_name, hint)
         except CredentialsUnreadableError as exc:
             # Keep the ciphertext: once ENCRYPTION_KEYS is fixed the retry completes.
             record_error(row, "credentials_unreadable")
@@ -157,6 +162,71 @@ def _revoke_tokens(row: Connection) -> DatadogPartnerError | None:
         setattr(row, field_name, None)
         row.save(update_fields=[field_name, "updated_at"])
     return None
+
+
+def _revoke_confirmed(row: Connection, site: Site, field_name: str, hint: str) -> None:
+    """Revoke one token, or raise. A 401 (or ``invalid_client``) alone never says that our
+    client secret is wrong: Datadog's example also sends a Bearer token, which may be the
+    one refused. The token endpoint gives the second signal (one token call):
+
+    * it refuses our client too: ``InvalidClientError`` (the configuration alarm);
+    * the grant is gone there (``invalid_grant``): nothing is left to revoke;
+    * it issues tokens: the revoke is sent again with them, once; a second refusal is an
+      ``OAuthError`` (retried later, no alarm).
+
+    A refused access token whose refresh token is revoked already (or was never stored)
+    died with its grant, or expires within the hour: it counts as revoked.
+    """
+    try:
+        _send_revoke(row, site, field_name, hint)
+    except InvalidClientError as exc:
+        if field_name == "access_token" and row.refresh_token is None:
+            logger.info("Datadog connection %s: the access token died with its grant.", row.pk)
+            return
+        logger.warning("Datadog refused revoking a token of connection %s: %s", row.pk, exc)
+        if not _token_endpoint_accepts(row, site):
+            return
+        try:
+            _send_revoke(row, site, field_name, hint)
+        except InvalidClientError as again:
+            raise OAuthError(
+                "Datadog refused the revocation although its token endpoint accepts this "
+                "integration's client credentials.",
+                error_code="revoke_refused",
+                status_code=again.status_code,
+            ) from None
+
+
+@sensitive_variables()
+def _send_revoke(row: Connection, site: Site, field_name: str, hint: str) -> None:
+    """``bearer``: the stored access token while it is valid, as Datadog's example sends it."""
+    secret = getattr(row, field_name)
+    access = row.access_token
+    fresh = access is not None and row.expires_at is not None and row.expires_at > timezone.now()
+    bearer = access.reveal() if fresh and access is not None else None
+    oauth.revoke_token(site, secret.reveal(), hint, bearer=bearer)
+
+
+@sensitive_variables()
+def _token_endpoint_accepts(row: Connection, site: Site) -> bool:
+    """Refresh the row's grant: True with new tokens stored, False when the grant is gone
+    (both tokens forgotten); raises what the token endpoint answered otherwise."""
+    assert row.refresh_token is not None
+    try:
+        tokens = oauth.refresh_tokens(site, row.refresh_token.reveal())
+    except OAuthError as exc:
+        # After a lost refresh answer Datadog may hold a newer refresh token: not proof.
+        if exc.error_code != "invalid_grant" or row.refresh_answer_lost_at is not None:
+            raise
+        logger.info("Datadog connection %s: the grant is already revoked.", row.pk)
+        row.access_token = row.refresh_token = None
+        row.save(update_fields=["access_token", "refresh_token", "updated_at"])
+        return False
+    except DatadogPartnerError as exc:
+        record_refresh_failure(row, exc)  # a lost answer is remembered, as for a refresh
+        raise
+    store_tokens(row, tokens)
+    return True
 
 
 def _pause(row: Connection, seconds: float) -> None:

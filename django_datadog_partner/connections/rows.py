@@ -22,6 +22,7 @@ STATE_FIELDS = (
     "access_token",
     "refresh_token",
     "expires_at",
+    "refresh_answer_lost_at",
     "scopes",
     "api_key",
     "api_key_fingerprint",

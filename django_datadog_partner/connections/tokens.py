@@ -10,6 +10,10 @@ Rules (see README "Keeping connections healthy"):
 * ``invalid_grant``: the row is re-read. A changed refresh token means another worker won
   a race (its token is used); an unchanged one means the customer revoked the grant or
   uninstalled: ``needs_reconnect`` and no further token calls.
+* Unless the answer to an earlier refresh was lost (sent, but no whole answer came back):
+  Datadog may have replaced the refresh token then, so ``invalid_grant`` proves nothing.
+  The connection keeps its status, and so its delivery (intake uses the API key); its
+  status reason and an alarm say that API access needs a reconnect. New tokens clear it.
 * ``invalid_client`` is our own configuration (e.g. a rotated client secret not deployed
   yet): a configuration alarm, and every connection is left untouched.
 * Timeouts, 5xx and 429 never change a connection's status.
@@ -27,19 +31,21 @@ from django.views.decorators.debug import sensitive_variables
 from .. import oauth
 from ..alarms import raise_alarm
 from ..exceptions import (
+    AnswerLostError,
     CredentialsUnreadableError,
     DatadogPartnerError,
     InvalidClientError,
     NeedsReconnectError,
     OAuthError,
     RateLimitedError,
+    RefreshTokenLostError,
     RetryableError,
     TransportRefusedError,
 )
 from ..fields import Secret
 from ..models import Alarm, Connection, ConnectionStatus
 from ..regions import get_site
-from ..status import mark_broken, reveal
+from ..status import mark_broken, reveal, set_status
 from .rows import copy_state, error_code_of, locked_row, record_error, reread
 from .rows import unusable_error as _unusable_error
 
@@ -50,6 +56,31 @@ REFRESH_LEEWAY = timedelta(minutes=5)
 
 #: Alarm code raised when Datadog refuses our client credentials.
 INVALID_CLIENT_ALARM = "invalid_client"
+
+#: ``last_error_code`` once Datadog refuses a refresh token whose refresh answer was lost.
+REFRESH_TOKEN_LOST = "refresh_token_lost"
+REFRESH_TOKEN_LOST_REASON = (
+    "Datadog refused the refresh token after the answer to an earlier refresh was lost, so "
+    "Datadog had probably replaced it. Delivery with the API key is not affected, but "
+    "Datadog's API cannot be called for this connection: Reconnect to restore it."
+)
+
+
+def lost_answer_alarm(connection: Connection) -> str:
+    """The alarm code of one connection whose refresh token went with a lost answer."""
+    return f"{REFRESH_TOKEN_LOST}_{connection.pk}"
+
+
+def forget_lost_answer(connection: Connection) -> None:
+    """New tokens are being stored: a lost refresh answer no longer matters.
+
+    Clears the mark on the instance (the caller saves it) and the connection's alarm.
+    """
+    connection.refresh_answer_lost_at = None
+    if connection.pk is not None:
+        Alarm.objects.filter(code=lost_answer_alarm(connection), cleared_at__isnull=True).update(
+            cleared_at=timezone.now()
+        )
 
 
 def token_is_fresh(connection: Connection, now: datetime | None = None) -> bool:
@@ -94,6 +125,14 @@ def refresh(connection: Connection, *, force: bool = False) -> bool:
             "the secret in Datadog's Developer Platform, deploy it and restart web and "
             "worker processes). No connection was changed.",
         )
+    if isinstance(failure, RefreshTokenLostError):
+        raise_alarm(
+            lost_answer_alarm(connection),
+            f"Datadog connection {connection.pk} ({connection}): the answer to a token "
+            "refresh was lost and Datadog now refuses the refresh token, which it had "
+            "probably replaced. Delivery with its API key is not affected; calls to "
+            "Datadog's API for it fail until its owner presses Reconnect.",
+        )
     if failure is not None:
         raise failure
     return connection.access_token != seen_access_token
@@ -127,17 +166,33 @@ def _refresh_locked(row: Connection) -> DatadogPartnerError | None:
         return exc
     except OAuthError as exc:
         if exc.error_code != "invalid_grant":
-            record_error(row, error_code_of(exc))
+            record_refresh_failure(row, exc)
             return exc
         try:
             return _after_invalid_grant(row, sent)
         except CredentialsUnreadableError as unreadable:
             return unreadable
     except (RetryableError, RateLimitedError, TransportRefusedError) as exc:
-        record_error(row, error_code_of(exc))
+        record_refresh_failure(row, exc)
         return exc
-    _store(row, tokens)
+    store_tokens(row, tokens)
     return None
+
+
+def record_refresh_failure(row: Connection, exc: DatadogPartnerError) -> None:
+    """Note the error; if Datadog may have acted on the refresh, mark its answer lost."""
+    record_error(row, error_code_of(exc))
+    lost = isinstance(exc, AnswerLostError) or exc.error_code == oauth.INVALID_TOKEN_RESPONSE
+    if lost and row.refresh_answer_lost_at is None:
+        row.refresh_answer_lost_at = timezone.now()
+        Connection.objects.filter(pk=row.pk).update(
+            refresh_answer_lost_at=row.refresh_answer_lost_at
+        )
+        logger.warning(
+            "Datadog connection %s: a refresh answer was lost; Datadog may have replaced "
+            "the refresh token.",
+            row.pk,
+        )
 
 
 @sensitive_variables()
@@ -152,6 +207,8 @@ def _after_invalid_grant(row: Connection, sent: str) -> DatadogPartnerError | No
     if not current.holds_tokens:  # revoked or reconnected meanwhile
         copy_state(current, row)
         return _unusable_error(current)
+    if current.refresh_answer_lost_at is not None:
+        return _refresh_token_lost(row)
     mark_broken(
         row,
         ConnectionStatus.NEEDS_RECONNECT,
@@ -166,8 +223,23 @@ def _after_invalid_grant(row: Connection, sent: str) -> DatadogPartnerError | No
     )
 
 
-def _store(row: Connection, tokens: oauth.TokenSet) -> None:
+def _refresh_token_lost(row: Connection) -> RefreshTokenLostError:
+    """Not an uninstall we can prove: keep the status (and delivery), say what is wrong."""
+    record_error(row, REFRESH_TOKEN_LOST)
+    set_status(row, row.status, REFRESH_TOKEN_LOST_REASON)
+    return RefreshTokenLostError(
+        f"Datadog connection {row.pk} must be reconnected for API access: Datadog refused its "
+        "refresh token after an earlier refresh answer was lost (delivery is not affected).",
+        error_code=REFRESH_TOKEN_LOST,
+    )
+
+
+def store_tokens(row: Connection, tokens: oauth.TokenSet) -> None:
+    """Persist a token answer (the row is locked); the token endpoint accepted our client."""
     now = timezone.now()
+    forget_lost_answer(row)
+    if row.status_reason == REFRESH_TOKEN_LOST_REASON:
+        set_status(row, row.status, "Datadog accepts the refresh token again.")
     row.access_token = tokens.access_token
     if tokens.refresh_token:  # Datadog may rotate it; without one the old one stays valid.
         row.refresh_token = tokens.refresh_token
@@ -180,6 +252,7 @@ def _store(row: Connection, tokens: oauth.TokenSet) -> None:
             "access_token",
             "refresh_token",
             "expires_at",
+            "refresh_answer_lost_at",
             "scopes",
             "last_success_at",
             "updated_at",

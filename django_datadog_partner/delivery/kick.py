@@ -1,4 +1,5 @@
-"""The coalesced kick: one delivery task after many commits, never one per event.
+"""The coalesced kick: one delivery task after many commits, never one per event (and the
+one other task delivery enqueues: a health check after an intake 403).
 
 Measured traps: an ``async_task`` per save costs 2.7x a save, and
 inside ``on_commit`` django-q2's ORM broker closes the database connection (20x with
@@ -18,6 +19,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterable
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
@@ -26,6 +28,7 @@ from ..conf import app_settings
 logger = logging.getLogger("django_datadog_partner.delivery")
 
 DELIVER_TASK = "django_datadog_partner.tasks.deliver_due"
+HEALTH_TASK = "django_datadog_partner.tasks.check_connection_health"
 
 _lock = threading.Lock()
 _quiet_until = 0.0
@@ -60,6 +63,19 @@ def _kick() -> None:
 
 def enqueue_delivery(count: int = 1) -> None:
     """Enqueue ``count`` delivery tasks (ids only: they take no arguments at all)."""
+    _enqueue([(DELIVER_TASK, ())] * count, "datadog_partner_deliver")
+
+
+def enqueue_health_checks(connection_ids: Iterable[int]) -> None:
+    """A health check of each connection (after an intake 403), each task given the id
+    only. A broker error is logged: the hourly and daily checks still come."""
+    try:
+        _enqueue([(HEALTH_TASK, (pk,)) for pk in connection_ids], "datadog_partner_check")
+    except Exception:
+        logger.warning("Could not enqueue a Datadog health check.", exc_info=True)
+
+
+def _enqueue(tasks: list[tuple[str, tuple[int, ...]]], name: str) -> None:
     from django_q.conf import Conf
     from django_q.tasks import async_task
 
@@ -67,8 +83,8 @@ def enqueue_delivery(count: int = 1) -> None:
     # does not, so the web request keeps its database connection.
     guard = transaction.atomic(using=Conf.ORM) if Conf.ORM else contextlib.nullcontext()
     with guard:
-        for _ in range(count):
-            async_task(DELIVER_TASK, task_name="datadog_partner_deliver", save=False)
+        for func, args in tasks:
+            async_task(func, *args, task_name=name, save=False)
 
 
 def reset() -> None:

@@ -21,7 +21,7 @@ from ..conf import app_settings
 from ..models import Connection, ConnectionStatus, OutboxEvent, OutboxKind, OutboxStatus
 from ..signals import event_failed, event_sent
 from ..status import API_KEY_REJECTED_REASON, mark_broken
-from . import transmit
+from . import kick, transmit
 
 ERROR_LIMIT = 2000
 RETRY_FIELDS = ["attempts", "next_attempt_at", "last_error_code", "last_error", "payload"]
@@ -101,6 +101,7 @@ class Recorder:
         self._rewritten: list[OutboxEvent] = []
         self._succeeded: set[int] = set()
         self._rejected: dict[int, Connection] = {}
+        self._forbidden: set[int] = set()
         self._pauses: dict[int, tuple[str, datetime]] = {}
         self._alarms: dict[str, str] = {}
         self._signals: list[tuple[Signal, dict[str, Any]]] = []
@@ -142,6 +143,8 @@ class Recorder:
             for row in rows:
                 row.payload = result.new_payload
             self._rewritten.extend(rows)
+        if result.code == "http_403" and rows:  # a revoked key, or an uninstall: check now
+            self._forbidden.add(rows[0].connection_id or 0)
         if result.verdict == transmit.DELIVERED:
             self.finish(rows, OutboxStatus.DELIVERED, "", "")
             for row in rows:
@@ -221,5 +224,7 @@ class Recorder:
         for code, message in self._alarms.items():
             raise_alarm(code, message)
         touch_success(self._succeeded - {0})
+        if self._forbidden - {0}:
+            kick.enqueue_health_checks(sorted(self._forbidden - {0}))
         for signal, kwargs in self._signals:
             signal.send(sender=OutboxEvent, **kwargs)

@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from .. import payloads
-from ..client import DatadogClient, rate_limit_wait
+from ..client import DatadogClient, Verdict, classify
 from ..exceptions import (
     DatadogPartnerError,
     TransportRefusedError,
@@ -34,7 +34,6 @@ from .breaker import SiteBreakers
 EVENTS_PATH = "/api/v1/events"
 SERIES_PATH = "/api/v2/series"
 LOGS_PATH = "/api/v2/logs"
-RETRYABLE_STATUSES = frozenset({408, 425, 429})
 
 # Verdicts
 DELIVERED = "delivered"
@@ -187,28 +186,26 @@ def _attempt(
     except DatadogPartnerError as exc:
         result = Result(ids, RETRY, "network", str(exc))
     else:
-        result = classify(response, ids, target, run)
+        result = outcome(response, ids, target, run)
     run.breakers.note(target.site.domain, result)
     return [result]
 
 
-def classify(response: requests.Response, ids: list[int], target: Target, run: Run) -> Result:
+def outcome(response: requests.Response, ids: list[int], target: Target, run: Run) -> Result:
     """What one answer from Datadog's intake means for the rows it carried."""
-    status = response.status_code
-    code = f"http_{status}"
-    if 200 <= status < 300:
+    answer = classify(response)
+    code = answer.code
+    if answer.verdict is Verdict.SUCCESS:
         return Result(ids, DELIVERED, code)
     detail = describe_response(response)
-    if status in (400, 413, 422):
+    if answer.verdict in (Verdict.INVALID, Verdict.TOO_LARGE):
         return Result(ids, DEAD, code, detail)  # a batch is split or bisected by the caller
-    if status in (401, 404):
+    if answer.verdict in (Verdict.UNAUTHORIZED, Verdict.NOT_FOUND):
         return Result(ids, DEAD, code, detail, alarm=True)
-    if status == 403:
+    if answer.verdict is Verdict.FORBIDDEN:
         if run.is_rejected(target):
             return Result(ids, REJECTED, code, detail)
         return Result(ids, RETRY, code, detail)
-    if status == 429:
-        return Result(ids, RETRY, code, detail, pause_for=rate_limit_wait(response.headers))
-    if status in RETRYABLE_STATUSES or status >= 500:
-        return Result(ids, RETRY, code, detail)
+    if answer.retryable:
+        return Result(ids, RETRY, code, detail, pause_for=answer.pause_for)
     return Result(ids, DEAD, code, detail, alarm=True)

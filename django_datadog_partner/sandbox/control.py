@@ -65,6 +65,10 @@ class Sandbox:
         """Revoke the org's key: intake and ``/api/v1/validate`` answer 403 from now on."""
         return self.store.revoke_keys(org.id)
 
+    def restore_api_key(self, org: Org) -> int:
+        """Restore the org's key revoked less than 7 days ago, as Datadog's UI allows."""
+        return oauth_server.restore_key(self.context(), org.id)
+
     def grant(
         self, org: Org, user: User | None = None, scopes: list[str] | None = None
     ) -> IssuedGrant:
@@ -106,16 +110,26 @@ class Sandbox:
 
         Fields: ``intake`` ("429", "500", "503", "403" or ""), ``times`` (None: always),
         ``rate_limit_reset`` (seconds), ``slow_seconds``, ``refresh_invalid_grant``,
-        ``key_creation`` ("409", "403" or ""), ``bare_callback`` (the callback carries only
-        ``code``, ``state`` and ``domain``).
+        ``key_creation`` ("409", "403" or ""), ``restorable_key_conflict`` (409 while a
+        revoked key can be restored), ``bare_callback`` (the callback carries only
+        ``code``, ``state`` and ``domain``), ``revoke_needs_bearer`` (revoke answers 401
+        without a usable ``Authorization: Bearer`` access token), ``rotate_refresh_tokens``
+        (False: a refresh answers the same refresh token).
         """
         faults = dataclasses.replace(self.store.faults(org.id), **changes)
         self.store.set_faults(org.id, faults)
         return faults
 
     def clear_faults(self, org: Org) -> None:
-        bare_callback = self.store.faults(org.id).bare_callback
-        self.store.set_faults(org.id, Faults(bare_callback=bare_callback))
+        """Every fault off; the behaviour switches (bare callback, rotation) stay as they are."""
+        kept = self.store.faults(org.id)
+        self.store.set_faults(
+            org.id,
+            Faults(
+                bare_callback=kept.bare_callback,
+                rotate_refresh_tokens=kept.rotate_refresh_tokens,
+            ),
+        )
 
     # --- the browser side of OAuth, without a browser ------------------------------------
 

@@ -26,7 +26,7 @@ class _Key:
     last4: str
     name: str
     user_id: int | None
-    revoked: bool = False
+    revoked_at: datetime | None = None
 
 
 @dataclass
@@ -114,23 +114,44 @@ class MemoryStore(Store):
         if key is None:
             return None
         org = self.state.orgs[key.org_id]
-        return KeyInfo(key.key_id, org, key.last4, key.name, key.revoked)
+        return KeyInfo(key.key_id, org, key.last4, key.name, key.revoked_at is not None)
 
     def add_key_unless_active(
         self, org_id: int, user_id: int | None, key_id: str, key_hash: str, last4: str, name: str
     ) -> bool:
         with self._lock:
-            if any(k.org_id == org_id and not k.revoked for k in self.state.keys.values()):
+            if self._active_keys(org_id):
                 return False
             self.state.keys[key_hash] = _Key(key_id, org_id, key_hash, last4, name, user_id)
             return True
 
     def revoke_keys(self, org_id: int) -> int:
         with self._lock:
-            active = [k for k in self.state.keys.values() if k.org_id == org_id and not k.revoked]
+            active = self._active_keys(org_id)
             for key in active:
-                key.revoked = True
+                key.revoked_at = timezone.now()
             return len(active)
+
+    def revoked_since(self, org_id: int, since: datetime) -> bool:
+        return bool(self._revoked_since(org_id, since))
+
+    def restore_key(self, org_id: int, since: datetime) -> int:
+        with self._lock:
+            revoked = self._revoked_since(org_id, since)
+            if not revoked or self._active_keys(org_id):
+                return 0
+            max(revoked, key=lambda k: k.revoked_at or since).revoked_at = None
+            return 1
+
+    def _active_keys(self, org_id: int) -> list[_Key]:
+        return [k for k in self.state.keys.values() if k.org_id == org_id and not k.revoked_at]
+
+    def _revoked_since(self, org_id: int, since: datetime) -> list[_Key]:
+        return [
+            k
+            for k in self.state.keys.values()
+            if k.org_id == org_id and k.revoked_at is not None and k.revoked_at > since
+        ]
 
     def add_code(self, code: Code) -> None:
         with self._lock:

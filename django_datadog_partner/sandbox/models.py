@@ -24,7 +24,7 @@ class IntakeFault(models.TextChoices):
 class KeyCreationFault(models.TextChoices):
     NONE = "", _("none")
     CONFLICT = "409", _("409 Conflict (the org already has its key)")
-    FORBIDDEN = "403", _("403 Forbidden (client lacks api_keys_write)")
+    FORBIDDEN = "403", _("403 Forbidden (the user may not create API keys)")
 
 
 class SandboxOrg(models.Model):
@@ -61,12 +61,38 @@ class SandboxOrg(models.Model):
     rate_limit_reset = models.PositiveIntegerField(_("X-RateLimit-Reset (seconds)"), default=2)
     slow_seconds = models.FloatField(_("delay every API answer by (seconds)"), default=0.0)
     refresh_invalid_grant = models.BooleanField(_("refresh answers invalid_grant"), default=False)
+    rotate_refresh_tokens = models.BooleanField(
+        _("a refresh replaces the refresh token"),
+        default=True,
+        help_text=_(
+            "On: each refresh answers a new refresh token and the old one stops working. "
+            "Off: the same refresh token is answered and stays valid. Datadog does not "
+            "document which it does."
+        ),
+    )
     key_creation_fault = models.CharField(
         _("API key creation fault"),
         max_length=3,
         choices=KeyCreationFault.choices,
         blank=True,
         default="",
+    )
+    restorable_key_conflict = models.BooleanField(
+        _("a restorable revoked key blocks a new one"),
+        default=False,
+        help_text=_(
+            "On: while a revoked key can still be restored (7 days), the marketplace "
+            "endpoint answers 409 as if it were active. Datadog does not document which."
+        ),
+    )
+    revoke_needs_bearer = models.BooleanField(
+        _("revoke checks the Bearer token"),
+        default=False,
+        help_text=_(
+            "On: /oauth2/v1/revoke answers 401 unless Authorization: Bearer carries a usable "
+            "access token of the org (Datadog's example sends one; it does not say it is "
+            "checked)."
+        ),
     )
 
     class Meta:

@@ -26,6 +26,8 @@ from .protocol import NO_STORE, Answer, Context, Request, answer, api_errors, oa
 from .state import Code, Org, Token, digest
 
 CODE_LIFETIME = timedelta(seconds=120)
+#: How long Datadog's UI can restore a revoked API key (DataDog/documentation PR #38481).
+KEY_RESTORE_WINDOW = timedelta(days=7)
 ACCESS_LIFETIME = timedelta(hours=1)
 DEFAULT_SCOPES = ["api_keys_write"]
 KEY_SCOPE = "api_keys_write"
@@ -213,15 +215,22 @@ def _refresh(form: dict[str, str], ctx: Context) -> Answer:
         ctx.sleep(faults.slow_seconds)
     if faults.refresh_invalid_grant or not found.usable:
         return oauth_error(400, "invalid_grant", BAD_REFRESH)
+    if not faults.rotate_refresh_tokens:
+        return issue_tokens(ctx, found.grant_id, found.scopes, refresh=form["refresh_token"])
     if not ctx.store.rotate_token(found.token_hash):
         return oauth_error(400, "invalid_grant", BAD_REFRESH)
     return issue_tokens(ctx, found.grant_id, found.scopes)
 
 
-def issue_tokens(ctx: Context, grant_id: int, scopes: list[str]) -> Answer:
-    access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+def issue_tokens(
+    ctx: Context, grant_id: int, scopes: list[str], *, refresh: str | None = None
+) -> Answer:
+    """A new access token, and a new refresh token unless ``refresh`` (kept valid) is given."""
+    access = secrets.token_urlsafe(32)
     ctx.store.add_token(grant_id, "access", digest(access), ctx.now() + ACCESS_LIFETIME)
-    ctx.store.add_token(grant_id, "refresh", digest(refresh), None)
+    if refresh is None:
+        refresh = secrets.token_urlsafe(32)
+        ctx.store.add_token(grant_id, "refresh", digest(refresh), None)
     body = {
         "access_token": access,
         "refresh_token": refresh,
@@ -233,15 +242,28 @@ def issue_tokens(ctx: Context, grant_id: int, scopes: list[str]) -> Answer:
 
 
 def revoke(request: Request, ctx: Context) -> Answer:
-    """RFC 7009: 200 for revoked and for unknown tokens alike."""
+    """RFC 7009: 200 for revoked and for unknown tokens alike. Datadog's example also sends
+    ``Authorization: Bearer <access token>``; with the org's ``revoke_needs_bearer`` a
+    revoke without a usable one answers 401."""
     form = _form(request)
     _authenticate_client(form)
     if not form.get("token"):
         return oauth_error(400, "invalid_request", "Missing parameter: token")
     found = ctx.store.find_token(digest(form["token"]))
     if found is not None:
+        if ctx.store.faults(found.org.id).revoke_needs_bearer:
+            _check_bearer(request, ctx, found.org)
         ctx.store.revoke_token(found.token_hash, whole_grant=found.kind == "refresh")
     return answer(200, {}, NO_STORE)
+
+
+def _check_bearer(request: Request, ctx: Context, org: Org) -> None:
+    try:
+        bearer = bearer_token(request, ctx)
+    except Refused:
+        bearer = None
+    if bearer is None or bearer.kind != "access" or bearer.org.id != org.id:
+        raise Refused(api_errors(401, "Unauthorized"))
 
 
 # --- /api/v2/api_keys/marketplace -----------------------------------------------------
@@ -266,7 +288,8 @@ def create_marketplace_key(request: Request, ctx: Context) -> Answer:
         ctx.sleep(faults.slow_seconds)
     if faults.key_creation == "403" or KEY_SCOPE not in found.scopes:
         return api_errors(403, "Forbidden")
-    if faults.key_creation == "409":
+    restorable = ctx.store.revoked_since(found.org.id, ctx.now() - KEY_RESTORE_WINDOW)
+    if faults.key_creation == "409" or (faults.restorable_key_conflict and restorable):
         return api_errors(409, KEY_CONFLICT)
     key, key_id = secrets.token_hex(16), str(uuid.uuid4())
     name = f"OAuth Client API Key {key_id[:8]}"
@@ -290,3 +313,8 @@ def create_marketplace_key(request: Request, ctx: Context) -> Answer:
         "relationships": {"created_by": creator, "modified_by": creator},
     }
     return answer(201, {"data": data}, NO_STORE)
+
+
+def restore_key(ctx: Context, org_id: int) -> int:
+    """Datadog's UI restores a revoked key within 7 days; 0 when none can be restored."""
+    return ctx.store.restore_key(org_id, ctx.now() - KEY_RESTORE_WINDOW)

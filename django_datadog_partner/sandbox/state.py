@@ -31,6 +31,9 @@ class Faults:
     refresh_invalid_grant: bool = False
     key_creation: str = ""
     bare_callback: bool = False
+    restorable_key_conflict: bool = False
+    revoke_needs_bearer: bool = False
+    rotate_refresh_tokens: bool = True
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,14 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def revoke_keys(self, org_id: int) -> int: ...
+
+    @abc.abstractmethod
+    def revoked_since(self, org_id: int, since: datetime) -> bool:
+        """Whether a key of the org was revoked after ``since`` (and is still revoked)."""
+
+    @abc.abstractmethod
+    def restore_key(self, org_id: int, since: datetime) -> int:
+        """Un-revoke the org's latest key revoked after ``since``, unless one is active."""
 
     # OAuth
     @abc.abstractmethod

@@ -26,6 +26,9 @@ def faults_record(org: m.SandboxOrg) -> Faults:
         refresh_invalid_grant=org.refresh_invalid_grant,
         key_creation=org.key_creation_fault,
         bare_callback=org.bare_callback,
+        restorable_key_conflict=org.restorable_key_conflict,
+        revoke_needs_bearer=org.revoke_needs_bearer,
+        rotate_refresh_tokens=org.rotate_refresh_tokens,
     )
 
 
@@ -65,6 +68,9 @@ class OrmStore(Store):
             refresh_invalid_grant=faults.refresh_invalid_grant,
             key_creation_fault=faults.key_creation,
             bare_callback=faults.bare_callback,
+            restorable_key_conflict=faults.restorable_key_conflict,
+            revoke_needs_bearer=faults.revoke_needs_bearer,
+            rotate_refresh_tokens=faults.rotate_refresh_tokens,
         )
 
     def spend_fault(self, org_id: int) -> None:
@@ -107,6 +113,25 @@ class OrmStore(Store):
         return m.SandboxAPIKey.objects.filter(org_id=org_id, revoked_at__isnull=True).update(
             revoked_at=timezone.now()
         )
+
+    def revoked_since(self, org_id: int, since: datetime) -> bool:
+        return m.SandboxAPIKey.objects.filter(org_id=org_id, revoked_at__gt=since).exists()
+
+    def restore_key(self, org_id: int, since: datetime) -> int:
+        with transaction.atomic():
+            m.SandboxOrg.objects.select_for_update().get(pk=org_id)
+            if m.SandboxAPIKey.objects.filter(org_id=org_id, revoked_at__isnull=True).exists():
+                return 0
+            latest = (
+                m.SandboxAPIKey.objects.filter(org_id=org_id, revoked_at__gt=since)
+                .order_by("-revoked_at")
+                .first()
+            )
+            if latest is None:
+                return 0
+            latest.revoked_at = None
+            latest.save(update_fields=["revoked_at"])
+        return 1
 
     def add_code(self, code: Code) -> None:
         m.SandboxAuthorizationCode.objects.create(

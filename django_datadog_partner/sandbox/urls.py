@@ -14,6 +14,7 @@ urlpatterns = [
     path("orgs/<int:pk>/", orgs.org_detail, name="org"),
     path("orgs/<int:pk>/faults/", orgs.update_faults, name="faults"),
     path("orgs/<int:pk>/revoke-api-key/", orgs.revoke_api_key, name="revoke_api_key"),
+    path("orgs/<int:pk>/restore-api-key/", orgs.restore_api_key, name="restore_api_key"),
     path("grants/<int:pk>/revoke/", orgs.revoke_grant, name="revoke_grant"),
     path("organization-settings/api-keys", orgs.api_keys_page, name="api_keys"),
 ] + [

@@ -8,6 +8,8 @@ from django_datadog_partner.tracking import send_log, send_metric
 
 from .models import Order
 
+AMOUNT_METRIC = "example_shop.payment.amount"
+
 
 def mark_paid(order: Order) -> None:
     """All in one transaction: the outbox rows commit with the order, or not at all."""
@@ -15,9 +17,7 @@ def mark_paid(order: Order) -> None:
         order.status = Order.Status.PAID
         order.save(update_fields=["status", "updated_at"])
         tags = [f"organisation:{order.organisation_id}", f"customer:{order.customer_id}"]
-        send_metric(
-            order.organisation, "example_shop.payment.amount", float(order.total), tags=tags
-        )
+        send_metric(order.organisation, AMOUNT_METRIC, float(order.total), tags=tags)
         send_log(
             order.organisation,
             f"{order} paid: {order.total}",

@@ -6,6 +6,7 @@ app_name = "shop"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("orders/new/", views.new_order, name="new_order"),
     path("orders/<int:pk>/", views.order_detail, name="order"),
     path("orders/<int:pk>/pay/", views.pay, name="pay"),
 ]

@@ -1,14 +1,18 @@
 """Settings of the example shop, from environment variables (django-environ).
 
 Without Datadog credentials it runs offline: SQLite, django-q2's ORM broker and the bundled
-Datadog sandbox at ``BASE_URL/sandbox``. With ``DATADOG_CLIENT_ID``,
-``DATADOG_CLIENT_SECRET`` and ``DATADOG_PARTNER_ENCRYPTION_KEYS`` set, the same code talks
-to real Datadog (the sandbox is neither installed nor registered as a site).
+Datadog sandbox at ``BASE_URL/sandbox``, with DEBUG on and a development secret key. With
+``DATADOG_CLIENT_ID``, ``DATADOG_CLIENT_SECRET`` and ``DATADOG_PARTNER_ENCRYPTION_KEYS`` set,
+the same code talks to real Datadog (the sandbox is neither installed nor registered as a
+site): DEBUG is off unless set, ``SECRET_KEY`` is required, and an ``https://`` ``BASE_URL``
+turns on secure cookies, the HTTPS redirect and HSTS, so ``check --deploy`` is clean.
 """
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from django_datadog_partner.sandbox import SANDBOX_DOMAIN, site_entry
 
@@ -19,12 +23,35 @@ if (BASE_DIR / ".env").exists():
 
 PORT = env.int("PORT", default=8000)
 BASE_URL = env("BASE_URL", default=f"http://127.0.0.1:{PORT}").rstrip("/")
-DEBUG = env.bool("DEBUG", default=True)
-SECRET_KEY = env("SECRET_KEY", default="example-shop-insecure-development-key")
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+OFFLINE = not env("DATADOG_CLIENT_ID", default="")
+# Offline, only the sandbox is reachable: DEBUG (the sandbox refuses to start without it)
+# and a development key are fine. With real credentials, nothing insecure is a default.
+DEBUG = env.bool("DEBUG", default=OFFLINE)
+SECRET_KEY = env("SECRET_KEY", default="example-shop-sandbox-only-insecure-key" if OFFLINE else "")
+if not SECRET_KEY:
+    raise ImproperlyConfigured(
+        "Set the SECRET_KEY environment variable: with DATADOG_CLIENT_ID set, the example "
+        "shop has no default key. Generate one with "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
+    )
+ALLOWED_HOSTS = env.list(
+    "ALLOWED_HOSTS",
+    default=["127.0.0.1", "localhost"] if OFFLINE else [urlsplit(BASE_URL).hostname or ""],
+)
 USE_TZ = True
 TIME_ZONE = "UTC"
-OFFLINE = not env("DATADOG_CLIENT_ID", default="")
+
+# Served over HTTPS: secure cookies, redirect to HTTPS and HSTS. HSTS starts at one hour, as
+# Django's docs advise; SECURE_HSTS_SECONDS and SECURE_HSTS_PRELOAD make it a commitment.
+HTTPS = urlsplit(BASE_URL).scheme == "https"
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=HTTPS)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=3600 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=HTTPS)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+if env.bool("BEHIND_TLS_PROXY", default=False):
+    # Only behind a proxy that sets X-Forwarded-Proto itself and strips the client's.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

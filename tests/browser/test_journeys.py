@@ -46,7 +46,8 @@ def test_connect_then_an_order_change_arrives_in_the_sandbox(
         return page.locator("tr.event").count() >= 2
 
     eventually(event_shown, "the order events on the sandbox page", timeout=30)
-    assert "Order 1001" in page.inner_text("table[data-kind=events]")
+    events = page.inner_text("table[data-kind=events]")
+    assert "Order updated: 1001" in events and "organization: Acme" in events
     journey.shot("event-arrived")
 
 

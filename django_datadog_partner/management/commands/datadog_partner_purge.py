@@ -18,7 +18,13 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("--older-than", type=float, required=True, metavar="DAYS")
+        parser.add_argument(
+            "--older-than",
+            type=float,
+            required=True,
+            metavar="DAYS",
+            help="age in days (fractions allowed) of the finished rows to delete",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         days = options["older_than"]

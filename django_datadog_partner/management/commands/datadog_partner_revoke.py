@@ -20,7 +20,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         add_selection_arguments(parser, all_help=None)
-        parser.add_argument("--reason", default="Revoked with manage.py datadog_partner_revoke.")
+        parser.add_argument(
+            "--reason",
+            default="Revoked with manage.py datadog_partner_revoke.",
+            help="why, recorded as each connection's status reason (default: %(default)s)",
+        )
         parser.add_argument(
             "--local-only",
             action="store_true",

@@ -18,8 +18,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("id", type=int, metavar="ID", help="connection id")
-        parser.add_argument("--title", default=DEFAULT_TITLE)
-        parser.add_argument("--text", default=DEFAULT_TEXT)
+        parser.add_argument(
+            "--title", default=DEFAULT_TITLE, help="event title (default: %(default)s)"
+        )
+        parser.add_argument(
+            "--text", default=DEFAULT_TEXT, help="event text (default: %(default)s)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         from ...tracking import send_event

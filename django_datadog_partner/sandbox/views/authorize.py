@@ -37,7 +37,7 @@ def authorize(request: HttpRequest) -> HttpResponse:
         return HttpResponseRedirect(f"{login}?next={quote(request.get_full_path())}")
     if request.method == "POST":
         return HttpResponseRedirect(_decide(request, auth, user.org_id, user.pk))
-    context = {"auth": auth, "user": user, "org": user.org, "client_id": auth.client_id}
+    context = {"auth": auth, "sandbox_user": user, "org": user.org, "client_id": auth.client_id}
     return render(request, "datadog_partner_sandbox/consent.html", context)
 
 

@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from ..control import Sandbox
 from ..forms import FaultsForm
 from ..models import SandboxGrant, SandboxOrg, SandboxReceived
 from .session import current_user, orm_store
@@ -23,7 +24,7 @@ def org_list(request: HttpRequest) -> HttpResponse:
         metrics=Count("received", filter=Q(received__kind=SandboxReceived.Kind.SERIES)),
         logs=Count("received", filter=Q(received__kind=SandboxReceived.Kind.LOGS)),
     )
-    context = {"orgs": orgs, "user": current_user(request)}
+    context = {"orgs": orgs, "sandbox_user": current_user(request)}
     return render(request, "datadog_partner_sandbox/org_list.html", context)
 
 
@@ -41,7 +42,7 @@ def _render_detail(
     }
     context = {
         "org": org,
-        "user": current_user(request),
+        "sandbox_user": current_user(request),
         "events": received[SandboxReceived.Kind.EVENT],
         "series": received[SandboxReceived.Kind.SERIES],
         "logs": received[SandboxReceived.Kind.LOGS],
@@ -93,6 +94,14 @@ def update_faults(request: HttpRequest, pk: int) -> HttpResponse:
 def revoke_api_key(request: HttpRequest, pk: int) -> HttpResponse:
     org = get_object_or_404(SandboxOrg, pk=pk)
     orm_store().revoke_keys(org.pk)
+    return _back_to(org)
+
+
+@require_POST
+def restore_api_key(request: HttpRequest, pk: int) -> HttpResponse:
+    org = get_object_or_404(SandboxOrg, pk=pk)
+    store = orm_store()
+    Sandbox(store).restore_api_key(store.get_org(org.pk))
     return _back_to(org)
 
 

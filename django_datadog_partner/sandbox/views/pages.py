@@ -31,7 +31,7 @@ def tile(request: HttpRequest) -> HttpResponse:
     context = {
         "site": site,
         "onboarding_url": onboarding if site else "",
-        "user": current_user(request),
+        "sandbox_user": current_user(request),
         "orgs": SandboxOrg.objects.all(),
         "suggested_entry": {SANDBOX_DOMAIN: site_entry(base_url(request))},
     }
@@ -60,6 +60,7 @@ def login(request: HttpRequest) -> HttpResponse:
         "form": form,
         "users": SandboxUser.objects.select_related("org"),
         "next": next_url,
+        "sandbox_user": current_user(request),
     }
     return render(request, "datadog_partner_sandbox/login.html", context)
 

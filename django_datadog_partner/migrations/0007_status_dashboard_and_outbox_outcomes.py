@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('contenttypes', '0002_remove_content_type_name'),
-        ('datadog_partner', '0005_connection_org_confirmed_by_datadog'),
+        ('datadog_partner', '0006_connection_refresh_answer_lost_at'),
     ]
 
     operations = [

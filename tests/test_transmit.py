@@ -25,8 +25,8 @@ from django_datadog_partner.regions import get_site
 
 SITE = get_site("datadoghq.com")
 EVENTS_URL = SITE.api_url + transmit.EVENTS_PATH
-SERIES_URL = SITE.api_url + transmit.SERIES_PATH
-LOGS_URL = SITE.logs_url + transmit.LOGS_PATH
+SERIES_URL = SITE.api_url + transmit.BATCHED["metric"].path
+LOGS_URL = SITE.logs_url + transmit.BATCHED["log"].path
 VALIDATE_URL = SITE.api_url + "/api/v1/validate"
 KEY_A = "a" * 32
 KEY_B = "b" * 32
@@ -40,11 +40,13 @@ def run() -> Run:
     return Run(send_by=float("inf"))
 
 
-def answer(status: int, headers: dict[str, str] | None = None) -> requests.Response:
+def answer(
+    status: int, headers: dict[str, str] | None = None, body: bytes | None = None
+) -> requests.Response:
     response = requests.Response()
     response.status_code = status
     response.headers.update(headers or {})
-    response._content = b'{"errors": ["Datadog says no"]}'
+    response._content = b'{"errors": ["Datadog says no"]}' if body is None else body
     return response
 
 
@@ -66,7 +68,7 @@ def sent_keys(mocked: responses.RequestsMock, url: str) -> list[str]:
 
 @pytest.mark.parametrize("status", [200, 201, 202, 204])
 def test_a_2xx_delivers_the_rows(status: int) -> None:
-    result = transmit.outcome(answer(status), [7, 8], target(), run())
+    result = transmit.outcome(answer(status, body=b"{}"), [7, 8], target(), run())
     assert (result.row_ids, result.verdict, result.code) == (
         [7, 8],
         transmit.DELIVERED,
@@ -175,7 +177,7 @@ def test_result_says_whether_the_site_failed_or_answered() -> None:
 # --- The requests of one attempt --------------------------------------------------------------
 
 
-def test_an_event_is_posted_with_the_key_and_its_outbox_tag(
+def test_an_event_is_posted_with_the_key_and_its_outbox_id_line(
     mocked_http: responses.RequestsMock,
 ) -> None:
     mocked_http.post(EVENTS_URL, status=202, json={"status": "ok"})
@@ -183,7 +185,9 @@ def test_an_event_is_posted_with_the_key_and_its_outbox_tag(
     assert (result.row_ids, result.verdict, result.new_payload) == ([5], transmit.DELIVERED, None)
     (call,) = mocked_http.calls
     assert call.request.headers["DD-API-KEY"] == KEY_A
-    assert sent_json(call.request)["tags"] == ["outbox_id:5"]
+    sent = sent_json(call.request)
+    assert sent["text"].endswith("\n\noutbox_id:5")  # not a tag: Datadog forbids unbounded ones
+    assert "outbox_id:5" not in sent.get("tags", [])
 
 
 def test_a_too_large_event_is_shrunk_once_and_keeps_the_shrunk_payload(
@@ -196,7 +200,7 @@ def test_a_too_large_event_is_shrunk_once_and_keeps_the_shrunk_payload(
     assert result.verdict == transmit.DELIVERED
     first, second = (sent_json(c.request) for c in mocked_http.calls)
     assert len(first["title"]) == 500
-    assert len(second["title"]) == SHRUNK_TITLE_LIMIT and len(second["tags"]) == 21
+    assert len(second["title"]) == SHRUNK_TITLE_LIMIT and len(second["tags"]) == 20
     assert result.new_payload is not None and len(result.new_payload["title"]) == SHRUNK_TITLE_LIMIT
 
 
@@ -225,6 +229,11 @@ def log_items(*messages: str) -> list[Item]:
     return [Item(n, "log", {"message": m}) for n, m in enumerate(messages, start=1)]
 
 
+def parts(items: list[Item]) -> list[transmit.Part]:
+    """What the run hands ``send_batch``: each row's id and its item as sent."""
+    return [(item.row_id, item.body()) for item in items]
+
+
 def test_a_rejected_batch_is_bisected_until_the_bad_items_are_alone(
     mocked_http: responses.RequestsMock,
 ) -> None:
@@ -234,7 +243,7 @@ def test_a_rejected_batch_is_bisected_until_the_bad_items_are_alone(
 
     mocked_http.add_callback("POST", LOGS_URL, callback=intake)
     items = log_items("ok", "ok", "bad", "ok", "ok", "ok")
-    results = transmit.send_batch(target(), "log", items, run())
+    results = transmit.send_batch(target(), "log", parts(items), run())
     dead = [row for r in results if r.verdict == transmit.DEAD for row in r.row_ids]
     assert dead == [3]
     sent = [[log["message"] for log in logs_of(c.request)] for c in mocked_http.calls]
@@ -248,12 +257,11 @@ def test_a_too_large_batch_is_split_until_each_part_fits(
     mocked_http: responses.RequestsMock,
 ) -> None:
     def intake(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
-        assert "Content-Encoding" not in request.headers
         return (413 if len(sent_json(request)["series"]) > 2 else 202), {}, "{}"
 
     mocked_http.add_callback("POST", SERIES_URL, callback=intake)
     items = [Item(n, "metric", {"metric": f"m{n}", "points": []}) for n in range(1, 6)]
-    results = transmit.send_batch(target(), "metric", items, run())
+    results = transmit.send_batch(target(), "metric", parts(items), run())
     assert [(r.row_ids, r.verdict) for r in results] == [
         ([1, 2], transmit.DELIVERED), ([3], transmit.DELIVERED), ([4, 5], transmit.DELIVERED),
     ]  # fmt: skip
@@ -264,7 +272,7 @@ def test_a_single_item_too_large_is_dead_not_split_forever(
     mocked_http: responses.RequestsMock,
 ) -> None:
     mocked_http.post(LOGS_URL, status=413)
-    (result,) = transmit.send_batch(target(), "log", log_items("huge"), run())
+    (result,) = transmit.send_batch(target(), "log", parts(log_items("huge")), run())
     assert (result.verdict, result.code, len(mocked_http.calls)) == (transmit.DEAD, "http_413", 1)
 
 
@@ -272,7 +280,7 @@ def test_a_batch_that_failed_for_another_reason_is_retried_whole(
     mocked_http: responses.RequestsMock,
 ) -> None:
     mocked_http.post(LOGS_URL, status=503)
-    (result,) = transmit.send_batch(target(), "log", log_items("a", "b", "c"), run())
+    (result,) = transmit.send_batch(target(), "log", parts(log_items("a", "b", "c")), run())
     assert (result.row_ids, result.verdict, len(mocked_http.calls)) == (
         [1, 2, 3],
         transmit.RETRY,
@@ -300,7 +308,7 @@ def test_nothing_is_sent_once_the_lease_is_too_close_to_its_end(
     late = Run(send_by=time.monotonic() - 0.001)
     assert late.too_late() and not Run(send_by=time.monotonic() + 60).too_late()
     (event,) = transmit.send_event(target(), Item(1, "event", {}), late)
-    (logs,) = transmit.send_batch(target(), "log", log_items("a", "b"), late)
+    (logs,) = transmit.send_batch(target(), "log", parts(log_items("a", "b")), late)
     assert (event.verdict, event.code) == (transmit.RELEASED, "lease_ending")
     assert (logs.row_ids, logs.verdict) == ([1, 2], transmit.RELEASED)
     assert len(mocked_http.calls) == 0
@@ -317,7 +325,7 @@ def test_a_site_that_keeps_failing_trips_its_breaker_and_the_rest_is_held(
     ]
     assert verdicts == [transmit.RETRY] * 3 + [transmit.HELD] * 2
     assert len(mocked_http.calls) == 3
-    (held,) = transmit.send_batch(target(), "log", log_items("a"), shared)
+    (held,) = transmit.send_batch(target(), "log", parts(log_items("a")), shared)
     assert (held.verdict, held.code) == (transmit.HELD, "breaker_open")
 
 

@@ -21,7 +21,7 @@ from ..alarms import raise_alarm
 from ..conf import app_settings
 from ..models import Connection, ConnectionStatus, OutboxEvent, OutboxKind, OutboxStatus
 from ..signals import event_failed, event_sent
-from ..status import mark_broken
+from ..status import API_KEY_REJECTED_REASON, mark_broken
 from . import kick, transmit
 
 logger = logging.getLogger("django_datadog_partner.delivery")
@@ -105,7 +105,7 @@ class Recorder:
         self._released: list[OutboxEvent] = []
         self._rewritten: list[OutboxEvent] = []
         self._succeeded: set[int] = set()
-        self._rejected: dict[int, tuple[Connection, str]] = {}
+        self._rejected: dict[int, Connection] = {}
         self._forbidden: set[int] = set()
         self._pauses: dict[int, tuple[str, datetime]] = {}
         self._alarms: dict[str, str] = {}
@@ -173,7 +173,7 @@ class Recorder:
             self.summary.add("released", len(rows))
         elif result.verdict == transmit.REJECTED:
             conn = connections[rows[0].connection_id or 0]
-            self._rejected[conn.pk] = (conn, result.detail)
+            self._rejected[conn.pk] = conn
             self.park(rows, conn, "api_key_rejected", result.detail)
         else:
             self._schedule_retry(result, rows, connections)
@@ -236,10 +236,10 @@ class Recorder:
             )
         if self._postponed:
             outbox.update_each(self.token, self._postponed, ["next_attempt_at"])
-        for conn, detail in self._rejected.values():
-            mark_broken(conn, ConnectionStatus.API_KEY_REJECTED,
-                        f"Datadog refused the API key when sending telemetry. {detail}"[:1000],
-                        "http_403")  # fmt: skip
+        for conn in self._rejected.values():
+            mark_broken(
+                conn, ConnectionStatus.API_KEY_REJECTED, API_KEY_REJECTED_REASON, "http_403"
+            )
             outbox.park_pending_for_connection(conn, "api_key_rejected", self.now)
         for conn_id, (fingerprint, until) in self._pauses.items():
             pause_key(fingerprint, conn_id, until)

@@ -4,13 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: help install test test-fast lint typecheck migrations-check docs bench demo wheel-test matrix browser-deps clean
+.PHONY: help install test test-fast lint typecheck migrations-check docs bench bench-quick bench-profile demo wheel-test matrix browser-deps clean
 
 help:
 	@echo "make demo    run the example shop + Datadog sandbox on http://127.0.0.1:8000/"
 	@echo "make test    run the test suite (SQLite + django-q2 ORM broker)"
 	@echo "make docs    build the documentation into docs/_build/html (warnings are errors)"
-	@echo "make lint | typecheck | bench | wheel-test | matrix | browser-deps"
+	@echo "make lint | typecheck | bench | bench-quick | bench-profile | wheel-test | matrix | browser-deps"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -45,8 +45,15 @@ migrations-check: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
 
+# The performance suite (bench/README.md): full (~30 min), quick (one round, CI), profile.
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench --quick
+
+bench-profile: $(STAMP)
+	$(BIN)/python -m bench --profile
 
 demo: $(STAMP)
 	$(BIN)/python example_project/demo.py

@@ -1,174 +1,170 @@
-"""``make bench``: issue 5's three figures, medians of per-round ratios, side by side.
+"""``make bench`` (``python -m bench``) and ``make bench-quick`` (``--quick``).
 
-1. tracked save / plain save, each in its own transaction, SQLite (WAL, synchronous=NORMAL);
-2. events/s delivered by one worker (``delivery.drain``: claim, route, send, record) / a
-   bare ``requests.Session`` loop posting the same bodies to the same local sink;
-3. the same with 50 ms of latency added by the sink: worker events/s / sequential events/s.
-
-The sinks are stdlib ``ThreadingHTTPServer`` processes on 127.0.0.1 answering 202.
+Starts PostgreSQL and Redis as CI does (``scripts/ensure-services.sh``), the asyncio sink
+(its capacity is measured first and printed beside every figure that uses it), then one
+``bench.suite`` process per database: SQLite + django-q2's ORM broker always, PostgreSQL +
+Redis when they answer (otherwise a line says what was skipped). Every figure is one line,
+``<name>: <median> (<min>..<max>) (goal <goal>) met|missed``; the exit status is non-zero
+only if a part could not run. See bench/README.md for what each figure measures.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import platform
 import shutil
-import statistics
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-ROUNDS = 7
-SAVES = 3000
-SAVE_CHUNKS = 10
-LOOPBACK_EVENTS = 2000
-LATENCY_EVENTS = 1000
-SEQUENTIAL_EVENTS = 40
-LATENCY = 0.05
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_URL = "redis://127.0.0.1:6379/0"  # the cluster name is per run, so keys never collide
 
 
-def start_sink(latency: float) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.sink", str(latency)], stdout=subprocess.PIPE, text=True
-    )
-    assert process.stdout is not None
-    port = int(process.stdout.readline())
-    return process, f"http://127.0.0.1:{port}"
+def answers(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def report(name: str, measured: float, goal: str, met: bool) -> None:
-    print(f"{name}: {measured:.2f} (goal {goal}) {'met' if met else 'missed'}", flush=True)
+def ensure_services() -> tuple[bool, bool]:
+    """(PostgreSQL answers, Redis answers) after trying to start them like CI."""
+    if not (answers(5432) and answers(6379)):
+        subprocess.run(
+            ["bash", str(ROOT / "scripts" / "ensure-services.sh")],
+            check=False,
+            stdout=subprocess.DEVNULL,
+        )
+    return answers(5432), answers(6379)
 
 
-def save_ratio() -> float:
-    """Each round times SAVES tracked and SAVES plain saves in alternating chunks, so the
-    machine's drift hits both cases alike; the figure is the median of the round ratios."""
-    from django.db import transaction
+def drop_redis_keys(cluster: str) -> None:
+    """The run's queue and django-q2's stats keys (the cluster name is the run's own)."""
+    import redis
 
-    from django_datadog_partner.models import OutboxEvent
-    from django_datadog_partner.tracking import registry
-    from tests.testapp.models import Order, Organization
-
-    org = Organization.objects.create(name="bench")
-
-    def chunk(tracked: bool, size: int) -> float:
-        if tracked:
-            registry.register_from_settings()
-        else:
-            registry.unregister(Order)
-        start = time.perf_counter()
-        for n in range(size):
-            with transaction.atomic():
-                Order.objects.create(organization=org, number=str(n))
-        return time.perf_counter() - start
-
-    chunk(True, SAVES // 4)  # warm-up
-    ratios = []
-    for n in range(ROUNDS):
-        totals = {True: 0.0, False: 0.0}
-        for _ in range(SAVE_CHUNKS):
-            for tracked in (n % 2 == 0, n % 2 != 0):
-                totals[tracked] += chunk(tracked, SAVES // SAVE_CHUNKS)
-        Order.objects.all().delete()
-        OutboxEvent.objects.all().delete()
-        ratios.append(totals[True] / totals[False])
-    registry.register_from_settings()
-    return statistics.median(ratios)
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(match=f"django_q:{cluster}:*"):
+        client.delete(key)
 
 
-def delivery_rates(
-    domain: str, events: int, sequential: int, worker_first: bool
-) -> tuple[float, float]:
-    """(worker events/s, bare-Session events/s) for one round against ``domain``'s sink."""
-    import requests
-    from django.db import transaction
+@contextmanager
+def postgres_database(name: str) -> Iterator[None]:
+    import psycopg
 
-    from django_datadog_partner import payloads
-    from django_datadog_partner.delivery import drain
-    from django_datadog_partner.models import OutboxEvent
-    from django_datadog_partner.regions import get_site
-    from django_datadog_partner.tracking import send_event
-    from tests.outbox_support import key_of, make_connection
-    from tests.testapp.models import Organization
-
-    org = Organization.objects.create(name=domain)
-    conn = make_connection(org, domain=domain)
-    with transaction.atomic():
-        for n in range(events):
-            send_event(org, title=f"Order {n} updated", text="status: paid\ntotal: 12.50")
-    rows = list(OutboxEvent.objects.order_by("pk")[:sequential])
-    bodies = [payloads.encode(payloads.as_sent(r.kind, r.payload, r.pk)) for r in rows]
-    url = get_site(domain).api_url + "/api/v1/events"
-    headers = {"DD-API-KEY": key_of(conn), "Content-Type": "application/json"}
-
-    def worker() -> float:
-        start = time.perf_counter()
-        summary = drain()
-        assert summary.counts["delivered"] == events, summary
-        return events / (time.perf_counter() - start)
-
-    def bare() -> float:
-        session = requests.Session()
-        start = time.perf_counter()
-        for body in bodies:
-            session.post(url, data=body, headers=headers, timeout=10).raise_for_status()
-        rate = len(bodies) / (time.perf_counter() - start)
-        session.close()
-        return rate
-
-    if worker_first:
-        worker_rate = worker()
-        bare_rate = bare()
-    else:
-        bare_rate = bare()
-        worker_rate = worker()
-    OutboxEvent.objects.all().delete()
-    return worker_rate, bare_rate
-
-
-def delivery_ratio(domain: str, events: int, sequential: int) -> tuple[float, float, float]:
-    """Median per-round ratio (after one warm-up round), and the medians of both rates."""
-    delivery_rates(domain, events // 4, min(sequential, events // 4), True)
-    rounds = [delivery_rates(domain, events, sequential, n % 2 == 0) for n in range(ROUNDS)]
-    ratio = statistics.median(w / b for w, b in rounds)
-    return ratio, statistics.median(w for w, _ in rounds), statistics.median(b for _, b in rounds)
-
-
-def main() -> None:
-    root = Path(__file__).resolve().parent.parent
-    sys.path.insert(0, str(root))
-    workdir = tempfile.mkdtemp(prefix="ddp-bench-")
-    sinks = [start_sink(0.0), start_sink(LATENCY)]
-    os.environ["BENCH_SINKS"] = ",".join(url for _, url in sinks)
-    os.environ["BENCH_DB"] = str(Path(workdir) / "bench.sqlite3")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
+    admin = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        import django
-        from django.core.management import call_command
-
-        django.setup()
-        call_command("migrate", verbosity=0)
-        started = time.perf_counter()
-        ratio = save_ratio()
-        report("tracked save / plain save (SQLite, atomic)", ratio, "<= 2.0", ratio <= 2.0)
-        ratio, worker, bare = delivery_ratio("sink0.bench", LOOPBACK_EVENTS, LOOPBACK_EVENTS)
-        report(
-            f"one worker / bare requests.Session, loopback ({worker:.0f} vs {bare:.0f} events/s)",
-            ratio, ">= 1.0", ratio >= 1.0,
-        )  # fmt: skip
-        ratio, worker, bare = delivery_ratio("sink1.bench", LATENCY_EVENTS, SEQUENTIAL_EVENTS)
-        report(
-            f"one worker / sequential, 50 ms latency ({worker:.0f} vs {bare:.1f} events/s)",
-            ratio, ">= 15", ratio >= 15,
-        )  # fmt: skip
-        print(f"({ROUNDS} rounds, {time.perf_counter() - started:.0f} s)")
+        yield
     finally:
-        for process, _ in sinks:
-            process.terminate()
-            process.wait(timeout=10)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def machine() -> str:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    import django
+
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"machine: {os.cpu_count()} CPUs ({model}), load average {load}; Python "
+        f"{platform.python_version()}, Django {django.get_version()}"
+    )
+
+
+def run_suite(backend: str, env: dict[str, str], args: argparse.Namespace) -> int:
+    only = ["profile"] if args.profile else args.only
+    quick = ["--quick"] if args.quick else []
+    command = [
+        sys.executable,
+        "-m",
+        "bench.suite",
+        backend,
+        *quick,
+        *(["--only", *only] if only else []),
+    ]
+    return subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--quick", action="store_true", help="one round, small counts (CI)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="only the profiles: capture on PostgreSQL, the worker on SQLite",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="PART",
+        help="only these parts: capture, worker, batches, memory, pipeline, clusters, "
+        "recovery, scale, profile",
+    )
+    args = parser.parse_args()
+    started = time.perf_counter()
+    from bench.figures import emit, skipped
+    from bench.sinks import Sink, capacity
+
+    emit(machine())
+    postgres, redis = ensure_services()
+    workdir = Path(tempfile.mkdtemp(prefix="ddp-bench-"))
+    sink = Sink.start()
+    cluster = f"ddp-bench-{os.getpid()}"
+    failures = 0
+    try:
+        rate = capacity(sink.url, 1.0 if args.quick else 3.0)
+        emit(
+            f"sink capacity: {rate:,.0f} req/s (asyncio sink, one process; minimal asyncio "
+            "client, 8 keep-alive connections, both on these cores)"
+        )
+        env = dict(
+            os.environ,
+            DJANGO_SETTINGS_MODULE="bench.settings",
+            BENCH_SINK=sink.url,
+            BENCH_SINK_CAPACITY=str(rate),
+            BENCH_CLUSTER=cluster,
+            BENCH_WORKDIR=str(workdir),
+            PYTHONPATH=str(ROOT),
+        )
+        emit("== SQLite (WAL, synchronous=NORMAL) + django-q2 ORM broker")
+        sqlite_env = dict(env, BENCH_SQLITE=str(workdir / "bench.sqlite3"))
+        failures += run_suite("sqlite", sqlite_env, args) != 0
+        if not postgres:
+            skipped("PostgreSQL parts", "PostgreSQL does not answer on 127.0.0.1:5432")
+        else:
+            name = f"ddp_bench_{os.getpid()}"
+            broker = "Redis" if redis else "ORM broker (Redis does not answer)"
+            sync = os.environ.get("BENCH_PG_SYNC", "off")
+            emit(f"== PostgreSQL (synchronous_commit={sync}) + {broker}")
+            pg_env = dict(env, BENCH_PG_DB=name, **({"BENCH_REDIS": REDIS_URL} if redis else {}))
+            with postgres_database(name):
+                failures += run_suite("postgresql", pg_env, args) != 0
+    finally:
+        sink.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+        if redis:
+            drop_redis_keys(cluster)
+    kind = "profile" if args.profile else "quick bench" if args.quick else "full bench"
+    emit(
+        f"({kind}, {time.perf_counter() - started:.0f} s; "
+        f"{failures} database suite(s) with parts that could not run)"
+    )
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,40 +1,154 @@
-"""A tiny HTTP sink on 127.0.0.1 answering 202 after an optional delay (one thread per
-connection, keep-alive). Run as ``python -m bench.sink LATENCY_SECONDS``; prints its port."""
+"""The bench's stand-in for Datadog's intake: a raw asyncio protocol answering 202.
+
+One process, one event loop, keep-alive, no HTTP framework: parsing a request is a
+``find`` and a ``Content-Length``, so the sink answers many times faster than the
+workers it measures (``python -m bench.capacity`` prints by how much). A path starting
+with ``/d<ms>/`` is answered after that many milliseconds (a distant Datadog), without
+blocking the loop. The sink counts requests, connections, requests in flight and every
+``outbox_id:<n>`` tag it receives (gzip bodies included), so a bench can tell lost rows
+and duplicates; ``GET /_stats`` returns those counts as JSON (``?ids=1`` adds the ids
+received) and ``POST /_reset`` clears them.
+
+Run as ``python -m bench.sink``; it prints its port, then serves until terminated.
+"""
 
 from __future__ import annotations
 
-import sys
+import asyncio
+import gzip
+import json
+import re
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections import Counter
+from typing import Any
+
+RESPONSE = b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+HEADERS_END = b"\r\n\r\n"
+LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
+GZIP = re.compile(rb"\r\ncontent-encoding:\s*gzip", re.IGNORECASE)
+DELAY = re.compile(rb"^/d(\d+)(/|$)")
+OUTBOX_ID = re.compile(rb"outbox_id:(\d+)")
+METRIC = re.compile(rb'"metric"\s*:')
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out as separate writes
-    latency = 0.0
+class Stats:
+    """What arrived since the last reset."""
 
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.latency:
-            time.sleep(self.latency)
-        self.send_response(202)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
+    def __init__(self) -> None:
+        self.open = 0
+        self.reset()
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+    def reset(self) -> None:
+        self.requests = 0
+        self.by_path: Counter[str] = Counter()
+        self.items = 0
+        self.ids: Counter[int] = Counter()
+        self.connections = 0  # opened since the reset
+        self.max_open = self.open
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.first_at: float | None = None
+        self.last_at: float | None = None
+
+    def record(self, path: str, body: bytes, gzipped: bool) -> None:
+        self.requests += 1
+        self.by_path[path] += 1
+        if gzipped:
+            body = gzip.decompress(body)
+        ids = [int(found) for found in OUTBOX_ID.findall(body)]
+        self.ids.update(ids)
+        self.items += len(ids) if ids else max(1, len(METRIC.findall(body)))
+        self.last_at = time.time()
+        self.first_at = self.first_at or self.last_at
+
+    def as_dict(self, with_ids: bool) -> dict[str, Any]:
+        counts = {
+            "requests": self.requests,
+            "by_path": dict(self.by_path),
+            "items": self.items,
+            "unique": len(self.ids),
+            "duplicates": sum(self.ids.values()) - len(self.ids),
+            "connections": self.connections,
+            "open": self.open,
+            "max_open": self.max_open,
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
+            "first_at": self.first_at,
+            "last_at": self.last_at,
+        }
+        if with_ids:
+            counts["ids"] = sorted(self.ids)
+        return counts
 
 
-def main() -> None:
-    Handler.latency = float(sys.argv[1]) if len(sys.argv) > 1 else 0.0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server.request_queue_size = 128
-    print(server.server_address[1], flush=True)
-    server.serve_forever()
+STATS = Stats()
+
+
+class Intake(asyncio.Protocol):
+    """One client connection: requests are answered in order, each after its delay."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.buffer = bytearray()
+        self.loop = asyncio.get_running_loop()
+        STATS.connections += 1
+        STATS.open += 1
+        STATS.max_open = max(STATS.max_open, STATS.open)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        STATS.open -= 1
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (end := self.buffer.find(HEADERS_END)) >= 0:
+            head = bytes(self.buffer[:end])
+            found = LENGTH.search(head)
+            total = end + 4 + (int(found.group(1)) if found else 0)
+            if len(self.buffer) < total:
+                return
+            body = bytes(self.buffer[end + 4 : total])
+            del self.buffer[:total]
+            self.handle(head, body)
+
+    def handle(self, head: bytes, body: bytes) -> None:
+        target = head.split(b" ", 2)[1]
+        path, _, query = target.partition(b"?")
+        if path == b"/_stats":
+            self.reply(json.dumps(STATS.as_dict(b"ids=1" in query)).encode(), b"200 OK")
+            return
+        if path == b"/_reset":
+            STATS.reset()
+            self.reply(b"{}", b"200 OK")
+            return
+        delayed = DELAY.match(path)
+        STATS.in_flight += 1
+        STATS.max_in_flight = max(STATS.max_in_flight, STATS.in_flight)
+        STATS.record(DELAY.sub(b"/", path).decode(), body, GZIP.search(head) is not None)
+        if delayed and int(delayed.group(1)):
+            self.loop.call_later(int(delayed.group(1)) / 1000, self.accepted)
+        else:
+            self.accepted()
+
+    def accepted(self) -> None:
+        STATS.in_flight -= 1
+        if not self.transport.is_closing():
+            self.transport.write(RESPONSE)
+
+    def reply(self, body: bytes, status: bytes) -> None:
+        self.transport.write(
+            b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+
+
+async def serve() -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Intake, "127.0.0.1", 0, backlog=512)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    async with server:
+        await server.serve_forever()
 
 
 if __name__ == "__main__":
-    main()
+    asyncio.run(serve())

@@ -1,0 +1,98 @@
+"""Real ``qcluster`` processes on the bench's database and broker (through
+``tests.e2e_support``), the sweeper schedule production runs, and waiting for the sink."""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.probe import counted
+from bench.sinks import Sink
+from tests.e2e_support import QCluster, start_qcluster
+
+SWEEPER = "django_datadog_partner.tasks.sweep_outbox"
+
+
+def task_log() -> Path:
+    return Path(os.environ["BENCH_WORKDIR"]) / "tasks.log"
+
+
+def reset_task_log() -> None:
+    task_log().unlink(missing_ok=True)
+
+
+def delivery_tasks() -> int:
+    return counted(str(task_log())).get("deliver_due", 0)
+
+
+def ensure_sweeper() -> None:
+    """Only the sweeper of the app's schedules: the others would check connections' health
+    against the sink. Due now, so a cluster's scheduler runs it on its first pass."""
+    from django.utils import timezone
+    from django_q.models import Schedule
+
+    from django_datadog_partner.schedules import SCHEDULES
+
+    spec = next(spec for spec in SCHEDULES if spec.func == SWEEPER)
+    Schedule.objects.update_or_create(
+        name=spec.name, defaults={**spec.fields(), "next_run": timezone.now()}
+    )
+
+
+_started = 0
+
+
+def start(count: int = 1, partner: dict[str, Any] | None = None) -> tuple[list[QCluster], float]:
+    """Start ``count`` clusters at once; returns them and when the first said it runs
+    (``time.time()``, the sink's clock)."""
+    import json
+
+    global _started
+    ensure_sweeper()
+    env = {
+        "DJANGO_SETTINGS_MODULE": "bench.settings",
+        "BENCH_TASK_LOG": str(task_log()),
+        "BENCH_Q_LOG_LEVEL": "INFO",
+        "BENCH_PARTNER": json.dumps(partner or {}),
+    }
+    logs = []
+    for _ in range(count):
+        _started += 1
+        logs.append(Path(os.environ["BENCH_WORKDIR"]) / f"qcluster-{_started}.log")
+
+    def one(log: Path) -> tuple[QCluster, float]:
+        cluster = start_qcluster(log, env=env)
+        return cluster, time.time()
+
+    with ThreadPoolExecutor(count) as pool:
+        started = list(pool.map(one, logs))
+    return [cluster for cluster, _ in started], min(at for _, at in started)
+
+
+@dataclass
+class Arrived:
+    stats: dict[str, Any]
+    complete: bool
+
+
+def wait_for(sink: Sink, rows: int, timeout: float) -> Arrived:
+    """Poll the sink until ``rows`` distinct outbox ids arrived, or ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = sink.stats()
+        if stats["unique"] >= rows:
+            return Arrived(sink.stats(ids=True), True)
+        if time.monotonic() > deadline:
+            return Arrived(sink.stats(ids=True), False)
+        time.sleep(0.1)
+
+
+def stop(clusters: list[QCluster]) -> None:
+    """SIGKILL: called once every row has arrived (or the wait gave up), so nothing is lost
+    that a graceful stop would keep, and a round does not wait for django-q2's shutdown."""
+    for cluster in clusters:
+        cluster.kill()

@@ -1,0 +1,130 @@
+"""One worker in this process (``delivery.drain``: claim, route, send, record) against the
+sink: vs a bare ``requests.Session`` loop on loopback, and at 50 and 200 ms round trips
+as a share of its own loopback rate (measured in the same round, order rotated)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from bench.figures import figure, spread
+from bench.sinks import Sink
+from bench.tenants import clear, tenant
+
+
+@dataclass(frozen=True)
+class Counts:
+    rounds: int
+    loopback: int
+    latency: dict[int, int]  # events per latency
+
+
+QUICK = Counts(rounds=1, loopback=600, latency={50: 600, 200: 300})
+FULL = Counts(rounds=5, loopback=3000, latency={50: 3000, 200: 1500})
+
+
+@dataclass
+class Drained:
+    rate: float
+    opened: int  # connections the sink saw opened during the run
+    most_in_flight: int
+
+
+def queue_events(latency_ms: int, count: int) -> None:
+    from django_datadog_partner.tracking import send_event
+
+    org, _ = tenant(latency_ms)
+    with transaction.atomic():
+        for n in range(count):
+            send_event(org, title=f"Order {n} updated", text="status: paid\ntotal: 12.50")
+
+
+def drain_rate(sink: Sink, latency_ms: int, count: int) -> Drained:
+    from django_datadog_partner.delivery import drain
+
+    clear()
+    queue_events(latency_ms, count)
+    sink.reset()
+    start = time.perf_counter()
+    summary = drain()
+    rate = count / (time.perf_counter() - start)
+    assert summary.counts.get("delivered") == count, summary
+    stats = sink.stats()
+    return Drained(rate, stats["connections"], stats["max_in_flight"])
+
+
+def bare_rate(count: int) -> float:
+    """A bare ``requests.Session`` posting the worker's own bodies to the same sink."""
+    import requests
+
+    from django_datadog_partner import payloads
+    from django_datadog_partner.models import OutboxEvent
+    from django_datadog_partner.regions import get_site
+    from tests.outbox_support import key_of
+
+    _, conn = tenant(0)
+    clear()
+    queue_events(0, count)
+    rows = list(OutboxEvent.objects.order_by("pk"))
+    bodies = [payloads.encode(payloads.as_sent(r.kind, r.payload, r.pk)) for r in rows]
+    url = get_site(conn.domain).api_url + "/api/v1/events"
+    headers = {"DD-API-KEY": key_of(conn), "Content-Type": "application/json"}
+    session = requests.Session()
+    start = time.perf_counter()
+    for body in bodies:
+        session.post(url, data=body, headers=headers, timeout=10).raise_for_status()
+    rate = len(bodies) / (time.perf_counter() - start)
+    session.close()
+    return rate
+
+
+def run(sink: Sink, quick: bool) -> None:
+    counts = QUICK if quick else FULL
+    drain_rate(sink, 0, counts.loopback // 4)  # warm-up: imports, pool, sender
+    bare_rate(counts.loopback // 4)
+    worker, bare = [], []
+    for n in range(counts.rounds):
+        pair = [
+            lambda: worker.append(drain_rate(sink, 0, counts.loopback).rate),
+            lambda: bare.append(bare_rate(counts.loopback)),
+        ]
+        for step in pair if n % 2 == 0 else pair[::-1]:
+            step()
+    figure(
+        "one worker / bare requests.Session, loopback",
+        [w / b for w, b in zip(worker, bare, strict=True)],
+        ">= 2.0",
+        lambda r: r >= 2.0,
+        context=f"worker {spread(worker)}, Session {spread(bare)} events/s",
+        sink=True,
+    )
+    latency_sweep(sink, counts)
+
+
+def latency_sweep(sink: Sink, counts: Counts) -> None:
+    goals = {50: 0.85, 200: 0.75}
+    runs: dict[int, list[Drained]] = {0: [], 50: [], 200: []}
+    order = [0, 50, 200]
+    for n in range(counts.rounds):
+        for latency in order[n % 3 :] + order[: n % 3]:
+            count = counts.loopback if latency == 0 else counts.latency[latency]
+            runs[latency].append(drain_rate(sink, latency, count))
+    loopback = [r.rate for r in runs[0]]
+    for latency, goal in goals.items():
+        shares = [r.rate / base * 100 for r, base in zip(runs[latency], loopback, strict=True)]
+        opened = max(r.opened for r in runs[latency])
+        most = max(r.most_in_flight for r in runs[latency])
+        share_met = statistics.median(shares) >= goal * 100
+        figure(
+            f"worker at {latency} ms, % of its loopback rate",
+            shares,
+            f">= {goal:.0%}",
+            share_met and opened <= most,
+            unit="%",
+            context=f"{spread([r.rate for r in runs[latency]])} vs {spread(loopback)} events/s "
+            f"on loopback, <= {most} requests in flight, {opened} connections opened",
+            sink=True,
+        )

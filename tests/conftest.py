@@ -39,6 +39,28 @@ def acme() -> Any:
 
 
 @pytest.fixture
+def org(acme: Any) -> Any:
+    """The owner the delivery tests send for (``acme``)."""
+    return acme
+
+
+@pytest.fixture
+def conn(org: Any) -> Any:
+    """An active connection of ``org`` on US1, with a known API key."""
+    from tests.outbox_support import make_connection
+
+    return make_connection(org)
+
+
+@pytest.fixture
+def intake(mocked_http: responses_lib.RequestsMock) -> Any:
+    """Datadog's intake on US1, EU1 and US5 (``tests.outbox_support.Intake``)."""
+    from tests.outbox_support import Intake
+
+    return Intake(mocked_http, domains=("datadoghq.com", "datadoghq.eu", "us5.datadoghq.com"))
+
+
+@pytest.fixture
 def alice(django_user_model: Any) -> Any:
     """A user of the host product (password ``pw``); by default she is her own owner."""
     from tests.connect_support import make_user

@@ -66,7 +66,7 @@ def test_outcomes_per_hour_cover_48_hours_and_count_only_delivered_and_failed():
     assert hours[-1].hour == datetime(2026, 3, 4, 12, tzinfo=UTC)
     assert hours[0].hour == datetime(2026, 3, 2, 13, tzinfo=UTC)
     assert (hours[-1].delivered["event"], hours[-1].failed["event"]) == (3, 1)
-    assert hours[-3].failed == {"event": 0, "metric": 1, "log": 0}
+    assert hours[-3].failed == {"event": 0, "metric": 1, "log": 0, "check": 0}
     assert hours[0].delivered["log"] == 1
     totals = sum(sum(h.delivered.values()) + sum(h.failed.values()) for h in hours)
     assert totals == 6
@@ -161,7 +161,7 @@ def test_the_dashboard_shows_every_figure_of_the_report(admin_client):
     assert "is the qcluster running?" in page  # waited longer than OUTBOX_STALE_AFTER
     assert "invalid_client" in page and "datadoghq.eu" in page
     assert "Metric points per hour: 0 delivered, 2 failed" in page
-    assert page.count('role="img"') == 3 and 'class="failed"' in page
+    assert page.count('role="img"') == 4 and 'class="failed"' in page
     assert '<th scope="colgroup" colspan="2">Log entries</th>' in page
     assert "datadog_partner: outbox sweeper" in page and "Missing</span>" not in page
     assert "datadog_partner_schedule</code> to create" not in page

@@ -21,26 +21,11 @@ from django_datadog_partner.models import (
     OutboxStatus,
 )
 from django_datadog_partner.outbox import cancel_pending_for_connection, purge, requeue
-from tests.outbox_support import Intake, key_of, make_connection, statuses
+from tests.outbox_support import key_of, make_connection, statuses
 from tests.test_tracking import save_then_fail
 from tests.testapp.models import Order, Organization
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def org() -> Organization:
-    return Organization.objects.create(name="Acme")
-
-
-@pytest.fixture
-def conn(org):
-    return make_connection(org)
-
-
-@pytest.fixture
-def intake(mocked_http) -> Intake:
-    return Intake(mocked_http, domains=("datadoghq.com", "datadoghq.eu"))
 
 
 def make_due() -> None:

@@ -23,7 +23,7 @@ from openapi_core.contrib.requests import RequestsOpenAPIRequest
 from django_datadog_partner import delivery, payloads, tracking
 from django_datadog_partner.models import OutboxEvent
 from django_datadog_partner.testing import FakeDatadog
-from tests.outbox_support import Arrival, Intake, make_connection, statuses
+from tests.outbox_support import Arrival, make_connection, statuses
 from tests.testapp.models import Order, Organization, Workspace
 
 pytestmark = pytest.mark.django_db
@@ -51,16 +51,6 @@ def validate(arrival: Arrival) -> None:
     plain = requests.Request(request.method, request.url, headers=headers, data=body).prepare()
     name = SPEC_OF.get(arrival.kind, "datadog-api.yaml")
     spec(name).validate_request(RequestsOpenAPIRequest(plain))
-
-
-@pytest.fixture
-def org() -> Organization:
-    return Organization.objects.create(name="Acme")
-
-
-@pytest.fixture
-def intake(mocked_http) -> Intake:
-    return Intake(mocked_http, domains=("datadoghq.com", "datadoghq.eu", "us5.datadoghq.com"))
 
 
 def test_every_payload_kind_validates_against_datadogs_openapi(org, intake):

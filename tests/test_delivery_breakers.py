@@ -22,11 +22,6 @@ EU, US = "datadoghq.eu", "datadoghq.com"
 
 
 @pytest.fixture
-def intake(mocked_http) -> Intake:
-    return Intake(mocked_http, domains=(US, EU))
-
-
-@pytest.fixture
 def breaker_settings(settings):
     settings.DATADOG_PARTNER = {
         **settings.DATADOG_PARTNER,

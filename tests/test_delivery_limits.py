@@ -17,15 +17,10 @@ from django_datadog_partner import delivery, outbox, tracking
 from django_datadog_partner.client import rate_limit_wait
 from django_datadog_partner.delivery import outcomes
 from django_datadog_partner.models import Alarm, Connection, OutboxEvent
-from tests.outbox_support import Intake, key_of, make_connection
+from tests.outbox_support import key_of, make_connection
 from tests.testapp.models import Order, Organization, Workspace
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def intake(mocked_http) -> Intake:
-    return Intake(mocked_http, domains=("datadoghq.com", "datadoghq.eu", "us5.datadoghq.com"))
 
 
 def test_429_pauses_every_connection_with_that_key_and_no_other(intake):

@@ -16,25 +16,10 @@ from django_q.models import Schedule
 from django_datadog_partner import checks, delivery, tasks, tracking
 from django_datadog_partner.models import OutboxEvent, OutboxStatus
 from tests.connect_support import signed_in_with
-from tests.outbox_support import Intake, make_connection, statuses
-from tests.testapp.models import Order, Organization
+from tests.outbox_support import statuses
+from tests.testapp.models import Order
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def org() -> Organization:
-    return Organization.objects.create(name="Acme")
-
-
-@pytest.fixture
-def conn(org):
-    return make_connection(org)
-
-
-@pytest.fixture
-def intake(mocked_http) -> Intake:
-    return Intake(mocked_http)
 
 
 # --- admin -----------------------------------------------------------------------------------

@@ -24,11 +24,6 @@ from tests.testapp.models import Order, Organization, Untracked, Workspace
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def org() -> Organization:
-    return Organization.objects.create(name="Acme")
-
-
 def save_then_fail(org: Organization, number: str) -> None:
     with transaction.atomic():
         Order.objects.create(organization=org, number=number)

@@ -24,7 +24,7 @@ from .display import when
 
 VIEW_PERMISSION = "datadog_partner.view_connection"
 PLURALS = {OutboxKind.EVENT: "Events", OutboxKind.METRIC: "Metric points",
-           OutboxKind.LOG: "Log entries"}  # fmt: skip
+           OutboxKind.LOG: "Log entries", OutboxKind.CHECK: "Service checks"}  # fmt: skip
 
 
 @admin.register(StatusDashboard)

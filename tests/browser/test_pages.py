@@ -100,7 +100,7 @@ def test_the_status_dashboard(admin_page: Any) -> None:
     page.click("text=Status dashboard")
     page.wait_for_selector(".ddp-dashboard")
 
-    assert page.locator("svg[role=img]").count() == 3
+    assert page.locator("svg[role=img]").count() == 4
     assert page.locator("rect.delivered").count() > 100
     hatched = page.eval_on_selector("rect.failed", "r => getComputedStyle(r).fill")
     assert "ddp-hatch" in hatched  # failed bars read without colour: a pattern

@@ -36,7 +36,7 @@ def measure(sink: Sink, kind: str, queue: Callable[[Any, int], object]) -> tuple
         for n in range(ROWS):
             queue(org, n)
     sizes = [
-        len(payloads.encode(payloads.with_dedupe_tag(r.kind, r.payload, r.pk)))
+        len(payloads.encode(payloads.as_sent(r.kind, r.payload, r.pk)))
         for r in OutboxEvent.objects.all()
     ]
     sink.reset()

@@ -69,7 +69,7 @@ def bare_rate(count: int) -> float:
     clear()
     queue_events(0, count)
     rows = list(OutboxEvent.objects.order_by("pk"))
-    bodies = [payloads.encode(payloads.with_dedupe_tag(r.kind, r.payload, r.pk)) for r in rows]
+    bodies = [payloads.encode(payloads.as_sent(r.kind, r.payload, r.pk)) for r in rows]
     url = get_site(conn.domain).api_url + "/api/v1/events"
     headers = {"DD-API-KEY": key_of(conn), "Content-Type": "application/json"}
     session = requests.Session()

@@ -8,6 +8,7 @@ cannot be read (a missing setting, a ``CLIENT_SECRET`` callable that raises) is 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -223,6 +224,27 @@ class PartnerSettings:
     def METRIC_MAX_AGE(self) -> float:
         """Seconds after which metric points expire; kept under Datadog's 1 hour."""
         return min(self._seconds("METRIC_MAX_AGE", 50 * 60), 3600 - 120)
+
+    @property
+    def SERVICE_CHECK_MAX_AGE(self) -> float:
+        """Seconds after which service checks expire; kept under Datadog's 10 minutes."""
+        return min(self._seconds("SERVICE_CHECK_MAX_AGE", 8 * 60), 600 - 60)
+
+    @property
+    def HEARTBEAT_METRIC(self) -> str:
+        """The gauge the sweeper sends each active connection (the listing's metric check);
+        empty: no heartbeat. Default ``<SOURCE_TYPE_NAME>.heartbeat``, made a metric name."""
+        value = self._get("HEARTBEAT_METRIC")
+        if value is None:
+            prefix = re.sub(r"[^a-z0-9_.]", "_", self.SOURCE_TYPE_NAME.lower()).strip("_.")
+            return f"{prefix or 'integration'}.heartbeat"
+        return str(value)
+
+    @property
+    def HEARTBEAT_INTERVAL(self) -> float:
+        """Seconds: at most one heartbeat per connection per interval (the sweeper runs
+        every minute, so shorter intervals mean one a minute)."""
+        return max(60.0, self._seconds("HEARTBEAT_INTERVAL", 300))
 
     @property
     def BACKOFF_BASE(self) -> float:

@@ -8,6 +8,7 @@ input are also ``SuspiciousOperation`` so Django answers 400 if one ever escapes
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
@@ -142,10 +143,29 @@ def datadog_error_messages(response: requests.Response) -> list[str]:
 
 
 def describe_response(response: requests.Response) -> str:
-    """A one-line, secret-free summary: status, host and path, Datadog's error strings."""
+    """A one-line, secret-free summary: status, host and path, Datadog's error strings, and
+    the name of the rate limit that answered (what Datadog's support asks for)."""
     request = getattr(response, "request", None)
     where = ""
     if request is not None and request.url:
         where = " from " + request.url.split("?", 1)[0].split("://", 1)[-1]
     messages = "; ".join(datadog_error_messages(response))
-    return f"HTTP {response.status_code}{where}" + (f": {messages}" if messages else "")
+    summary = f"HTTP {response.status_code}{where}" + (f": {messages}" if messages else "")
+    limit = rate_limit_description(response.headers)
+    return f"{summary} ({limit})" if limit else summary
+
+
+def rate_limit_description(headers: Mapping[str, str]) -> str:
+    """``rate limit <X-RateLimit-Name>: <limit> per <period> s``, or "" without a name."""
+    name = _header_text(headers, "X-RateLimit-Name")
+    if not name:
+        return ""
+    limit = _header_text(headers, "X-RateLimit-Limit")
+    period = _header_text(headers, "X-RateLimit-Period")
+    quota = f": {limit} per {period} s" if limit and period else ""
+    return f"rate limit {name}{quota}"
+
+
+def _header_text(headers: Mapping[str, str], name: str) -> str:
+    value = str(headers.get(name) or "").strip()[:100]
+    return value if value.isprintable() else ""

@@ -17,11 +17,12 @@ import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError, connections, router, transaction
 from django.db.models import Count, Min, Q, QuerySet
+from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from .models import Connection, OutboxEvent, OutboxStatus
@@ -90,6 +91,27 @@ def write(
         logger.exception("Could not write a Datadog outbox row; the host's save went ahead.")
         return None
     return row_id
+
+
+def write_for_connections(
+    connections: Iterable[Connection],
+    *,
+    kind: str,
+    payload: dict[str, Any],
+    source: str,
+    now: datetime,
+) -> int:
+    """One pending row of ``payload`` per connection, in one bulk INSERT (off the save
+    path: the sweeper's heartbeats)."""
+    rows = [
+        OutboxEvent(
+            kind=kind, owner_content_type_id=conn.owner_content_type_id,
+            owner_object_id=conn.owner_object_id, connection_id=conn.pk, payload=payload,
+            source=source, event_time=now, created_at=now, next_attempt_at=now,
+        )
+        for conn in connections
+    ]  # fmt: skip
+    return len(OutboxEvent.objects.bulk_create(rows, batch_size=500))
 
 
 def _execute(db: Any, sql: str, params: list[Any]) -> int:
@@ -244,6 +266,26 @@ def backlog(now: datetime | None = None, statuses: Iterable[str] | None = None) 
     rows = OutboxEvent.objects.order_by()
     if statuses is not None:
         rows = rows.filter(status__in=list(statuses))
-    counted = rows.values_list("status").annotate(n=Count("pk"))
+    counted = rows.values_list("status").annotate(n=Count("*"))
     oldest = due_rows(now).aggregate(oldest=Min("next_attempt_at"))["oldest"]
     return Backlog(dict(counted), oldest)
+
+
+#: Finished rows that count as failed on the dashboard: given up for good.
+FAILED = (OutboxStatus.DEAD, OutboxStatus.EXPIRED)
+
+
+def finished_per_hour(since: datetime) -> dict[tuple[datetime, str, str], int]:
+    """Rows delivered or failed since ``since``, counted per (hour, kind, status) in SQL.
+
+    A range of the partial finish-time index, which holds the three columns read, so the
+    cost follows the rows in the window, not the table (the purge keeps weeks of them).
+    """
+    counted = (
+        OutboxEvent.objects.order_by()
+        .filter(finished_at__gte=since, status__in=(OutboxStatus.DELIVERED, *FAILED))
+        .annotate(hour=TruncHour("finished_at", tzinfo=UTC))
+        .values_list("hour", "kind", "status")
+        .annotate(n=Count("*"))
+    )
+    return {(hour, kind, status): n for hour, kind, status, n in counted}

@@ -1,8 +1,10 @@
-"""Datadog bodies for events, metric points and log entries: pure functions, Datadog's limits.
+"""Datadog bodies for events, metric points, log entries and service checks: pure functions,
+Datadog's limits, and the packing of batches into request bodies.
 
 Every builder returns a plain dict that validates against Datadog's OpenAPI documents
-(``EventCreateRequest``, ``MetricSeries``, ``HTTPLogItem``). Encoding adds the outbox id as
-a tag (events and logs) so an unavoidable duplicate is recognisable in Datadog, and is
+(``EventCreateRequest``, ``MetricSeries``, ``HTTPLogItem``, ``ServiceCheck``). As sent, an
+event carries its outbox id on the last line of its text and a log entry as an attribute, so
+an unavoidable duplicate is recognisable in Datadog without an unbounded tag. Encoding is
 canonical (sorted keys) so every retry sends identical bytes.
 """
 
@@ -13,6 +15,7 @@ import hashlib
 import json
 import math
 import re
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,18 +30,37 @@ SHRUNK_TITLE_LIMIT = 100
 SHRUNK_TEXT_LIMIT = 1000
 TAG_LIMIT = 200
 FIELD_VALUE_LIMIT = 200
-LOG_MESSAGE_LIMIT = 64_000
 METRIC_NAME_LIMIT = 200
-LOGS_MAX_ENTRIES = 1000
-LOGS_MAX_BYTES = 5_000_000  # Datadog: 5 MB uncompressed per request
-SERIES_MAX_BYTES = 500_000  # Datadog: 512,000 bytes per request
-DEDUPE_TAG_KEY = "outbox_id"
+CHECK_MESSAGE_LIMIT = 500  # Datadog shows the first 500 characters of a check's message
+DEDUPE_KEY = "outbox_id"
 MASK = "****"
+
+# Datadog's logs intake: 1 MB per entry (longer ones are truncated by Datadog), 5 MB
+# uncompressed and 1,000 entries per request. "MB" read as the smaller, decimal value.
+LOG_ENTRY_MAX_BYTES = 1_000_000
+LOGS_MAX_BYTES = 5_000_000
+LOGS_MAX_ENTRIES = 1000
+# Room left in an entry for the outbox id attribute added when it is sent.
+LOG_MARK_RESERVE = 40
+# What the Datadog Agent puts where it cut a log message.
+TRUNCATED = "...TRUNCATED..."
+# Datadog's series intake: 512,000 bytes per request as sent, 5,242,880 decompressed; the
+# Datadog Agent also sends at most 10,000 points per request.
+SERIES_MAX_COMPRESSED = 512_000
+SERIES_MAX_BYTES = 5_242_880
+SERIES_MAX_POINTS = 10_000
+# Service checks: Datadog documents no request limit; these stay far below what the
+# Datadog Agent sends there (2.5 MB compressed, 4 MB uncompressed).
+CHECKS_MAX_BYTES = 512_000
+CHECKS_MAX_ENTRIES = 1000
 
 ALERT_TYPES = ("error", "warning", "info", "success", "user_update", "recommendation", "snapshot")
 PRIORITIES = ("normal", "low")
 METRIC_TYPES = {"unspecified": 0, "count": 1, "rate": 2, "gauge": 3}
-LOG_RESERVED = frozenset({"message", "ddsource", "ddtags", "service", "hostname", "status"})
+CHECK_STATUSES = {"ok": 0, "warning": 1, "critical": 2, "unknown": 3}
+LOG_RESERVED = frozenset(
+    {"message", "ddsource", "ddtags", "service", "hostname", "status", "timestamp", DEDUPE_KEY}
+)
 
 # A field whose name contains one of these words is never shipped, whatever the options say.
 SECRET_WORDS = frozenset(
@@ -210,12 +232,8 @@ def metric_series(
     interval: int | None = None,
     host: str | None = None,
 ) -> dict[str, Any]:
-    """One ``MetricSeries`` with one point. No outbox tag: it would be a new time series."""
-    if not METRIC_NAME.match(name) or len(name) > METRIC_NAME_LIMIT:
-        raise ValueError(
-            "A metric name starts with a letter and holds ASCII letters, digits, '_' and '.' "
-            f"(at most {METRIC_NAME_LIMIT} characters)."
-        )
+    """One ``MetricSeries`` with one point. No outbox mark: a tag would be a new time series."""
+    _check_name("A metric name", name)
     if metric_type not in METRIC_TYPES:
         raise ValueError(f"metric_type must be one of {', '.join(METRIC_TYPES)}.")
     number = float(value)
@@ -247,14 +265,15 @@ def log_entry(
     attributes: Mapping[str, Any] | None = None,
     hostname: str | None = None,
 ) -> dict[str, Any]:
-    """One ``HTTPLogItem``; extra attributes sit beside the reserved ones, never over them."""
+    """One ``HTTPLogItem`` within Datadog's 1 MB per entry (the message is cut, marked
+    ``...TRUNCATED...``); extra attributes sit beside the reserved ones, never over them."""
     entry: dict[str, Any] = {}
     for key, value in (attributes or {}).items():
-        if key in LOG_RESERVED or key == "timestamp":
+        if key in LOG_RESERVED:
             raise ValueError(f"{key!r} is a reserved log attribute; pass it as an argument.")
         entry[str(key)] = value
     entry.update(
-        message=str(message)[:LOG_MESSAGE_LIMIT],
+        message=str(message),
         ddsource=source.lower(),
         service=service.lower(),
         status=status,
@@ -265,7 +284,62 @@ def log_entry(
         entry["ddtags"] = ddtags
     if hostname:
         entry["hostname"] = hostname
+    _fit_message(entry, LOG_ENTRY_MAX_BYTES - LOG_MARK_RESERVE)
     return entry
+
+
+def _fit_message(entry: dict[str, Any], budget: int) -> None:
+    """Cut the message so the encoded entry fits ``budget`` bytes. Dropping n bytes of
+    UTF-8 drops at least n encoded bytes (JSON escapes only add), so one cut is enough."""
+    excess = len(encode(entry)) - budget
+    if excess <= 0:
+        return
+    raw = entry["message"].encode()
+    keep = len(raw) - excess - len(TRUNCATED)
+    if keep < 0:
+        raise ValueError(
+            f"This log entry's attributes alone exceed Datadog's {LOG_ENTRY_MAX_BYTES} bytes "
+            "per entry."
+        )
+    entry["message"] = raw[:keep].decode(errors="ignore") + TRUNCATED
+
+
+def service_check(
+    check: str,
+    status: int | str,
+    *,
+    timestamp: datetime,
+    host_name: str = "",
+    message: str | None = None,
+    tags: Iterable[str] = (),
+) -> dict[str, Any]:
+    """One ``ServiceCheck``; ``status`` is 0-3 or ok/warning/critical/unknown. No outbox
+    mark: a repeated status at the same time only reports the same thing again."""
+    _check_name("A check name", check)
+    if isinstance(status, str):
+        if status.lower() not in CHECK_STATUSES:
+            raise ValueError(f"status must be 0-3 or one of {', '.join(CHECK_STATUSES)}.")
+        status = CHECK_STATUSES[status.lower()]
+    if isinstance(status, bool) or status not in CHECK_STATUSES.values():
+        raise ValueError(f"status must be 0-3 or one of {', '.join(CHECK_STATUSES)}.")
+    payload: dict[str, Any] = {
+        "check": check,
+        "status": status,
+        "host_name": str(host_name),
+        "tags": normalize_tags(tags),
+        "timestamp": int(timestamp.timestamp()),
+    }
+    if message:
+        payload["message"] = str(message)[:CHECK_MESSAGE_LIMIT]
+    return payload
+
+
+def _check_name(what: str, name: str) -> None:
+    if not METRIC_NAME.match(name) or len(name) > METRIC_NAME_LIMIT:
+        raise ValueError(
+            f"{what} starts with a letter and holds ASCII letters, digits, '_' and '.' "
+            f"(at most {METRIC_NAME_LIMIT} characters)."
+        )
 
 
 # --- tags -----------------------------------------------------------------------------------
@@ -294,41 +368,143 @@ def encode(payload: Any) -> bytes:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def with_dedupe_tag(kind: str, payload: Mapping[str, Any], outbox_id: int) -> dict[str, Any]:
-    """The payload as sent: events and logs carry ``outbox_id:<id>``; metrics do not."""
-    marker = f"{DEDUPE_TAG_KEY}:{outbox_id}"
-    result = dict(payload)
+def as_sent(kind: str, payload: Mapping[str, Any], outbox_id: int) -> Mapping[str, Any]:
+    """The payload as sent: an event's text ends with a line ``outbox_id:<id>``, a log entry
+    has the attribute ``outbox_id``; metric points and service checks are unmarked. Never a
+    tag: Datadog's tagging guidance forbids unbounded values such as ids."""
     if kind == "event":
-        result["tags"] = [*(result.get("tags") or []), marker]
-    elif kind == "log":
-        result["ddtags"] = f"{result['ddtags']},{marker}" if result.get("ddtags") else marker
-    return result
+        return {**payload, "text": mark_text(str(payload.get("text", "")), outbox_id)}
+    if kind == "log":
+        return {**payload, DEDUPE_KEY: outbox_id}
+    return payload
 
 
-def join_array(parts: Sequence[bytes]) -> bytes:
-    return b"[" + b",".join(parts) + b"]"
+MARKDOWN_START, MARKDOWN_END = "%%% \n", "\n %%%"
 
 
-def join_series(parts: Sequence[bytes]) -> bytes:
-    return b'{"series":' + join_array(parts) + b"}"
+def mark_text(text: str, outbox_id: int) -> str:
+    """``text`` with a last line naming the outbox row, within 4,000 characters (inside a
+    markdown block, so Datadog still renders it as markdown)."""
+    mark = f"\n\n{DEDUPE_KEY}:{outbox_id}"
+    end = ""
+    if text.startswith(MARKDOWN_START) and text.endswith(MARKDOWN_END):
+        text, end = text[: -len(MARKDOWN_END)], MARKDOWN_END
+    return text[: EVENT_TEXT_LIMIT - len(mark) - len(end)] + mark + end
 
 
-def pack(sizes: Sequence[int], *, max_items: int, max_bytes: int) -> list[list[int]]:
-    """Group item indexes in order into batches under both limits (JSON array overhead
-    included); an item too large on its own still gets a batch so Datadog can judge it."""
-    batches: list[list[int]] = []
-    current: list[int] = []
-    used = 0
-    for index, size in enumerate(sizes):
-        extra = size + 1
-        if current and (len(current) >= max_items or used + extra + 32 > max_bytes):
-            batches.append(current)
-            current, used = [], 0
-        current.append(index)
-        used += extra
-    if current:
-        batches.append(current)
-    return batches
+# --- batches ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """How one kind's items are joined into a request body, and Datadog's limits for it:
+    items, bytes decompressed and, when the body is gzipped, bytes as sent."""
+
+    prefix: bytes
+    suffix: bytes
+    max_items: int
+    max_bytes: int
+    gzip: bool = True
+    max_sent: int | None = None
+
+
+LOGS_BATCH = BatchLimits(b"[", b"]", LOGS_MAX_ENTRIES, LOGS_MAX_BYTES)
+SERIES_BATCH = BatchLimits(
+    b'{"series":[', b"]}", SERIES_MAX_POINTS, SERIES_MAX_BYTES, max_sent=SERIES_MAX_COMPRESSED
+)
+CHECKS_BATCH = BatchLimits(b"[", b"]", CHECKS_MAX_ENTRIES, CHECKS_MAX_BYTES, gzip=False)
+
+GZIP_LEVEL = 6
+SEPARATOR = b","
+
+
+@dataclass(frozen=True)
+class Packed:
+    """One request body: the indexes of the items in it, the bytes as sent (gzipped when
+    the kind is) and its decompressed size."""
+
+    indexes: list[int]
+    body: bytes
+    raw_size: int
+
+
+def pack(parts: Sequence[bytes], limits: BatchLimits) -> list[Packed]:
+    """Join encoded items, in order, into as few bodies as every limit allows. An item too
+    large on its own still gets a body so Datadog can judge it."""
+    bodies: list[Packed] = []
+    body = _Body(limits)
+    for index, part in enumerate(parts):
+        if body.indexes and not body.fits(part):
+            bodies.append(body.close())
+            body = _Body(limits)
+        body.add(index, part)
+    if body.indexes:
+        bodies.append(body.close())
+    return bodies
+
+
+def compress_bound(size: int) -> int:
+    """Most bytes deflate can turn ``size`` bytes into (zlib's ``compressBound``), plus the
+    gzip header and trailer and a sync flush."""
+    return size + (size >> 12) + (size >> 14) + (size >> 25) + 13 + 32
+
+
+class _Body:
+    """A body being filled. Compressed bytes are counted exactly, as the Datadog Agent's
+    payload compressor does: items wait uncompressed while the worst case of compressing
+    them still fits; when it would not, they are compressed and sync-flushed, which tells
+    the exact size so far, and the item is tried again."""
+
+    def __init__(self, limits: BatchLimits) -> None:
+        self.limits = limits
+        self.indexes: list[int] = []
+        self.raw_size = len(limits.prefix) + len(limits.suffix)
+        self._waiting: list[bytes] = [limits.prefix]
+        self._waiting_size = len(limits.prefix)
+        self._sent: list[bytes] = []
+        self._sent_size = 0
+        self._zip = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31) if limits.gzip else None
+
+    def fits(self, part: bytes) -> bool:
+        extra = len(part) + len(SEPARATOR)
+        if len(self.indexes) >= self.limits.max_items:
+            return False
+        if self.raw_size + extra > self.limits.max_bytes:
+            return False
+        if self.limits.max_sent is None or self._room(extra):
+            return True
+        self._flush()
+        return self._room(extra)
+
+    def add(self, index: int, part: bytes) -> None:
+        if self.indexes:
+            self._waiting.append(SEPARATOR)
+            self._waiting_size += len(SEPARATOR)
+            self.raw_size += len(SEPARATOR)
+        self._waiting.append(part)
+        self._waiting_size += len(part)
+        self.raw_size += len(part)
+        self.indexes.append(index)
+
+    def close(self) -> Packed:
+        self._waiting.append(self.limits.suffix)
+        tail = b"".join(self._waiting)
+        if self._zip is None:
+            return Packed(self.indexes, tail, self.raw_size)
+        self._sent += [self._zip.compress(tail), self._zip.flush()]
+        return Packed(self.indexes, b"".join(self._sent), self.raw_size)
+
+    def _room(self, extra: int) -> bool:
+        assert self.limits.max_sent is not None
+        worst = compress_bound(self._waiting_size + extra + len(self.limits.suffix))
+        return self._sent_size + worst <= self.limits.max_sent
+
+    def _flush(self) -> None:
+        assert self._zip is not None
+        chunk = self._zip.compress(b"".join(self._waiting)) + self._zip.flush(zlib.Z_SYNC_FLUSH)
+        self._sent.append(chunk)
+        self._sent_size += len(chunk)
+        self._waiting, self._waiting_size = [], 0
 
 
 def _plain(text: str) -> str:

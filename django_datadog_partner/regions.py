@@ -114,6 +114,12 @@ def get_site(domain: str) -> Site:
         ) from None
 
 
+def region_name(domain: str) -> str:
+    """The display name of a stored ``domain`` ("US1", "EU1"), else the domain itself."""
+    site = all_sites().get(domain)
+    return site.name if site is not None else domain
+
+
 def validate_domain(raw: str | None) -> Site:
     """``domain``: trimmed and lower-cased, then an exact key of the site table."""
     if raw is None or not raw.strip():

@@ -1,8 +1,9 @@
-"""The status report: connections by status, open alarms, missing schedules, the outbox
-backlog, open site breakers and revocations Datadog never confirmed.
+"""The status report: connections by status, open alarms, the schedules, the outbox
+backlog, telemetry delivered and failed per hour, open site breakers and revocations
+Datadog never confirmed.
 
 ``datadog_partner_status``, the system checks, the sweeper's monitoring line and the admin
-read the same figures from here. Each figure is read from the database on first use only,
+dashboard read the same figures from here. Each figure is read from the database on first use only,
 so a check that needs one pays for one query.
 """
 
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -18,9 +20,17 @@ from django.db.models import Count
 from django.utils import timezone
 
 from .delivery.breaker import open_breakers
-from .models import Alarm, Connection, ConnectionStatus, OutboxEvent, OutboxStatus, SiteBreaker
-from .outbox import Backlog, backlog
-from .schedules import ScheduleSpec, schedules_out_of_date
+from .models import (
+    Alarm,
+    Connection,
+    ConnectionStatus,
+    OutboxEvent,
+    OutboxKind,
+    OutboxStatus,
+    SiteBreaker,
+)
+from .outbox import FAILED, Backlog, backlog, finished_per_hour
+from .schedules import ScheduleSpec, ScheduleState, schedule_states
 from .signals import outbox_measured
 
 monitoring = logging.getLogger("django_datadog_partner.monitoring")
@@ -34,6 +44,18 @@ SECRET_FIELDS = ("access_token", "refresh_token", "api_key")
 #: The outbox statuses the sweeper reports every minute; finished rows are most of the
 #: table, so they are left to the full report.
 MEASURED = (OutboxStatus.PENDING, OutboxStatus.PARKED, OutboxStatus.DEAD)
+
+#: Outcomes per hour cover this many hours, the current one last.
+HOURS = 48
+
+
+@dataclass(frozen=True)
+class HourOutcomes:
+    """Rows of each kind delivered, and failed (dead or expired), in one hour (UTC)."""
+
+    hour: datetime
+    delivered: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
 
 
 class StatusReport:
@@ -50,8 +72,13 @@ class StatusReport:
         return list(Alarm.objects.filter(cleared_at__isnull=True))
 
     @cached_property
+    def schedules(self) -> list[ScheduleState]:
+        return schedule_states()
+
+    @property
     def schedules_missing(self) -> list[ScheduleSpec]:
-        return schedules_out_of_date()
+        """Schedules missing or different from what the app needs."""
+        return [state.spec for state in self.schedules if not state.up_to_date]
 
     @cached_property
     def backlog(self) -> Backlog:
@@ -65,6 +92,21 @@ class StatusReport:
     @property
     def oldest_due_seconds(self) -> float | None:
         return self.measured_backlog.waiting_seconds(self.now)
+
+    @cached_property
+    def hourly_outcomes(self) -> list[HourOutcomes]:
+        """Every one of the last ``HOURS`` hours, oldest first, counted in SQL by hour."""
+        current = self.now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        hours = [current - timedelta(hours=n) for n in range(HOURS - 1, -1, -1)]
+        counted = finished_per_hour(hours[0])
+        outcomes = []
+        for hour in hours:
+            delivered, failed = {}, {}
+            for kind in OutboxKind.values:
+                delivered[kind] = counted.get((hour, kind, OutboxStatus.DELIVERED), 0)
+                failed[kind] = sum(counted.get((hour, kind, status), 0) for status in FAILED)
+            outcomes.append(HourOutcomes(hour, delivered, failed))
+        return outcomes
 
     @cached_property
     def open_breakers(self) -> list[SiteBreaker]:
@@ -97,14 +139,14 @@ class StatusReport:
 
 
 def _connection_row(connection: Connection) -> dict[str, Any]:
-    owner = connection.owner
     return {
         "id": connection.pk,
         "status": connection.status,
         "status_reason": connection.status_reason,
+        "connection": connection.label,
         "domain": connection.domain,
         "org": connection.dd_org_name or connection.dd_org_id or None,
-        "owner": str(owner) if owner is not None else "(deleted)",
+        "owner": connection.owner_name,
         "api_key": f"…{connection.api_key_last4}" if connection.api_key_last4 else None,
         "token_expires": _time(connection.expires_at),
         "last_success": _time(connection.last_success_at),

@@ -7,6 +7,7 @@ leaves a host's own schedules alone).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
@@ -95,14 +96,32 @@ def ensure_schedules() -> list[tuple[ScheduleSpec, str]]:
     return results
 
 
-def schedules_out_of_date() -> list[ScheduleSpec]:
-    """Schedules that are missing or differ from what the app needs."""
+@dataclass(frozen=True)
+class ScheduleState:
+    """One schedule the app needs as django-q2 holds it: ``next_run`` is None when missing."""
+
+    spec: ScheduleSpec
+    exists: bool
+    up_to_date: bool
+    next_run: datetime | None
+
+
+def schedule_states() -> list[ScheduleState]:
+    """Each schedule the app needs, whether it exists and matches, and its next run."""
     from django_q.models import Schedule
 
     current = {s.name: s for s in Schedule.objects.filter(name__in=[s.name for s in SCHEDULES])}
-    return [
-        spec
-        for spec in SCHEDULES
-        if spec.name not in current
-        or any(getattr(current[spec.name], key) != value for key, value in spec.fields().items())
-    ]
+    states = []
+    for spec in SCHEDULES:
+        found = current.get(spec.name)
+        matches = found is not None and all(
+            getattr(found, key) == value for key, value in spec.fields().items()
+        )
+        next_run = found.next_run if found is not None else None
+        states.append(ScheduleState(spec, found is not None, matches, next_run))
+    return states
+
+
+def schedules_out_of_date() -> list[ScheduleSpec]:
+    """Schedules that are missing or differ from what the app needs."""
+    return [state.spec for state in schedule_states() if not state.up_to_date]

@@ -19,23 +19,39 @@ from .signals import connection_status_changed
 
 logger = logging.getLogger("django_datadog_partner")
 
+#: The reason recorded when Datadog refuses a connection's API key, by a health check or a
+#: delivery alike. Reasons are shown to the customer: no HTTP details (the error code and
+#: the outbox rows keep those for the vendor).
+API_KEY_REJECTED_REASON = (
+    "Datadog rejected the API key; it was probably revoked in Datadog. A key revoked less "
+    "than 7 days ago can be restored there (Organization Settings → API Keys): this "
+    "connection then resumes at its next check. Otherwise make sure the “OAuth Client API "
+    "Key” is revoked and authorise again with “Reconnect” to obtain a new one."
+)
+
 
 def set_status(connection: Connection, new: str, reason: str = "") -> bool:
     """Move ``connection`` to ``new``, recording reason and time; True if it changed.
 
     The row is updated in the database at once (and the instance in memory), and
-    ``connection_status_changed`` is sent after the surrounding transaction commits.
+    ``connection_status_changed`` is sent after the surrounding transaction commits. A
+    return to ``active`` clears the last error: the problem it recorded is over.
     """
     old = connection.status
     now = timezone.now()
     reason = reason[:1000]
     if old == new and connection.status_reason == reason:
         return False
-    Connection.objects.filter(pk=connection.pk).update(
-        status=new, status_reason=reason, status_changed_at=now, updated_at=now
-    )
-    connection.status, connection.status_reason, connection.status_changed_at = new, reason, now
-    if new == ConnectionStatus.ACTIVE and old != new:
+    changes: dict[str, object] = {
+        "status": new, "status_reason": reason, "status_changed_at": now, "updated_at": now
+    }  # fmt: skip
+    recovered = new == ConnectionStatus.ACTIVE and old != new
+    if recovered:
+        changes.update(last_error_code="", last_error_at=None)
+    Connection.objects.filter(pk=connection.pk).update(**changes)
+    for name, value in changes.items():
+        setattr(connection, name, value)
+    if recovered:
         _resume_parked(connection)
     if old != new:
         logger.info("Datadog connection %s: %s -> %s (%s)", connection.pk, old, new, reason or "-")

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
+from django.db import DatabaseError
+
+logger = logging.getLogger("django_datadog_partner.delivery")
+
 # --- Connection lifecycle (scheduled by ``datadog_partner_schedule``) -------------------
 
 
@@ -62,16 +68,22 @@ def deliver_due() -> str:
 
 
 def sweep_outbox() -> int:
-    """Every minute: enqueue delivery for due rows a lost kick, a broker outage or a killed
-    worker left behind (one task per batch of due rows, at most one per worker), then
-    report the backlog (``outbox_measured``)."""
+    """Every minute: queue the connections' heartbeats that are due, enqueue delivery for
+    due rows a lost kick, a broker outage or a killed worker left behind (one task per
+    batch of due rows, at most one per worker), then report the backlog
+    (``outbox_measured``)."""
     from django_q.conf import Conf
 
     from . import outbox
     from .conf import app_settings
     from .delivery import kick
+    from .heartbeat import send_heartbeats
     from .report import report_outbox_health
 
+    try:
+        send_heartbeats()
+    except DatabaseError:  # the sweep's own work must go on
+        logger.exception("Could not queue the Datadog heartbeats; the next sweep will.")
     due = outbox.count_due()
     if due:
         batches = -(-due // app_settings.DELIVERY_BATCH_SIZE)

@@ -1,4 +1,5 @@
-"""Which host models become Datadog events, and the public ``send_*`` API.
+"""Which host models become Datadog events, and the public ``send_*`` API (events, metric
+points, log entries, service checks).
 
 Everything goes through the transactional outbox: the receiver (or ``send_*``) writes one
 ``OutboxEvent`` row in the caller's transaction on the instance's database, and asks for a
@@ -347,3 +348,24 @@ def send_log(
         attributes=attributes, hostname=hostname,
     )  # fmt: skip
     return _send(OutboxKind.LOG, owner_or_connection, payload, when)
+
+
+def send_service_check(
+    owner_or_connection: models.Model,
+    *,
+    check: str,
+    status: int | str,
+    message: str | None = None,
+    tags: Iterable[str] = (),
+    host_name: str = "",
+    when: datetime | None = None,
+) -> OutboxEvent | None:
+    """Queue one service check run (``status``: 0-3 or ok, warning, critical, unknown);
+    ``message`` is cut to Datadog's 500 characters."""
+    when = when or timezone.now()
+    if when > timezone.now() + METRIC_MAX_FUTURE:
+        raise ValueError("A service check more than 10 minutes in the future is refused.")
+    payload = payloads.service_check(
+        check, status, timestamp=when, host_name=host_name, message=message, tags=tags
+    )
+    return _send(OutboxKind.CHECK, owner_or_connection, payload, when)

@@ -32,7 +32,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from . import connections, error_reports, failures, permissions
 from .conf import app_settings
-from .connections.api_keys import KEY_MISSING, REFUSAL_CODES, api_keys_page_url
+from .connections.api_keys import KEY_MISSING, api_keys_page_url, revoke_cures
 from .connections.authorization import burn_state, callback_url
 from .connections.connect import ConnectFailed, fail
 from .exceptions import (
@@ -61,6 +61,8 @@ KEY_RETRY_FAILED = _(
     "Datadog could not be reached or refused the request. Try again in a minute, or reconnect."
 )
 KEY_READY = _("The API key is in place: data can be sent to Datadog.")
+KEY_STILL_MISSING = _("Datadog still has not given us an API key.")
+DISCONNECTED = _("Disconnected: Datadog revoked this integration's access.")
 MEMBERS_RECONNECT = _(
     "Only a member of the connection's owner can reconnect it: the Datadog login used to "
     "reconnect decides which Datadog organisation receives the data. Send them this page."
@@ -118,12 +120,16 @@ def query(request: HttpRequest, *names: str) -> dict[str, str | None]:
     return {name: single(request.GET, name) for name in names}
 
 
-def failure_page(request: HttpRequest, reason: str, *, detail: str = "") -> HttpResponse:
+def failure_page(
+    request: HttpRequest, reason: str, *, detail: str = "", note: str = ""
+) -> HttpResponse:
+    """The page of ``reason``; ``detail`` is quoted as Datadog's words, ``note`` is ours."""
     page = failures.page_for(reason)
     context = {
         "reason": reason if reason in failures.PAGES else failures.STATE_UNKNOWN,
         "page": page,
         "detail": detail,
+        "note": note,
         "redirect_uri": callback_url() if reason == failures.REDIRECT_URI_MISMATCH else "",
         "success_url": _success_url(),
     }
@@ -149,7 +155,7 @@ def _success_url() -> str:
 
 def failure_redirect(request: HttpRequest, exc: ConnectFailed) -> HttpResponse:
     """PRG to the error page, so ``code`` and ``state`` leave the address bar."""
-    request.session[FAILURE_KEY] = {"reason": exc.reason, "detail": exc.detail}
+    request.session[FAILURE_KEY] = {"reason": exc.reason, "detail": exc.detail, "note": exc.note}
     return HttpResponseRedirect(
         reverse("datadog_partner:error") + "?" + urlencode({"reason": exc.reason})
     )
@@ -174,7 +180,7 @@ def onboarding(request: HttpRequest) -> HttpResponse:
         given = read_onboarding(params["domain"], params["site"])
     except InvalidSiteError as exc:
         fail(failures.INVALID_SITE, user=request.user, message=exc.reason)
-        return failure_page(request, failures.INVALID_SITE, detail=exc.reason)
+        return failure_page(request, failures.INVALID_SITE, note=exc.reason)
     site, web_site = given.site, given.web_site
     if site is None:  # ``site`` alone, in more than one region: the user says which
         return site_picker(request, web_site=web_site, choices=given.choices)
@@ -182,7 +188,7 @@ def onboarding(request: HttpRequest) -> HttpResponse:
         check_region_agreement(web_site, site)
     except InvalidSiteError as exc:
         fail(failures.REGION_MISMATCH, user=request.user, message=exc.reason)
-        return failure_page(request, failures.REGION_MISMATCH, detail=exc.reason)
+        return failure_page(request, failures.REGION_MISMATCH, note=exc.reason)
     if not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())
     owners = permissions.owners_for_user(request.user)
@@ -286,7 +292,8 @@ def callback(request: HttpRequest) -> HttpResponse:
 @flow_page
 @require_GET
 def connected(request: HttpRequest) -> HttpResponse:
-    """The success page: "You may now close this tab", and a link back into the product."""
+    """The success page: who is connected to which Datadog organisation, what is left to
+    do if anything ("You may now close this tab" only when nothing is), and a way back."""
     result = request.session.get(RESULT_KEY)
     pk = result.get("connection") if isinstance(result, dict) else None
     connection = Connection.objects.filter(pk=pk).first() if isinstance(pk, int) else None
@@ -306,10 +313,10 @@ def error(request: HttpRequest) -> HttpResponse:
     except BadParameter:
         reason = failures.BAD_REQUEST
     flash = request.session.pop(FAILURE_KEY, None)
-    detail = ""
-    if isinstance(flash, dict) and flash.get("reason") == reason:
-        detail = str(flash.get("detail") or "")
-    return failure_page(request, reason, detail=detail)
+    if not isinstance(flash, dict) or flash.get("reason") != reason:
+        flash = {}
+    detail, note = str(flash.get("detail") or ""), str(flash.get("note") or "")
+    return failure_page(request, reason, detail=detail, note=note)
 
 
 # --- A user's connections --------------------------------------------------------------
@@ -346,12 +353,20 @@ def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @form_page
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def disconnect(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET: what disconnecting does, and a destructive button. POST: disconnect."""
     connection = permissions.manageable_connection(request.user, pk)
+    if connection.status == ConnectionStatus.REVOKED:
+        return redirect("datadog_partner:connection", pk=connection.pk)
+    if request.method == "GET":
+        context = {"connection": connection, **_key_context(connection)}
+        return render(request, "datadog_partner/disconnect.html", context)
     actor: Any = request.user
-    outcome = connections.revoke(connection, reason="Disconnected by the user.", actor=actor)
-    return _back_to(request, connection, outcome.message, ok=outcome.done)
+    outcome = connections.revoke(connection, reason="Disconnected on this page.", actor=actor)
+    # Done, the connection's page says what is left to do in Datadog (for any revoke).
+    message = str(DISCONNECTED) if outcome.done else outcome.message
+    return _back_to(request, connection, message, ok=outcome.done)
 
 
 @form_page
@@ -364,7 +379,7 @@ def reconnect(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         url = connections.reconnect(connection, session=request.session, user=request.user)
     except ConnectFailed as exc:
-        return failure_page(request, exc.reason, detail=exc.detail)
+        return failure_page(request, exc.reason, detail=exc.detail, note=exc.note)
     return HttpResponseRedirect(url)
 
 
@@ -383,8 +398,8 @@ def create_api_key(request: HttpRequest, pk: int) -> HttpResponse:
     except DatadogPartnerError as exc:
         logger.warning("Datadog connection %s: API key retry failed: %s", connection.pk, exc)
         return _back_to(request, connection, str(KEY_RETRY_FAILED), ok=False)
-    if outcome.result == KEY_MISSING:
-        return _back_to(request, connection, connection.status_reason, ok=False)
+    if outcome.result == KEY_MISSING:  # the page says why, and what to do
+        return _back_to(request, connection, str(KEY_STILL_MISSING), ok=False)
     return _back_to(request, connection, str(KEY_READY), ok=True)
 
 
@@ -399,6 +414,5 @@ def _key_context(connection: Connection) -> dict[str, Any]:
     return {
         "key_missing": connection.status == ConnectionStatus.KEY_MISSING,
         "api_keys_page": api_keys_page_url(connection),
-        # Revoking the key cures a 409 or a lost key, not a refusal to create one.
-        "revoke_steps": connection.last_error_code not in REFUSAL_CODES.values(),
+        "revoke_steps": revoke_cures(connection),
     }

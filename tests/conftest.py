@@ -1,4 +1,5 @@
-"""Shared fixtures: canary secrets, a DEBUG log capture that fails on leaks, users, owners."""
+"""Shared fixtures: canary secrets, a DEBUG log capture that fails on leaks, users, owners,
+the delivery kicks a test would have enqueued."""
 
 from __future__ import annotations
 
@@ -35,6 +36,48 @@ def acme() -> Any:
     from tests.testapp.models import Organization
 
     return Organization.objects.create(name="Acme")
+
+
+@pytest.fixture
+def org(acme: Any) -> Any:
+    """The owner the delivery tests send for (``acme``)."""
+    return acme
+
+
+@pytest.fixture
+def conn(org: Any) -> Any:
+    """An active connection of ``org`` on US1, with a known API key."""
+    from tests.outbox_support import make_connection
+
+    return make_connection(org)
+
+
+@pytest.fixture
+def intake(mocked_http: responses_lib.RequestsMock) -> Any:
+    """Datadog's intake on US1, EU1 and US5 (``tests.outbox_support.Intake``)."""
+    from tests.outbox_support import Intake
+
+    return Intake(mocked_http, domains=("datadoghq.com", "datadoghq.eu", "us5.datadoghq.com"))
+
+
+@pytest.fixture
+def alice(django_user_model: Any) -> Any:
+    """A user of the host product (password ``pw``); by default she is her own owner."""
+    from tests.connect_support import make_user
+
+    return make_user(django_user_model, "alice")
+
+
+@pytest.fixture
+def kicks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Delivery tasks that would have been enqueued (``enqueue_delivery``'s counts)."""
+    from django_datadog_partner.delivery import kick
+
+    enqueued: list[int] = []
+    monkeypatch.setattr(kick, "enqueue_delivery", lambda count=1: enqueued.append(count))
+    kick.reset()
+    yield enqueued
+    kick.reset()
 
 
 @pytest.fixture

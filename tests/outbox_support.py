@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,11 +13,28 @@ from typing import Any
 import requests
 import responses
 
-from django_datadog_partner import crypto
 from django_datadog_partner.models import Connection, ConnectionStatus, OutboxEvent
 from django_datadog_partner.regions import get_site
+from tests import lifecycle_support
 
-PATHS = {"event": "/api/v1/events", "series": "/api/v2/series", "logs": "/api/v2/logs"}
+PATHS = {
+    "event": "/api/v1/events",
+    "series": "/api/v2/series",
+    "logs": "/api/v2/logs",
+    "checks": "/api/v1/check_run",
+}
+MARK = re.compile(r"\n\noutbox_id:(\d+)(?:\n %%%)?$")
+
+
+def outbox_id_in(kind: str, item: dict[str, Any]) -> int | None:
+    """The outbox id an item carries as Datadog received it: an event's last text line, a
+    log entry's ``outbox_id`` attribute; None for metric points and service checks."""
+    if kind == "event":
+        found = MARK.search(item.get("text", ""))
+        return int(found.group(1)) if found else None
+    if kind == "logs":
+        return item.get("outbox_id")
+    return None
 
 
 def make_connection(
@@ -27,15 +45,16 @@ def make_connection(
     status: str = ConnectionStatus.ACTIVE,
     org_id: str = "",
 ) -> Connection:
-    key = key or secrets.token_hex(16)
-    conn = Connection(domain=domain, site=get_site(domain).web_url, status=status)
-    conn.set_owner(owner)
-    conn.dd_org_id = org_id or secrets.token_hex(4)
-    conn.api_key = key
-    conn.api_key_fingerprint = crypto.fingerprint(key)
-    conn.api_key_last4 = key[-4:]
-    conn.save()
-    return conn
+    """The lifecycle tests' factory with what delivery needs: a site's key, a random one by
+    default (so two owners never share a key by accident)."""
+    return lifecycle_support.make_connection(
+        owner,
+        api_key=key or secrets.token_hex(16),
+        status=status,
+        domain=domain,
+        site=get_site(domain).web_url,
+        dd_org_id=org_id or secrets.token_hex(4),
+    )
 
 
 def key_of(conn: Connection) -> str:
@@ -61,11 +80,8 @@ class Arrival:
         return list(self.body)
 
     def outbox_ids(self) -> list[int]:
-        ids = []
-        for item in self.items():
-            tags = item.get("tags") if self.kind == "event" else item.get("ddtags", "").split(",")
-            ids += [int(t.split(":", 1)[1]) for t in tags or [] if t.startswith("outbox_id:")]
-        return ids
+        found = (outbox_id_in(self.kind, item) for item in self.items())
+        return [outbox_id for outbox_id in found if outbox_id is not None]
 
 
 Responder = Callable[[Arrival], "tuple[int, dict[str, str], str] | int"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from django.apps import apps
 from django.contrib import admin
+from django.contrib.admin.models import LogEntry
 from django.test import Client
 from django.urls import reverse
 
@@ -77,10 +78,9 @@ def test_changelist_shows_the_columns_and_never_decrypts(
 
     page = html(response)
     assert response.status_code == 200
-    values = ["Acme Corp", "acme-owner", "datadoghq.com", "Active", "Needs reconnect",
+    values = ["acme-owner → Datadog org ‘Acme Corp’ (US1)", "Active", "Needs reconnect",
               f"…{canaries['api_key'][-4:]}"]  # fmt: skip
-    headers = ["Datadog org", "Owner", "API key", "Access token expires at", "Last success",
-               "Last error", "Last health check"]  # fmt: skip
+    headers = ["Connection", "Status", "API key", "Activity", "Success:", "Checked:"]
     for text in values + headers:
         assert text.lower() in page.lower(), text
     canaries.assert_absent(page, "the connection list")
@@ -105,10 +105,15 @@ def test_change_page_is_read_only_shows_no_secret_and_offers_the_actions(
     assert "Access token: stored" in page and "Refresh token: stored" in page
     assert f"…{canaries['api_key'][-4:]}" in page
     assert 'name="_save"' not in page  # nothing is saved through a form
-    for label in ("Revoke", "Refresh now", "Check health", "Send test event",
-                  "Copy reconnect link"):  # fmt: skip
+    for label in ("Refresh now", "Check health", "Send test event"):
         assert f'class="datadog-partner-action">{label}</a>' in page
+    # Revoke is styled as destructive; the reconnect link is copied in one click.
+    assert 'class="datadog-partner-action ddp-danger">Revoke</a>' in page
+    link = f"https://vendor.example/datadog/connections/{secret_connection.pk}/"
+    assert f'data-ddp-copy="{link}">Copy reconnect link</a>' in page
     assert "Create the API key again</a>" not in page  # only for key_missing
+    assert "<h1>Datadog connection</h1>" in page  # not "View Datadog connection"
+    assert "<h2>acme-owner → Datadog org ‘Acme Corp’ (US1)</h2>" in page
 
 
 def test_nothing_can_be_added_or_edited_and_only_revoked_connections_deleted(admin_client):
@@ -166,7 +171,11 @@ def test_revoke_confirmation_then_result(admin_client, mocked_http):
     assert "OAuth Client API Key" in result and "organization-settings/api-keys" in result
     stored = Connection.objects.get(pk=connection.pk)
     assert stored.status == ConnectionStatus.REVOKED
-    assert stored.status_reason == "Revoked in the admin. (by admin)"
+    # The customer reads the reason: no staff user name there; the History has it.
+    assert stored.status_reason == "Disconnected by our support team."
+    entry = LogEntry.objects.get(object_id=str(connection.pk))
+    assert entry.user.get_username() == "admin"
+    assert entry.get_change_message().startswith("Revoke: Disconnected: Datadog revoked")
 
 
 def test_revoke_during_an_outage_reports_the_background_retry(admin_client, mocked_http):

@@ -43,7 +43,15 @@ LAYERS = {
         "failures",
         "migrations",
     ),
-    "operations": ("connections", "delivery", "tracking", "api", "report", "schedules"),
+    "operations": (
+        "connections",
+        "delivery",
+        "tracking",
+        "heartbeat",
+        "api",
+        "report",
+        "schedules",
+    ),
     "faces": (
         "views",
         "urls",

@@ -34,11 +34,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def alice(django_user_model: Any) -> Any:
-    return make_user(django_user_model, "alice")
-
-
-@pytest.fixture
 def client(alice: Any) -> Client:
     return signed_in(alice)
 

@@ -116,6 +116,20 @@ def test_response_summary_keeps_error_codes_and_drops_everything_else(mocked_htt
     assert error.status_code == 400
 
 
+def test_response_summary_names_the_rate_limit(mocked_http):
+    headers = {"X-RateLimit-Name": "token_refresh", "X-RateLimit-Limit": "5",
+               "X-RateLimit-Period": "10", "X-RateLimit-Reset": "3"}  # fmt: skip
+    mocked_http.post(f"{US5}/oauth2/v1/token", status=429, headers=headers, json={"errors": []})
+    response = DatadogClient("us5.datadoghq.com").request("POST", f"{US5}/oauth2/v1/token")
+    assert describe_response(response) == (
+        "HTTP 429 from api.us5.datadoghq.com/oauth2/v1/token (rate limit token_refresh: 5 per 10 s)"
+    )
+    headers = {"X-RateLimit-Name": "odd\x1bname"}
+    mocked_http.post(f"{US5}/api/v1/x", status=429, headers=headers)
+    response = DatadogClient("us5.datadoghq.com").request("POST", f"{US5}/api/v1/x")
+    assert describe_response(response) == "HTTP 429 from api.us5.datadoghq.com/api/v1/x"
+
+
 def test_rfc6749_error_bodies_are_summarised(mocked_http):
     mocked_http.post(
         f"{US5}/oauth2/v1/token",

@@ -64,8 +64,9 @@ def test_status_table_json_and_filter_never_decrypt(monkeypatch, canaries):
 
     code, out, _ = run("datadog_partner_status")
     assert code == 0
-    assert out.splitlines()[0].split()[:4] == ["ID", "STATUS", "DOMAIN", "ORG"]
-    assert "acme-owner" in out and f"…{canaries['api_key'][-4:]}" in out
+    assert out.splitlines()[0].split()[:4] == ["ID", "STATUS", "CONNECTION", "API_KEY"]
+    assert "acme-owner → Datadog org ‘Acme’ (US1)" in out
+    assert f"…{canaries['api_key'][-4:]}" in out
     assert "2 connection(s): 1 active, 1 needs_reconnect" in out
     assert "ALARM invalid_client (x1)" in out
     assert "Schedules missing or outdated" in out and "datadog_partner_schedule" in out
@@ -114,7 +115,8 @@ def test_refresh_given_ids(mocked_http):
     connection = make_connection(dd_org_name="Acme")
     code, out, _ = run("datadog_partner_refresh", str(connection.pk))
     assert code == 0
-    assert f"#{connection.pk} Acme @ datadoghq.com: new access token, valid until" in out
+    owner = connection.owner_name
+    assert f"#{connection.pk} {owner} → Datadog org ‘Acme’ (US1): new access token, valid" in out
     assert "Refreshed 1 of 1 connection(s)." in out
 
 

@@ -40,11 +40,6 @@ OTHER_KEY = "ffffeeeeddddccccbbbbaaaa99998888"
 
 
 @pytest.fixture
-def alice(django_user_model: Any) -> Any:
-    return make_user(django_user_model, "alice")
-
-
-@pytest.fixture
 def client(alice: Any) -> Client:
     return signed_in(alice)
 
@@ -279,7 +274,8 @@ def test_required_scopes_missing_from_the_grant(
     with override_settings(DATADOG_PARTNER=settings):
         response = callback(client, started.state)
     text = follow_failure(client, response, failures.MISSING_SCOPES, 502)
-    assert "api_keys_write" in text
+    assert '<p class="detail">Missing: api_keys_write.</p>' in text
+    assert "Datadog said" not in text  # the list is ours, not Datadog's words
     assert Connection.objects.count() == 0
 
 
@@ -319,6 +315,22 @@ def test_region_specific_site_must_agree_with_domain_at_onboarding(client: Clien
     assert response.status_code == 400
     assert "does not match" in response.content.decode()
     assert AuthorizationRequest.objects.count() == 0
+
+
+def test_our_own_reasons_are_never_quoted_as_datadogs_words(client: Client) -> None:
+    """Only Datadog's text follows "Datadog said:"; our validation reason stands alone."""
+    for query in ("domain=us5.datadoghq.com&site=app.datadoghq.eu", "domain=evil.example"):
+        page = client.get(f"{ONBOARDING}?{query}").content.decode()
+        assert '<p class="detail">' in page  # the reason is shown…
+        assert "Datadog said" not in page  # …as ours
+
+
+def test_datadogs_own_words_are_quoted_as_such(client: Client) -> None:
+    started = start(client)
+    query = {"error": "server_error", "error_description": "Try later", "state": started.state}
+    response = client.get(CALLBACK, query)
+    page = client.get(response["Location"]).content.decode()
+    assert '<p>Datadog said:</p>\n<p class="detail">Try later</p>' in page
 
 
 @pytest.mark.parametrize(
@@ -574,9 +586,10 @@ def test_409_without_another_connection_leaves_key_missing_with_instructions(
     assert connection.api_key is None
     page = client.get(CONNECTED).content.decode()
     assert "https://app.datadoghq.com/organization-settings/api-keys" in page
-    assert "OAuth Client API Key" in page
     assert "Create the API key again" in page
-    assert "You may now close this tab." in page
+    # The user still has to act: the instruction comes once, and no "close this tab".
+    assert page.count("OAuth Client API Key") == 1
+    assert "close this tab" not in page
 
 
 def test_409_never_lends_another_owners_key(
@@ -736,7 +749,7 @@ def test_unconfirmed_key_creation_leaves_key_missing_without_retry_loop(
     assert connect(client)["Location"] == CONNECTED
     connection = Connection.objects.get()
     assert connection.status == ConnectionStatus.KEY_MISSING
-    assert "Datadog did not confirm the API key" in connection.status_reason
+    assert "Datadog did not confirm whether it created the API key" in connection.status_reason
     made = requests_made(mocked_http)
     assert made.count(("POST", "api.datadoghq.com", "/api/v2/api_keys/marketplace")) == 1
     assert "Create the API key again" in client.get(CONNECTED).content.decode()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -10,8 +12,9 @@ import responses
 from django.contrib.contenttypes.models import ContentType
 from django.test import Client, override_settings
 
+import django_datadog_partner
 from django_datadog_partner.models import AuthorizationRequest, Connection, ConnectionStatus
-from django_datadog_partner.regions import DATADOG_SITES
+from django_datadog_partner.regions import DATADOG_SITES, get_site
 from django_datadog_partner.signals import connection_established
 from tests.connect_support import (
     API_KEY,
@@ -44,11 +47,6 @@ FLOW_SITES = [(s.domain, s.web_host, s.domain, s.web_host) for s in DATADOG_SITE
     # then follows the region.
     ("datadoghq.com", "app.datadoghq.com", "us5.datadoghq.com", "us5.datadoghq.com"),
 ]
-
-
-@pytest.fixture
-def alice(django_user_model: Any) -> Any:
-    return make_user(django_user_model, "alice")
 
 
 @pytest.fixture
@@ -86,7 +84,7 @@ def test_whole_flow_for_every_site(
     page = client.get(f"{ONBOARDING}?domain={domain}&site={web_host}")
     assert page.status_code == 200
     assert_flow_headers(page, "same-origin")
-    assert f"Connect alice to Datadog {web_host}?" in page.content.decode()
+    assert f"Connect alice to Datadog {get_site(domain).name}?" in page.content.decode()
     assert AuthorizationRequest.objects.count() == 0  # GET creates nothing
 
     started = start(client, domain, web_host)
@@ -149,6 +147,8 @@ def test_whole_flow_for_every_site(
     assert "You may now close this tab." in text
     assert 'href="/"' in text
     assert "An API key was created" in text
+    assert "alice is connected to Datadog" in text
+    assert f"Datadog site: {get_site(callback_domain).name}" in text  # no org named here
     assert started.row.code_verifier is None  # wiped after use
 
 
@@ -187,27 +187,6 @@ def test_anonymous_onboarding_redirects_to_login_keeping_the_query(client: Clien
         "next": "/datadog/connect/?domain=datadoghq.eu&site=app.datadoghq.eu"
     }
     assert AuthorizationRequest.objects.count() == 0
-
-
-def test_site_picker_lists_every_datadog_site(client: Client) -> None:
-    response = client.get(ONBOARDING)
-    assert response.status_code == 200
-    text = response.content.decode()
-    for site in DATADOG_SITES:
-        assert f"domain={site.domain}&amp;site=https%3A%2F%2F{site.web_host}" in text
-        assert site.name in text
-    assert AuthorizationRequest.objects.count() == 0
-
-
-def test_a_picked_site_link_leads_to_the_confirmation(alice: Any) -> None:
-    client = signed_in(alice)
-    picker = client.get(ONBOARDING)
-    (_site, link) = next(
-        item for item in picker.context["sites"] if item[0].domain == "us5.datadoghq.com"
-    )
-    page = client.get(link)
-    assert page.status_code == 200
-    assert "Connect alice to Datadog us5.datadoghq.com?" in page.content.decode()
 
 
 def test_only_the_confirmation_post_creates_the_request(alice: Any) -> None:
@@ -258,7 +237,7 @@ def test_the_confirmation_offers_a_choice_of_owners(
     with org_settings():
         page = client.get(url)
         text = page.content.decode()
-        assert "Connect to Datadog app.datadoghq.com?" in text
+        assert "Connect to Datadog US1?" in text
         assert "Acme" in text and "Globex" in text
         choice = page.context["choices"][1][0]
         response = client.post(url, {"owner": choice})
@@ -324,7 +303,7 @@ def test_connecting_again_updates_the_connection_and_keeps_a_valid_key(
     assert mocked_http.calls[2].request.headers["DD-API-KEY"] == API_KEY
     assert established[-1]["created"] is False
     page = client.get(CONNECTED).content.decode()
-    assert "Reconnected to Datadog" in page
+    assert "alice is reconnected to Datadog" in page
     assert "still works and was kept" in page
 
 
@@ -392,7 +371,7 @@ def test_reconnect_answered_for_another_org_makes_a_new_connection(
     assert callback(client, state)["Location"] == CONNECTED
     assert Connection.objects.count() == 2
     page = client.get(CONNECTED).content.decode()
-    assert "Connected to a different Datadog organisation" in page
+    assert "alice is connected to a different Datadog organisation" in page
     first.refresh_from_db()
     assert first.access_token is not None and first.access_token.reveal() == "access-1"
     assert first.api_key is not None and first.api_key.reveal() == API_KEY
@@ -420,12 +399,16 @@ def test_connection_pages_for_the_owner(alice: Any, connection: Connection) -> N
     text = detail.content.decode()
     assert f"…{API_KEY[-4:]}" in text
     assert API_KEY not in text
+    badge = '<span class="ddp-badge ddp-badge--ok" data-status="active">Active</span>'
+    assert badge in text and badge in listing.content.decode()
+    assert connection.label in listing.content.decode()
 
 
 @pytest.mark.parametrize(
     ("method", "path"),
     [
         ("get", "/datadog/connections/{pk}/"),
+        ("get", "/datadog/connections/{pk}/disconnect/"),
         ("post", "/datadog/connections/{pk}/disconnect/"),
         ("post", "/datadog/connections/{pk}/reconnect/"),
         ("post", "/datadog/connections/{pk}/api-key/"),
@@ -467,8 +450,11 @@ def test_state_changing_routes_refuse_get_and_missing_csrf(
     alice: Any, connection: Connection
 ) -> None:
     client = signed_in(alice)
-    for action in ("disconnect", "reconnect", "api-key"):
+    for action in ("reconnect", "api-key"):
         assert client.get(f"/datadog/connections/{connection.pk}/{action}/").status_code == 405
+    # GET on disconnect is its confirmation page: it only asks.
+    asked = client.get(f"/datadog/connections/{connection.pk}/disconnect/")
+    assert asked.status_code == 200 and "Yes, disconnect" in asked.content.decode()
     csrf_client = Client(enforce_csrf_checks=True)
     csrf_client.force_login(alice)
     for action in ("disconnect", "reconnect", "api-key"):
@@ -496,8 +482,47 @@ def test_disconnect_revokes_through_the_lifecycle_operation(
     connection.refresh_from_db()
     assert connection.status == ConnectionStatus.REVOKED
     page = client.get(response["Location"]).content.decode()
-    assert "OAuth Client API Key" in page
     assert "Connect again" in page
+    # What is left to do in Datadog, said once (not in the notice and the page both).
+    assert page.count("OAuth Client API Key") == 1 and "ends in" in page
+    assert "Disconnected: Datadog revoked this integration&#x27;s access." in page
+
+
+def test_disconnect_first_asks_on_a_page_that_says_what_happens(
+    alice: Any, connection: Connection, mocked_http: responses.RequestsMock
+) -> None:
+    client = signed_in(alice)
+    detail = client.get(f"/datadog/connections/{connection.pk}/").content.decode()
+    url = f"/datadog/connections/{connection.pk}/disconnect/"
+    assert f'<a class="button danger" href="{url}">Disconnect…</a>' in detail
+    mocked_http.calls.reset()
+
+    page = client.get(url).content.decode()
+
+    assert "Disconnect alice from Datadog?" in page
+    for consequence in ("revoke this integration's access", "deletes the credentials",
+                        "stops all data", "Datadog's API Keys page",
+                        f"ends in {API_KEY[-4:]}"):  # fmt: skip
+        assert consequence in page
+    assert '<button type="submit" class="danger">Yes, disconnect</button>' in page
+    assert len(mocked_http.calls) == 0  # asking changes nothing
+    connection.refresh_from_db()
+    assert connection.status == ConnectionStatus.ACTIVE
+
+
+def test_after_an_admin_revoke_the_customer_is_told_to_remove_the_api_key(
+    alice: Any, connection: Connection, mocked_http: responses.RequestsMock, django_user_model: Any
+) -> None:
+    from django_datadog_partner.admin.lifecycle_actions import ADMIN_REVOKE_REASON
+    from django_datadog_partner.connections import revoke
+
+    mocked_http.post(api("datadoghq.com", "/oauth2/v1/revoke"), status=200)
+    revoke(connection, reason=ADMIN_REVOKE_REASON, actor=make_user(django_user_model, "staff-vic"))
+
+    page = signed_in(alice).get(f"/datadog/connections/{connection.pk}/").content.decode()
+    assert "Disconnected by our support team." in page
+    assert "remove the API key in Datadog" in page and "OAuth Client API Key" in page
+    assert "staff-vic" not in page  # no staff user names on the customer's pages
 
 
 def test_flow_pages_load_nothing_from_third_parties(
@@ -516,12 +541,21 @@ def test_flow_pages_load_nothing_from_third_parties(
     pages += [client.get(CONNECTED), client.get("/datadog/error/?reason=access_denied")]
     pk = Connection.objects.get().pk
     pages += [client.get("/datadog/connections/"), client.get(f"/datadog/connections/{pk}/")]
+    pages.append(client.get(f"/datadog/connections/{pk}/disconnect/"))
     for page in pages:
         assert "no-store" in page["Cache-Control"]
         assert page["Referrer-Policy"] in ("no-referrer", "same-origin")
         html = page.content.decode().lower()
-        for tag in ("<script", "<link", "<img", "<iframe", "@import", "url("):
+        for tag in ("<script", "<img", "<iframe", "@import", "url("):
             assert tag not in html, (page.request["PATH_INFO"], tag)
+        # One stylesheet, the app's own, from this site's STATIC_URL.
+        links = re.findall(r"<link[^>]*>", html)
+        assert links == ['<link rel="stylesheet" href="/static/datadog_partner/partner.css">']
+    # The stylesheet imports only its sibling (badges.css), which imports nothing.
+    static = Path(django_datadog_partner.__file__).parent / "static" / "datadog_partner"
+    imports = re.findall(r"url\([^)]*\)", (static / "partner.css").read_text())
+    assert imports == ['url("badges.css")']
+    assert "url(" not in (static / "badges.css").read_text()
 
 
 def test_connecting_a_revoked_connection_again_restores_it_in_place(

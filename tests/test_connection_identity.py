@@ -130,6 +130,9 @@ def test_the_org_datadog_names_is_stored_not_the_callbacks(
     assert (connection.dd_org_id, connection.dd_org_name) == (alice.org.public_id, alice.org.name)
     page = alice.browser.get(CONNECTED).content.decode()
     assert "Forged" not in page and alice.org.name in page
+    # The success page names the owner and the organisation Datadog confirmed.
+    assert "alice is connected to Datadog" in page
+    assert f"Datadog organisation: ‘{alice.org.name}’ (US1)" in page
 
 
 # --- Finding 2: a second org of the same owner gets its own connection and key --------
@@ -166,7 +169,7 @@ def test_the_same_org_again_updates_its_connection_in_place(
     (again,) = alice.connections()
     assert again.pk == first.pk and again.api_key_fingerprint == first.api_key_fingerprint
     assert again.status == ConnectionStatus.ACTIVE
-    assert "Reconnected to Datadog" in alice.browser.get(CONNECTED).content.decode()
+    assert "is reconnected to Datadog" in alice.browser.get(CONNECTED).content.decode()
 
 
 def test_datadogs_recovery_for_a_lost_key_restores_the_connection_in_place(

@@ -12,7 +12,7 @@ import responses
 from django.db import transaction
 from django.utils import timezone
 
-from django_datadog_partner import delivery, signals, tracking
+from django_datadog_partner import delivery, payloads, signals, tracking
 from django_datadog_partner.models import (
     Alarm,
     ConnectionStatus,
@@ -21,26 +21,11 @@ from django_datadog_partner.models import (
     OutboxStatus,
 )
 from django_datadog_partner.outbox import cancel_pending_for_connection, purge, requeue
-from tests.outbox_support import Intake, key_of, make_connection, statuses
+from tests.outbox_support import key_of, make_connection, statuses
 from tests.test_tracking import save_then_fail
 from tests.testapp.models import Order, Organization
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def org() -> Organization:
-    return Organization.objects.create(name="Acme")
-
-
-@pytest.fixture
-def conn(org):
-    return make_connection(org)
-
-
-@pytest.fixture
-def intake(mocked_http) -> Intake:
-    return Intake(mocked_http, domains=("datadoghq.com", "datadoghq.eu"))
 
 
 def make_due() -> None:
@@ -63,7 +48,9 @@ def test_commit_sends_exactly_once_with_the_api_key(org, conn, intake, canaries,
     assert arrival.request.url == "https://api.datadoghq.com/api/v1/events"
     assert arrival.api_key == key_of(conn) and "Authorization" not in arrival.request.headers
     assert arrival.body["title"] == "Order created: A-1"
-    assert f"outbox_id:{row.pk}" in arrival.body["tags"]
+    assert arrival.body["text"].endswith(f"\n\noutbox_id:{row.pk}")
+    assert arrival.outbox_ids() == [row.pk]
+    assert not any("outbox" in tag for tag in arrival.body["tags"])
     assert "hush" not in json.dumps(arrival.body) and "secret_note" not in arrival.body["text"]
     assert arrival.body["aggregation_key"] == f"testapp.order:{order.pk}"
     assert (row.status, row.attempts, row.connection) == ("delivered", 1, conn)
@@ -212,12 +199,13 @@ def test_403_with_a_valid_key_is_retried(org, conn, intake):
 
 
 def test_413_shrinks_an_event_once(org, conn, intake):
-    intake.respond = lambda a: 413 if len(a.body["text"]) > 1000 else 202
+    intake.respond = lambda a: 413 if len(a.body["text"]) > 1100 else 202
     tracking.send_event(org, title="t" * 150, text="x" * 3000)
     delivery.drain()
     row = OutboxEvent.objects.get()
     assert row.status == "delivered" and len(row.payload["text"]) == 1000
-    assert [len(a.body["text"]) for a in intake.arrivals] == [3000, 1000]
+    mark = len(f"\n\noutbox_id:{row.pk}")  # the text as sent ends with the row's id
+    assert [len(a.body["text"]) for a in intake.arrivals] == [3000 + mark, 1000 + mark]
 
 
 def test_413_after_shrinking_is_dead(org, conn, intake):
@@ -376,11 +364,12 @@ def test_metric_and_log_kinds(org, conn, intake):
     assert by_kind["series"].request.url == "https://api.datadoghq.com/api/v2/series"
     assert by_kind["logs"].request.url == "https://http-intake.logs.datadoghq.com/api/v2/logs"
     assert by_kind["logs"].request.headers["Content-Encoding"] == "gzip"
+    assert by_kind["series"].request.headers["Content-Encoding"] == "gzip"
     (series,) = by_kind["series"].items()
     assert "tags" in series and not any(t.startswith("outbox_id") for t in series["tags"])
     (log,) = by_kind["logs"].items()
     log_row = OutboxEvent.objects.get(kind=OutboxKind.LOG)
-    assert log["ddtags"] == f"outbox_id:{log_row.pk}" and log["hostname"] == "web-1"
+    assert log["outbox_id"] == log_row.pk and "ddtags" not in log and log["hostname"] == "web-1"
 
 
 def test_failures_never_leak_the_api_key(org, intake, canaries, debug_logs):
@@ -435,3 +424,11 @@ def test_concurrent_claims_never_share_a_row():
         thread.join(timeout=60)
     assert not set(claimed[0]) & set(claimed[1])
     assert sorted(claimed[0] + claimed[1]) == sorted(statuses())
+
+
+def test_the_outbox_mark_keeps_datadogs_text_limit_and_markdown():
+    plain = payloads.mark_text("x" * 5000, 42)
+    assert len(plain) == payloads.EVENT_TEXT_LIMIT and plain.endswith("x\n\noutbox_id:42")
+    markdown = payloads.mark_text("%%% \n**paid** \n %%%", 42)
+    assert markdown == "%%% \n**paid** \n\noutbox_id:42\n %%%"
+    assert payloads.as_sent("metric", {"metric": "m"}, 42) == {"metric": "m"}

@@ -1,10 +1,8 @@
-"""Per-site circuit breakers and bulkheads (AT-54): a failing Datadog site stops getting
-requests and threads, other sites keep theirs, and one probe after the cooldown closes it."""
+"""Per-site circuit breakers (AT-54): a failing Datadog site stops getting requests, other
+sites keep theirs, and one probe after the cooldown closes it."""
 
 from __future__ import annotations
 
-import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -13,8 +11,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from django_datadog_partner import delivery, outbox, tracking
-from django_datadog_partner.delivery import breaker, transmit
-from django_datadog_partner.delivery.pacing import Sender
+from django_datadog_partner.delivery import breaker
 from django_datadog_partner.models import Connection, OutboxEvent, OutboxStatus, SiteBreaker
 from tests.outbox_support import Intake, make_connection
 from tests.testapp.models import Organization
@@ -22,11 +19,6 @@ from tests.testapp.models import Organization
 pytestmark = pytest.mark.django_db
 
 EU, US = "datadoghq.eu", "datadoghq.com"
-
-
-@pytest.fixture
-def intake(mocked_http) -> Intake:
-    return Intake(mocked_http, domains=(US, EU))
 
 
 @pytest.fixture
@@ -192,74 +184,6 @@ def test_the_status_command_lists_open_breakers(intake, breaker_settings, capsys
     call_command("datadog_partner_status")
     out = capsys.readouterr().out
     assert "Site breakers open" in out and f"{EU}: open until" in out
-
-
-class InFlight:
-    """Counts the calls running at once inside ``with``; ``most`` is the peak."""
-
-    def __init__(self) -> None:
-        self.now = self.most = 0
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> None:
-        with self._lock:
-            self.now += 1
-            self.most = max(self.most, self.now)
-
-    def __exit__(self, *exc_info: object) -> None:
-        with self._lock:
-            self.now -= 1
-
-
-def sender_at_four(maximum: int) -> Sender:
-    """A sender whose limit stays at its starting 4 (no Little's-law adjustments)."""
-    sender = Sender(maximum)
-    sender._observe = lambda wall, cpu: None  # type: ignore[method-assign]
-    return sender
-
-
-def quick(run: transmit.Run) -> list[transmit.Result]:
-    time.sleep(0.001)
-    return [transmit.Result([1], transmit.DELIVERED, "http_202")]
-
-
-def test_a_hanging_site_gets_at_most_half_the_threads_while_others_have_work():
-    released = threading.Event()
-    eu = InFlight()
-
-    def hanging(run: transmit.Run) -> list[transmit.Result]:
-        with eu:
-            released.wait(timeout=10)
-        return [transmit.Result([0], transmit.RETRY, "network")]
-
-    jobs = [("eu", hanging)] * 6 + [("us", quick)] * 30
-    us_done = 0
-    with sender_at_four(4) as sender:
-        for results in sender.run(jobs, transmit.Run(send_by=float("inf"))):
-            if results[0].verdict == transmit.DELIVERED:
-                us_done += 1
-                if us_done == 30:
-                    assert eu.most == 2  # the other half kept the US jobs moving
-                    released.set()
-    assert us_done == 30
-
-
-def test_a_site_that_failed_in_this_run_gets_one_request_at_a_time():
-    eu = InFlight()
-
-    def failing(run: transmit.Run) -> list[transmit.Result]:
-        with eu:
-            time.sleep(0.01)
-        result = transmit.Result([0], transmit.RETRY, "http_503")
-        run.breakers.note("eu", result)
-        return [result]
-
-    run = transmit.Run(send_by=float("inf"))
-    run.breakers.note("eu", transmit.Result([0], transmit.RETRY, "http_503"))  # failed earlier
-    with sender_at_four(8) as sender:
-        results = list(sender.run([("eu", failing)] * 8 + [("us", quick)] * 8, run))
-    assert len(results) == 16
-    assert eu.most == 1
 
 
 def cooldown_over(domain: str) -> None:

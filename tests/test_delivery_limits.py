@@ -3,6 +3,7 @@ isolation in a randomized multi-owner run."""
 
 from __future__ import annotations
 
+import logging
 import random
 import statistics
 from collections import Counter
@@ -14,18 +15,12 @@ from django.utils import timezone
 
 from django_datadog_partner import delivery, outbox, tracking
 from django_datadog_partner.client import rate_limit_wait
-from django_datadog_partner.delivery import outcomes, transmit
-from django_datadog_partner.delivery.pacing import Sender
-from django_datadog_partner.models import Connection, OutboxEvent
-from tests.outbox_support import Intake, key_of, make_connection
+from django_datadog_partner.delivery import outcomes
+from django_datadog_partner.models import Alarm, Connection, OutboxEvent
+from tests.outbox_support import key_of, make_connection
 from tests.testapp.models import Order, Organization, Workspace
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def intake(mocked_http) -> Intake:
-    return Intake(mocked_http, domains=("datadoghq.com", "datadoghq.eu", "us5.datadoghq.com"))
 
 
 def test_429_pauses_every_connection_with_that_key_and_no_other(intake):
@@ -59,6 +54,34 @@ def test_429_pauses_every_connection_with_that_key_and_no_other(intake):
     assert [arrival.api_key for arrival in intake.arrivals] == [key_of(c)]
     paused = OutboxEvent.objects.get(connection=b)
     assert paused.next_attempt_at == b.paused_until and paused.attempts == 0
+
+
+RATE_LIMITED = {
+    "X-RateLimit-Name": "events_submission",
+    "X-RateLimit-Limit": "10",
+    "X-RateLimit-Period": "60",
+    "X-RateLimit-Reset": "5",
+}
+
+
+def test_the_rate_limits_name_is_kept_on_the_row_and_in_the_log(intake, caplog):
+    conn = make_connection(Organization.objects.create(name="a"))
+    intake.respond = lambda arrival: (429, RATE_LIMITED, '{"errors": ["slow down"]}')
+    tracking.send_event(conn, title="t", text="x")
+    with caplog.at_level(logging.WARNING, logger="django_datadog_partner.delivery"):
+        delivery.drain()
+    row = OutboxEvent.objects.get()
+    named = "(rate limit events_submission: 10 per 60 s)"
+    assert row.last_error == f"HTTP 429 from api.datadoghq.com/api/v1/events: slow down {named}"
+    assert f"Datadog rate-limited connection {conn.pk}" in caplog.text and named in caplog.text
+
+
+def test_an_alarm_quotes_the_rate_limits_name(intake):
+    make_connection(Organization.objects.create(name="a"))
+    intake.respond = lambda arrival: (404, {"X-RateLimit-Name": "logs_intake"}, "{}")
+    tracking.send_log(Organization.objects.get(), "x")
+    delivery.drain()
+    assert "(rate limit logs_intake)" in Alarm.objects.get(code="intake_http_404").message
 
 
 def test_a_pause_pushes_back_rows_already_due(intake):
@@ -166,69 +189,3 @@ def test_tenant_isolation_randomized(intake):
     assert set(
         rows.filter(owner_object_id=str(unconnected.pk)).values_list("status", flat=True)
     ) <= {"no_connection"}
-
-
-class FakeClock:
-    """Stands in for ``Sender._clock``: each completion costs ``per_job[limit]`` seconds."""
-
-    def __init__(self, sender: Sender, per_job: dict[int, float]) -> None:
-        self.sender, self.per_job, self.now = sender, per_job, 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def complete(self, wall: float, cpu: float) -> None:
-        self.now += self.per_job[self.sender.limit]
-        self.sender._observe(wall, cpu)
-
-
-def test_a_long_round_trip_gets_the_most_requests_in_flight():
-    with Sender(8) as sender:
-        assert sender.limit == 4
-        for _ in range(5):
-            sender._observe(wall=0.050, cpu=0.0005)  # Little's law: 100 in flight wanted
-        assert sender.limit == 8
-
-
-def test_in_the_latency_bound_range_in_flight_follows_littles_law_undamped():
-    with Sender(32) as sender:
-        for _ in range(20):
-            sender._observe(wall=0.056, cpu=0.0016)  # 35 requests' worth of waiting per CPU
-        assert sender.limit == 32
-    with Sender(64) as sender:
-        for _ in range(20):
-            sender._observe(wall=0.020, cpu=0.001)
-        assert sender.limit == 20
-
-
-def test_cpu_bound_sends_keep_whichever_of_one_or_two_delivers_more(monkeypatch):
-    with Sender(8) as sender:
-        clock = FakeClock(sender, {1: 0.001, 2: 0.0005, 4: 0.0005})  # two: twice the rate
-        monkeypatch.setattr(sender, "_clock", clock)
-        for _ in range(Sender.WINDOW * 6):
-            clock.complete(wall=0.001, cpu=0.0008)
-        assert sender.limit == 2
-        clock.per_job = {1: 0.001, 2: 0.002}  # now the second thread only adds GIL waits
-        for _ in range(Sender.WINDOW * Sender.REPROBE * 2):
-            clock.complete(wall=0.001, cpu=0.0008)
-        assert sender.limit == 1
-
-
-def test_sender_runs_every_job_inline_or_on_threads(monkeypatch):
-    import threading
-
-    run = transmit.Run(send_by=float("inf"))
-    threads: list[str] = []
-
-    def job(run: transmit.Run) -> list[transmit.Result]:
-        threads.append(threading.current_thread().name)
-        return [transmit.Result([len(threads)], transmit.DELIVERED)]
-
-    with Sender(4) as sender:
-        monkeypatch.setattr(sender, "_observe", lambda wall, cpu: None)  # limit stays 4
-        results = list(sender.run([("site", job)] * 20, run))
-        assert sorted(r[0].row_ids[0] for r in results) == list(range(1, 21))
-        assert all(name.startswith("ddp-send") for name in threads)
-        sender.limit, threads[:] = 1, []
-        assert len(list(sender.run([("site", job)] * 3, run))) == 3
-        assert threads[0] == threading.current_thread().name

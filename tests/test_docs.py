@@ -150,3 +150,18 @@ def test_the_front_pages_render_as_the_package_index_would(name: str):
         settings_overrides={"warning_stream": warnings, "report_level": 2, "halt_level": 5},
     )
     assert warnings.getvalue() == ""
+
+
+def test_every_screenshot_the_docs_show_is_committed_and_small():
+    """The browser tests write them (``DDP_UPDATE_SCREENSHOTS=1``); the docs show them."""
+    docs = ROOT / "docs"
+    shown = {
+        Path(target).name
+        for page in docs.rglob("*.rst")
+        for target in re.findall(r"\.\. image:: /?_static/screenshots/(\S+)", page.read_text())
+    }
+    committed = {
+        path.name: path.stat().st_size for path in (docs / "_static" / "screenshots").glob("*.png")
+    }
+    assert shown and shown == set(committed)
+    assert all(size < 250_000 for size in committed.values()), committed

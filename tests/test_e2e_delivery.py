@@ -17,19 +17,29 @@ import pytest
 from django.db import transaction
 
 from django_datadog_partner import tasks
-from django_datadog_partner.models import Connection, OutboxEvent, OutboxStatus, SiteBreaker
+from django_datadog_partner.models import (
+    Connection,
+    OutboxEvent,
+    OutboxKind,
+    OutboxStatus,
+    SiteBreaker,
+)
 from django_datadog_partner.sandbox.control import Sandbox
 from django_datadog_partner.sandbox.state import Org
 from tests.e2e_support import (
     QCluster,
     qcluster,  # noqa: F401  (the fixture)
 )
-from tests.outbox_support import make_connection
+from tests.outbox_support import make_connection, outbox_id_in
 from tests.testapp.models import Order, Organization
 
 pytestmark = pytest.mark.e2e
 
 SITE_A, SITE_B = "sandbox-a.test", "sandbox-b.test"
+
+
+# The events these tests save: the sweeper also queues each connection's heartbeat metric.
+EVENTS = OutboxEvent.objects.filter(kind=OutboxKind.EVENT)
 
 
 @dataclass
@@ -79,7 +89,7 @@ def wait_until(condition: Callable[[], bool], timeout: float, tick: Callable[[],
 
 def all_delivered(expected: int) -> Callable[[], bool]:
     def check() -> bool:
-        return OutboxEvent.objects.filter(status=OutboxStatus.DELIVERED).count() >= expected
+        return EVENTS.filter(status=OutboxStatus.DELIVERED).count() >= expected
 
     return check
 
@@ -88,9 +98,10 @@ def arrivals(sandbox: Sandbox, tenant: Tenant) -> list[tuple[int, str]]:
     """(outbox id, site domain) of every event that reached ``tenant``'s Datadog org."""
     found = []
     for item in sandbox.store.received(tenant.org.id, "event"):
-        ids = [int(t.split(":")[1]) for t in item.payload["tags"] if t.startswith("outbox_id:")]
-        assert len(ids) == 1, item.payload
-        found.append((ids[0], item.extra["domain"]))
+        outbox_id = outbox_id_in("event", item.payload)
+        assert outbox_id is not None, item.payload
+        assert not any(tag.startswith("outbox_id") for tag in item.payload["tags"])
+        found.append((outbox_id, item.extra["domain"]))
     return found
 
 
@@ -112,11 +123,9 @@ def test_thousand_saves_arrive_at_each_owners_site_with_its_key(qcluster, sites)
     # from the loaded live server) waits for its retry, which the sweeper enqueues, as in
     # production (where it runs every minute).
     wait_until(all_delivered(1000), timeout=180, tick=tasks.sweep_outbox)
-    assert OutboxEvent.objects.exclude(status=OutboxStatus.DELIVERED).count() == 0
+    assert EVENTS.exclude(status=OutboxStatus.DELIVERED).count() == 0
     for tenant in people:
-        expected = set(
-            OutboxEvent.objects.filter(connection=tenant.connection).values_list("pk", flat=True)
-        )
+        expected = set(EVENTS.filter(connection=tenant.connection).values_list("pk", flat=True))
         got = arrivals(sandbox, tenant)
         assert len(expected) == 250
         assert {outbox_id for outbox_id, _ in got} == expected
@@ -154,7 +163,7 @@ def test_sigkill_of_the_cluster_mid_run_loses_nothing(qcluster, sites):  # noqa:
             assert domain == tenant.connection.domain
             assert OutboxEvent.objects.get(pk=outbox_id).connection_id == tenant.connection.pk
             counts[outbox_id] += 1
-    assert set(counts) == set(OutboxEvent.objects.values_list("pk", flat=True))
+    assert set(counts) == set(EVENTS.values_list("pk", flat=True))
     duplicates = {pk: n for pk, n in counts.items() if n > 1}
     # Only requests sent but not recorded before the kill can repeat: at most the rows the
     # killed workers held (two workers, one batch each).
@@ -170,7 +179,7 @@ def test_a_site_that_is_down_opens_its_breaker_and_its_backlog_drains_after(qclu
     save_orders([down, up], 200)
 
     def up_delivered_and_a_open() -> bool:
-        rows = OutboxEvent.objects.filter(connection=up.connection)
+        rows = EVENTS.filter(connection=up.connection)
         tripped = SiteBreaker.objects.filter(domain=SITE_A, open_until__isnull=False)
         return rows.filter(status=OutboxStatus.DELIVERED).count() == 100 and tripped.exists()
 
@@ -178,7 +187,7 @@ def test_a_site_that_is_down_opens_its_breaker_and_its_backlog_drains_after(qclu
     breaker = SiteBreaker.objects.get(domain=SITE_A)
     assert breaker.open_until is not None and breaker.failures >= 3
     assert not SiteBreaker.objects.filter(domain=SITE_B, failures__gt=0).exists()
-    waiting = OutboxEvent.objects.filter(owner_object_id=str(down.owner.pk))
+    waiting = EVENTS.filter(owner_object_id=str(down.owner.pk))
     assert waiting.filter(status=OutboxStatus.PENDING).count() == 100
     # Without the breaker every row would have failed at least once by now; with it only
     # the requests in flight when each concurrent run saw the threshold, and the probes.

@@ -98,3 +98,14 @@ def test_real_credentials_without_secret_key_are_refused_with_the_variable_named
 def test_debug_is_on_only_offline_unless_set(env, debug):
     shown = manage("shell", "-c", "from django.conf import settings; print(settings.DEBUG)", **env)
     assert shown.stdout.splitlines()[-1] == debug, shown.stderr
+
+
+def test_the_integration_pages_use_the_shops_layout():
+    """The shop overrides ``datadog_partner/base.html``, as a host would."""
+    code = (
+        "from django.template.loader import render_to_string; "
+        "print(render_to_string('datadog_partner/site_picker.html', {'sites': []}))"
+    )
+    page = manage("shell", "-c", code).stdout
+    assert "Example shop" in page and "datadog_partner/partner.css" in page
+    assert 'class="datadog-partner"' not in page  # the app's own page width is not imposed

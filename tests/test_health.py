@@ -13,6 +13,7 @@ from django_datadog_partner.connections import check_health, run_scheduled_healt
 from django_datadog_partner.connections.health import CATCH_UP_FACTOR, owner_exists
 from django_datadog_partner.exceptions import InvalidClientError
 from django_datadog_partner.models import Connection, ConnectionStatus
+from django_datadog_partner.status import API_KEY_REJECTED_REASON
 from tests.lifecycle_support import (
     REVOKE_URL,
     TOKEN_URL,
@@ -61,12 +62,16 @@ def test_rejected_key_is_marked_and_recovers_when_datadog_accepts_it_again(mocke
     assert not report.healthy
     stored = Connection.objects.get(pk=connection.pk)
     assert stored.status == ConnectionStatus.API_KEY_REJECTED
-    assert "GET /api/v1/validate answered 403" in stored.status_reason
+    assert stored.status_reason == API_KEY_REJECTED_REASON  # the customer reads it
+    assert "403" not in stored.status_reason and "/api/" not in stored.status_reason
     assert stored.last_error_code == "api_key_rejected"
 
     mocked_http.replace("GET", VALIDATE_URL, **VALID)
     assert check_health(stored).healthy
-    assert Connection.objects.get(pk=connection.pk).status == ConnectionStatus.ACTIVE
+    recovered = Connection.objects.get(pk=connection.pk)
+    assert recovered.status == ConnectionStatus.ACTIVE
+    # The recovery clears the error: the list no longer shows a problem that is over.
+    assert (recovered.last_error_code, recovered.last_error_at) == ("", None)
 
 
 def test_uninstall_is_noticed_by_the_refresh_and_the_key_is_not_checked(mocked_http):
@@ -209,7 +214,8 @@ def test_key_missing_keeps_the_connect_flows_instructions(mocked_http):
         api_key=None, status=ConnectionStatus.KEY_MISSING, status_reason="Revoke it, then …"
     )
     report = check_health(connection)
-    assert (report.healthy, report.message) == (False, "Revoke it, then …")
+    assert not report.healthy and report.message.startswith("Revoke it, then … ")
+    assert "Create the API key again" in report.message  # what to do, for the operator
     assert Connection.objects.get(pk=connection.pk).status_reason == "Revoke it, then …"
 
 

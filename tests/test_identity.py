@@ -16,7 +16,6 @@ from tests.connect_support import (
     api,
     callback,
     key_json,
-    make_user,
     requests_made,
     signed_in,
     start,
@@ -47,11 +46,6 @@ def user_orgs(org_id: str = ORG_ID, name: str = "Acme Corp", **extra: Any) -> di
         ],
         **extra,
     }
-
-
-@pytest.fixture
-def alice(django_user_model: Any) -> Any:
-    return make_user(django_user_model, "alice")
 
 
 def connect(alice: Any, mocked_http: responses.RequestsMock, *, creator: str = USER_ID) -> Any:

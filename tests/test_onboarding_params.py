@@ -17,16 +17,11 @@ from django_datadog_partner import failures
 from django_datadog_partner.models import AuthorizationRequest, Connection, ConnectionStatus
 from django_datadog_partner.regions import DATADOG_SITES
 from django_datadog_partner.testing import FakeDatadog
-from tests.connect_support import CONNECTED, ONBOARDING, make_user, signed_in, through_datadog
+from tests.connect_support import CONNECTED, ONBOARDING, signed_in, through_datadog
 
 pytestmark = pytest.mark.django_db
 
 DATADOGHQ_COM_REGIONS = {"US1", "US3", "US5", "AP1", "AP2", "UK1"}
-
-
-@pytest.fixture
-def alice(django_user_model: Any) -> Any:
-    return make_user(django_user_model, "alice")
 
 
 def onboarding(client: Client, **params: str) -> Any:

@@ -14,36 +14,12 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from django_datadog_partner import checks, delivery, tasks, tracking
-from django_datadog_partner.delivery import kick
 from django_datadog_partner.models import OutboxEvent, OutboxStatus
 from tests.connect_support import signed_in_with
-from tests.outbox_support import Intake, make_connection, statuses
-from tests.testapp.models import Order, Organization
+from tests.outbox_support import statuses
+from tests.testapp.models import Order
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def org() -> Organization:
-    return Organization.objects.create(name="Acme")
-
-
-@pytest.fixture
-def conn(org):
-    return make_connection(org)
-
-
-@pytest.fixture
-def intake(mocked_http) -> Intake:
-    return Intake(mocked_http)
-
-
-@pytest.fixture
-def kicks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    enqueued: list[int] = []
-    monkeypatch.setattr(kick, "enqueue_delivery", lambda count=1: enqueued.append(count))
-    kick.reset()
-    return enqueued
 
 
 # --- admin -----------------------------------------------------------------------------------

@@ -128,7 +128,8 @@ def test_invalid_grant_with_unchanged_token_marks_needs_reconnect_and_stops_call
 
     stored = Connection.objects.get(pk=connection.pk)
     assert stored.status == ConnectionStatus.NEEDS_RECONNECT
-    assert "invalid_grant" in stored.status_reason
+    # The reason is the customer's to read: no protocol codes; the error code keeps it.
+    assert "uninstalled" in stored.status_reason and "invalid_grant" not in stored.status_reason
     assert stored.last_error_code == "invalid_grant"
     assert not Alarm.objects.exists()
     # No further token calls, whatever the caller tries.

@@ -84,14 +84,14 @@ def test_revoke_revokes_refresh_then_access_token_wipes_secrets_and_cancels_even
     assert (delivered.status, elsewhere.status) == (OutboxStatus.DELIVERED, OutboxStatus.PENDING)
 
 
-def test_the_actor_is_recorded_in_the_reason(mocked_http):
+def test_the_actor_is_logged_but_kept_out_of_the_reason_the_customer_reads(mocked_http, caplog):
     mocked_http.post(REVOKE_URL, body="")
     connection = make_connection()
     staff = make_owner("alice")
+    caplog.set_level("INFO", logger="django_datadog_partner")
     revoke(connection, actor=staff)
-    assert Connection.objects.get(pk=connection.pk).status_reason == (
-        "Disconnect requested. (by alice)"
-    )
+    assert Connection.objects.get(pk=connection.pk).status_reason == "Disconnect requested."
+    assert f"Datadog connection {connection.pk}: disconnect asked by alice." in caplog.text
 
 
 def test_revoking_twice_is_harmless(mocked_http):
@@ -243,7 +243,9 @@ def test_a_400_is_surfaced_logged_and_retried(mocked_http, caplog):
     connection = make_connection()
     outcome = revoke(connection)
     assert outcome.status == ConnectionStatus.REVOKING
-    assert "invalid_request - Missing token" in outcome.message
+    assert "Datadog said: “Missing token”" in outcome.message
+    assert "HTTP 400" not in outcome.message and "api.datadoghq.com" not in outcome.message
+    assert "HTTP 400 from api.datadoghq.com/oauth2/v1/revoke" in caplog.text
     assert "Revoking Datadog connection" in caplog.text
     assert Connection.objects.get(pk=connection.pk).last_error_code == "invalid_request"
 

@@ -189,6 +189,13 @@ def test_logs_limits_and_validation(fake: Fake) -> None:
     assert single.status == 202
 
 
+def test_logs_over_one_megabyte_are_truncated_and_accepted(fake: Fake) -> None:
+    answer = fake.send("/api/v2/logs", [{"message": "é" * 700_000}, {"message": "short"}])
+    assert answer.status == 202
+    long, short = fake.sandbox.logs(fake.org)
+    assert len(long["message"].encode()) <= 1_000_000 and short["message"] == "short"
+
+
 def test_plain_text_logs_take_attributes_from_the_query(fake: Fake) -> None:
     answer = fake.send(
         "/api/v2/logs",
@@ -267,3 +274,54 @@ def test_second_active_key_for_an_org_is_refused(fake: Fake) -> None:
         fake.sandbox.create_api_key(fake.org)
     fake.sandbox.revoke_api_key(fake.org)
     assert fake.sandbox.create_api_key(fake.org) != fake.key
+
+
+CHECK = {"check": "shop.can_connect", "status": 2, "host_name": "", "tags": ["env:test"]}
+
+
+def test_service_checks_are_recorded_and_answered_like_datadog(fake: Fake) -> None:
+    answer = fake.send("/api/v1/check_run", [CHECK, {**CHECK, "status": 0, "message": "ok"}])
+    assert (answer.status, answer.json()) == (202, {"status": "ok"})
+    assert [c["status"] for c in fake.sandbox.service_checks(fake.org)] == [2, 0]
+    assert fake.send("/api/v1/check_run", [CHECK], key="f" * 32).status == 403
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (CHECK, "must be a list"),
+        ([{"check": "x", "status": 0, "tags": []}], "host_name is required"),
+        ([{**CHECK, "status": 4}], "status must be 0, 1, 2 or 3"),
+        ([{**CHECK, "status": True}], "status must be 0, 1, 2 or 3"),
+        ([{**CHECK, "timestamp": "now"}], "timestamp must be int"),
+        (["x"], "must be an object"),
+    ],
+)
+def test_invalid_service_checks_get_400(fake: Fake, body: Any, problem: str) -> None:
+    answer = fake.send("/api/v1/check_run", body)
+    assert answer.status == 400
+    assert any(problem in message for message in answer.json()["errors"])
+    assert fake.sandbox.service_checks() == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("store", [MemoryStore, OrmStore])
+@pytest.mark.parametrize("required", [False, True])
+def test_switch_an_empty_host_name_in_a_service_check(store: type[Store], required: bool) -> None:
+    fake = Fake(store())
+    fake.sandbox.set_faults(fake.org, check_host_required=required)
+    fake.sandbox.clear_faults(fake.org)  # a switch for Datadog's behaviour, not a fault
+    answer = fake.send("/api/v1/check_run", [CHECK])
+    assert answer.status == (400 if required else 202)
+    assert fake.send("/api/v1/check_run", [{**CHECK, "host_name": "web-1"}]).status == 202
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("store", [MemoryStore, OrmStore])
+def test_switch_series_answers_that_list_errors(store: type[Store]) -> None:
+    fake = Fake(store())
+    fake.sandbox.set_faults(fake.org, series_errors=True)
+    fake.sandbox.clear_faults(fake.org)
+    answer = fake.send("/api/v2/series", series())
+    assert answer.status == 202 and len(answer.json()["errors"]) == 1
+    assert fake.sandbox.series(fake.org)[0]["metric"] == "shop.payments"

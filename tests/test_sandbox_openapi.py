@@ -19,14 +19,15 @@ from openapi_core.validation.request.exceptions import RequestBodyValidationErro
 
 from django_datadog_partner import delivery
 from django_datadog_partner.testing import Call, FakeDatadog
-from django_datadog_partner.tracking import send_event, send_log, send_metric
+from django_datadog_partner.tracking import send_event, send_log, send_metric, send_service_check
 from tests.testapp.models import Order, Organization
 
 pytestmark = pytest.mark.django_db
 
 OPENAPI = Path(__file__).resolve().parent / "openapi"
 API = "https://api.datadoghq.com"
-INTAKE_PATHS = {"/api/v1/events", "/api/v2/series", "/api/v2/logs"}
+INTAKE_PATHS = {"/api/v1/events", "/api/v2/series", "/api/v2/logs", "/api/v1/check_run"}
+SPEC_OF_PATH = {"/api/v2/logs": "logs", "/api/v1/check_run": "checks"}
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,7 @@ def specs() -> dict[str, OpenAPI]:
     return {
         "api": OpenAPI.from_file_path(str(OPENAPI / "datadog-api.yaml")),
         "logs": OpenAPI.from_file_path(str(OPENAPI / "datadog-logs-intake.yaml")),
+        "checks": OpenAPI.from_file_path(str(OPENAPI / "datadog-service-checks.yaml")),
     }
 
 
@@ -79,6 +81,9 @@ def test_every_intake_request_validates_against_datadogs_openapi(
     send_metric(acme, "shop.rate", 0.5, metric_type="rate", interval=10)
     send_log(acme, "Order 1001 paid", tags=["order:1001"], attributes={"amount": "12.00"})
     send_log(acme, "Refund failed", status="error", service="payments", hostname="web-1")
+    send_log(acme, "huge " * 300_000)
+    send_service_check(acme, check="shop.payments.up", status="warning", message="slow")
+    send_service_check(acme, check="shop.api.up", status=0, host_name="web-1", tags=["env:x"])
 
     delivery.drain()
 
@@ -86,11 +91,13 @@ def test_every_intake_request_validates_against_datadogs_openapi(
     assert {call.path for call in intake} == INTAKE_PATHS
     assert all(call.status == 202 for call in intake), [(c.path, c.status) for c in intake]
     for call in intake:
-        spec = specs["logs" if call.path == "/api/v2/logs" else "api"]
+        spec = specs[SPEC_OF_PATH.get(call.path, "api")]
         spec.validate_request(RequestsOpenAPIRequest(as_sent(call)))
+    assert {c.headers.get("Content-Encoding") for c in intake if "v2" in c.path} == {"gzip"}
     assert len(fake.events()) == 3
     assert {s["metric"] for s in fake.series()} == {"shop.payments", "shop.orders", "shop.rate"}
-    assert len(fake.logs()) == 2
+    assert len(fake.logs()) == 3
+    assert [c["check"] for c in fake.service_checks()] == ["shop.payments.up", "shop.api.up"]
 
 
 @pytest.mark.parametrize(
@@ -100,6 +107,8 @@ def test_every_intake_request_validates_against_datadogs_openapi(
         ("/api/v1/events", {"title": "t", "text": "x", "date_happened": "yesterday"}),
         ("/api/v2/series", {"series": [{"metric": "m"}]}),
         ("/api/v2/logs", [{"ddsource": 5, "message": "m"}]),
+        ("/api/v1/check_run", [{"check": "c", "status": 0, "tags": []}]),
+        ("/api/v1/check_run", [{"check": "c", "status": 5, "tags": [], "host_name": ""}]),
     ],
 )
 def test_what_the_spec_refuses_the_sandbox_refuses(
@@ -113,6 +122,6 @@ def test_what_the_spec_refuses_the_sandbox_refuses(
         host + path, json=body, headers={"DD-API-KEY": connection.api_key.reveal()}, timeout=5
     )
     assert response.status_code == 400
-    spec = specs["logs" if path.endswith("logs") else "api"]
+    spec = specs[SPEC_OF_PATH.get(path, "api")]
     with pytest.raises(RequestBodyValidationError):
         spec.validate_request(RequestsOpenAPIRequest(as_sent(fake.calls[-1])))

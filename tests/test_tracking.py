@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -23,21 +22,6 @@ from tests.outbox_support import make_connection
 from tests.testapp.models import Order, Organization, Untracked, Workspace
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def org() -> Organization:
-    return Organization.objects.create(name="Acme")
-
-
-@pytest.fixture
-def kicks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """Delivery tasks that would have been enqueued."""
-    enqueued: list[int] = []
-    monkeypatch.setattr(kick, "enqueue_delivery", lambda count=1: enqueued.append(count))
-    kick.reset()
-    yield enqueued
-    kick.reset()
 
 
 def save_then_fail(org: Organization, number: str) -> None:
@@ -98,61 +82,12 @@ def test_many_saves_in_one_transaction_register_one_kick(org, django_capture_on_
     assert callbacks == [kick._kick]
 
 
-@pytest.mark.django_db(transaction=True)
-def test_kicks_from_many_transactions_coalesce_within_the_interval(org, kicks, settings):
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "KICK_INTERVAL": 3600}
-    for n in range(5):
-        with transaction.atomic():
-            Order.objects.create(organization=org, number=str(n))
-    Order.objects.create(organization=org, number="autocommit")
-    assert kicks == [1]
-    kick.reset()
-    with transaction.atomic():
-        Order.objects.create(organization=org, number="later")
-    assert kicks == [1, 1]
-
-
 def test_kicks_can_be_turned_off(org, django_capture_on_commit_callbacks, kicks, settings):
     settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "KICK_ON_COMMIT": False}
     with django_capture_on_commit_callbacks(execute=True) as callbacks, transaction.atomic():
         Order.objects.create(organization=org, number="1")
     assert OutboxEvent.objects.count() == 1
     assert callbacks == [] and kicks == []
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_failed_enqueue_is_logged_and_the_next_commit_kicks_again(org, monkeypatch, caplog):
-    calls = []
-
-    def broken(count: int = 1) -> None:
-        calls.append(count)
-        raise ConnectionError("broker down")
-
-    monkeypatch.setattr(kick, "enqueue_delivery", broken)
-    kick.reset()
-    for number in ("1", "2"):
-        with transaction.atomic():
-            Order.objects.create(organization=org, number=number)
-    assert calls == [1, 1]
-    assert "the sweeper will" in caplog.text
-    assert OutboxEvent.objects.count() == 2
-
-
-@pytest.mark.django_db(transaction=True)
-def test_the_kick_keeps_the_database_connection_open(org, settings):
-    """The ORM broker's close_old_connections() must not run in our on_commit."""
-    from django_q.brokers import get_broker
-
-    broker = get_broker()
-    broker.purge_queue()  # Redis keeps tasks of earlier tests in this run
-    kick.reset()
-    connection.ensure_connection()
-    before = connection.connection
-    with transaction.atomic():
-        Order.objects.create(organization=org, number="1")
-    assert connection.connection is before and before is not None
-    assert broker.queue_size() == 1
-    broker.purge_queue()
 
 
 def test_raw_saves_from_fixtures_send_nothing(org):

@@ -153,11 +153,21 @@ def test_an_uninstall_stops_the_orgs_telemetry_within_the_hour(
 
 
 def test_an_idle_connection_keeps_its_daily_check_only(
-    clock: Clock, datadog: FakeDatadog, django_user_model: Any, workers: list[int]
+    clock: Clock, datadog: FakeDatadog, django_user_model: Any, workers: list[int], settings: Any
 ) -> None:
+    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "HEARTBEAT_METRIC": ""}
     idle = Tenant(datadog, django_user_model, "initech")
     simulate(clock, 240, [])
     assert idle.token_refreshes() == 1  # the daily check, in the first hourly run
+
+
+def test_a_heartbeat_is_sending_so_its_connection_is_checked_hourly(
+    clock: Clock, datadog: FakeDatadog, django_user_model: Any, workers: list[int]
+) -> None:
+    """The heartbeat reaches an uninstalled organisation like any telemetry would."""
+    quiet = Tenant(datadog, django_user_model, "initech")
+    simulate(clock, 240, [])
+    assert quiet.token_refreshes() == 5  # the daily check, then one an hour
 
 
 def test_an_intake_403_checks_that_connection_at_once(

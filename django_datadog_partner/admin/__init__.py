@@ -1,3 +1,4 @@
-"""Admin screens: connections with their lifecycle actions, authorizations, alarms, outbox."""
+"""Admin screens: connections with their lifecycle actions, the status dashboard,
+authorizations, alarms, outbox."""
 
-from . import connections, outbox, records  # noqa: F401
+from . import connections, dashboard, outbox, records  # noqa: F401

@@ -17,25 +17,45 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, URLPattern, path, reverse
-from django.utils.html import format_html_join
-from django.utils.safestring import mark_safe
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
 
 from .. import permissions
 from ..conf import app_settings
 from ..connections.batch import each_connection
 from ..models import Alarm, Connection
+from ..regions import region_name
+from ..templatetags.datadog_partner import status_badge
+from .display import NamedListAdmin, when
 from .lifecycle_actions import ACTIONS, LifecycleAction
 
 SECRET_FIELDS = ("access_token", "refresh_token", "api_key")
 CONFIRM_URL_NAME = "datadog_partner_connection_confirm"
 
 
+class RegionFilter(admin.SimpleListFilter):
+    """The regions that have connections, by their display name ("US1", "EU1")."""
+
+    title = "Datadog region"
+    parameter_name = "region"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        domains = Connection.objects.order_by("domain").values_list("domain", flat=True)
+        return [(domain, region_name(domain)) for domain in domains.distinct()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(domain=self.value()) if self.value() else queryset
+
+
 @admin.register(Connection)
-class ConnectionAdmin(admin.ModelAdmin):
-    list_display = ("id", "org", "owner_display", "domain", "status", "api_key_display",
-                    "expires_at", "last_success_at", "last_error", "health_checked_at")  # fmt: skip
-    list_display_links = ("id", "org")
-    list_filter = ("status", "domain", "owner_content_type", "last_error_code")
+class ConnectionAdmin(NamedListAdmin):
+    # Few, compact columns, so the list fits a 1280 px window beside both sidebars: the
+    # last success, error and health check share one column (the token's expiry is on
+    # the connection's page; tokens are refreshed when needed).
+    list_display = ("id", "connection_label", "status_badge", "api_key_display", "activity")
+    list_display_links = ("id", "connection_label")
+    list_filter = ("status", RegionFilter, ("owner_content_type", admin.RelatedOnlyFieldListFilter),
+                   "last_error_code")  # fmt: skip
     list_select_related = ("owner_content_type",)
     date_hierarchy = "created_at"
     actions = ("revoke_action", "refresh_action", "check_action", "test_event_action",
@@ -43,12 +63,13 @@ class ConnectionAdmin(admin.ModelAdmin):
     fieldsets = (
         ("Datadog", {"fields": ("domain", "site", "dd_org_id", "dd_org_name", "scopes")}),
         ("Owner", {"fields": ("owner_display", "connected_by")}),
-        ("Status", {"fields": ("status", "status_reason", "status_changed_at", "paused_until")}),
+        ("Status", {"fields": ("status_badge", "status_reason", "status_changed_at",
+                               "paused_until")}),
         ("Credentials (encrypted; never shown)", {"fields": ("credentials",)}),
         ("Activity", {"fields": ("created_at", "updated_at", "last_success_at", "last_error",
                                  "health_checked_at", "refresh_answer_lost_at")}),
     )  # fmt: skip
-    readonly_fields = ("owner_display", "credentials", "last_error")
+    readonly_fields = ("owner_display", "status_badge", "credentials", "last_error")
     change_form_template = "admin/datadog_partner/connection/change_form.html"
     change_list_template = "admin/datadog_partner/connection/change_list.html"
 
@@ -62,14 +83,17 @@ class ConnectionAdmin(admin.ModelAdmin):
         return ["dd_org_name", "dd_org_id", "owner_object_id", "api_key_last4", "api_key_id",
                 f"connected_by__{username}"]  # fmt: skip
 
-    @admin.display(description="Datadog org", ordering="dd_org_name")
-    def org(self, obj: Connection) -> str:
-        return obj.dd_org_name or obj.dd_org_id or "—"
+    @admin.display(description="Connection", ordering="dd_org_name")
+    def connection_label(self, obj: Connection) -> str:
+        return obj.label
 
     @admin.display(description="Owner")
     def owner_display(self, obj: Connection) -> str:
-        owner = obj.owner
-        return str(owner) if owner is not None else "(deleted)"
+        return obj.owner_name
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj: Connection) -> SafeString:
+        return status_badge(obj.status)
 
     @admin.display(description="API key", ordering="api_key_last4")
     def api_key_display(self, obj: Connection) -> str:
@@ -77,10 +101,20 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     @admin.display(description="Last error", ordering="last_error_at")
     def last_error(self, obj: Connection) -> str:
+        """The last failure until the connection recovers (``status.set_status`` clears it)."""
         if not obj.last_error_code:
             return "—"
-        when = f" ({obj.last_error_at:%Y-%m-%d %H:%M})" if obj.last_error_at else ""
-        return f"{obj.last_error_code}{when}"
+        if obj.last_error_at is None:
+            return obj.last_error_code
+        return format_html("{}, {}", obj.last_error_code, when(obj.last_error_at))
+
+    @admin.display(description="Activity", ordering="last_success_at")
+    def activity(self, obj: Connection) -> SafeString:
+        lines = [("Success", when(obj.last_success_at))]
+        if obj.last_error_code:
+            lines.append(("Error", self.last_error(obj)))
+        lines.append(("Checked", when(obj.health_checked_at)))
+        return format_html_join(mark_safe("<br>"), '<span class="ddp-muted">{}:</span> {}', lines)
 
     @admin.display(description="Stored credentials")
     def credentials(self, obj: Connection) -> str:
@@ -127,30 +161,28 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     # --- pages ----------------------------------------------------------------------------
 
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        alarms = Alarm.objects.filter(cleared_at__isnull=True)
-        return super().changelist_view(request, {**(extra_context or {}), "open_alarms": alarms})
+    def list_context(self, request: HttpRequest) -> dict[str, Any]:
+        return {
+            "open_alarms": Alarm.objects.filter(cleared_at__isnull=True),
+            "may_see_dashboard": self.has_view_permission(request),
+        }
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        buttons = []
-        connection = Connection.objects.defer(*SECRET_FIELDS).filter(pk=object_id).first()
-        if connection is not None:
-            buttons = [
-                (action.label, _confirm_url(action.name, [connection.pk]))
-                for action in ACTIONS.values()
-                if self.may_offer(request, action)
-                and self.refusal(request, action, connection) is None
-            ]
-        context = {**(extra_context or {}), "lifecycle_buttons": buttons}
-        return super().change_view(request, object_id, form_url, context)
+    def object_context(self, request: HttpRequest, object_id: str) -> dict[str, Any]:
+        """The lifecycle buttons this user may use on this connection."""
+        connection = self.get_object(request, object_id)  # None for an unknown or bad id
+        if connection is None:
+            return {"lifecycle_buttons": []}
+        buttons = [
+            {
+                "label": action.label,
+                "url": _confirm_url(action.name, [connection.pk]),
+                "destructive": action.destructive,
+                "copies": _copyable_link(connection) if action.name == "reconnect_link" else "",
+            }
+            for action in ACTIONS.values()
+            if self.may_offer(request, action) and self.refusal(request, action, connection) is None
+        ]
+        return {"lifecycle_buttons": buttons}
 
     def get_urls(self) -> list[URLPattern]:
         confirm = path(
@@ -209,12 +241,14 @@ class ConnectionAdmin(admin.ModelAdmin):
         perform = spec.perform
         assert perform is not None
         for step in each_connection(targets, lambda connection: perform(request, connection)):
-            label = f"Connection #{step.connection.pk} ({self.org(step.connection)})"
+            label = step.connection.label
             if step.result is None:
                 self.message_user(request, f"{label}: {step.error}", messages.ERROR)
                 continue
             level, text = step.result
             self.message_user(request, f"{label}: {spec.label}: {text}", level)
+            # The connection's History names who did what (the customer's page does not).
+            self.log_change(request, step.connection, f"{spec.label}: {text}")
 
     # --- changelist actions: each leads to the confirmation page ------------------------------
 
@@ -285,13 +319,24 @@ def _back_url(connections: list[Connection]) -> str:
     return reverse("admin:datadog_partner_connection_changelist")
 
 
+def reconnect_link(connection: Connection) -> str:
+    """The absolute URL of the connection's own page, built from BASE_URL (never the Host)."""
+    return app_settings.BASE_URL + reverse("datadog_partner:connection", args=[connection.pk])
+
+
+def _copyable_link(connection: Connection) -> str:
+    """The link a button copies in one click, or "" (the button then opens the page)."""
+    try:
+        return reconnect_link(connection)
+    except (ImproperlyConfigured, NoReverseMatch):
+        return ""
+
+
 def _reconnect_links(
     request: HttpRequest, connections: list[Connection]
 ) -> list[tuple[Connection, str]]:
-    """Absolute URLs of the connections' own pages, built from BASE_URL (never the Host)."""
     try:
-        base = app_settings.BASE_URL
-        return [(c, base + reverse("datadog_partner:connection", args=[c.pk])) for c in connections]
+        return [(c, reconnect_link(c)) for c in connections]
     except (ImproperlyConfigured, NoReverseMatch) as exc:
         messages.error(request, f"Cannot build reconnect links: {exc}")
         return []

@@ -19,6 +19,8 @@ from ..models import Connection, ConnectionStatus
 #: ``(messages level, text)`` reported for one connection.
 Outcome = tuple[int, str]
 
+#: The status reason of a revoke from the admin, which the customer reads on their page.
+ADMIN_REVOKE_REASON = "Disconnected by our support team."
 TEST_EVENT_TITLE = "Test event from the Datadog integration"
 TEST_EVENT_TEXT = "Sent from the admin. If you can read this in Datadog, the integration works."
 
@@ -32,6 +34,8 @@ class LifecycleAction:
     not_applicable: Callable[[Connection], str | None]
     #: ``None`` for an action whose page is the result (nothing is changed).
     perform: Callable[[HttpRequest, Connection], Outcome] | None
+    #: Ends something for good (styled as such, so it is not clicked by mistake).
+    destructive: bool = False
 
     @property
     def permission(self) -> str:
@@ -44,7 +48,7 @@ class LifecycleAction:
 
 
 def _revoke(request: HttpRequest, connection: Connection) -> Outcome:
-    outcome = revoke(connection, reason="Revoked in the admin.", actor=request.user)
+    outcome = revoke(connection, reason=ADMIN_REVOKE_REASON, actor=request.user)
     return (messages.SUCCESS if outcome.done else messages.WARNING), outcome.message
 
 
@@ -73,10 +77,12 @@ def _send_test_event(request: HttpRequest, connection: Connection) -> Outcome:
 
 def _create_api_key(request: HttpRequest, connection: Connection) -> Outcome:
     from ..connections import create_api_key
+    from ..connections.api_keys import key_recovery
 
     outcome = create_api_key(connection)
     if outcome.missing:
-        return messages.WARNING, connection.status_reason
+        return messages.WARNING, " ".join(filter(None, (connection.status_reason,
+                                                         key_recovery(connection))))  # fmt: skip
     return messages.SUCCESS, f"API key {outcome.result}; the connection is active."
 
 
@@ -124,6 +130,7 @@ ACTIONS: dict[str, LifecycleAction] = {
             "Key” in Datadog; the result message says how.",
             _unless_revoked,
             _revoke,
+            destructive=True,
         ),
         LifecycleAction(
             "refresh",

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
@@ -21,12 +22,14 @@ from django.utils.translation import ngettext
 from .. import outbox
 from ..delivery import kick
 from ..models import OutboxEvent
+from .display import NamedListAdmin
 
 OWNER_CHOICES_LIMIT = 50
 
 
 class OwnerFilter(admin.SimpleListFilter):
-    """Rows of one owner (``?owner=<content type id>:<object id>``), recent owners listed."""
+    """Rows of one owner (``?owner=<content type id>:<object id>``), recent owners listed
+    by name."""
 
     title = _("owner")
     parameter_name = "owner"
@@ -38,8 +41,9 @@ class OwnerFilter(admin.SimpleListFilter):
             .values_list("owner_content_type_id", "owner_object_id")
             .distinct()[:OWNER_CHOICES_LIMIT]
         )
-        types = ContentType.objects.in_bulk({ct for ct, _ in pairs})
-        return [(f"{ct}:{pk}", f"{types[ct].name} {pk}") for ct, pk in dict.fromkeys(pairs)]
+        unique = list(dict.fromkeys(pairs))
+        names = owner_names(unique)
+        return [(f"{ct}:{pk}", names[ct, pk]) for ct, pk in unique]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
@@ -51,8 +55,27 @@ class OwnerFilter(admin.SimpleListFilter):
         return queryset.filter(owner_content_type_id=content_type, owner_object_id=object_id)
 
 
+def owner_names(references: list[tuple[int, str]]) -> dict[tuple[int, str], str]:
+    """Each owner's name (``str(owner)``), one query per owner model; a deleted owner is
+    named by its type and id."""
+    types = ContentType.objects.in_bulk({ct for ct, _ in references})
+    names = {(ct, pk): f"{types[ct].name} {pk} (deleted)" for ct, pk in references}
+    for ct, content_type in types.items():
+        model = content_type.model_class()
+        if model is None:
+            continue
+        wanted = [pk for type_id, pk in references if type_id == ct]
+        try:
+            found = model._base_manager.in_bulk(wanted)
+        except (ValueError, ValidationError):  # keys that do not fit the model's
+            continue
+        for key, owner in found.items():
+            names[ct, str(key)] = str(owner)
+    return names
+
+
 @admin.register(OutboxEvent)
-class OutboxEventAdmin(admin.ModelAdmin):
+class OutboxEventAdmin(NamedListAdmin):
     list_display = ("id", "kind", "status", "source", "action", "owner_display", "connection",
                     "attempts", "next_attempt_at", "event_time", "last_error_code")  # fmt: skip
     list_filter = ("status", "kind", "source", OwnerFilter, "connection")
@@ -64,6 +87,10 @@ class OutboxEventAdmin(admin.ModelAdmin):
               "event_time", "created_at", "next_attempt_at", "lease_until", "finished_at",
               "last_error_code", "last_error", "payload_display")  # fmt: skip
     readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[OutboxEvent]:
+        # Owners by name, and connections by their label (which names their owner too).
+        return super().get_queryset(request).prefetch_related("owner", "connection__owner")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -79,7 +106,10 @@ class OutboxEventAdmin(admin.ModelAdmin):
     def owner_display(self, obj: OutboxEvent) -> str:
         if obj.owner_content_type is None:
             return "-"
-        return f"{obj.owner_content_type.name} {obj.owner_object_id}"
+        owner = obj.owner
+        if owner is None:
+            return f"{obj.owner_content_type.name} {obj.owner_object_id} (deleted)"
+        return str(owner)
 
     @admin.display(description=_("payload"))
     def payload_display(self, obj: OutboxEvent) -> str:

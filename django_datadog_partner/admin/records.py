@@ -11,14 +11,25 @@ from django.utils import timezone
 
 from ..delivery import breaker
 from ..models import Alarm, AuthorizationRequest, SiteBreaker
+from .display import NamedListAdmin, OpenFilter
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(NamedListAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class AlarmStateFilter(OpenFilter):
+    field = "cleared_at"
+    closed_label = "Cleared"
+
+
+class BreakerStateFilter(OpenFilter):
+    field = "open_until"
+    open_when_empty = False
 
 
 @admin.register(AuthorizationRequest)
@@ -43,7 +54,7 @@ class AlarmAdmin(ReadOnlyAdmin):
     """Configuration problems only the vendor can fix (shown as a banner on connections)."""
 
     list_display = ("code", "message", "count", "first_raised_at", "last_raised_at", "cleared_at")
-    list_filter = (("cleared_at", admin.EmptyFieldListFilter),)
+    list_filter = (AlarmStateFilter,)
     actions = ("clear",)
 
     def has_clear_permission(self, request: HttpRequest) -> bool:
@@ -65,7 +76,7 @@ class SiteBreakerAdmin(ReadOnlyAdmin):
     probe; closing it here sends the waiting rows at once."""
 
     list_display = ("domain", "open_until", "failures", "opened_at", "last_error")
-    list_filter = (("open_until", admin.EmptyFieldListFilter),)
+    list_filter = (BreakerStateFilter,)
     actions = ("close",)
 
     def has_close_permission(self, request: HttpRequest) -> bool:

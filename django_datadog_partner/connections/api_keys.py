@@ -139,32 +139,27 @@ def _stored_access_token(connection: Connection) -> str:
 def missing_key_reason(connection: Connection, reason: str) -> str:
     """The status reason stored (and shown to the customer) for a connection without a key.
 
-    The recovery is Datadog's documented one for a lost key: revoke the "OAuth Client API
-    Key" in the organisation, then authorise again.
+    Where revoking the key cures it (``revoke_cures``), the reason says why and the
+    connection's page gives the steps, Datadog's documented recovery for a lost key (revoke
+    the "OAuth Client API Key", then authorise again), so they are said once; a refusal to
+    create a key says what to do in the reason itself.
     """
-    page = api_keys_page_url(connection)
-    recover = (
-        f"In Datadog, open {page} and revoke the key named \u201cOAuth Client API Key\u201d, "
-        "then authorise again: press \u201cReconnect\u201d (or \u201cCreate the API key "
-        "again\u201d, which asks Datadog with the current authorisation)."
-    )
     if reason == MISSING_CONFLICT and connection.api_key is not None:
         return (
             f"Datadog rejects this connection's API key{key_ending(connection)}, so it was "
             "probably revoked in Datadog, and creates no other while the organisation holds "
-            f"one (409). A revoked key can be restored in Datadog for 7 days: restore it at "
-            f"{page}, then press \u201cCreate the API key again\u201d, which keeps a key "
-            "Datadog accepts again (the health check notices a restore too). To get a new key "
-            "instead, make sure that key is revoked, then press \u201cReconnect\u201d; while "
-            "Datadog still keeps the revoked key restorable it may answer 409 again."
+            "one. A revoked key can be restored in Datadog for 7 days: restore it on "
+            "Datadog's API Keys page, then press \u201cCreate the API key again\u201d, which "
+            "keeps a key Datadog accepts again (the health check notices a restore too). For "
+            "a new key instead, follow the steps below; while Datadog still keeps the revoked "
+            "key restorable it may refuse again."
         )
     texts = {
         MISSING_CONFLICT: "Datadog already holds this integration's API key for the "
-        "organisation and shows it only once; it issues one per organisation, so the key "
+        "organisation and shows it only once. It issues one per organisation, so the key "
         "may serve an earlier connection, possibly of another account, and revoking it "
-        "stops that one. " + recover,
-        MISSING_UNCONFIRMED: "Datadog did not confirm the API key. Press \u201cCreate the API "
-        "key again\u201d; if Datadog then reports that the key exists: " + recover,
+        "stops that one.",
+        MISSING_UNCONFIRMED: "Datadog did not confirm whether it created the API key.",
         MISSING_SCOPE: "Datadog refused to create the API key: the OAuth client lacks the "
         "api_keys_write scope. Once the vendor adds it, reconnect.",
         MISSING_PERMISSION: "Datadog refused to create the API key: the Datadog user who "
@@ -176,6 +171,24 @@ def missing_key_reason(connection: Connection, reason: str) -> str:
         "key again\u201d or reconnect.",
     }
     return texts[reason]
+
+
+def revoke_cures(connection: Connection) -> bool:
+    """Whether revoking the organisation's key is the cure: it is for a 409 or a lost key,
+    not for a refusal to create one."""
+    return connection.last_error_code not in REFUSAL_CODES.values()
+
+
+def key_recovery(connection: Connection) -> str:
+    """The steps of the connection's page, for operators (admin, commands); "" where the
+    status reason already says what to do."""
+    if not revoke_cures(connection):
+        return ""
+    return (
+        f"The customer revokes the key named \u201cOAuth Client API Key\u201d on Datadog's "
+        f"API Keys page ({api_keys_page_url(connection)}) if it is listed, then authorises "
+        "again with \u201cReconnect\u201d (or uses \u201cCreate the API key again\u201d)."
+    )
 
 
 def key_ending(connection: Connection) -> str:

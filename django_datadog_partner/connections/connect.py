@@ -87,7 +87,8 @@ class ConnectOutcome:
 
 
 class ConnectFailed(DatadogPartnerError):
-    """The flow stopped; ``reason`` is a ``failures`` code, ``detail`` Datadog's own words."""
+    """The flow stopped; ``reason`` is a ``failures`` code, ``detail`` Datadog's own words
+    (the page quotes them as Datadog's) and ``note`` ours, for the user."""
 
     def __init__(
         self,
@@ -95,10 +96,12 @@ class ConnectFailed(DatadogPartnerError):
         message: str = "",
         *,
         detail: str = "",
+        note: str = "",
         connection: Connection | None = None,
     ) -> None:
         self.reason = reason
         self.detail = detail[:300]
+        self.note = note[:300]
         self.connection = connection
         super().__init__(message or reason, error_code=reason)
 
@@ -109,6 +112,7 @@ def fail(
     user: Any,
     message: str = "",
     detail: str = "",
+    note: str = "",
     connection: Connection | None = None,
 ) -> ConnectFailed:
     """Log the failure, send ``connection_failed`` and return the exception to raise."""
@@ -120,7 +124,7 @@ def fail(
         message,
     )
     connection_failed.send(sender=Connection, reason=reason, user=user)
-    return ConnectFailed(reason, message, detail=detail, connection=connection)
+    return ConnectFailed(reason, message, detail=detail, note=note, connection=connection)
 
 
 @sensitive_variables()
@@ -341,7 +345,7 @@ def _check_scopes(tokens: oauth.TokenSet, user: Any) -> None:
             failures.MISSING_SCOPES,
             user=user,
             message="granted scopes lack " + " ".join(missing),
-            detail=" ".join(missing),
+            note="Missing: " + ", ".join(missing) + ".",
         )
 
 

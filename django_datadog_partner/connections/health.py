@@ -26,7 +26,8 @@ from ..exceptions import (
     RetryableError,
 )
 from ..models import Connection, ConnectionStatus
-from ..status import mark_broken, reveal, set_status
+from ..status import API_KEY_REJECTED_REASON, mark_broken, reveal, set_status
+from .api_keys import key_recovery
 from .revoke import revoke
 from .rows import record_error
 from .tokens import refresh
@@ -41,18 +42,7 @@ RUNS_PER_DAY = 24
 #: Each run may take this many times its share, so a backlog after downtime clears.
 CATCH_UP_FACTOR = 2
 
-NO_KEY_REASON = (
-    "The token works but no API key is stored: revoke “OAuth Client API Key” in Datadog "
-    "(Organization Settings → API Keys), then authorise again with “Reconnect” (or use "
-    "“Create the API key again”)."
-)
-REJECTED_REASON = (
-    "Datadog rejected the API key (GET /api/v1/validate answered 403); it was probably "
-    "revoked in Datadog. A key revoked less than 7 days ago can be restored there "
-    "(Organization Settings → API Keys): this connection then resumes at its next check. "
-    "Otherwise make sure the “OAuth Client API Key” is revoked and authorise again with "
-    "“Reconnect” to obtain a new one."
-)
+NO_KEY_REASON = "The token works but no API key is stored."
 
 
 @dataclass(frozen=True)
@@ -163,7 +153,8 @@ def _check_api_key(connection: Connection) -> HealthReport:
     if connection.api_key is None:
         if connection.status != ConnectionStatus.KEY_MISSING:  # else keep the connect reason
             mark_broken(connection, ConnectionStatus.KEY_MISSING, NO_KEY_REASON, "key_missing")
-        return _report(connection, False, connection.status_reason)
+        message = " ".join(filter(None, (connection.status_reason, key_recovery(connection))))
+        return _report(connection, False, message)
     valid = DatadogClient(connection.domain).validate_api_key(
         reveal(connection, connection.api_key)
     )
@@ -174,7 +165,10 @@ def _check_api_key(connection: Connection) -> HealthReport:
         )
     if not valid:
         mark_broken(
-            connection, ConnectionStatus.API_KEY_REJECTED, REJECTED_REASON, "api_key_rejected"
+            connection,
+            ConnectionStatus.API_KEY_REJECTED,
+            API_KEY_REJECTED_REASON,
+            "api_key_rejected",
         )
         return _report(connection, False, connection.status_reason)
     if connection.status in (ConnectionStatus.API_KEY_REJECTED, ConnectionStatus.KEY_MISSING):

@@ -72,7 +72,8 @@ def revoke(
 ) -> RevokeOutcome:
     """Disconnect ``connection`` from Datadog; safe to call again at any time.
 
-    ``actor`` (the user who asked, if any) is recorded in the status reason.
+    ``actor`` (the user who asked, if any) is logged, not written into the status reason:
+    the reason is shown to the customer, who need not learn vendor staff's user names.
     ``local_only`` is the operator's override for a revocation Datadog can never confirm
     (e.g. its tokens cannot be decrypted any more): the secrets are deleted without asking
     Datadog, which is logged as a warning and recorded in the status reason.
@@ -80,7 +81,10 @@ def revoke(
     copy_state(reread(connection), connection)  # the caller's copy may be stale
     if connection.status == ConnectionStatus.REVOKED:
         return RevokeOutcome(connection.status, api_key_instruction(connection, already=True))
-    reason = _describe(reason, actor)
+    reason = reason or "Disconnect requested."
+    if actor is not None and hasattr(actor, "get_username"):
+        logger.info("Datadog connection %s: disconnect asked by %s.", connection.pk,
+                    actor.get_username())  # fmt: skip
     if local_only:
         reason += " " + LOCAL_ONLY_NOTE
         logger.warning("Datadog connection %s forgotten locally: %s", connection.pk, reason)
@@ -269,15 +273,10 @@ def _pending_message(failure: Exception) -> str:
     elif isinstance(failure, RetryableError | RateLimitedError):
         why = "Datadog could not be reached"
     else:
-        why = f"Datadog refused the request ({failure})"
+        # Datadog's own words only; the status and the host are in the log.
+        said = getattr(failure, "description", "")
+        why = "Datadog refused the request" + (f" (Datadog said: “{said}”)" if said else "")
     return (
         f"Disconnect requested, but {why}. The connection stays “Revoking”: nothing is sent "
         "to Datadog for it, and the revocation is retried automatically in the background."
     )
-
-
-def _describe(reason: str, actor: Any) -> str:
-    reason = reason or "Disconnect requested."
-    if actor is not None and hasattr(actor, "get_username"):
-        return f"{reason} (by {actor.get_username()})"
-    return reason

@@ -212,8 +212,8 @@ def _after_invalid_grant(row: Connection, sent: str) -> DatadogPartnerError | No
     mark_broken(
         row,
         ConnectionStatus.NEEDS_RECONNECT,
-        "Datadog refused the refresh token (invalid_grant): the integration was uninstalled "
-        "or its authorization revoked in Datadog. Reconnect to restore it.",
+        "Datadog refused the refresh token: the integration was uninstalled or its "
+        "authorization revoked in Datadog. Reconnect to restore it.",
         "invalid_grant",
     )
     return NeedsReconnectError(

@@ -4,6 +4,7 @@ lease and are still pending, so a revoke's cancellation wins)."""
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import defaultdict
 from collections.abc import Iterable
@@ -20,8 +21,10 @@ from ..alarms import raise_alarm
 from ..conf import app_settings
 from ..models import Connection, ConnectionStatus, OutboxEvent, OutboxKind, OutboxStatus
 from ..signals import event_failed, event_sent
-from ..status import mark_broken
+from ..status import API_KEY_REJECTED_REASON, mark_broken
 from . import kick, transmit
+
+logger = logging.getLogger("django_datadog_partner.delivery")
 
 ERROR_LIMIT = 2000
 RETRY_FIELDS = ["attempts", "next_attempt_at", "last_error_code", "last_error", "payload"]
@@ -77,6 +80,8 @@ def max_age(kind: str) -> float:
     """Seconds after ``event_time`` past which Datadog would refuse the item."""
     if kind == OutboxKind.METRIC:
         return app_settings.METRIC_MAX_AGE
+    if kind == OutboxKind.CHECK:
+        return app_settings.SERVICE_CHECK_MAX_AGE
     return app_settings.EVENT_MAX_AGE
 
 
@@ -100,7 +105,7 @@ class Recorder:
         self._released: list[OutboxEvent] = []
         self._rewritten: list[OutboxEvent] = []
         self._succeeded: set[int] = set()
-        self._rejected: dict[int, tuple[Connection, str]] = {}
+        self._rejected: dict[int, Connection] = {}
         self._forbidden: set[int] = set()
         self._pauses: dict[int, tuple[str, datetime]] = {}
         self._alarms: dict[str, str] = {}
@@ -146,7 +151,10 @@ class Recorder:
         if result.code == "http_403" and rows:  # a revoked key, or an uninstall: check now
             self._forbidden.add(rows[0].connection_id or 0)
         if result.verdict == transmit.DELIVERED:
-            self.finish(rows, OutboxStatus.DELIVERED, "", "")
+            if result.code == transmit.ACCEPTED_WITH_ERRORS:
+                self._accepted_with_errors(result, rows)
+            else:
+                self.finish(rows, OutboxStatus.DELIVERED, "", "")
             for row in rows:
                 self._succeeded.add(row.connection_id or 0)
                 self._signal(event_sent, row)
@@ -165,10 +173,20 @@ class Recorder:
             self.summary.add("released", len(rows))
         elif result.verdict == transmit.REJECTED:
             conn = connections[rows[0].connection_id or 0]
-            self._rejected[conn.pk] = (conn, result.detail)
+            self._rejected[conn.pk] = conn
             self.park(rows, conn, "api_key_rejected", result.detail)
         else:
             self._schedule_retry(result, rows, connections)
+
+    def _accepted_with_errors(self, result: transmit.Result, rows: list[OutboxEvent]) -> None:
+        """Datadog took the request but listed errors (points it dropped, for example): the
+        rows are delivered, the errors kept on them and logged."""
+        self.finish(rows, OutboxStatus.DELIVERED, result.code, result.detail)
+        self.summary.add("delivered_with_errors", len(rows))
+        logger.warning(
+            "Datadog accepted %d outbox rows of connection %s with errors: %s",
+            len(rows), rows[0].connection_id, result.detail,
+        )  # fmt: skip
 
     def _schedule_retry(
         self, result: transmit.Result, rows: list[OutboxEvent], connections: dict[int, Connection]
@@ -187,6 +205,10 @@ class Recorder:
             conn = connections[rows[0].connection_id or 0]
             until = self.now + timedelta(seconds=result.pause_for)
             self._pauses[conn.pk] = (conn.api_key_fingerprint, until)
+            logger.warning(
+                "Datadog rate-limited connection %s; its API key pauses for %.0fs: %s",
+                conn.pk, result.pause_for, result.detail,
+            )  # fmt: skip
 
     def _signal(self, signal: Signal, row: OutboxEvent, **kwargs: Any) -> None:
         if signal not in self._listened:  # asked once per batch, not once per row
@@ -214,10 +236,10 @@ class Recorder:
             )
         if self._postponed:
             outbox.update_each(self.token, self._postponed, ["next_attempt_at"])
-        for conn, detail in self._rejected.values():
-            mark_broken(conn, ConnectionStatus.API_KEY_REJECTED,
-                        f"Datadog refused the API key when sending telemetry. {detail}"[:1000],
-                        "http_403")  # fmt: skip
+        for conn in self._rejected.values():
+            mark_broken(
+                conn, ConnectionStatus.API_KEY_REJECTED, API_KEY_REJECTED_REASON, "http_403"
+            )
             outbox.park_pending_for_connection(conn, "api_key_rejected", self.now)
         for conn_id, (fingerprint, until) in self._pauses.items():
             pause_key(fingerprint, conn_id, until)

@@ -13,12 +13,13 @@ import contextlib
 import functools
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.db import connection as db_connection
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -47,21 +48,68 @@ def claim(limit: int, *, run_started: datetime | None = None) -> tuple[str, list
     """Lease up to ``limit`` due rows to a new token; returns (token, rows).
 
     With ``run_started``, rows retried since then are left alone: one attempt per row per
-    run, even when full jitter made the retry due at once (the next run takes it).
+    run, even when full jitter made the retry due at once (the next run takes it). When the
+    claim holds logs, metric points or service checks, more due rows of those kinds are
+    claimed too, so their requests fill Datadog's limits whatever ``limit`` is.
     """
     now = timezone.now()
     token = uuid.uuid4().hex
+    ids = _lease(token, _due(now, run_started), limit, now)
+    if not ids:
+        return token, []
+    rows = list(outbox.held(token, ids).only(*CLAIMED_FIELDS).order_by("pk"))
+    return token, rows + _fill_batches(token, rows, now, run_started)
+
+
+#: Rows of each batched kind a claim holds at least, when it holds one: a full request.
+FILL: dict[str, int] = {
+    OutboxKind.LOG: payloads.LOGS_MAX_ENTRIES,
+    OutboxKind.METRIC: payloads.SERIES_MAX_POINTS,
+    OutboxKind.CHECK: payloads.CHECKS_MAX_ENTRIES,
+}
+#: The top-up reads at most this many due rows per row it wants (in due order), so a
+#: backlog of other kinds costs a bounded read, not a scan of every due row.
+FILL_WINDOW = 2
+
+
+def _fill_batches(
+    token: str, rows: list[OutboxEvent], now: datetime, run_started: datetime | None
+) -> list[OutboxEvent]:
+    """Claim more due rows of the batched kinds the claim holds, up to ``FILL`` each."""
+    held = Counter(row.kind for row in rows)
+    wanted = {kind: FILL[kind] - n for kind, n in held.items() if n < FILL.get(kind, 0)}
+    if not wanted:
+        return []
+    window = sum(wanted.values()) * FILL_WINDOW
+    picked: list[int] = []
+    for pk, kind in _due(now, run_started).values_list("pk", "kind")[:window]:
+        if wanted.get(kind, 0) > 0:
+            picked.append(pk)
+            wanted[kind] -= 1
+    if not picked:
+        return []
+    ids = _lease(token, outbox.due_rows(now).filter(pk__in=picked), len(picked), now)
+    return list(outbox.held(token, ids).only(*CLAIMED_FIELDS).order_by("pk"))
+
+
+def _due(now: datetime, run_started: datetime | None) -> QuerySet[OutboxEvent]:
+    candidates = outbox.due_rows(now).order_by("next_attempt_at")
+    if run_started is not None:
+        candidates = candidates.exclude(attempts__gt=0, next_attempt_at__gt=run_started)
+    return candidates
+
+
+def _lease(token: str, candidates: QuerySet[OutboxEvent], limit: int, now: datetime) -> list[int]:
+    """Lease up to ``limit`` of ``candidates`` to ``token``; the ids tried (``held()`` tells
+    which this run got)."""
     skip_locked = db_connection.features.has_select_for_update_skip_locked
     guard = transaction.atomic() if skip_locked else contextlib.nullcontext()
     with guard:
-        candidates = outbox.due_rows(now).order_by("next_attempt_at")
-        if run_started is not None:
-            candidates = candidates.exclude(attempts__gt=0, next_attempt_at__gt=run_started)
         if skip_locked:
             candidates = candidates.select_for_update(skip_locked=True)
         ids = list(candidates.values_list("pk", flat=True)[:limit])
         if not ids:
-            return token, []
+            return []
         lease_until = now + timedelta(seconds=app_settings.LEASE_SECONDS)
         # On SQLite the SELECT above locks nothing: this conditional UPDATE (still pending,
         # lease free) is what makes a row belong to one run only. A row another run retried
@@ -69,7 +117,7 @@ def claim(limit: int, *, run_started: datetime | None = None) -> tuple[str, list
         OutboxEvent.objects.filter(pk__in=ids).exclude(status__in=outbox.NOT_PENDING).filter(
             outbox.lease_free(now)
         ).update(lease_until=lease_until, lease_token=token)
-    return token, list(outbox.held(token, ids).only(*CLAIMED_FIELDS).order_by("pk"))
+    return ids
 
 
 def drain(
@@ -175,21 +223,22 @@ def _sendable(
 
 
 def _jobs(target: transmit.Target, rows: list[OutboxEvent]) -> list[transmit.Job]:
+    """One job per event, and one per packed body of each batched kind."""
     jobs: list[transmit.Job] = []
-    batched: dict[str, list[transmit.Item]] = defaultdict(list)
+    batched: dict[str, list[transmit.Part]] = defaultdict(list)
     for row in rows:
         item = transmit.Item(row.pk, row.kind, row.payload)
         if row.kind == OutboxKind.EVENT:
             jobs.append(functools.partial(transmit.send_event, target, item))
         else:
-            batched[row.kind].append(item)
-    for kind, items in batched.items():
-        limit = payloads.LOGS_MAX_BYTES if kind == OutboxKind.LOG else payloads.SERIES_MAX_BYTES
-        count = payloads.LOGS_MAX_ENTRIES if kind == OutboxKind.LOG else len(items)
-        sizes = [len(item.body()) for item in items]
-        for group in payloads.pack(sizes, max_items=count, max_bytes=limit):
-            batch = [items[i] for i in group]
-            jobs.append(functools.partial(transmit.send_batch, target, kind, batch))
+            batched[row.kind].append((row.pk, item.body()))
+    for kind, parts in batched.items():
+        limits = transmit.BATCHED[kind].limits
+        for packed in payloads.pack([part for _, part in parts], limits):
+            group = [parts[i] for i in packed.indexes]
+            jobs.append(
+                functools.partial(transmit.send_batch, target, kind, group, body=packed.body)
+            )
     return jobs
 
 

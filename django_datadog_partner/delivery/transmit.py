@@ -2,15 +2,15 @@
 
 No ORM here: these functions run in delivery threads and return ``Result`` values that
 the run records (``outcomes.Recorder``). Intake is authenticated by ``DD-API-KEY`` only.
-Events go one per request; logs (gzip) and metric series go in batches. Each attempt is
-exactly one request, except where the classification calls for more: a rejected batch is
-bisected to find the bad items, a too-large one is split, a too-large event is shrunk
-once, and a 403 is followed by one ``GET /api/v1/validate``.
+Events go one per request; logs and metric series (gzip) and service checks go in batches
+packed to Datadog's limits (``payloads.pack``). Each attempt is exactly one request, except
+where the classification calls for more: a rejected batch is bisected to find the bad
+items, a too-large one is split, a too-large event is shrunk once, and a 403 is followed by
+one ``GET /api/v1/validate``.
 """
 
 from __future__ import annotations
 
-import gzip
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,14 +26,35 @@ from ..client import DatadogClient, Verdict, classify
 from ..exceptions import (
     DatadogPartnerError,
     TransportRefusedError,
+    datadog_error_messages,
     describe_response,
 )
 from ..regions import Site
 from .breaker import SiteBreakers
 
 EVENTS_PATH = "/api/v1/events"
-SERIES_PATH = "/api/v2/series"
-LOGS_PATH = "/api/v2/logs"
+#: A 2xx whose body still lists errors (a series 202 may): delivered, the errors recorded.
+ACCEPTED_WITH_ERRORS = "accepted_with_errors"
+
+
+@dataclass(frozen=True)
+class Batching:
+    """Where a batched kind goes (the logs intake host or the API host) and how it packs."""
+
+    path: str
+    limits: payloads.BatchLimits
+    logs_host: bool = False
+
+    def url(self, client: DatadogClient) -> str:
+        return client.logs_url(self.path) if self.logs_host else client.api_url(self.path)
+
+
+#: The batched kinds, by ``OutboxKind`` value.
+BATCHED: dict[str, Batching] = {
+    "log": Batching("/api/v2/logs", payloads.LOGS_BATCH, logs_host=True),
+    "metric": Batching("/api/v2/series", payloads.SERIES_BATCH),
+    "check": Batching("/api/v1/check_run", payloads.CHECKS_BATCH),
+}
 
 # Verdicts
 DELIVERED = "delivered"
@@ -61,7 +82,7 @@ class Item:
     payload: Mapping[str, Any]
 
     def body(self) -> bytes:
-        return payloads.encode(payloads.with_dedupe_tag(self.kind, self.payload, self.row_id))
+        return payloads.encode(payloads.as_sent(self.kind, self.payload, self.row_id))
 
 
 Job = Callable[["Run"], list["Result"]]
@@ -119,13 +140,13 @@ class Run:
 
 def send_event(target: Target, item: Item, run: Run) -> list[Result]:
     url = DatadogClient(target.site).api_url(EVENTS_PATH)
-    results = _attempt(target, url, item.body(), [item.row_id], run, gzip_body=False)
+    results = _attempt(target, url, item.body(), [item.row_id], run, gzipped=False)
     if results[0].code != "http_413":
         return results
     shrunk = payloads.shrink_event(item.payload)
     retried = _attempt(
         target, url, Item(item.row_id, item.kind, shrunk).body(), [item.row_id], run,
-        gzip_body=False,
+        gzipped=False,
     )  # fmt: skip
     for result in retried:
         result.new_payload = shrunk
@@ -134,49 +155,57 @@ def send_event(target: Target, item: Item, run: Run) -> list[Result]:
     return retried
 
 
-def send_batch(target: Target, kind: str, items: Sequence[Item], run: Run) -> list[Result]:
-    """Send logs or metric series; bisect on 400/422 and split on 413."""
-    client = DatadogClient(target.site)
-    if kind == "log":
-        url, join, compress = client.logs_url(LOGS_PATH), payloads.join_array, True
-    else:
-        url, join, compress = client.api_url(SERIES_PATH), payloads.join_series, False
-    bodies = {item.row_id: item.body() for item in items}
-    return _send_split(target, url, join, compress, list(bodies.items()), run)
+Part = tuple[int, bytes]  # (outbox row id, the item encoded as sent)
+
+
+def send_batch(
+    target: Target, kind: str, parts: Sequence[Part], run: Run, *, body: bytes | None = None
+) -> list[Result]:
+    """Send logs, metric series or service checks (``body``: already packed); bisect on
+    400/422 and split on 413."""
+    batching = BATCHED[kind]
+    url = batching.url(DatadogClient(target.site))
+    return _send_split(target, url, batching.limits, list(parts), run, body)
 
 
 def _send_split(
     target: Target,
     url: str,
-    join: Callable[[Sequence[bytes]], bytes],
-    compress: bool,
-    parts: list[tuple[int, bytes]],
+    limits: payloads.BatchLimits,
+    parts: list[Part],
     run: Run,
+    body: bytes | None = None,
 ) -> list[Result]:
+    if body is None:  # a half of a refused batch: packed again (into one body, as a rule)
+        return [
+            result
+            for group in payloads.pack([part for _, part in parts], limits)
+            for result in _send_split(
+                target, url, limits, [parts[i] for i in group.indexes], run, group.body
+            )
+        ]
     ids = [row_id for row_id, _ in parts]
-    body = join([part for _, part in parts])
-    results = _attempt(target, url, body, ids, run, gzip_body=compress)
+    results = _attempt(target, url, body, ids, run, gzipped=limits.gzip)
     splittable = results[0].code in ("http_400", "http_422", "http_413")
     if not splittable or len(parts) == 1:
         return results
     middle = len(parts) // 2
     return [
-        *_send_split(target, url, join, compress, parts[:middle], run),
-        *_send_split(target, url, join, compress, parts[middle:], run),
+        *_send_split(target, url, limits, parts[:middle], run),
+        *_send_split(target, url, limits, parts[middle:], run),
     ]
 
 
 @sensitive_variables()
 def _attempt(
-    target: Target, url: str, body: bytes, ids: list[int], run: Run, *, gzip_body: bool
+    target: Target, url: str, body: bytes, ids: list[int], run: Run, *, gzipped: bool
 ) -> list[Result]:
     if run.too_late():
         return [Result(ids, RELEASED, "lease_ending")]
     if run.breakers.tripped(target.site.domain):
         return [Result(ids, HELD, "breaker_open")]
     headers = {"DD-API-KEY": target.api_key, "Content-Type": "application/json"}
-    if gzip_body:
-        body = gzip.compress(body, compresslevel=6)
+    if gzipped:
         headers["Content-Encoding"] = "gzip"
     client = DatadogClient(target.site)
     try:
@@ -196,6 +225,9 @@ def outcome(response: requests.Response, ids: list[int], target: Target, run: Ru
     answer = classify(response)
     code = answer.code
     if answer.verdict is Verdict.SUCCESS:
+        errors = datadog_error_messages(response)
+        if errors:
+            return Result(ids, DELIVERED, ACCEPTED_WITH_ERRORS, "; ".join(errors))
         return Result(ids, DELIVERED, code)
     detail = describe_response(response)
     if answer.verdict in (Verdict.INVALID, Verdict.TOO_LARGE):

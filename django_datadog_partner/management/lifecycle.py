@@ -62,8 +62,7 @@ def run_each(
     for step in each_connection(connections, action):
         total += 1
         connection = step.connection
-        label = f"#{connection.pk} {connection.dd_org_name or connection.dd_org_id or '-'}"
-        label += f" @ {connection.domain}"
+        label = f"#{connection.pk} {connection.label}"
         if step.stopped:
             raise CommandError(f"{label}: {step.error}")
         ok, message = step.result if step.result is not None else (False, step.error)

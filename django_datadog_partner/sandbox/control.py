@@ -114,20 +114,24 @@ class Sandbox:
         revoked key can be restored), ``bare_callback`` (the callback carries only
         ``code``, ``state`` and ``domain``), ``revoke_needs_bearer`` (revoke answers 401
         without a usable ``Authorization: Bearer`` access token), ``rotate_refresh_tokens``
-        (False: a refresh answers the same refresh token).
+        (False: a refresh answers the same refresh token), ``series_errors`` (every series
+        202 lists an error), ``check_host_required`` (a service check without
+        ``host_name`` is a 400).
         """
         faults = dataclasses.replace(self.store.faults(org.id), **changes)
         self.store.set_faults(org.id, faults)
         return faults
 
     def clear_faults(self, org: Org) -> None:
-        """Every fault off; the behaviour switches (bare callback, rotation) stay as they are."""
+        """Every fault off; the switches for undocumented behaviour stay as they are."""
         kept = self.store.faults(org.id)
         self.store.set_faults(
             org.id,
             Faults(
                 bare_callback=kept.bare_callback,
                 rotate_refresh_tokens=kept.rotate_refresh_tokens,
+                series_errors=kept.series_errors,
+                check_host_required=kept.check_host_required,
             ),
         )
 
@@ -170,3 +174,8 @@ class Sandbox:
         """Accepted log entries, flattened across requests."""
         received = self.store.received(self.org_id(org), "logs")
         return [entry for item in received for entry in item.payload]
+
+    def service_checks(self, org: Any = None) -> list[dict[str, Any]]:
+        """Accepted service checks, flattened across requests."""
+        received = self.store.received(self.org_id(org), "checks")
+        return [check for item in received for check in item.payload]

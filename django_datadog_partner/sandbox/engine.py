@@ -22,6 +22,7 @@ ROUTES: dict[str, tuple[str, Handler]] = {
     "/api/v1/events": ("POST", intake.post_event),
     "/api/v2/series": ("POST", intake.post_series),
     "/api/v2/logs": ("POST", intake.post_logs),
+    "/api/v1/check_run": ("POST", intake.post_check_run),
     "/api/v2/api_keys/marketplace": ("POST", oauth_server.create_marketplace_key),
     "/oauth2/v1/token": ("POST", oauth_server.token),
     "/oauth2/v1/revoke": ("POST", oauth_server.revoke),

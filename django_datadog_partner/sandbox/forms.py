@@ -35,4 +35,6 @@ class FaultsForm(forms.ModelForm):
             "bare_callback",
             "revoke_needs_bearer",
             "rotate_refresh_tokens",
+            "series_errors",
+            "check_host_required",
         )

@@ -1,5 +1,6 @@
 """The intake endpoints: ``/api/v1/validate``, ``/api/v1/events``, ``/api/v2/series``,
-``/api/v2/logs``. Authenticated by ``DD-API-KEY`` only, as at Datadog."""
+``/api/v2/logs``, ``/api/v1/check_run``. Authenticated by ``DD-API-KEY`` only, as at
+Datadog."""
 
 from __future__ import annotations
 
@@ -138,8 +139,24 @@ def post_series(request: Request, ctx: Context) -> Answer:
     if problems:
         return api_errors(400, *problems)
     notes = validation.stale_points(body, ctx.now().timestamp())
+    if ctx.store.faults(info.org.id).series_errors and not notes:
+        notes = [f"Sandbox: {len(body['series'])} series accepted with this error listed"]
     _record(ctx, request, "series", info, body, {"domain": ctx.domain, "notes": notes})
     return answer(202, {"errors": notes})
+
+
+def post_check_run(request: Request, ctx: Context) -> Answer:
+    info = authenticate(request, ctx, api_errors, intake=True)
+    body = parse_json(decode_body(request, api_errors), api_errors)
+    problems = validation.check_problems(body)
+    if not problems and ctx.store.faults(info.org.id).check_host_required:
+        problems = [
+            f"check[{i}].host_name is empty" for i, c in enumerate(body) if not c["host_name"]
+        ]
+    if problems:
+        return api_errors(400, *problems[:5])
+    _record(ctx, request, "checks", info, body, {"domain": ctx.domain})
+    return answer(202, {"status": "ok"})
 
 
 def post_logs(request: Request, ctx: Context) -> Answer:

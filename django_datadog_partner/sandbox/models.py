@@ -94,6 +94,23 @@ class SandboxOrg(models.Model):
             "checked)."
         ),
     )
+    series_errors = models.BooleanField(
+        _("series answers list errors"),
+        default=False,
+        help_text=_(
+            "On: every accepted /api/v2/series request answers 202 with an errors list, as "
+            "Datadog may (when it does is undocumented). Off: only out-of-range points are "
+            "listed."
+        ),
+    )
+    check_host_required = models.BooleanField(
+        _("service checks need a host name"),
+        default=False,
+        help_text=_(
+            "On: /api/v1/check_run refuses an empty host_name with 400 (whether Datadog "
+            "accepts one is undocumented). Off: accepted."
+        ),
+    )
 
     class Meta:
         verbose_name = _("sandbox org")
@@ -203,12 +220,14 @@ class SandboxAPIKey(models.Model):
 
 
 class SandboxReceived(models.Model):
-    """One accepted intake request: an event, a series payload or a batch of logs."""
+    """One accepted intake request: an event, a series payload, a batch of logs or of
+    service checks."""
 
     class Kind(models.TextChoices):
         EVENT = "event", _("event")
         SERIES = "series", _("metrics")
         LOGS = "logs", _("logs")
+        CHECKS = "checks", _("service checks")
 
     org = models.ForeignKey(SandboxOrg, on_delete=models.CASCADE, related_name="received")
     kind = models.CharField(max_length=10, choices=Kind.choices, db_index=True)

@@ -34,6 +34,8 @@ class Faults:
     restorable_key_conflict: bool = False
     revoke_needs_bearer: bool = False
     rotate_refresh_tokens: bool = True
+    series_errors: bool = False
+    check_host_required: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ class Token:
 
 @dataclass
 class Received:
-    kind: str  # "event" | "series" | "logs"
+    kind: str  # "event" | "series" | "logs" | "checks"
     org_id: int
     payload: Any
     content_encoding: str = ""

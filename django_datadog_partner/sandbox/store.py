@@ -29,6 +29,8 @@ def faults_record(org: m.SandboxOrg) -> Faults:
         restorable_key_conflict=org.restorable_key_conflict,
         revoke_needs_bearer=org.revoke_needs_bearer,
         rotate_refresh_tokens=org.rotate_refresh_tokens,
+        series_errors=org.series_errors,
+        check_host_required=org.check_host_required,
     )
 
 
@@ -71,6 +73,8 @@ class OrmStore(Store):
             restorable_key_conflict=faults.restorable_key_conflict,
             revoke_needs_bearer=faults.revoke_needs_bearer,
             rotate_refresh_tokens=faults.rotate_refresh_tokens,
+            series_errors=faults.series_errors,
+            check_host_required=faults.check_host_required,
         )
 
     def spend_fault(self, org_id: int) -> None:

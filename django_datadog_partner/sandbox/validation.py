@@ -18,6 +18,8 @@ AGGREGATION_KEY_MAX = 100
 METRIC_TYPES = {0, 1, 2, 3}
 POINT_MAX_AGE = 3600
 POINT_MAX_FUTURE = 600
+CHECK_REQUIRED = ("check", "status", "tags", "host_name")
+CHECK_STATUSES = {0, 1, 2, 3}
 
 
 def _is_int(value: Any) -> bool:
@@ -116,6 +118,26 @@ def stale_points(body: dict[str, Any], now: float) -> list[str]:
             ):
                 notes.append(f"Point of {series.get('metric')} at {timestamp} is out of range")
     return notes
+
+
+def check_problems(body: Any) -> list[str]:
+    """``ServiceChecks`` (v1): a list of ``ServiceCheck`` with ``check``, ``status`` 0-3,
+    ``tags`` and ``host_name`` required."""
+    if not isinstance(body, list):
+        return ["the payload must be a list of service checks"]
+    problems: list[str] = []
+    for i, check in enumerate(body):
+        where = f"check[{i}]"
+        if not isinstance(check, dict):
+            problems.append(f"{where} must be an object")
+            continue
+        problems += [f"{where}.{name} is required" for name in CHECK_REQUIRED if name not in check]
+        status = check.get("status")
+        if "status" in check and not (_is_int(status) and status in CHECK_STATUSES):
+            problems.append(f"{where}.status must be 0, 1, 2 or 3")
+        problems += _typed(check, where, check="str", host_name="str", message="str")
+        problems += _typed(check, where, timestamp="int", tags="tags")
+    return problems
 
 
 def log_problems(entries: list[Any]) -> list[str]:

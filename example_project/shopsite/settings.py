@@ -61,8 +61,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_q",
-    "django_datadog_partner",
+    # Before the integration, so the shop's templates/datadog_partner/base.html puts the
+    # integration's pages in the shop's layout (how a host overrides an app's template).
     "shop",
+    "django_datadog_partner",
 ]
 if OFFLINE:
     INSTALLED_APPS.append("django_datadog_partner.sandbox")

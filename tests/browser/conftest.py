@@ -14,11 +14,14 @@ from typing import Any
 
 import django.contrib.admin
 import pytest
+from django.contrib.auth import get_user_model
 
+import django_datadog_partner
 from django_datadog_partner.sandbox import SANDBOX_DOMAIN, site_entry
 from tests.e2e_support import QCluster, start_qcluster
+from tests.testapp.models import Organization
 
-from .support import Shot
+from .support import PASSWORD, VIEWPORT, Journey, Shot
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -110,7 +113,7 @@ def shot(page: Any, request: pytest.FixtureRequest) -> Shot:
 
 
 @pytest.fixture
-def dd_live(live_server: Any, settings: Any) -> str:
+def dd_live(live_server: Any, settings: Any, static_root: Path) -> str:
     """The live server as vendor (``BASE_URL``) and as the sandbox "Datadog" site."""
     settings.DATADOG_PARTNER = {
         **settings.DATADOG_PARTNER,
@@ -118,9 +121,20 @@ def dd_live(live_server: Any, settings: Any) -> str:
         "EXTRA_SITES": {SANDBOX_DOMAIN: site_entry(live_server.url + "/sandbox")},
         "OWNERS_FOR_USER": "tests.browser.support.organizations_of",
     }
-    # The live server serves STATIC_URL from STATIC_ROOT: the admin's own files suffice.
-    settings.STATIC_ROOT = str(Path(django.contrib.admin.__file__).parent / "static")
+    # The live server serves STATIC_URL from STATIC_ROOT: the admin's files and the app's.
+    settings.STATIC_ROOT = str(static_root)
     return str(live_server.url)
+
+
+@pytest.fixture(scope="session")
+def static_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A STATIC_ROOT of links to the admin's and the app's static folders."""
+    root = tmp_path_factory.mktemp("static")
+    admin = Path(django.contrib.admin.__file__).parent / "static" / "admin"
+    package = Path(django_datadog_partner.__file__).parent / "static" / "datadog_partner"
+    (root / "admin").symlink_to(admin)
+    (root / "datadog_partner").symlink_to(package)
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +149,25 @@ def qcluster(live_server: Any, django_db_setup: None) -> Iterator[QCluster]:
     cluster = start_qcluster(QCLUSTER_LOG, partner_settings={"EXTRA_SITES": sandbox})
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture
+def acme() -> Organization:
+    return Organization.objects.create(name="Acme")
+
+
+@pytest.fixture
+def ada(acme: Organization) -> Any:
+    """A member of Acme, who connects it."""
+    user = get_user_model().objects.create_user("ada", password=PASSWORD)
+    acme.members.add(user)
+    return user
+
+
+@pytest.fixture
+def journey(page: Any, dd_live: str, shot: Shot, ada: Any) -> Journey:
+    page.set_viewport_size(VIEWPORT)
+    return Journey(page, dd_live, shot)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -3,6 +3,7 @@ connect journey a person clicks through."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable
@@ -14,6 +15,12 @@ from tests.testapp.models import Organization
 ROOT = Path(__file__).resolve().parent.parent.parent
 PASSWORD = "browser-test-password"
 DEADLINE = 20.0
+#: The window the admin must fit: a laptop, both admin sidebars open.
+VIEWPORT = {"width": 1280, "height": 800}
+DOCS_SCREENSHOTS = ROOT / "docs" / "_static" / "screenshots"
+
+#: What a person would see as broken on an admin page (see the script).
+LAYOUT_PROBLEMS = (Path(__file__).parent / "layout_problems.js").read_text()
 
 
 def organizations_of(user: Any) -> list[Organization]:
@@ -38,6 +45,23 @@ class Shot:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{self.name}-{self.count:02d}-{label}.png"
         self.page.screenshot(path=str(path), full_page=True)
+
+
+def docs_shot(page: Any, name: str, *, full_page: bool = True) -> Path:
+    """A screenshot the docs show, under a stable name: written to docs/_static/screenshots/
+    with ``DDP_UPDATE_SCREENSHOTS=1`` (to be committed), else to test-artifacts/docs/."""
+    if os.environ.get("DDP_UPDATE_SCREENSHOTS") == "1":
+        folder = DOCS_SCREENSHOTS
+    else:
+        folder = ROOT / "test-artifacts" / "docs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    return path
+
+
+def layout_problems(page: Any) -> list[str]:
+    return list(page.evaluate(LAYOUT_PROBLEMS))
 
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:

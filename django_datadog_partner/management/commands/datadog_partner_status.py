@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand
 from ...models import ConnectionStatus
 from ...report import StatusReport
 
-COLUMNS = ("id", "status", "domain", "org", "owner", "api_key", "token_expires", "last_success",
+COLUMNS = ("id", "status", "connection", "api_key", "token_expires", "last_success",
            "last_error", "health_checked")  # fmt: skip
 
 

@@ -23,6 +23,7 @@ def org_list(request: HttpRequest) -> HttpResponse:
         events=Count("received", filter=Q(received__kind=SandboxReceived.Kind.EVENT)),
         metrics=Count("received", filter=Q(received__kind=SandboxReceived.Kind.SERIES)),
         logs=Count("received", filter=Q(received__kind=SandboxReceived.Kind.LOGS)),
+        checks=Count("received", filter=Q(received__kind=SandboxReceived.Kind.CHECKS)),
     )
     context = {"orgs": orgs, "sandbox_user": current_user(request)}
     return render(request, "datadog_partner_sandbox/org_list.html", context)
@@ -46,6 +47,7 @@ def _render_detail(
         "events": received[SandboxReceived.Kind.EVENT],
         "series": received[SandboxReceived.Kind.SERIES],
         "logs": received[SandboxReceived.Kind.LOGS],
+        "checks": received[SandboxReceived.Kind.CHECKS],
         "grants": org.grants.select_related("user"),
         "api_keys": org.api_keys.all(),
         "faults_form": faults_form,
@@ -58,7 +60,7 @@ def _shown(item: SandboxReceived) -> dict[str, object]:
     payload = item.payload
     if item.kind == SandboxReceived.Kind.SERIES:
         entries = payload.get("series", [])
-    elif item.kind == SandboxReceived.Kind.LOGS:
+    elif item.kind in (SandboxReceived.Kind.LOGS, SandboxReceived.Kind.CHECKS):
         entries = payload
     else:
         entries = [payload]

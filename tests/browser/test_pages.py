@@ -1,0 +1,248 @@
+"""The admin and customer pages in Chromium at 1280 px: the status dashboard, status
+badges, object tools, the copy button, the disconnect confirmation and the flow pages.
+
+Each page is checked for what a person would see as broken (``layout_problems``) and
+saved for the docs under a stable name (``docs_shot``).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from django_datadog_partner.alarms import raise_alarm
+from django_datadog_partner.models import (
+    Connection,
+    ConnectionStatus,
+    OutboxEvent,
+    OutboxKind,
+    OutboxStatus,
+    SiteBreaker,
+)
+from django_datadog_partner.schedules import ensure_schedules
+from tests.lifecycle_support import make_connection
+from tests.testapp.models import Organization
+
+from .support import PASSWORD, VIEWPORT, Journey, Shot, docs_shot, eventually, layout_problems
+
+DANGER_RED = "rgb(186, 33, 33)"  # the admin's delete-button red
+
+
+@pytest.fixture
+def admin_page(page: Any, dd_live: str, shot: Shot) -> Any:
+    """A signed-in superuser's browser at 1280 by 800 px."""
+    get_user_model().objects.create_superuser("root", password=PASSWORD)
+    page.set_viewport_size(VIEWPORT)
+    page.goto(f"{dd_live}/accounts/login/?next=/admin/")
+    Journey(page, dd_live, shot).host_login("root")
+    page.wait_for_selector("#site-name")
+    page.base = dd_live
+    return page
+
+
+def some_connections() -> list[Connection]:
+    """A vendor's morning: most connections fine, a few waiting for their customers."""
+    shops = ["Acme Shop", "Globex Corporation", "Initech", "Umbrella Retail", "Hooli Store"]
+    owners = [Organization.objects.create(name=name) for name in shops]
+    now = timezone.now()
+    return [
+        make_connection(owners[0], dd_org_name="Acme", last_success_at=now,
+                        health_checked_at=now - timedelta(hours=2)),
+        make_connection(owners[1], dd_org_name="Globex (EU)", domain="datadoghq.eu",
+                        site="https://app.datadoghq.eu", last_success_at=now),
+        make_connection(owners[2], status=ConnectionStatus.KEY_MISSING, dd_org_name="",
+                        dd_org_id="", last_error_code="http_409", last_error_at=now,
+                        status_reason="Datadog already holds this integration's API key."),
+        make_connection(owners[3], status=ConnectionStatus.NEEDS_RECONNECT,
+                        dd_org_name="Umbrella Corporation", last_error_code="invalid_grant",
+                        last_error_at=now - timedelta(hours=5)),
+        make_connection(owners[4], status=ConnectionStatus.REVOKED, dd_org_name="Hooli",
+                        access_token=None, refresh_token=None, api_key=None),
+    ]  # fmt: skip
+
+
+def some_telemetry() -> None:
+    """Two days of outcomes, with a bad evening, and a little backlog."""
+    now = timezone.now()
+    rows = []
+    for hour in range(48):
+        at = now - timedelta(hours=hour, minutes=5)
+        busy = 3 + (hour * 7) % 11
+        for kind, count in ((OutboxKind.EVENT, busy), (OutboxKind.METRIC, busy * 2),
+                            (OutboxKind.LOG, busy // 2)):  # fmt: skip
+            rows += [OutboxEvent(kind=kind, payload={}, status=OutboxStatus.DELIVERED,
+                                 created_at=at, finished_at=at) for _ in range(count)]  # fmt: skip
+        if 20 <= hour <= 23:
+            rows += [OutboxEvent(kind=OutboxKind.METRIC, payload={}, status=OutboxStatus.DEAD,
+                                 created_at=at, finished_at=at) for _ in range(4)]  # fmt: skip
+    rows += [OutboxEvent(kind=OutboxKind.EVENT, payload={}, next_attempt_at=now)
+             for _ in range(3)]  # fmt: skip
+    OutboxEvent.objects.bulk_create(rows)
+
+
+# --- the vendor's side -------------------------------------------------------------------
+
+
+def test_the_status_dashboard(admin_page: Any) -> None:
+    some_connections()
+    some_telemetry()
+    raise_alarm("api_keys_write_missing", "The OAuth client lacks the api_keys_write scope.")
+    SiteBreaker.objects.create(domain="datadoghq.eu", failures=5, last_error="HTTP 503",
+                               open_until=timezone.now() + timedelta(minutes=2))  # fmt: skip
+    ensure_schedules()
+    page = admin_page
+
+    page.goto(f"{page.base}/admin/")
+    page.click("text=Status dashboard")
+    page.wait_for_selector(".ddp-dashboard")
+
+    assert page.locator("svg[role=img]").count() == 4
+    assert page.locator("rect.delivered").count() > 100
+    hatched = page.eval_on_selector("rect.failed", "r => getComputedStyle(r).fill")
+    assert "ddp-hatch" in hatched  # failed bars read without colour: a pattern
+    assert page.locator("figcaption", has_text="Metric points per hour").count() == 1
+    page.click("text=The same figures as a table")
+    assert page.locator(".ddp-outcome-table tbody tr").count() == 48
+    page.click("text=The same figures as a table")
+    page.click(".ddp-counts a:has-text('Needs reconnect')")
+    page.wait_for_url("**status__exact=needs_reconnect")
+    page.wait_for_selector("#result_list")
+    assert page.locator("#result_list tbody tr").count() == 1
+    page.go_back()
+    page.wait_for_selector(".ddp-dashboard")
+    assert layout_problems(page) == []
+    docs_shot(page, "admin-dashboard")
+
+
+def test_the_connection_list_fits_1280_px_and_shows_badges(admin_page: Any) -> None:
+    some_connections()
+    page = admin_page
+    page.goto(f"{page.base}/admin/datadog_partner/connection/")
+    assert page.locator("#nav-sidebar").is_visible()  # both sidebars open, the worst case
+    assert page.locator("#changelist-filter").is_visible()
+    assert layout_problems(page) == []
+    badge = page.locator(".ddp-badge", has_text="Needs reconnect")
+    assert badge.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(254, 243, 199)"
+    assert page.locator("text=Acme Shop → Datadog org ‘Acme’ (US1)").count() == 1
+    assert page.locator("td.field-activity", has_text="http_409").count() == 1
+    docs_shot(page, "admin-connections")
+
+
+def test_the_connection_page_keeps_its_tools_clear_and_copies_the_link(admin_page: Any) -> None:
+    connection = some_connections()[0]
+    page = admin_page
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=page.base)
+    url = f"{page.base}/admin/datadog_partner/connection/{connection.pk}/change/"
+    page.goto(url)
+
+    assert layout_problems(page) == []
+    revoke = page.locator(".object-tools a:has-text('Revoke')")
+    assert revoke.evaluate("a => getComputedStyle(a).backgroundColor") == DANGER_RED
+    docs_shot(page, "admin-connection", full_page=False)  # the title and its tools
+
+    page.click("text=Copy reconnect link")
+    status = page.locator("#ddp-copy-status")
+    link = f"{page.base}/datadog/connections/{connection.pk}/"
+    eventually(lambda: status.inner_text() == f"Copied to the clipboard: {link}", "the copy")
+    assert page.evaluate("navigator.clipboard.readText()") == link
+    assert page.url == url  # copied in place: no page to copy it from
+
+    revoke.click()
+    page.wait_for_selector("text=Revoke: are you sure?")
+    confirm = page.locator("input[type=submit][value='Yes, revoke']")
+    assert confirm.evaluate("i => getComputedStyle(i).backgroundColor") == DANGER_RED
+    docs_shot(page, "admin-revoke-confirm")
+
+
+def test_the_layout_check_catches_tools_over_the_title_and_a_list_that_scrolls(
+    admin_page: Any,
+) -> None:
+    """The check above can fail: Django's own floated tools and a too-wide list trip it."""
+    connection = some_connections()[0]
+    page = admin_page
+    page.goto(f"{page.base}/admin/datadog_partner/connection/{connection.pk}/change/")
+    page.evaluate("document.querySelector('.object-tools').classList.remove('ddp-tools')")
+    assert any("covers the H2" in problem for problem in layout_problems(page))
+
+    page.goto(f"{page.base}/admin/datadog_partner/connection/")
+    page.evaluate(
+        "document.querySelector('#result_list td.field-activity').style.whiteSpace = 'pre';"
+        "document.querySelector('#result_list td.field-activity').textContent = 'x'.repeat(300)"
+    )
+    assert any("it scrolls" in problem for problem in layout_problems(page))
+
+
+# --- the customer's side -----------------------------------------------------------------
+
+
+def test_connect_names_the_owner_and_the_site_then_the_org(journey: Journey) -> None:
+    page = journey.page
+    journey.open_tile()
+    journey.click_connect_accounts()
+    journey.host_login("ada")
+    page.wait_for_selector("text=Continue to Datadog")
+    assert page.inner_text("h1") == "Connect Acme to Datadog Sandbox?"
+    docs_shot(page, "connect-confirm")
+    page.click("text=Continue to Datadog")
+    journey.sandbox_login()
+    journey.consent()
+    page.wait_for_selector("text=You may now close this tab.")
+    assert page.inner_text("h1") == "Acme is connected to Datadog"
+    connection = eventually(Connection.objects.first, "the connection")
+    org = connection.dd_org_name or connection.dd_org_id
+    assert f"Datadog organisation: ‘{org}’ (Sandbox)" in page.inner_text("main")
+    assert page.locator(".ddp-badge", has_text="Active").count() == 1
+    docs_shot(page, "connected")
+
+
+def test_disconnect_asks_first_then_says_what_is_left_to_do_once(journey: Journey) -> None:
+    journey.connect("ada")
+    connection = eventually(Connection.objects.first, "the connection")
+    page = journey.page
+    page.goto(f"{journey.base}/datadog/connections/{connection.pk}/")
+    docs_shot(page, "connection")
+    disconnect = page.locator("a:has-text('Disconnect…')")
+    assert disconnect.evaluate("a => getComputedStyle(a).backgroundColor") == "rgb(179, 38, 30)"
+    disconnect.click()
+
+    page.wait_for_selector("text=Yes, disconnect")
+    assert page.inner_text("h1") == "Disconnect Acme from Datadog?"
+    text = page.inner_text("main")
+    for consequence in ("revoke this integration's access", "stops all data",
+                        f"ends in {connection.api_key_last4}"):  # fmt: skip
+        assert consequence in text
+    connection.refresh_from_db()
+    assert connection.status == ConnectionStatus.ACTIVE  # the page only asks
+    docs_shot(page, "disconnect-confirm")
+
+    page.click("text=Yes, disconnect")
+    page.wait_for_selector(".notice")
+    connection.refresh_from_db()
+    assert connection.status == ConnectionStatus.REVOKED
+    assert page.inner_text("main").count("OAuth Client API Key") == 1
+    assert page.locator(".ddp-badge", has_text="Revoked").count() == 1
+    docs_shot(page, "disconnected")
+
+
+def test_a_page_that_needs_the_user_never_says_close_this_tab(journey: Journey) -> None:
+    """Reconnecting after a revoke: Datadog still holds the org's key (shown once)."""
+    journey.connect("ada")
+    connection = eventually(Connection.objects.first, "the connection")
+    from django_datadog_partner.connections import revoke
+
+    revoke(connection)
+    page = journey.page
+    page.goto(f"{journey.base}/datadog/connections/{connection.pk}/")
+    page.click("button:has-text('Connect again')")
+    if page.locator("text=Continue to Datadog").count():
+        journey.confirm()
+    journey.consent()
+    page.wait_for_selector("text=Datadog has not given us an API key yet")
+    text = page.inner_text("main")
+    assert "close this tab" not in text
+    assert text.count("OAuth Client API Key") == 1
+    docs_shot(page, "key-missing")

@@ -5,9 +5,10 @@ One process, one event loop, keep-alive, no HTTP framework: parsing a request is
 workers it measures (``python -m bench.capacity`` prints by how much). A path starting
 with ``/d<ms>/`` is answered after that many milliseconds (a distant Datadog), without
 blocking the loop. The sink counts requests, connections, requests in flight and every
-``outbox_id:<n>`` tag it receives (gzip bodies included), so a bench can tell lost rows
-and duplicates; ``GET /_stats`` returns those counts as JSON (``?ids=1`` adds the ids
-received) and ``POST /_reset`` clears them.
+outbox id it receives (``outbox_id:<n>`` in an event's text, ``"outbox_id": <n>`` in a log
+entry; gzip bodies included), so a bench can tell lost rows and duplicates; ``GET /_stats``
+returns those counts as JSON (``?ids=1`` adds the ids received), ``POST /_reset`` clears
+them.
 
 Run as ``python -m bench.sink``; it prints its port, then serves until terminated.
 """
@@ -27,7 +28,8 @@ HEADERS_END = b"\r\n\r\n"
 LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
 GZIP = re.compile(rb"\r\ncontent-encoding:\s*gzip", re.IGNORECASE)
 DELAY = re.compile(rb"^/d(\d+)(/|$)")
-OUTBOX_ID = re.compile(rb"outbox_id:(\d+)")
+# An event's ``outbox_id:<n>`` line, a log entry's ``"outbox_id": <n>`` attribute.
+OUTBOX_ID = re.compile(rb'outbox_id"?\s*:\s*(\d+)')
 METRIC = re.compile(rb'"metric"\s*:')
 
 

@@ -39,6 +39,7 @@ LAYERS = {
         "status",
         "oauth",
         "payloads",
+        "packing",
         "permissions",
         "failures",
         "migrations",

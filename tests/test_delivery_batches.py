@@ -20,7 +20,7 @@ from django.utils import timezone
 from openapi_core import OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest
 
-from django_datadog_partner import delivery, payloads, tracking
+from django_datadog_partner import delivery, packing, payloads, tracking
 from django_datadog_partner.models import OutboxEvent
 from django_datadog_partner.testing import FakeDatadog
 from tests.outbox_support import Arrival, make_connection, statuses
@@ -277,30 +277,30 @@ def test_a_retryable_answer_in_a_batch_retries_the_whole_batch(org, intake):
     assert len(intake.arrivals) == 1
 
 
-LIMITS = payloads.BatchLimits(b"[", b"]", max_items=2, max_bytes=1000, gzip=False)
+LIMITS = packing.BatchLimits(b"[", b"]", max_items=2, max_bytes=1000, gzip=False)
 
 
 def test_pack_keeps_order_and_limits() -> None:
-    def groups(parts: list[bytes], limits: payloads.BatchLimits = LIMITS) -> list[list[int]]:
-        return [packed.indexes for packed in payloads.pack(parts, limits)]
+    def groups(parts: list[bytes], limits: packing.BatchLimits = LIMITS) -> list[list[int]]:
+        return [packed.indexes for packed in packing.pack(parts, limits)]
 
     assert groups([b"1", b"2", b"3"]) == [[0, 1], [2]]
     assert groups([b"a" * 600, b"b" * 600, b"c"]) == [[0], [1, 2]]
     assert groups([b"a" * 5000]) == [[0]]  # too large alone: Datadog judges it
     assert groups([]) == []
-    (packed,) = payloads.pack([b"1", b"2"], LIMITS)
+    (packed,) = packing.pack([b"1", b"2"], LIMITS)
     assert (packed.body, packed.raw_size) == (b"[1,2]", 5)
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_packed_gzip_bodies_are_exact_and_within_every_limit(seed: int) -> None:
     rng = random.Random(seed)
-    limits = payloads.BatchLimits(b'{"s":[', b"]}", 10_000, 400_000, max_sent=30_000)
+    limits = packing.BatchLimits(b'{"s":[', b"]}", 10_000, 400_000, max_sent=30_000)
     parts = [
         (b"%x" % rng.getrandbits(8 * rng.randint(1, 300)) if rng.random() < 0.5 else b"7" * 900)
         for _ in range(3000)
     ]
-    bodies = payloads.pack(parts, limits)
+    bodies = packing.pack(parts, limits)
     assert [i for packed in bodies for i in packed.indexes] == list(range(3000))
     for packed in bodies:
         raw = gzip.decompress(packed.body)

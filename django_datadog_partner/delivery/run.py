@@ -23,7 +23,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from .. import outbox, payloads
+from .. import outbox, packing, payloads
 from ..alarms import raise_alarm
 from ..client import POOL_SIZE
 from ..conf import app_settings
@@ -234,7 +234,7 @@ def _jobs(target: transmit.Target, rows: list[OutboxEvent]) -> list[transmit.Job
             batched[row.kind].append((row.pk, item.body()))
     for kind, parts in batched.items():
         limits = transmit.BATCHED[kind].limits
-        for packed in payloads.pack([part for _, part in parts], limits):
+        for packed in packing.pack([part for _, part in parts], limits):
             group = [parts[i] for i in packed.indexes]
             jobs.append(
                 functools.partial(transmit.send_batch, target, kind, group, body=packed.body)

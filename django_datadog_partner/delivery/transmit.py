@@ -3,7 +3,7 @@
 No ORM here: these functions run in delivery threads and return ``Result`` values that
 the run records (``outcomes.Recorder``). Intake is authenticated by ``DD-API-KEY`` only.
 Events go one per request; logs and metric series (gzip) and service checks go in batches
-packed to Datadog's limits (``payloads.pack``). Each attempt is exactly one request, except
+packed to Datadog's limits (``packing.pack``). Each attempt is exactly one request, except
 where the classification calls for more: a rejected batch is bisected to find the bad
 items, a too-large one is split, a too-large event is shrunk once, and a 403 is followed by
 one ``GET /api/v1/validate``.
@@ -21,7 +21,7 @@ import requests
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from .. import payloads
+from .. import packing, payloads
 from ..client import DatadogClient, Verdict, classify
 from ..exceptions import (
     DatadogPartnerError,
@@ -42,7 +42,7 @@ class Batching:
     """Where a batched kind goes (the logs intake host or the API host) and how it packs."""
 
     path: str
-    limits: payloads.BatchLimits
+    limits: packing.BatchLimits
     logs_host: bool = False
 
     def url(self, client: DatadogClient) -> str:
@@ -51,9 +51,9 @@ class Batching:
 
 #: The batched kinds, by ``OutboxKind`` value.
 BATCHED: dict[str, Batching] = {
-    "log": Batching("/api/v2/logs", payloads.LOGS_BATCH, logs_host=True),
-    "metric": Batching("/api/v2/series", payloads.SERIES_BATCH),
-    "check": Batching("/api/v1/check_run", payloads.CHECKS_BATCH),
+    "log": Batching("/api/v2/logs", packing.LOGS_BATCH, logs_host=True),
+    "metric": Batching("/api/v2/series", packing.SERIES_BATCH),
+    "check": Batching("/api/v1/check_run", packing.CHECKS_BATCH),
 }
 
 # Verdicts
@@ -171,7 +171,7 @@ def send_batch(
 def _send_split(
     target: Target,
     url: str,
-    limits: payloads.BatchLimits,
+    limits: packing.BatchLimits,
     parts: list[Part],
     run: Run,
     body: bytes | None = None,
@@ -179,7 +179,7 @@ def _send_split(
     if body is None:  # a half of a refused batch: packed again (into one body, as a rule)
         return [
             result
-            for group in payloads.pack([part for _, part in parts], limits)
+            for group in packing.pack([part for _, part in parts], limits)
             for result in _send_split(
                 target, url, limits, [parts[i] for i in group.indexes], run, group.body
             )

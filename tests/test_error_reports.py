@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import django
 import pytest
 import requests
 import responses
@@ -48,6 +49,12 @@ from tests.lifecycle_support import REVOKE_URL as REVOKE
 from tests.lifecycle_support import TOKEN_URL as TOKEN
 from tests.lifecycle_support import VALIDATE_URL as VALIDATE
 from tests.testapp.models import Organization
+
+# Django 6.0 takes plain addresses and deprecates (name, address) pairs;
+# 5.2 only understands the pairs.
+ADMINS: list[Any] = (
+    ["ops@vendor.example"] if django.VERSION >= (6, 0) else [("Ops", "ops@vendor.example")]
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -395,7 +402,7 @@ def test_no_error_report_shows_a_secret(
         "CLIENT_SECRET": canaries["client_secret"],
         "ENCRYPTION_KEYS": [canaries["encryption_key"]],
     }
-    settings.ADMINS = [("Ops", "ops@vendor.example")]
+    settings.ADMINS = ADMINS
     settings.DEBUG = mode != "production"
     if mode == "debug+filter":
         settings.DEFAULT_EXCEPTION_REPORTER_FILTER = PACKAGE_FILTER

@@ -14,11 +14,16 @@ injects faults and makes ready-to-use connections::
         connection = datadog.connection(owner=organisation)
         ...  # save an order, run the delivery
         assert datadog.events(connection)[0]["title"] == "Order 1 updated"
+
+``make_connection`` saves a connection in any state without a fake (its tokens and key are
+only strings: for tests that answer Datadog themselves, e.g. with ``responses``);
+``FakeDatadog.connection`` builds on it.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
@@ -26,13 +31,14 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import requests
+from django.contrib.auth import get_user_model
 from django.db import models
 from django.utils import timezone
 
 from . import crypto
 from .conf import app_settings
 from .models import Connection, ConnectionStatus
-from .regions import all_sites, get_site
+from .regions import all_sites
 from .sandbox.control import Sandbox
 from .sandbox.engine import handle
 from .sandbox.memory import MemoryStore
@@ -45,6 +51,51 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "django_datadog_partner.testing needs `responses`: "
         "pip install 'django-datadog-partner[testing]'"
     ) from exc
+
+
+def make_connection(
+    owner: models.Model | None = None,
+    *,
+    domain: str = "datadoghq.com",
+    status: str = ConnectionStatus.ACTIVE,
+    access_token: str | None = "at-old",  # noqa: S107 (a test value, never a real token)
+    refresh_token: str | None = "rt-old",  # noqa: S107
+    api_key: str | None = "",
+    expires_in: int = 3600,
+    **fields: Any,
+) -> Connection:
+    """A saved connection of ``owner`` in ``status``, on ``domain``'s site.
+
+    ``owner`` defaults to a new user of the host's user model. ``api_key`` defaults to a
+    random 32-hex key, so two connections never share one by accident (``None``: no key);
+    its last 4 characters and fingerprint are set from it. Tokens expire ``expires_in``
+    seconds from now (negative: already expired). ``site`` defaults to the domain's web URL
+    (``https://app.<domain>`` for a domain this server does not know), ``dd_org_id`` to a
+    random id, ``dd_org_name`` to "Acme"; any other model field can be passed.
+    """
+    site = all_sites().get(domain)
+    fields.setdefault("site", site.web_url if site else f"https://app.{domain}")
+    fields.setdefault("dd_org_id", secrets.token_hex(4))
+    fields.setdefault("dd_org_name", "Acme")
+    if api_key == "":
+        api_key = secrets.token_hex(16)
+    connection = Connection(domain=domain, status=status, **fields)
+    connection.set_owner(owner if owner is not None else _new_user())
+    connection.access_token = access_token
+    connection.refresh_token = refresh_token
+    connection.api_key = api_key
+    if api_key:
+        connection.api_key_last4 = crypto.last4(api_key)
+        connection.api_key_fingerprint = crypto.fingerprint(api_key)
+    connection.expires_at = timezone.now() + timedelta(seconds=expires_in)
+    connection.save()
+    return connection
+
+
+def _new_user() -> models.Model:
+    user_model = get_user_model()
+    name = "owner-" + secrets.token_hex(4)
+    return user_model._default_manager.create(**{user_model.USERNAME_FIELD: name})
 
 
 @dataclass(frozen=True)
@@ -169,24 +220,20 @@ class FakeDatadog(Sandbox):
             self._keys[org.id] = self.create_api_key(org)
         key = self._keys[org.id]
         info = self.store.find_key(digest(key))
-        connection = Connection(
+        connection = make_connection(
+            owner,
             domain=domain,
-            site=get_site(domain).web_url,
+            status=status,
+            access_token=grant.access_token,
+            refresh_token=grant.refresh_token,
+            api_key=key,
+            expires_in=grant.expires_in,
             dd_org_id=org.public_id,
             dd_org_name=org.name,
             scopes=grant.scopes,
-            access_token=grant.access_token,
-            refresh_token=grant.refresh_token,
-            expires_at=timezone.now() + timedelta(seconds=grant.expires_in),
-            api_key=key,
             api_key_id=info.key_id if info else "",
-            api_key_last4=crypto.last4(key),
-            api_key_fingerprint=crypto.fingerprint(key),
-            status=status,
             **fields,
         )
-        connection.set_owner(owner)
-        connection.save()
         self._orgs[connection.pk] = org
         return connection
 
@@ -200,4 +247,4 @@ class FakeDatadog(Sandbox):
         return super().org_id(org)
 
 
-__all__ = ["Call", "FakeDatadog"]
+__all__ = ["Call", "FakeDatadog", "make_connection"]

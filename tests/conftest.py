@@ -1,5 +1,12 @@
-"""Shared fixtures: canary secrets, a DEBUG log capture that fails on leaks, users, owners,
-the delivery kicks a test would have enqueued."""
+"""Shared fixtures: canary secrets, a DEBUG log capture that fails on leaks, owners, the
+delivery kicks a test would have enqueued.
+
+The support modules are a pytest plugin (``pytest_plugins`` below): each registers its
+fixtures (``alice``; ``conn``, ``intake``; ``status_changes``; ``qcluster``;
+``partner_settings``) and its helpers stay importable (``from tests.connect_support import
+start``). Connections come from the shipped kit's ``django_datadog_partner.testing.
+make_connection`` (or ``FakeDatadog.connection``), as in a host project's tests.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,14 @@ import pytest
 import responses as responses_lib
 
 from django_datadog_partner import client
+
+pytest_plugins = [
+    "tests.connect_support",
+    "tests.outbox_support",
+    "tests.lifecycle_support",
+    "tests.e2e_support",
+    "tests.tenant_support",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -42,30 +57,6 @@ def acme() -> Any:
 def org(acme: Any) -> Any:
     """The owner the delivery tests send for (``acme``)."""
     return acme
-
-
-@pytest.fixture
-def conn(org: Any) -> Any:
-    """An active connection of ``org`` on US1, with a known API key."""
-    from tests.outbox_support import make_connection
-
-    return make_connection(org)
-
-
-@pytest.fixture
-def intake(mocked_http: responses_lib.RequestsMock) -> Any:
-    """Datadog's intake on US1, EU1 and US5 (``tests.outbox_support.Intake``)."""
-    from tests.outbox_support import Intake
-
-    return Intake(mocked_http, domains=("datadoghq.com", "datadoghq.eu", "us5.datadoghq.com"))
-
-
-@pytest.fixture
-def alice(django_user_model: Any) -> Any:
-    """A user of the host product (password ``pw``); by default she is her own owner."""
-    from tests.connect_support import make_user
-
-    return make_user(django_user_model, "alice")
 
 
 @pytest.fixture

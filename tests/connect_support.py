@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
+import pytest
 import responses
 from django.contrib.auth.models import Permission
 from django.test import Client
@@ -173,3 +174,9 @@ def signed_in(user: Any) -> Client:
 def signed_in_with(django_user_model: Any, username: str, *codenames: str, **extra: Any) -> Client:
     """A new user holding the permissions ``codenames``, signed in."""
     return signed_in(with_permissions(make_user(django_user_model, username, **extra), *codenames))
+
+
+@pytest.fixture
+def alice(django_user_model: Any) -> Any:
+    """A user of the host product (password ``pw``); by default she is her own owner."""
+    return make_user(django_user_model, "alice")

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import models
-from django.test import override_settings
-from django.utils import timezone
 
-from django_datadog_partner import crypto
-from django_datadog_partner.models import Connection, ConnectionStatus
+from django_datadog_partner.models import Connection
 from django_datadog_partner.signals import connection_status_changed
 
 API = "https://api.datadoghq.com"
@@ -24,41 +19,36 @@ REVOKE_URL = f"{API}/oauth2/v1/revoke"
 VALIDATE_URL = f"{API}/api/v1/validate"
 
 
-def partner_settings(**overrides: Any) -> override_settings:
-    """The test ``DATADOG_PARTNER`` with some keys replaced."""
-    return override_settings(DATADOG_PARTNER={**settings.DATADOG_PARTNER, **overrides})
+class _Applied:
+    """One ``partner_settings(...)`` call; a ``with`` block around it ends it early."""
+
+    def __init__(self, settings: Any, previous: dict[str, Any]) -> None:
+        self.settings, self.previous = settings, previous
+
+    def __enter__(self) -> _Applied:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.settings.DATADOG_PARTNER = self.previous
+
+
+@pytest.fixture
+def partner_settings(settings: Any) -> Callable[..., _Applied]:
+    """The tests' one way to change the package's settings: ``partner_settings(KEY=value)``
+    merges keys into ``DATADOG_PARTNER`` for the rest of the test, ``with
+    partner_settings(KEY=value):`` for a block. It goes through pytest-django's ``settings``
+    fixture, so every change is undone in order when the test ends."""
+
+    def apply(**keys: Any) -> _Applied:
+        previous = settings.DATADOG_PARTNER
+        settings.DATADOG_PARTNER = {**previous, **keys}
+        return _Applied(settings, previous)
+
+    return apply
 
 
 def make_owner(username: str = "owner") -> Any:
     return get_user_model().objects.create(username=username)
-
-
-def make_connection(
-    owner: models.Model | None = None,
-    *,
-    access_token: str | None = "at-old",
-    refresh_token: str | None = "rt-old",
-    api_key: str | None = "ak0123456789abcdef0123456789abcd",
-    expires_in: int = 3600,
-    status: str = ConnectionStatus.ACTIVE,
-    **fields: Any,
-) -> Connection:
-    """A saved connection; ``expires_in`` seconds from now (negative: already expired)."""
-    fields.setdefault("domain", "datadoghq.com")
-    fields.setdefault("site", "https://app.datadoghq.com")
-    fields.setdefault("dd_org_id", f"org-{Connection.objects.count() + 1}")
-    fields.setdefault("dd_org_name", "Acme")
-    connection = Connection(status=status, **fields)
-    connection.set_owner(owner if owner is not None else make_owner(f"owner{fields['dd_org_id']}"))
-    connection.access_token = access_token
-    connection.refresh_token = refresh_token
-    connection.api_key = api_key
-    if api_key:
-        connection.api_key_last4 = crypto.last4(api_key)
-        connection.api_key_fingerprint = crypto.fingerprint(api_key)
-    connection.expires_at = timezone.now() + timedelta(seconds=expires_in)
-    connection.save()
-    return connection
 
 
 def all_rows() -> list[dict[str, Any]]:

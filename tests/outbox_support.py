@@ -5,17 +5,17 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 import requests
 import responses
 
-from django_datadog_partner.models import Connection, ConnectionStatus, OutboxEvent
+from django_datadog_partner.models import Connection, OutboxEvent
 from django_datadog_partner.regions import get_site
-from tests import lifecycle_support
+from django_datadog_partner.testing import make_connection
 
 PATHS = {
     "event": "/api/v1/events",
@@ -35,26 +35,6 @@ def outbox_id_in(kind: str, item: dict[str, Any]) -> int | None:
     if kind == "logs":
         return item.get("outbox_id")
     return None
-
-
-def make_connection(
-    owner: Any,
-    *,
-    domain: str = "datadoghq.com",
-    key: str | None = None,
-    status: str = ConnectionStatus.ACTIVE,
-    org_id: str = "",
-) -> Connection:
-    """The lifecycle tests' factory with what delivery needs: a site's key, a random one by
-    default (so two owners never share a key by accident)."""
-    return lifecycle_support.make_connection(
-        owner,
-        api_key=key or secrets.token_hex(16),
-        status=status,
-        domain=domain,
-        site=get_site(domain).web_url,
-        dd_org_id=org_id or secrets.token_hex(4),
-    )
 
 
 def key_of(conn: Connection) -> str:
@@ -137,3 +117,15 @@ class Intake:
 
 def statuses() -> dict[int, str]:
     return dict(OutboxEvent.objects.values_list("pk", "status"))
+
+
+@pytest.fixture
+def conn(org: Any) -> Connection:
+    """An active connection of ``org`` on US1, with a random API key (``key_of(conn)``)."""
+    return make_connection(org)
+
+
+@pytest.fixture
+def intake(mocked_http: responses.RequestsMock) -> Intake:
+    """Datadog's intake on US1, EU1 and US5, recording what arrives."""
+    return Intake(mocked_http, domains=("datadoghq.com", "datadoghq.eu", "us5.datadoghq.com"))

@@ -20,6 +20,7 @@ from django_datadog_partner.models import (
     ConnectionStatus,
     OutboxEvent,
 )
+from django_datadog_partner.testing import make_connection
 from tests.connect_support import signed_in_with
 from tests.lifecycle_support import (
     API,
@@ -27,7 +28,6 @@ from tests.lifecycle_support import (
     TOKEN_URL,
     VALIDATE_URL,
     all_rows,
-    make_connection,
     make_owner,
     oauth_error,
     token_json,

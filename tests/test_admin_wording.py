@@ -22,7 +22,8 @@ from django_datadog_partner.models import (
     owner_reference,
 )
 from django_datadog_partner.templatetags.datadog_partner import TONES
-from tests.lifecycle_support import make_connection, make_owner
+from django_datadog_partner.testing import make_connection
+from tests.lifecycle_support import make_owner
 from tests.testapp.models import Organization, Workspace
 
 pytestmark = pytest.mark.django_db

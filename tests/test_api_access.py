@@ -14,7 +14,8 @@ from django_datadog_partner.exceptions import (
     TransportRefusedError,
 )
 from django_datadog_partner.models import Connection, ConnectionStatus
-from tests.lifecycle_support import TOKEN_URL, make_connection, oauth_error, token_json
+from django_datadog_partner.testing import make_connection
+from tests.lifecycle_support import TOKEN_URL, oauth_error, token_json
 
 pytestmark = pytest.mark.django_db
 

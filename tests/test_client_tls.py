@@ -11,21 +11,20 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from django.conf import settings
-from django.test import override_settings
 
 from django_datadog_partner import delivery, tracking
 from django_datadog_partner.client import DatadogClient
 from django_datadog_partner.exceptions import RetryableError, TransportRefusedError
 from django_datadog_partner.models import Alarm, OutboxEvent, OutboxStatus
+from django_datadog_partner.testing import make_connection
 from tests.loopback import tcp_server
-from tests.outbox_support import make_connection
 from tests.testapp.models import Organization
 
 SITE = "tls.test"
@@ -98,19 +97,22 @@ def plaintext_speaker() -> Iterator[str]:
         yield f"https://127.0.0.1:{port}"
 
 
-def site_at(base: str) -> override_settings:
-    return override_settings(
-        DATADOG_PARTNER={
-            **settings.DATADOG_PARTNER,
-            "EXTRA_SITES": {SITE: {"web_url": base, "api_url": base, "logs_url": base}},
-            "HTTP_TIMEOUT": (2, 2),
-        }
+def site_at(partner_settings: Any, base: str) -> Any:
+    """``SITE`` answering at ``base``, with short timeouts."""
+    return partner_settings(
+        EXTRA_SITES={SITE: {"web_url": base, "api_url": base, "logs_url": base}},
+        HTTP_TIMEOUT=(2, 2),
     )
 
 
-def test_an_unverifiable_certificate_is_refused_and_nothing_is_sent(untrusted_https, canaries):
+def test_an_unverifiable_certificate_is_refused_and_nothing_is_sent(
+    untrusted_https, canaries, partner_settings
+):
     base, reached = untrusted_https
-    with site_at(base), pytest.raises(TransportRefusedError, match="could not be verified") as exc:
+    with (
+        site_at(partner_settings, base),
+        pytest.raises(TransportRefusedError, match="could not be verified") as exc,
+    ):
         DatadogClient(SITE).request(
             "POST", f"{base}/api/v1/events", headers={"DD-API-KEY": canaries["api_key"]}
         )
@@ -118,15 +120,18 @@ def test_an_unverifiable_certificate_is_refused_and_nothing_is_sent(untrusted_ht
     canaries.assert_absent(str(exc.value))
 
 
-def test_a_broken_handshake_is_retryable(plaintext_speaker):
-    with site_at(plaintext_speaker), pytest.raises(RetryableError, match="TLS with Datadog"):
+def test_a_broken_handshake_is_retryable(plaintext_speaker, partner_settings):
+    with (
+        site_at(partner_settings, plaintext_speaker),
+        pytest.raises(RetryableError, match="TLS with Datadog"),
+    ):
         DatadogClient(SITE).request("POST", f"{plaintext_speaker}/api/v1/events")
 
 
 @pytest.mark.django_db
-def test_delivery_dead_letters_with_an_alarm_instead_of_retrying(untrusted_https):
+def test_delivery_dead_letters_with_an_alarm_instead_of_retrying(untrusted_https, partner_settings):
     base, reached = untrusted_https
-    with site_at(base):
+    with site_at(partner_settings, base):
         conn = make_connection(Organization.objects.create(name="o"), domain=SITE)
         tracking.send_event(conn, title="t", text="x")
         delivery.drain()

@@ -15,14 +15,13 @@ from django_datadog_partner import crypto
 from django_datadog_partner.connections import raise_alarm
 from django_datadog_partner.models import Connection, ConnectionStatus, OutboxEvent
 from django_datadog_partner.schedules import SCHEDULES
+from django_datadog_partner.testing import make_connection
 from tests.lifecycle_support import (
     REVOKE_URL,
     TOKEN_URL,
     VALIDATE_URL,
-    make_connection,
     make_owner,
     oauth_error,
-    partner_settings,
     token_json,
 )
 
@@ -220,7 +219,7 @@ def test_send_test_event_unknown_id():
 # --- rotate keys ------------------------------------------------------------------------------
 
 
-def test_rotate_keys_exit_codes():
+def test_rotate_keys_exit_codes(partner_settings):
     old, new = crypto.generate_key(), crypto.generate_key()
     with partner_settings(ENCRYPTION_KEYS=[old]):
         make_connection()
@@ -271,7 +270,7 @@ def test_scheduled_task_paths_import():
 # --- listing --------------------------------------------------------------------------------
 
 
-def test_listing_prints_what_to_paste_and_the_requirements():
+def test_listing_prints_what_to_paste_and_the_requirements(partner_settings):
     with partner_settings(BASE_URL="https://app.acme.com", SOURCE_TYPE_NAME="acme"):
         code, out, err = run("datadog_partner_listing", "--strict", "--product", "Acme")
     assert code == 0 and err == ""
@@ -292,7 +291,7 @@ def test_listing_prints_what_to_paste_and_the_requirements():
         ("http://app.acme.com", ["is not https"]),
     ],
 )
-def test_listing_warns_about_test_values(base_url, warnings):
+def test_listing_warns_about_test_values(base_url, warnings, partner_settings):
     with partner_settings(BASE_URL=base_url, SOURCE_TYPE_NAME="acme"):
         code, _, err = run("datadog_partner_listing")
         assert code == 0 and all(w in err for w in warnings)
@@ -300,7 +299,7 @@ def test_listing_warns_about_test_values(base_url, warnings):
         assert code == 1 and f"{len(warnings)} warning(s)" in err
 
 
-def test_listing_warns_about_the_default_source_name_and_fails_without_base_url():
+def test_listing_warns_about_the_default_source_name_and_fails_without_base_url(partner_settings):
     _, _, err = run("datadog_partner_listing")
     assert "SOURCE_TYPE_NAME is the default 'my_apps'" in err
     with partner_settings(BASE_URL=None):

@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import requests
 import responses
-from django.test import Client, override_settings
+from django.test import Client
 
 from django_datadog_partner import failures
 from django_datadog_partner.models import Alarm, AuthorizationRequest, Connection, ConnectionStatus
@@ -260,18 +260,11 @@ def test_a_307_from_the_token_endpoint_fails_and_nothing_reaches_the_location(
 
 
 def test_required_scopes_missing_from_the_grant(
-    client: Client, mocked_http: responses.RequestsMock
+    client: Client, mocked_http: responses.RequestsMock, partner_settings: Any
 ) -> None:
     started = start(client)
     mocked_http.post(TOKEN, json=token_json(scope="events_read"))
-    settings = {
-        "CLIENT_ID": "test-client-id",
-        "CLIENT_SECRET": "test-client-secret",
-        "BASE_URL": "https://vendor.example",
-        "ENCRYPTION_KEYS": ["zUJ3nx6iYJdNfS0Gm0u_IlmGL1p1pMv6D2Mt2rXwzZ0="],
-        "REQUIRED_SCOPES": ["api_keys_write"],
-    }
-    with override_settings(DATADOG_PARTNER=settings):
+    with partner_settings(REQUIRED_SCOPES=["api_keys_write"]):
         response = callback(client, started.state)
     text = follow_failure(client, response, failures.MISSING_SCOPES, 502)
     assert '<p class="detail">Missing: api_keys_write.</p>' in text

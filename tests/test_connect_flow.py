@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import responses
 from django.contrib.contenttypes.models import ContentType
-from django.test import Client, override_settings
+from django.test import Client
 
 import django_datadog_partner
 from django_datadog_partner.models import AuthorizationRequest, Connection, ConnectionStatus
@@ -162,17 +162,9 @@ def test_callback_without_domain_uses_the_onboarding_domain(
     assert {host for _m, host, _p in requests_made(mocked_http)} == {"api.ap1.datadoghq.com"}
 
 
-def test_scopes_are_requested_only_when_configured(alice: Any) -> None:
+def test_scopes_are_requested_only_when_configured(alice: Any, partner_settings: Any) -> None:
     client = signed_in(alice)
-    with override_settings(
-        DATADOG_PARTNER={
-            "CLIENT_ID": "test-client-id",
-            "CLIENT_SECRET": "test-client-secret",
-            "BASE_URL": "https://vendor.example",
-            "ENCRYPTION_KEYS": ["zUJ3nx6iYJdNfS0Gm0u_IlmGL1p1pMv6D2Mt2rXwzZ0="],
-            "SCOPES": ["api_keys_write", "events_read"],
-        }
-    ):
+    with partner_settings(SCOPES=["api_keys_write", "events_read"]):
         started = start(client)
     assert started.params["scope"] == "api_keys_write events_read"
     assert started.params["code_challenge_method"] == "S256"
@@ -217,24 +209,15 @@ def two_orgs(alice: Any) -> list[Organization]:
     return [first, second]
 
 
-def org_settings() -> override_settings:
-    return override_settings(
-        DATADOG_PARTNER={
-            "CLIENT_ID": "test-client-id",
-            "CLIENT_SECRET": "test-client-secret",
-            "BASE_URL": "https://vendor.example",
-            "ENCRYPTION_KEYS": ["zUJ3nx6iYJdNfS0Gm0u_IlmGL1p1pMv6D2Mt2rXwzZ0="],
-            "OWNERS_FOR_USER": orgs_of,
-        }
-    )
-
-
 def test_the_confirmation_offers_a_choice_of_owners(
-    alice: Any, two_orgs: list[Organization], mocked_http: responses.RequestsMock
+    alice: Any,
+    two_orgs: list[Organization],
+    mocked_http: responses.RequestsMock,
+    partner_settings: Any,
 ) -> None:
     client = signed_in(alice)
     url = f"{ONBOARDING}?domain=datadoghq.com&site=app.datadoghq.com"
-    with org_settings():
+    with partner_settings(OWNERS_FOR_USER=orgs_of):
         page = client.get(url)
         text = page.content.decode()
         assert "Connect to Datadog US1?" in text
@@ -253,9 +236,9 @@ def test_the_confirmation_offers_a_choice_of_owners(
     assert AuthorizationRequest.objects.count() == 1
 
 
-def test_a_user_without_owners_is_told_so(alice: Any) -> None:
+def test_a_user_without_owners_is_told_so(alice: Any, partner_settings: Any) -> None:
     client = signed_in(alice)
-    with org_settings():
+    with partner_settings(OWNERS_FOR_USER=orgs_of):
         response = client.get(f"{ONBOARDING}?domain=datadoghq.com&site=app.datadoghq.com")
     assert response.status_code == 403
     assert "Your account cannot connect Datadog" in response.content.decode()
@@ -431,10 +414,11 @@ def test_members_of_the_owner_may_manage_its_connections(
     alice: Any,
     two_orgs: list[Organization],
     mocked_http: responses.RequestsMock,
+    partner_settings: Any,
 ) -> None:
     bob = make_user(django_user_model, "bob")
     two_orgs[0].members.add(bob)
-    with org_settings():
+    with partner_settings(OWNERS_FOR_USER=orgs_of):
         client = signed_in(alice)
         fake_datadog(mocked_http)
         connection = connect_once(client, mocked_http)

@@ -14,7 +14,7 @@ import pytest
 import responses
 from django.contrib.sessions.models import Session
 from django.db import connection as db
-from django.test import Client, override_settings
+from django.test import Client
 from django_q.models import OrmQ, Schedule, Task
 
 from django_datadog_partner import connections
@@ -38,15 +38,8 @@ MARKETPLACE = api("datadoghq.com", "/api/v2/api_keys/marketplace")
 
 
 @pytest.fixture
-def secret_settings(canaries: Canaries) -> Any:
-    with override_settings(
-        DATADOG_PARTNER={
-            "CLIENT_ID": "test-client-id",
-            "CLIENT_SECRET": canaries["client_secret"],
-            "BASE_URL": "https://vendor.example",
-            "ENCRYPTION_KEYS": ["zUJ3nx6iYJdNfS0Gm0u_IlmGL1p1pMv6D2Mt2rXwzZ0="],
-        }
-    ):
+def secret_settings(canaries: Canaries, partner_settings: Any) -> Any:
+    with partner_settings(CLIENT_SECRET=canaries["client_secret"]):
         yield
 
 

@@ -249,10 +249,10 @@ def members_of(user: Any) -> list[Organization]:
 
 @pytest.fixture
 def acme_member(
-    settings: Any, datadog: FakeDatadog, django_user_model: Any
+    partner_settings: Any, datadog: FakeDatadog, django_user_model: Any
 ) -> tuple[Tenant, Organization]:
     """Alice, a member of the owner Acme (``OWNERS_FOR_USER``: the user's organisations)."""
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "OWNERS_FOR_USER": members_of}
+    partner_settings(OWNERS_FOR_USER=members_of)
     alice = Tenant(datadog, django_user_model, "alice")
     acme = Organization.objects.create(name="Acme")
     acme.members.add(alice.user)

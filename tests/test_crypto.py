@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 from cryptography.fernet import Fernet
-from django.conf import settings
 from django.core import serializers
 from django.db import connection as db
-from django.test import override_settings
 
 from django_datadog_partner import crypto
 from django_datadog_partner.exceptions import ConfigurationError, CredentialsUnreadableError
@@ -15,12 +13,6 @@ from django_datadog_partner.fields import Secret
 from django_datadog_partner.models import AuthorizationRequest, Connection
 
 KEY = crypto.current_keys()[0]
-
-
-def with_keys(*keys: str) -> override_settings:
-    return override_settings(
-        DATADOG_PARTNER={**settings.DATADOG_PARTNER, "ENCRYPTION_KEYS": list(keys)}
-    )
 
 
 def raw_column(table: str, column: str, pk: int) -> str:
@@ -76,8 +68,8 @@ def test_none_wipes_and_empty_string_is_no_secret(connection):
 
 
 @pytest.mark.django_db
-def test_wrong_key_fails_closed(connection):
-    with with_keys(Fernet.generate_key().decode()):
+def test_wrong_key_fails_closed(connection, partner_settings):
+    with partner_settings(ENCRYPTION_KEYS=[Fernet.generate_key().decode()]):
         loaded = Connection.objects.get(pk=connection.pk)  # loading never decrypts
         assert loaded.api_key is not None
         with pytest.raises(CredentialsUnreadableError) as excinfo:
@@ -85,20 +77,23 @@ def test_wrong_key_fails_closed(connection):
     assert "gAAAA" not in str(excinfo.value)
 
 
-def test_malformed_key_is_a_configuration_error():
-    with with_keys("not-a-key"), pytest.raises(ConfigurationError, match="not a Fernet key"):
+def test_malformed_key_is_a_configuration_error(partner_settings):
+    with (
+        partner_settings(ENCRYPTION_KEYS=["not-a-key"]),
+        pytest.raises(ConfigurationError, match="not a Fernet key"),
+    ):
         crypto.encrypt("x")
 
 
 @pytest.mark.django_db
-def test_rotation_moves_values_to_the_newest_key(connection, canaries):
+def test_rotation_moves_values_to_the_newest_key(connection, canaries, partner_settings):
     new = Fernet.generate_key().decode()
-    with with_keys(new, KEY):
+    with partner_settings(ENCRYPTION_KEYS=[new, KEY]):
         ciphertext = raw_column("datadog_partner_connection", "api_key", connection.pk)
         assert not crypto.is_on_newest_key(ciphertext)
         rotated = crypto.rotate(ciphertext)
         assert crypto.is_on_newest_key(rotated)
-    with with_keys(new):
+    with partner_settings(ENCRYPTION_KEYS=[new]):
         assert crypto.decrypt(rotated) == canaries["api_key"]
 
 

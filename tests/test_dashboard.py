@@ -24,7 +24,7 @@ from django_datadog_partner.models import (
 )
 from django_datadog_partner.report import HOURS, StatusReport
 from django_datadog_partner.schedules import ensure_schedules
-from tests.lifecycle_support import make_connection
+from django_datadog_partner.testing import make_connection
 
 pytestmark = pytest.mark.django_db
 

@@ -21,7 +21,8 @@ from django_datadog_partner.models import (
     OutboxStatus,
 )
 from django_datadog_partner.outbox import cancel_pending_for_connection, purge, requeue
-from tests.outbox_support import key_of, make_connection, statuses
+from django_datadog_partner.testing import make_connection
+from tests.outbox_support import key_of, statuses
 from tests.test_tracking import save_then_fail
 from tests.testapp.models import Order, Organization
 
@@ -90,10 +91,10 @@ def test_every_connection_of_the_owner_gets_its_own_row(org, conn, intake):
 
 
 def test_one_attempt_per_row_per_run_even_when_the_retry_is_due_at_once(
-    org, conn, intake, settings
+    org, conn, intake, partner_settings
 ):
     """Full jitter can draw a zero delay; the run must not send the row again at once."""
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "BACKOFF_BASE": 0}
+    partner_settings(BACKOFF_BASE=0)
     intake.respond = lambda arrival: (503, {}, "")
     tracking.send_event(org, title="t", text="x")
     delivery.drain()
@@ -276,8 +277,8 @@ def test_a_run_whose_lease_was_taken_over_records_nothing(org, conn, intake):
     assert row.status == "delivered" and row.attempts == 1 and len(intake.arrivals) == 2
 
 
-def test_no_request_starts_when_the_lease_would_end_first(org, conn, intake, settings):
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "LEASE_SECONDS": 5}
+def test_no_request_starts_when_the_lease_would_end_first(org, conn, intake, partner_settings):
+    partner_settings(LEASE_SECONDS=5)
     tracking.send_event(org, title="t", text="x")
     assert str(delivery.drain()) == "released: 1"
     row = OutboxEvent.objects.get()
@@ -373,7 +374,7 @@ def test_metric_and_log_kinds(org, conn, intake):
 
 
 def test_failures_never_leak_the_api_key(org, intake, canaries, debug_logs):
-    conn = make_connection(org, key=canaries["api_key"])
+    conn = make_connection(org, api_key=canaries["api_key"])
     replies = iter([503, 429, 403, 400])
     intake.respond = lambda arrival: next(replies)
     intake.validate_status = 403

@@ -22,8 +22,8 @@ from openapi_core.contrib.requests import RequestsOpenAPIRequest
 
 from django_datadog_partner import delivery, packing, payloads, tracking
 from django_datadog_partner.models import OutboxEvent
-from django_datadog_partner.testing import FakeDatadog
-from tests.outbox_support import Arrival, make_connection, statuses
+from django_datadog_partner.testing import FakeDatadog, make_connection
+from tests.outbox_support import Arrival, statuses
 from tests.testapp.models import Order, Organization, Workspace
 
 pytestmark = pytest.mark.django_db
@@ -97,8 +97,8 @@ def test_openapi_check_itself_rejects_a_bad_event():
         validate(Arrival("event", "datadoghq.com", "k", {}, bad))
 
 
-def test_logs_batch_by_count_and_gzip(org, intake, settings):
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "DELIVERY_BATCH_SIZE": 2500}
+def test_logs_batch_by_count_and_gzip(org, intake, partner_settings):
+    partner_settings(DELIVERY_BATCH_SIZE=2500)
     make_connection(org)
     for n in range(2100):
         tracking.send_log(org, f"line {n}")

@@ -13,7 +13,8 @@ from django.utils import timezone
 from django_datadog_partner import delivery, outbox, tracking
 from django_datadog_partner.delivery import breaker
 from django_datadog_partner.models import Connection, OutboxEvent, OutboxStatus, SiteBreaker
-from tests.outbox_support import Intake, make_connection
+from django_datadog_partner.testing import make_connection
+from tests.outbox_support import Intake
 from tests.testapp.models import Organization
 
 pytestmark = pytest.mark.django_db
@@ -22,14 +23,12 @@ EU, US = "datadoghq.eu", "datadoghq.com"
 
 
 @pytest.fixture
-def breaker_settings(settings):
-    settings.DATADOG_PARTNER = {
-        **settings.DATADOG_PARTNER,
-        "BREAKER_THRESHOLD": 3,
-        "BREAKER_COOLDOWN": 60,
-        "DELIVERY_CONCURRENCY": 1,  # one request at a time: the counts below are exact
-    }
-    return settings
+def breaker_settings(partner_settings):
+    partner_settings(
+        BREAKER_THRESHOLD=3,
+        BREAKER_COOLDOWN=60,
+        DELIVERY_CONCURRENCY=1,  # one request at a time: the counts below are exact
+    )
 
 
 def connections() -> tuple[Connection, Connection]:
@@ -167,8 +166,8 @@ def test_network_errors_count_as_failures(intake, breaker_settings, mocked_http)
     assert SiteBreaker.objects.get(domain=EU).open_until is not None
 
 
-def test_threshold_zero_switches_breakers_off(intake, breaker_settings):
-    breaker_settings.DATADOG_PARTNER = {**breaker_settings.DATADOG_PARTNER, "BREAKER_THRESHOLD": 0}
+def test_threshold_zero_switches_breakers_off(intake, breaker_settings, partner_settings):
+    partner_settings(BREAKER_THRESHOLD=0)
     eu, _ = connections()
     intake.respond = eu_down
     send(eu, 6)

@@ -17,7 +17,8 @@ from django_datadog_partner import delivery, outbox, tracking
 from django_datadog_partner.client import rate_limit_wait
 from django_datadog_partner.delivery import outcomes
 from django_datadog_partner.models import Alarm, Connection, OutboxEvent
-from tests.outbox_support import key_of, make_connection
+from django_datadog_partner.testing import make_connection
+from tests.outbox_support import key_of
 from tests.testapp.models import Order, Organization, Workspace
 
 pytestmark = pytest.mark.django_db
@@ -26,8 +27,8 @@ pytestmark = pytest.mark.django_db
 def test_429_pauses_every_connection_with_that_key_and_no_other(intake):
     shared = "ab" * 16
     first, second, other = (Organization.objects.create(name=n) for n in ("a", "b", "c"))
-    a = make_connection(first, key=shared)
-    b = make_connection(second, key=shared)  # the same Datadog org connected by two owners
+    a = make_connection(first, api_key=shared)
+    b = make_connection(second, api_key=shared)  # the same Datadog org connected by two owners
     c = make_connection(other)
     intake.respond = lambda arrival: (
         (429, {"X-RateLimit-Reset": "37", "X-RateLimit-Limit": "10"}, '{"errors": ["slow"]}')
@@ -118,8 +119,8 @@ def test_retry_after_as_an_http_date():
     assert wait is not None and 85 <= wait <= 90
 
 
-def test_backoff_is_capped_exponential_with_full_jitter(settings):
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "BACKOFF_BASE": 2, "BACKOFF_CAP": 900}
+def test_backoff_is_capped_exponential_with_full_jitter(partner_settings):
+    partner_settings(BACKOFF_BASE=2, BACKOFF_CAP=900)
     rng = random.Random(1234)
     for attempts, ceiling in [(1, 2), (2, 4), (5, 32), (9, 512), (10, 900), (30, 900)]:
         delays = [outcomes.backoff_delay(attempts, rng) for _ in range(2000)]
@@ -128,9 +129,9 @@ def test_backoff_is_capped_exponential_with_full_jitter(settings):
         assert abs(statistics.mean(delays) - ceiling / 2) < 0.05 * ceiling
 
 
-def test_rows_failing_together_spread_out(settings):
+def test_rows_failing_together_spread_out(partner_settings):
     """AT-50: 1,000 rows failing at the same instant do not come back in the same second."""
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "BACKOFF_BASE": 2, "BACKOFF_CAP": 900}
+    partner_settings(BACKOFF_BASE=2, BACKOFF_CAP=900)
     rng = random.Random(7)
     now = timezone.now()
     for attempts, window in ((6, 64), (12, 900)):

@@ -26,11 +26,9 @@ from django_datadog_partner.models import (
 )
 from django_datadog_partner.sandbox.control import Sandbox
 from django_datadog_partner.sandbox.state import Org
-from tests.e2e_support import (
-    QCluster,
-    qcluster,  # noqa: F401  (the fixture)
-)
-from tests.outbox_support import make_connection, outbox_id_in
+from django_datadog_partner.testing import make_connection
+from tests.e2e_support import QCluster
+from tests.outbox_support import outbox_id_in
 from tests.testapp.models import Order, Organization
 
 pytestmark = pytest.mark.e2e
@@ -50,7 +48,7 @@ class Tenant:
 
 
 @pytest.fixture
-def sites(live_server: Any, settings: Any) -> dict[str, dict[str, str]]:
+def sites(live_server: Any, partner_settings: Any) -> dict[str, dict[str, str]]:
     url_a = live_server.url + "/sandbox"
     url_b = url_a.replace("://localhost:", "://127.0.0.1:")
     assert url_a != url_b
@@ -58,7 +56,7 @@ def sites(live_server: Any, settings: Any) -> dict[str, dict[str, str]]:
         domain: {"web_url": url, "api_url": url, "logs_url": url}
         for domain, url in ((SITE_A, url_a), (SITE_B, url_b))
     }
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "EXTRA_SITES": extra}
+    partner_settings(EXTRA_SITES=extra)
     return extra
 
 
@@ -68,7 +66,7 @@ def tenants(sandbox: Sandbox, domains: list[str]) -> list[Tenant]:
         owner = Organization.objects.create(name=f"owner-{n}")
         org = sandbox.create_org(f"dd-org-{n}")
         key = sandbox.create_api_key(org)
-        made.append(Tenant(owner, org, make_connection(owner, domain=domain, key=key)))
+        made.append(Tenant(owner, org, make_connection(owner, domain=domain, api_key=key)))
     return made
 
 
@@ -114,7 +112,7 @@ def save_orders(people: list[Tenant], count: int) -> None:
                 Order.objects.create(organization=tenant.owner, number=f"{n}")
 
 
-def test_thousand_saves_arrive_at_each_owners_site_with_its_key(qcluster, sites):  # noqa: F811
+def test_thousand_saves_arrive_at_each_owners_site_with_its_key(qcluster, sites):
     sandbox = Sandbox()
     people = tenants(sandbox, [SITE_A, SITE_B, SITE_A, SITE_B])
     qcluster(partner_settings={"EXTRA_SITES": sites})
@@ -132,7 +130,7 @@ def test_thousand_saves_arrive_at_each_owners_site_with_its_key(qcluster, sites)
         assert {domain for _, domain in got} == {tenant.connection.domain}
 
 
-def test_sigkill_of_the_cluster_mid_run_loses_nothing(qcluster, sites):  # noqa: F811
+def test_sigkill_of_the_cluster_mid_run_loses_nothing(qcluster, sites):
     sandbox = Sandbox()
     people = tenants(sandbox, [SITE_A, SITE_B, SITE_A])
     for tenant in people:
@@ -170,7 +168,7 @@ def test_sigkill_of_the_cluster_mid_run_loses_nothing(qcluster, sites):  # noqa:
     assert sum(n - 1 for n in duplicates.values()) <= 2 * 50
 
 
-def test_a_site_that_is_down_opens_its_breaker_and_its_backlog_drains_after(qcluster, sites):  # noqa: F811
+def test_a_site_that_is_down_opens_its_breaker_and_its_backlog_drains_after(qcluster, sites):
     sandbox = Sandbox()
     down, up = tenants(sandbox, [SITE_A, SITE_B])
     sandbox.set_faults(down.org, intake="503")

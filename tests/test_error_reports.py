@@ -390,6 +390,7 @@ def env(
 
 @pytest.mark.parametrize(("path", "mode"), CASES)
 def test_no_error_report_shows_a_secret(
+    partner_settings: Any,
     path: str,
     mode: str,
     env: Env,
@@ -397,11 +398,10 @@ def test_no_error_report_shows_a_secret(
     settings: Any,
     receiver_fault: Callable[[str, Env], None],
 ) -> None:
-    settings.DATADOG_PARTNER = {
-        **settings.DATADOG_PARTNER,
-        "CLIENT_SECRET": canaries["client_secret"],
-        "ENCRYPTION_KEYS": [canaries["encryption_key"]],
-    }
+    partner_settings(
+        CLIENT_SECRET=canaries["client_secret"],
+        ENCRYPTION_KEYS=[canaries["encryption_key"]],
+    )
     settings.ADMINS = ADMINS
     settings.DEBUG = mode != "production"
     if mode == "debug+filter":

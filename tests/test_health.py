@@ -14,14 +14,13 @@ from django_datadog_partner.connections.health import CATCH_UP_FACTOR, owner_exi
 from django_datadog_partner.exceptions import InvalidClientError
 from django_datadog_partner.models import Connection, ConnectionStatus
 from django_datadog_partner.status import API_KEY_REJECTED_REASON
+from django_datadog_partner.testing import make_connection
 from tests.lifecycle_support import (
     REVOKE_URL,
     TOKEN_URL,
     VALIDATE_URL,
-    make_connection,
     make_owner,
     oauth_error,
-    partner_settings,
     token_json,
 )
 from tests.testapp.models import Workspace
@@ -38,14 +37,15 @@ def calls_to(mocked_http, url: str) -> list:
 def test_healthy_connection_refreshes_its_token_and_validates_its_key(mocked_http):
     mocked_http.post(TOKEN_URL, json=token_json())
     mocked_http.get(VALIDATE_URL, **VALID)
-    connection = make_connection(expires_in=3600)  # a fresh token is refreshed anyway
+    key = "ak0123456789abcdef0123456789abcd"
+    connection = make_connection(expires_in=3600, api_key=key)  # a fresh token is refreshed anyway
 
     report = check_health(connection)
 
     assert report.healthy and report.status == ConnectionStatus.ACTIVE
     assert len(calls_to(mocked_http, TOKEN_URL)) == 1
     (validate,) = calls_to(mocked_http, VALIDATE_URL)
-    assert validate.request.headers["DD-API-KEY"] == "ak0123456789abcdef0123456789abcd"
+    assert validate.request.headers["DD-API-KEY"] == key
     assert "Authorization" not in validate.request.headers
     stored = Connection.objects.get(pk=connection.pk)
     assert stored.health_checked_at is not None
@@ -136,7 +136,9 @@ def test_owner_id_that_cannot_be_a_key_counts_as_deleted():
     assert not owner_exists(connection)
 
 
-def test_unreadable_connection_recovers_once_its_secrets_decrypt_again(mocked_http):
+def test_unreadable_connection_recovers_once_its_secrets_decrypt_again(
+    mocked_http, partner_settings
+):
     mocked_http.post(TOKEN_URL, json=token_json())
     mocked_http.get(VALIDATE_URL, **VALID)
     connection = make_connection(status=ConnectionStatus.CREDENTIALS_UNREADABLE)

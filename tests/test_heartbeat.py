@@ -26,8 +26,10 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDatadog]:
         yield datadog
 
 
-def test_the_sweeper_sends_each_active_connection_one_heartbeat_per_interval(fake, settings):
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "SOURCE_TYPE_NAME": "Acme-Shop"}
+def test_the_sweeper_sends_each_active_connection_one_heartbeat_per_interval(
+    fake, partner_settings
+):
+    partner_settings(SOURCE_TYPE_NAME="Acme-Shop")
     acme = fake.connection(Organization.objects.create(name="Acme"))
     globex = fake.connection(Organization.objects.create(name="Globex"), domain="datadoghq.eu")
     fake.connection(Organization.objects.create(name="Gone"), status=ConnectionStatus.REVOKED)
@@ -56,19 +58,20 @@ def test_overlapping_sweeps_queue_one_heartbeat(fake):
     assert heartbeat.send_heartbeats(now + timedelta(seconds=1)) == 0
 
 
-def test_the_name_and_interval_are_settings_and_an_empty_name_stops_it(fake, settings, caplog):
+def test_the_name_and_interval_are_settings_and_an_empty_name_stops_it(
+    fake, partner_settings, caplog
+):
     conn = fake.connection(Organization.objects.create(name="Acme"))
-    partner = settings.DATADOG_PARTNER
-    settings.DATADOG_PARTNER = {**partner, "HEARTBEAT_METRIC": "acme.up", "HEARTBEAT_INTERVAL": 60}
+    partner_settings(HEARTBEAT_METRIC="acme.up", HEARTBEAT_INTERVAL=60)
     start = timezone.now()
     assert heartbeat.send_heartbeats(start) == 1
     assert heartbeat.send_heartbeats(start + timedelta(seconds=61)) == 1
     assert {row.payload["metric"] for row in OutboxEvent.objects.all()} == {"acme.up"}
 
-    settings.DATADOG_PARTNER = {**partner, "HEARTBEAT_METRIC": ""}
+    partner_settings(HEARTBEAT_METRIC="")
     assert heartbeat.send_heartbeats(start + timedelta(hours=1)) == 0
 
-    settings.DATADOG_PARTNER = {**partner, "HEARTBEAT_METRIC": "9 lives"}
+    partner_settings(HEARTBEAT_METRIC="9 lives")
     with caplog.at_level(logging.ERROR, logger="django_datadog_partner.delivery"):
         assert heartbeat.send_heartbeats(start + timedelta(hours=2)) == 0
     assert "HEARTBEAT_METRIC '9 lives' cannot be sent" in caplog.text

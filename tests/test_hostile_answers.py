@@ -26,7 +26,8 @@ from django_datadog_partner.exceptions import (
 from django_datadog_partner.models import ConnectionStatus
 from django_datadog_partner.regions import get_site
 from django_datadog_partner.safejson import MAX_DEPTH as MAX_JSON_DEPTH
-from tests.lifecycle_support import API, TOKEN_URL, VALIDATE_URL, make_connection
+from django_datadog_partner.testing import make_connection
+from tests.lifecycle_support import API, TOKEN_URL, VALIDATE_URL
 
 pytestmark = pytest.mark.django_db
 

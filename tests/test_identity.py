@@ -10,6 +10,7 @@ from django.db import IntegrityError
 
 from django_datadog_partner import connections
 from django_datadog_partner.models import Connection, ConnectionStatus
+from django_datadog_partner.testing import make_connection
 from tests.connect_support import (
     API_KEY,
     CONNECTED,
@@ -21,7 +22,7 @@ from tests.connect_support import (
     start,
     token_json,
 )
-from tests.lifecycle_support import make_connection, make_owner
+from tests.lifecycle_support import make_owner
 
 pytestmark = pytest.mark.django_db
 

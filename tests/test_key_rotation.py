@@ -13,13 +13,12 @@ from django_datadog_partner import crypto
 from django_datadog_partner.connections import access_token, revoke, rotate_keys
 from django_datadog_partner.connections.keyrotation import secrets_on_retired_keys
 from django_datadog_partner.models import AuthorizationRequest, Connection, ConnectionStatus
+from django_datadog_partner.testing import make_connection
 from tests.lifecycle_support import (
     REVOKE_URL,
     TOKEN_URL,
     form,
-    make_connection,
     make_owner,
-    partner_settings,
     secrets_of,
     token_json,
 )
@@ -60,7 +59,7 @@ def run(*args: str) -> str:
     return out.getvalue()
 
 
-def test_rotation_drill(mocked_http):
+def test_rotation_drill(mocked_http, partner_settings):
     with partner_settings(ENCRYPTION_KEYS=[OLD]):
         connection = make_connection(expires_in=-10)
         authorization = make_authorization(make_owner("drill"))
@@ -100,7 +99,7 @@ def form_token(call) -> str:
     return form(call.request)["refresh_token"]
 
 
-def test_interrupted_rotation_resumes(monkeypatch):
+def test_interrupted_rotation_resumes(monkeypatch, partner_settings):
     with partner_settings(ENCRYPTION_KEYS=[OLD]):
         for _ in range(3):
             make_connection()
@@ -124,7 +123,7 @@ def test_interrupted_rotation_resumes(monkeypatch):
         assert secrets_on_retired_keys() == []
 
 
-def test_values_no_configured_key_opens_are_reported_and_left_alone():
+def test_values_no_configured_key_opens_are_reported_and_left_alone(partner_settings):
     with partner_settings(ENCRYPTION_KEYS=[Fernet.generate_key().decode()]):
         lost = make_connection(access_token=None, refresh_token=None)
     with partner_settings(ENCRYPTION_KEYS=[NEW, OLD]):
@@ -137,7 +136,7 @@ def test_values_no_configured_key_opens_are_reported_and_left_alone():
         assert report.unreadable == [f"datadog_partner.Connection {lost.pk} api_key"]
 
 
-def test_a_token_refreshed_during_the_walk_is_never_overwritten(monkeypatch):
+def test_a_token_refreshed_during_the_walk_is_never_overwritten(monkeypatch, partner_settings):
     with partner_settings(ENCRYPTION_KEYS=[OLD]):
         connection = make_connection(access_token=None, api_key=None)
     real_rotate = crypto.rotate

@@ -44,8 +44,8 @@ def kick_then_roll_back() -> None:
         raise RuntimeError("the host rolls back")
 
 
-def interval(settings: Any, seconds: float) -> None:
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "KICK_INTERVAL": seconds}
+def interval(partner_settings: Any, seconds: float) -> None:
+    partner_settings(KICK_INTERVAL=seconds)
 
 
 # --- One callback per transaction ---------------------------------------------------------
@@ -64,9 +64,9 @@ def test_a_transaction_registers_one_kick_however_often_it_asks(
 
 @pytest.mark.django_db(transaction=True)
 def test_every_committed_transaction_kicks_and_autocommit_kicks_at_once(
-    kicks: list[int], settings: Any
+    kicks: list[int], partner_settings: Any
 ) -> None:
-    interval(settings, 0)
+    interval(partner_settings, 0)
     for expected in ([1], [1, 1]):
         with transaction.atomic():
             kick.request_kick()
@@ -103,9 +103,9 @@ def test_a_kick_from_a_rolled_back_savepoint_is_requested_again_by_the_outer_blo
 
 
 def test_kick_on_commit_off_registers_nothing(
-    django_capture_on_commit_callbacks: Any, kicks: list[int], settings: Any
+    django_capture_on_commit_callbacks: Any, kicks: list[int], partner_settings: Any
 ) -> None:
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "KICK_ON_COMMIT": False}
+    partner_settings(KICK_ON_COMMIT=False)
     with django_capture_on_commit_callbacks(execute=True) as callbacks, transaction.atomic():
         kick.request_kick()
         assert registered() == 0
@@ -116,9 +116,9 @@ def test_kick_on_commit_off_registers_nothing(
 
 
 def test_kicks_within_the_interval_enqueue_once(
-    kicks: list[int], clock: SimpleNamespace, settings: Any
+    kicks: list[int], clock: SimpleNamespace, partner_settings: Any
 ) -> None:
-    interval(settings, 0.5)
+    interval(partner_settings, 0.5)
     for now in (1000.0, 1000.2, 1000.49):
         clock.now = now
         kick._kick()
@@ -140,9 +140,9 @@ def test_reset_forgets_the_last_kick(kicks: list[int], clock: SimpleNamespace) -
 
 
 def test_threads_of_one_process_share_the_interval(
-    monkeypatch: pytest.MonkeyPatch, settings: Any
+    monkeypatch: pytest.MonkeyPatch, partner_settings: Any
 ) -> None:
-    interval(settings, 3600)
+    interval(partner_settings, 3600)
     enqueued: list[int] = []
 
     def slow_enqueue(count: int = 1) -> None:
@@ -169,9 +169,9 @@ def test_threads_of_one_process_share_the_interval(
 
 
 def test_a_failed_enqueue_is_logged_and_the_next_commit_tries_again(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, settings: Any
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, partner_settings: Any
 ) -> None:
-    interval(settings, 3600)
+    interval(partner_settings, 3600)
     calls: list[int] = []
 
     def broken(count: int = 1) -> None:

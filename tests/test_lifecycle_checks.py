@@ -13,7 +13,7 @@ from django_datadog_partner.checks import check_lifecycle
 from django_datadog_partner.connections import raise_alarm
 from django_datadog_partner.models import Alarm, Connection, ConnectionStatus
 from django_datadog_partner.schedules import ensure_schedules
-from tests.lifecycle_support import make_connection
+from django_datadog_partner.testing import make_connection
 
 pytestmark = pytest.mark.django_db
 

@@ -15,7 +15,7 @@ from django_datadog_partner import tasks, tracking
 from django_datadog_partner.delivery import kick
 from django_datadog_partner.models import OutboxEvent, OutboxStatus, SiteBreaker
 from django_datadog_partner.signals import outbox_measured
-from tests.outbox_support import make_connection
+from django_datadog_partner.testing import make_connection
 from tests.testapp.models import Organization
 
 pytestmark = pytest.mark.django_db
@@ -34,8 +34,10 @@ def measured(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
     outbox_measured.disconnect(dispatch_uid="test-measured")
 
 
-def test_the_sweeper_reports_dead_parked_pending_and_the_oldest_wait(measured, caplog, settings):
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "HEARTBEAT_METRIC": ""}  # rows: ours
+def test_the_sweeper_reports_dead_parked_pending_and_the_oldest_wait(
+    measured, caplog, partner_settings
+):
+    partner_settings(HEARTBEAT_METRIC="")  # rows: ours
     conn = make_connection(Organization.objects.create(name="o"))
     for n in range(7):
         tracking.send_event(conn, title=str(n), text="x")

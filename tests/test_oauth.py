@@ -6,12 +6,12 @@ import base64
 import hashlib
 import json
 import re
+from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import pytest
 import responses
 from django.core.exceptions import ImproperlyConfigured
-from django.test import override_settings
 from django.utils import timezone
 from oauthlib.oauth2 import WebApplicationClient
 
@@ -31,17 +31,6 @@ EU1 = get_site("datadoghq.eu")
 TOKEN_URL = "https://api.datadoghq.com/oauth2/v1/token"
 REVOKE_URL = "https://api.datadoghq.com/oauth2/v1/revoke"
 REDIRECT_URI = "https://vendor.example/datadog/callback/"
-
-
-def partner_settings(**extra: object) -> override_settings:
-    base: dict[str, object] = {
-        "CLIENT_ID": "test-client-id",
-        "CLIENT_SECRET": "test-client-secret",
-        "BASE_URL": "https://vendor.example",
-        "ENCRYPTION_KEYS": ["zUJ3nx6iYJdNfS0Gm0u_IlmGL1p1pMv6D2Mt2rXwzZ0="],
-    }
-    base.update(extra)
-    return override_settings(DATADOG_PARTNER=base)
 
 
 def token_body(**fields: object) -> dict[str, object]:
@@ -107,7 +96,7 @@ def test_authorization_url_has_every_parameter_and_always_s256() -> None:
     ]
 
 
-def test_authorization_url_sends_scope_only_when_configured() -> None:
+def test_authorization_url_sends_scope_only_when_configured(partner_settings: Any) -> None:
     with partner_settings(SCOPES=["api_keys_write", "events_read"]):
         url = oauth.authorization_url(
             "https://app.datadoghq.com", state="s", code_challenge="c", redirect_uri=REDIRECT_URI
@@ -158,7 +147,9 @@ def test_exchange_code_uses_the_sites_api_host(mocked_http: responses.RequestsMo
     assert [urlsplit(c.request.url).netloc for c in mocked_http.calls] == ["api.datadoghq.eu"]
 
 
-def test_client_secret_callable_is_read_per_request(mocked_http: responses.RequestsMock) -> None:
+def test_client_secret_callable_is_read_per_request(
+    mocked_http: responses.RequestsMock, partner_settings: Any
+) -> None:
     mocked_http.post(TOKEN_URL, json=token_body())
     with partner_settings(CLIENT_SECRET=lambda: "rotated-secret"):
         oauth.exchange_code(US1, code="c", code_verifier="v", redirect_uri=REDIRECT_URI)

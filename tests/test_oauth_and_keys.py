@@ -20,7 +20,6 @@ from django_datadog_partner.models import Alarm, Connection, ConnectionStatus, O
 from django_datadog_partner.sandbox.state import Org, digest
 from django_datadog_partner.testing import FakeDatadog
 from tests.connect_support import CONNECTED, connect_through, make_user, signed_in, start
-from tests.lifecycle_support import partner_settings
 
 pytestmark = pytest.mark.django_db
 
@@ -100,7 +99,9 @@ def test_a_user_who_may_not_create_keys_is_told_so_without_a_vendor_alarm(
     assert customer.key_in_datadog().org == customer.org
 
 
-def test_a_client_without_api_keys_write_raises_the_vendor_alarm(customer: Customer) -> None:
+def test_a_client_without_api_keys_write_raises_the_vendor_alarm(
+    customer: Customer, partner_settings
+) -> None:
     with partner_settings(SCOPES=["events_read"]):  # granted, and listed in the token answer
         response = customer.connect()
     assert reason_of(response) == failures.MISSING_API_KEYS_WRITE

@@ -13,7 +13,7 @@ from django.utils import timezone
 from django_datadog_partner.checks import check_outbox_draining
 from django_datadog_partner.models import OutboxEvent, OutboxKind, OutboxStatus
 from django_datadog_partner.outbox import backlog
-from tests.lifecycle_support import make_connection
+from django_datadog_partner.testing import make_connection
 
 pytestmark = pytest.mark.django_db
 
@@ -51,11 +51,11 @@ def test_backlog_counts_and_the_oldest_unclaimed_due_row():
     assert 170 < seconds < 190
 
 
-def test_w015_warns_only_when_due_rows_wait_past_the_limit(settings):
+def test_w015_warns_only_when_due_rows_wait_past_the_limit(partner_settings):
     assert w015() == []
     add_row(OutboxStatus.PENDING, due_minutes_ago=3)
     assert w015() == []  # the default limit is 15 minutes
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "OUTBOX_STALE_AFTER": 60}
+    partner_settings(OUTBOX_STALE_AFTER=60)
     assert w015() == ["datadog_partner.W015"]
     assert check_outbox_draining() == []  # a database check: only with --database
 

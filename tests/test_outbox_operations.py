@@ -116,8 +116,8 @@ def test_purge_command(org, conn, intake):
 # --- tasks -----------------------------------------------------------------------------------
 
 
-def test_sweeper_enqueues_one_task_per_batch_up_to_the_workers(org, kicks, settings):
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "DELIVERY_BATCH_SIZE": 2}
+def test_sweeper_enqueues_one_task_per_batch_up_to_the_workers(org, kicks, partner_settings):
+    partner_settings(DELIVERY_BATCH_SIZE=2)
     assert tasks.sweep_outbox() == 0 and kicks == []
     for n in range(5):
         tracking.send_event(org, title=str(n), text="x")
@@ -165,10 +165,10 @@ def test_q_cluster_checks(settings, cluster, expected):
     assert ids(checks.check_q_cluster()) == expected
 
 
-def test_sweeper_checks(settings):
+def test_sweeper_checks(partner_settings):
     assert checks.check_outbox_sweeper() == []  # only with --database
     assert ids(checks.check_outbox_sweeper(databases=["default"])) == ["datadog_partner.W011"]
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "KICK_ON_COMMIT": False}
+    partner_settings(KICK_ON_COMMIT=False)
     assert ids(checks.check_outbox_sweeper(databases=["default"])) == ["datadog_partner.W010"]
     Schedule.objects.create(func=checks.SWEEPER_TASK, schedule_type=Schedule.MINUTES, minutes=1)
     assert checks.check_outbox_sweeper(databases=["default"]) == []
@@ -179,9 +179,9 @@ def test_schedule_command_creates_the_sweeper_the_check_looks_for():
     assert checks.check_outbox_sweeper(databases=["default"]) == []
 
 
-def test_lease_check(settings):
+def test_lease_check(partner_settings):
     assert checks.check_lease() == []
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "LEASE_SECONDS": 20}
+    partner_settings(LEASE_SECONDS=20)
     assert ids(checks.check_lease()) == ["datadog_partner.E010"]
 
 

@@ -16,6 +16,7 @@ from django.test import Client
 
 from django_datadog_partner import permissions
 from django_datadog_partner.models import AuthorizationRequest, Connection, ConnectionStatus
+from django_datadog_partner.testing import make_connection
 from tests.connect_support import (
     API_KEY,
     api,
@@ -25,7 +26,7 @@ from tests.connect_support import (
     signed_in_with,
     with_permissions,
 )
-from tests.lifecycle_support import REVOKE_URL, all_rows, make_connection, partner_settings
+from tests.lifecycle_support import REVOKE_URL, all_rows
 from tests.testapp.models import Organization
 
 pytestmark = pytest.mark.django_db
@@ -126,7 +127,7 @@ def orgs_of(user: Any) -> list[Organization]:
     return list(Organization.objects.filter(members=user))
 
 
-def test_the_default_rule(django_user_model: Any) -> None:
+def test_the_default_rule(django_user_model: Any, partner_settings) -> None:
     acme = Organization.objects.create(name="Acme")
     connection = make_connection(acme)
     member = make_user(django_user_model, "member")
@@ -157,7 +158,10 @@ def test_the_default_rule(django_user_model: Any) -> None:
 
 
 def test_the_host_hook_replaces_the_default_everywhere(
-    django_user_model: Any, admin_client: Client, mocked_http: responses.RequestsMock
+    django_user_model: Any,
+    admin_client: Client,
+    mocked_http: responses.RequestsMock,
+    partner_settings,
 ) -> None:
     alice = make_user(django_user_model, "alice")
     connection = make_connection(alice)

@@ -24,13 +24,12 @@ from django_datadog_partner.exceptions import (
 )
 from django_datadog_partner.models import Alarm, Connection, ConnectionStatus
 from django_datadog_partner.signals import configuration_alarm
+from django_datadog_partner.testing import make_connection
 from tests.lifecycle_support import (
     TOKEN_URL,
     all_rows,
     form,
-    make_connection,
     oauth_error,
-    partner_settings,
     secrets_of,
     token_json,
 )
@@ -202,6 +201,7 @@ def test_invalid_client_raises_an_alarm_and_leaves_every_connection_untouched(mo
 
 def test_after_the_client_secret_is_fixed_the_same_connection_refreshes_and_the_alarm_clears(
     mocked_http,
+    partner_settings,
 ):
     mocked_http.post(TOKEN_URL, status=401, body=oauth_error("invalid_client"))
     connection = make_connection(expires_in=-10)
@@ -216,7 +216,7 @@ def test_after_the_client_secret_is_fixed_the_same_connection_refreshes_and_the_
     assert Connection.objects.get(pk=connection.pk).status == ConnectionStatus.ACTIVE
 
 
-def test_client_secret_can_be_a_callable_read_on_every_refresh(mocked_http):
+def test_client_secret_can_be_a_callable_read_on_every_refresh(mocked_http, partner_settings):
     mocked_http.post(TOKEN_URL, json=token_json())
     secrets = iter(["from-vault-1", "from-vault-2"])
     with partner_settings(CLIENT_SECRET=lambda: next(secrets)):
@@ -288,7 +288,9 @@ def test_connections_that_cannot_be_used_make_no_token_request(mocked_http, stat
     assert len(mocked_http.calls) == 0
 
 
-def test_undecryptable_refresh_token_marks_the_connection_and_sends_nothing(mocked_http):
+def test_undecryptable_refresh_token_marks_the_connection_and_sends_nothing(
+    mocked_http, partner_settings
+):
     connection = make_connection(expires_in=-10)
     other_key = "0MDLmGX3rQnpZ4RvL7NTgGd0yZQ1uX6LJ4cT5V8nU2E="
     with partner_settings(ENCRYPTION_KEYS=[other_key]), pytest.raises(CredentialsUnreadableError):
@@ -298,7 +300,7 @@ def test_undecryptable_refresh_token_marks_the_connection_and_sends_nothing(mock
     assert len(mocked_http.calls) == 0
 
 
-def test_no_secret_reaches_logs_or_exceptions(mocked_http, debug_logs, canaries):
+def test_no_secret_reaches_logs_or_exceptions(mocked_http, debug_logs, canaries, partner_settings):
     connection = make_connection(
         expires_in=-10,
         refresh_token=canaries["refresh_token"],

@@ -32,11 +32,11 @@ from django_datadog_partner.exceptions import (
     RetryableError,
 )
 from django_datadog_partner.models import Alarm, Connection, ConnectionStatus
-from django_datadog_partner.testing import FakeDatadog
+from django_datadog_partner.testing import FakeDatadog, make_connection
 from django_datadog_partner.tracking import send_event
 from tests.connect_support import CONNECTED, api, callback, fake_datadog, make_user, signed_in
 from tests.connect_support import start as start_flow
-from tests.lifecycle_support import TOKEN_URL, make_connection, oauth_error, token_json
+from tests.lifecycle_support import TOKEN_URL, oauth_error, token_json
 from tests.testapp.models import Organization
 
 pytestmark = pytest.mark.django_db

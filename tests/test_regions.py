@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.test import override_settings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -187,8 +186,8 @@ def test_domain_decides_for_custom_subdomains_and_us1(site, domain):
     regions.check_region_agreement(regions.validate_site(site), regions.validate_domain(domain))
 
 
-@override_settings(DATADOG_PARTNER={"EXTRA_SITES": SANDBOX})
-def test_extra_sites_are_matched_exactly_first():
+def test_extra_sites_are_matched_exactly_first(partner_settings):
+    partner_settings(EXTRA_SITES=SANDBOX)
     result = regions.validate_site("http://127.0.0.1:8123/sandbox")
     assert result == regions.WebSite("http://127.0.0.1:8123/sandbox", "sandbox.test")
     assert regions.validate_site("http://127.0.0.1:8123/sandbox/").url == result.url
@@ -199,8 +198,8 @@ def test_extra_sites_are_matched_exactly_first():
             regions.validate_site(near_miss)
 
 
-@override_settings(DATADOG_PARTNER={"EXTRA_SITES": SANDBOX})
-def test_transport_allowlist_holds_only_table_origins():
+def test_transport_allowlist_holds_only_table_origins(partner_settings):
+    partner_settings(EXTRA_SITES=SANDBOX)
     origins = regions.allowed_origins()
     assert "https://api.datadoghq.eu" in origins
     assert "https://http-intake.logs.us5.datadoghq.com" in origins

@@ -18,16 +18,14 @@ from django_datadog_partner.models import (
     OutboxKind,
     OutboxStatus,
 )
+from django_datadog_partner.testing import make_connection
 from tests.lifecycle_support import (
     REVOKE_URL,
     TOKEN_URL,
     form,
-    make_connection,
     make_owner,
     oauth_error,
-    partner_settings,
     secrets_of,
-    status_changes_fixture,  # noqa: F401  (the ``status_changes`` fixture)
     token_json,
 )
 
@@ -45,7 +43,9 @@ def outbox_row(connection: Connection, status: str = OutboxStatus.PENDING) -> Ou
 
 def test_revoke_revokes_refresh_then_access_token_wipes_secrets_and_cancels_events(mocked_http):
     mocked_http.post(REVOKE_URL, body="")
-    connection = make_connection(site="https://acme.datadoghq.com")
+    connection = make_connection(
+        site="https://acme.datadoghq.com", api_key="ak" + "0" * 26 + "abcd"
+    )
     pending, parked = outbox_row(connection), outbox_row(connection, OutboxStatus.PARKED)
     delivered = outbox_row(connection, OutboxStatus.DELIVERED)
     elsewhere = outbox_row(make_connection())
@@ -250,7 +250,7 @@ def test_a_400_is_surfaced_logged_and_retried(mocked_http, caplog):
     assert Connection.objects.get(pk=connection.pk).last_error_code == "invalid_request"
 
 
-def test_unreadable_tokens_keep_revoking_without_contacting_datadog(mocked_http):
+def test_unreadable_tokens_keep_revoking_without_contacting_datadog(mocked_http, partner_settings):
     connection = make_connection()
     with partner_settings(ENCRYPTION_KEYS=["0MDLmGX3rQnpZ4RvL7NTgGd0yZQ1uX6LJ4cT5V8nU2E="]):
         outcome = revoke(connection)
@@ -263,7 +263,9 @@ def test_unreadable_tokens_keep_revoking_without_contacting_datadog(mocked_http)
     assert Connection.objects.get(pk=connection.pk).status == ConnectionStatus.REVOKED
 
 
-def test_operator_override_forgets_unreadable_tokens_without_datadog(mocked_http, caplog):
+def test_operator_override_forgets_unreadable_tokens_without_datadog(
+    mocked_http, caplog, partner_settings
+):
     connection = make_connection()
     with partner_settings(ENCRYPTION_KEYS=["0MDLmGX3rQnpZ4RvL7NTgGd0yZQ1uX6LJ4cT5V8nU2E="]):
         assert revoke(connection).status == ConnectionStatus.REVOKING
@@ -292,7 +294,9 @@ def test_connection_without_tokens_is_revoked_locally(mocked_http):
     assert len(mocked_http.calls) == 0
 
 
-def test_no_secret_reaches_logs_outcome_or_task_result(mocked_http, debug_logs, canaries):
+def test_no_secret_reaches_logs_outcome_or_task_result(
+    mocked_http, debug_logs, canaries, partner_settings
+):
     mocked_http.post(REVOKE_URL, status=503)
     connection = make_connection(
         access_token=canaries["access_token"],

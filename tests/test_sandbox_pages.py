@@ -32,11 +32,10 @@ FORM = "application/x-www-form-urlencoded"
 
 
 @pytest.fixture(autouse=True)
-def _sandbox_site(settings: Any) -> None:
-    settings.DATADOG_PARTNER = {
-        **settings.DATADOG_PARTNER,
-        "EXTRA_SITES": {SANDBOX_DOMAIN: site_entry(BASE)},
-    }
+def _sandbox_site(partner_settings: Any) -> None:
+    partner_settings(
+        EXTRA_SITES={SANDBOX_DOMAIN: site_entry(BASE)},
+    )
 
 
 @pytest.fixture
@@ -71,8 +70,8 @@ def test_tile_links_to_the_onboarding_url_with_domain_and_site(client: Client) -
     assert page.count(f'href="{expected.replace("&", "&amp;")}"') == 2  # Connect + Test
 
 
-def test_tile_explains_a_missing_extra_sites_entry(client: Client, settings: Any) -> None:
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "EXTRA_SITES": {}}
+def test_tile_explains_a_missing_extra_sites_entry(client: Client, partner_settings: Any) -> None:
+    partner_settings(EXTRA_SITES={})
     page = client.get("/sandbox/").content.decode()
     assert 'No <code>DATADOG_PARTNER["EXTRA_SITES"]</code> entry points at this sandbox' in page
     assert "connect-accounts" not in page

@@ -12,9 +12,9 @@ from django.utils import timezone
 from django_datadog_partner import delivery, payloads
 from django_datadog_partner.conf import app_settings
 from django_datadog_partner.models import OutboxEvent, OutboxKind
-from django_datadog_partner.testing import FakeDatadog
+from django_datadog_partner.testing import FakeDatadog, make_connection
 from django_datadog_partner.tracking import send_service_check
-from tests.outbox_support import Intake, make_connection, statuses
+from tests.outbox_support import Intake, statuses
 from tests.testapp.models import Organization
 
 pytestmark = pytest.mark.django_db
@@ -66,13 +66,13 @@ def test_what_datadog_would_refuse_raises_at_once(acme, kwargs, problem):
     assert not OutboxEvent.objects.exists()
 
 
-def test_checks_older_than_the_horizon_expire_unsent(fake, acme, settings):
+def test_checks_older_than_the_horizon_expire_unsent(fake, acme, partner_settings):
     fake.connection(acme)
     send_service_check(acme, check="a.b", status=0, when=timezone.now() - timedelta(minutes=9))
     send_service_check(acme, check="a.c", status=0, when=timezone.now() - timedelta(minutes=7))
     assert str(delivery.drain()) == "delivered: 1, expired: 1"
     assert [c["check"] for c in fake.service_checks()] == ["a.c"]
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "SERVICE_CHECK_MAX_AGE": 3600}
+    partner_settings(SERVICE_CHECK_MAX_AGE=3600)
     assert app_settings.SERVICE_CHECK_MAX_AGE == 540  # capped under Datadog's 10 minutes
 
 

@@ -19,14 +19,12 @@ from django_datadog_partner.connections import (
 )
 from django_datadog_partner.exceptions import DatadogPartnerError
 from django_datadog_partner.models import Connection, ConnectionStatus
+from django_datadog_partner.testing import make_connection
 from tests.lifecycle_support import (
     REVOKE_URL,
     TOKEN_URL,
     VALIDATE_URL,
-    make_connection,
     oauth_error,
-    partner_settings,
-    status_changes_fixture,  # noqa: F401  (the ``status_changes`` fixture)
     token_json,
 )
 from tests.testapp.models import Workspace
@@ -43,60 +41,60 @@ def swallow(operation: Callable[[], object]) -> None:
         operation()
 
 
-def uninstalled(http, c: Connection) -> None:
+def uninstalled(http, c: Connection, partner_settings) -> None:
     http.post(TOKEN_URL, status=400, body=oauth_error("invalid_grant"))
     swallow(lambda: refresh(c, force=True))
 
 
-def refresh_token_missing(http, c: Connection) -> None:
+def refresh_token_missing(http, c: Connection, partner_settings) -> None:
     Connection.objects.filter(pk=c.pk).update(refresh_token=None)
     c.refresh_from_db()
     swallow(lambda: refresh(c, force=True))
 
 
-def key_revoked_in_datadog(http, c: Connection) -> None:
+def key_revoked_in_datadog(http, c: Connection, partner_settings) -> None:
     http.post(TOKEN_URL, json=token_json())
     http.get(VALIDATE_URL, status=403, json={"errors": ["Forbidden"]})
     check_health(c)
 
 
-def key_accepted_again(http, c: Connection) -> None:
+def key_accepted_again(http, c: Connection, partner_settings) -> None:
     http.post(TOKEN_URL, json=token_json())
     http.get(VALIDATE_URL, json={"valid": True})
     check_health(c)
 
 
-def key_not_stored(http, c: Connection) -> None:
+def key_not_stored(http, c: Connection, partner_settings) -> None:
     http.post(TOKEN_URL, json=token_json())
     Connection.objects.filter(pk=c.pk).update(api_key=None)
     c.refresh_from_db()
     check_health(c)
 
 
-def keys_lost(http, c: Connection) -> None:
+def keys_lost(http, c: Connection, partner_settings) -> None:
     with partner_settings(ENCRYPTION_KEYS=[OTHER_KEY]):
         swallow(lambda: refresh(c, force=True))
 
 
-def keys_restored(http, c: Connection) -> None:
+def keys_restored(http, c: Connection, partner_settings) -> None:
     http.post(TOKEN_URL, json=token_json())
     http.get(VALIDATE_URL, json={"valid": True})
     check_health(c)
 
 
-def revoked(http, c: Connection) -> None:
+def revoked(http, c: Connection, partner_settings) -> None:
     http.post(REVOKE_URL, body="")
     revoke(c)
 
 
-def revoke_during_outage_then_retry(http, c: Connection) -> None:
+def revoke_during_outage_then_retry(http, c: Connection, partner_settings) -> None:
     http.post(REVOKE_URL, status=503)
     revoke(c)
     http.replace("POST", REVOKE_URL, body="")
     retry_pending_revocations()
 
 
-def owner_deleted(http, c: Connection) -> None:
+def owner_deleted(http, c: Connection, partner_settings) -> None:
     http.post(REVOKE_URL, body="")
     Workspace.objects.filter(pk=c.owner_object_id).delete()
     check_health(c)
@@ -127,7 +125,13 @@ def owner_deleted(http, c: Connection) -> None:
     ids=lambda value: getattr(value, "__name__", None),
 )
 def test_transition_records_reason_and_time_and_signals_once(
-    mocked_http, status_changes, django_capture_on_commit_callbacks, start, scenario, expected
+    mocked_http,
+    status_changes,
+    django_capture_on_commit_callbacks,
+    partner_settings,
+    start,
+    scenario,
+    expected,
 ):
     connection = make_connection(Workspace.objects.create(name="w"), status=start)
     long_ago = timezone.now() - timedelta(days=3)
@@ -135,7 +139,7 @@ def test_transition_records_reason_and_time_and_signals_once(
     connection.refresh_from_db()
 
     with django_capture_on_commit_callbacks(execute=True):
-        scenario(mocked_http, connection)
+        scenario(mocked_http, connection, partner_settings)
 
     assert [(old, new) for _pk, old, new, _reason in status_changes] == expected
     assert all(reason for *_rest, reason in status_changes)

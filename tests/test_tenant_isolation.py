@@ -335,18 +335,17 @@ def machine_settings() -> settings:
     )
 
 
-def host_settings(settings: Any) -> None:
+def host_settings(partner_settings: Any) -> None:
     """Owners come from memberships; delivery runs when the test says so."""
-    settings.DATADOG_PARTNER = {
-        **settings.DATADOG_PARTNER,
-        "OWNERS_FOR_USER": "tests.browser.support.organizations_of",
-        "KICK_ON_COMMIT": False,
-    }
+    partner_settings(
+        OWNERS_FOR_USER="tests.browser.support.organizations_of",
+        KICK_ON_COMMIT=False,
+    )
     TenantIsolation.cast = Cast.build(OWNERS, PEOPLE)
 
 
-def test_no_tenant_data_keys_or_errors_cross(settings: Any) -> None:
-    host_settings(settings)
+def test_no_tenant_data_keys_or_errors_cross(partner_settings: Any) -> None:
+    host_settings(partner_settings)
     FIGURES.steps = FIGURES.crossings = FIGURES.server_errors = 0
     try:
         run_state_machine_as_test(TenantIsolation, settings=machine_settings())
@@ -405,9 +404,9 @@ REPLAYS: dict[str, list[tuple[str, dict[str, Any]]]] = {
 
 
 @pytest.mark.parametrize("steps", REPLAYS.values(), ids=list(REPLAYS))
-def test_replay(settings: Any, steps: list[tuple[str, dict[str, Any]]]) -> None:
+def test_replay(partner_settings: Any, steps: list[tuple[str, dict[str, Any]]]) -> None:
     """Every step runs; each invariant's first failure is reported with its step."""
-    host_settings(settings)
+    host_settings(partner_settings)
     machine = TenantIsolation()
     failures: dict[str, str] = {}
     last: Any = None
@@ -439,8 +438,8 @@ KNOWN_GAP: list[tuple[str, dict[str, Any]]] = [
     "Both organisations are acme's; no other tenant is involved. Datadog's 409 names no "
     "key or user, so nothing authenticated says which connection holds the key.",
 )
-def test_known_gap_a_409_cannot_say_which_connection_holds_the_key(settings: Any) -> None:
-    host_settings(settings)
+def test_known_gap_a_409_cannot_say_which_connection_holds_the_key(partner_settings: Any) -> None:
+    host_settings(partner_settings)
     machine = TenantIsolation()
     try:
         for name, kwargs in KNOWN_GAP:

@@ -9,13 +9,15 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses as responses_lib
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
-from django_datadog_partner import connections, oauth
+from django_datadog_partner import connections, crypto, oauth
 from django_datadog_partner.client import DatadogClient
+from django_datadog_partner.conf import app_settings
 from django_datadog_partner.exceptions import RetryableError
 from django_datadog_partner.models import Connection, ConnectionStatus
 from django_datadog_partner.regions import DATADOG_SITES, get_site
-from django_datadog_partner.testing import FakeDatadog
+from django_datadog_partner.testing import FakeDatadog, make_connection
 from tests.testapp.models import Organization
 
 pytestmark = pytest.mark.django_db
@@ -151,3 +153,42 @@ def test_factory_accepts_other_states_and_users(fake: FakeDatadog, acme: Organiz
     user = get_user_model().objects.create(username="ada")
     connection = fake.connection(owner=acme, status=ConnectionStatus.KEY_MISSING, connected_by=user)
     assert (connection.status, connection.connected_by) == (ConnectionStatus.KEY_MISSING, user)
+
+
+# --- make_connection: a connection in any state, without a fake -------------------------------
+
+
+def test_make_connection_gives_each_connection_its_own_key_and_an_owner() -> None:
+    first, second = make_connection(), make_connection()
+    assert key_of(first) != key_of(second)
+    assert first.api_key_last4 == key_of(first)[-4:]
+    assert first.api_key_fingerprint == crypto.fingerprint(key_of(first))
+    assert isinstance(first.owner, get_user_model()) and first.owner != second.owner
+    stored = Connection.objects.get(pk=first.pk)
+    assert (stored.status, stored.domain, stored.site) == (
+        ConnectionStatus.ACTIVE,
+        "datadoghq.com",
+        get_site("datadoghq.com").web_url,
+    )
+
+
+def test_make_connection_takes_a_state_a_site_and_any_field(acme: Organization) -> None:
+    expired = make_connection(acme, domain="datadoghq.eu", expires_in=-10, dd_org_name="Globex")
+    assert expired.owner == acme and expired.site == get_site("datadoghq.eu").web_url
+    assert expired.expires_at is not None and expired.expires_at < timezone.now()
+    keyless = make_connection(status=ConnectionStatus.KEY_MISSING, api_key=None)
+    stored = Connection.objects.get(pk=keyless.pk)
+    assert stored.api_key is None and (stored.api_key_last4, stored.api_key_fingerprint) == ("", "")
+    unknown = make_connection(domain="old.example")
+    assert unknown.site == "https://app.old.example"
+
+
+# --- partner_settings: the tests' one way to change DATADOG_PARTNER ---------------------------
+
+
+def test_partner_settings_merges_keys_for_the_test_or_a_block(partner_settings) -> None:
+    client_id = app_settings.CLIENT_ID
+    partner_settings(SOURCE_TYPE_NAME="acme")
+    with partner_settings(SOURCE_TYPE_NAME="globex"):
+        assert ("globex", client_id) == (app_settings.SOURCE_TYPE_NAME, app_settings.CLIENT_ID)
+    assert app_settings.SOURCE_TYPE_NAME == "acme"

@@ -18,7 +18,7 @@ from django_datadog_partner import outbox, tracking
 from django_datadog_partner.delivery import kick
 from django_datadog_partner.models import OutboxEvent, OutboxKind
 from django_datadog_partner.payloads import Change, default_event
-from tests.outbox_support import make_connection
+from django_datadog_partner.testing import make_connection
 from tests.testapp.models import Order, Organization, Untracked, Workspace
 
 pytestmark = pytest.mark.django_db
@@ -82,8 +82,8 @@ def test_many_saves_in_one_transaction_register_one_kick(org, django_capture_on_
     assert callbacks == [kick._kick]
 
 
-def test_kicks_can_be_turned_off(org, django_capture_on_commit_callbacks, kicks, settings):
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "KICK_ON_COMMIT": False}
+def test_kicks_can_be_turned_off(org, django_capture_on_commit_callbacks, kicks, partner_settings):
+    partner_settings(KICK_ON_COMMIT=False)
     with django_capture_on_commit_callbacks(execute=True) as callbacks, transaction.atomic():
         Order.objects.create(organization=org, number="1")
     assert OutboxEvent.objects.count() == 1
@@ -248,23 +248,21 @@ def test_bad_registrations_fail_loudly(options, message):
         (["testapp.Order"], "must be a dict"),
     ],
 )
-def test_bad_tracked_models_setting_fails_at_startup(settings, tracked, message):
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "TRACKED_MODELS": tracked}
+def test_bad_tracked_models_setting_fails_at_startup(partner_settings, tracked, message):
+    partner_settings(TRACKED_MODELS=tracked)
     try:
         with pytest.raises(ImproperlyConfigured, match=message):
             tracking.registry.register_from_settings()
     finally:
-        settings.DATADOG_PARTNER = {
-            **settings.DATADOG_PARTNER,
-            "TRACKED_MODELS": {"testapp.Order": {"owner": "organization"}},
-        }
+        partner_settings(
+            TRACKED_MODELS={"testapp.Order": {"owner": "organization"}},
+        )
         tracking.registry.register_from_settings()
 
 
-def test_settings_accept_dotted_paths(settings, org):
-    settings.DATADOG_PARTNER = {
-        **settings.DATADOG_PARTNER,
-        "TRACKED_MODELS": {
+def test_settings_accept_dotted_paths(partner_settings, org):
+    partner_settings(
+        TRACKED_MODELS={
             "testapp.Order": {
                 "owner": "tests.test_tracking.owner_of",
                 "on": ["updated"],
@@ -272,16 +270,15 @@ def test_settings_accept_dotted_paths(settings, org):
                 "event": "tests.test_tracking.titled",
             }
         },
-    }
+    )
     try:
         tracking.registry.register_from_settings()
         order = Order.objects.create(organization=org, number="5")
         order.save()
     finally:
-        settings.DATADOG_PARTNER = {
-            **settings.DATADOG_PARTNER,
-            "TRACKED_MODELS": {"testapp.Order": {"owner": "organization"}},
-        }
+        partner_settings(
+            TRACKED_MODELS={"testapp.Order": {"owner": "organization"}},
+        )
         tracking.registry.register_from_settings()
     row = OutboxEvent.objects.get()
     assert row.payload["title"] == "custom" and "total: ****" in row.payload["text"]

@@ -315,9 +315,9 @@ def test_nothing_is_sent_once_the_lease_is_too_close_to_its_end(
 
 
 def test_a_site_that_keeps_failing_trips_its_breaker_and_the_rest_is_held(
-    mocked_http: responses.RequestsMock, settings: Any
+    mocked_http: responses.RequestsMock, partner_settings: Any
 ) -> None:
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "BREAKER_THRESHOLD": 3}
+    partner_settings(BREAKER_THRESHOLD=3)
     mocked_http.post(EVENTS_URL, status=503)
     shared = run()
     verdicts = [

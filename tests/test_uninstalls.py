@@ -22,9 +22,9 @@ from django_datadog_partner.delivery import kick
 from django_datadog_partner.models import Connection, ConnectionStatus, OutboxStatus
 from django_datadog_partner.sandbox.state import Org
 from django_datadog_partner.schedules import HOURLY, SCHEDULES
-from django_datadog_partner.testing import FakeDatadog
+from django_datadog_partner.testing import FakeDatadog, make_connection
 from tests.connect_support import CONNECTED, connect_through, make_user, signed_in
-from tests.lifecycle_support import TOKEN_URL, make_connection, oauth_error
+from tests.lifecycle_support import TOKEN_URL, oauth_error
 
 pytestmark = pytest.mark.django_db
 
@@ -153,9 +153,13 @@ def test_an_uninstall_stops_the_orgs_telemetry_within_the_hour(
 
 
 def test_an_idle_connection_keeps_its_daily_check_only(
-    clock: Clock, datadog: FakeDatadog, django_user_model: Any, workers: list[int], settings: Any
+    clock: Clock,
+    datadog: FakeDatadog,
+    django_user_model: Any,
+    workers: list[int],
+    partner_settings: Any,
 ) -> None:
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "HEARTBEAT_METRIC": ""}
+    partner_settings(HEARTBEAT_METRIC="")
     idle = Tenant(datadog, django_user_model, "initech")
     simulate(clock, 240, [])
     assert idle.token_refreshes() == 1  # the daily check, in the first hourly run

@@ -113,14 +113,13 @@ def shot(page: Any, request: pytest.FixtureRequest) -> Shot:
 
 
 @pytest.fixture
-def dd_live(live_server: Any, settings: Any, static_root: Path) -> str:
+def dd_live(live_server: Any, settings: Any, partner_settings: Any, static_root: Path) -> str:
     """The live server as vendor (``BASE_URL``) and as the sandbox "Datadog" site."""
-    settings.DATADOG_PARTNER = {
-        **settings.DATADOG_PARTNER,
-        "BASE_URL": live_server.url,
-        "EXTRA_SITES": {SANDBOX_DOMAIN: site_entry(live_server.url + "/sandbox")},
-        "OWNERS_FOR_USER": "tests.browser.support.organizations_of",
-    }
+    partner_settings(
+        BASE_URL=live_server.url,
+        EXTRA_SITES={SANDBOX_DOMAIN: site_entry(live_server.url + "/sandbox")},
+        OWNERS_FOR_USER="tests.browser.support.organizations_of",
+    )
     # The live server serves STATIC_URL from STATIC_ROOT: the admin's files and the app's.
     settings.STATIC_ROOT = str(static_root)
     return str(live_server.url)

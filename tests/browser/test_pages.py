@@ -24,7 +24,7 @@ from django_datadog_partner.models import (
     SiteBreaker,
 )
 from django_datadog_partner.schedules import ensure_schedules
-from tests.lifecycle_support import make_connection
+from django_datadog_partner.testing import make_connection
 from tests.testapp.models import Organization
 
 from .support import PASSWORD, VIEWPORT, Journey, Shot, docs_shot, eventually, layout_problems

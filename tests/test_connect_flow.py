@@ -402,8 +402,16 @@ def test_another_users_connection_answers_404(
 ) -> None:
     mallory = signed_in(make_user(django_user_model, "mallory"))
     response = getattr(mallory, method)(path.format(pk=connection.pk))
-    assert response.status_code == 404
-    assert getattr(mallory, method)(path.format(pk=connection.pk + 1000)).status_code == 404
+    missing = getattr(mallory, method)(path.format(pk=connection.pk + 1000))
+    assert (response.status_code, missing.status_code) == (404, 404)
+    # The package's page in the package's layout and headers, the same for both (no oracle).
+    assert response.content == missing.content
+    page = response.content.decode()
+    assert '<body class="datadog-partner">' in page and "<h1>Not found</h1>" in page
+    assert 'href="/datadog/connections/"' in page
+    assert response["X-Frame-Options"] == "DENY"
+    assert "no-store" in response["Cache-Control"]
+    assert response["Referrer-Policy"] == "same-origin"
     connection.refresh_from_db()
     assert connection.status == ConnectionStatus.ACTIVE
     assert AuthorizationRequest.objects.filter(reconnect_of=connection).count() == 0

@@ -18,7 +18,6 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
-from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.clickjacking import xframe_options_deny
 
@@ -129,7 +128,7 @@ def _success_url() -> str:
 def not_found(request: HttpRequest) -> HttpResponse:
     """The 404 of the package's pages, in their layout: the same page for a connection that
     does not exist and for one the user may not manage (no existence oracle)."""
-    context = {"connections_url": reverse("datadog_partner:connections")}
+    context = {"success_url": _success_url()}
     return render(request, "datadog_partner/not_found.html", context, status=404)
 
 

@@ -246,3 +246,23 @@ def test_a_page_that_needs_the_user_never_says_close_this_tab(journey: Journey) 
     assert "close this tab" not in text
     assert text.count("OAuth Client API Key") == 1
     docs_shot(page, "key-missing")
+
+
+def test_a_connection_that_is_not_yours_gets_the_pages_layout(journey: Journey, ada: Any) -> None:
+    """The 404 of the package's pages: their layout and stylesheet, a way back, no oracle."""
+    theirs = make_connection(Organization.objects.create(name="Globex"))
+    page = journey.page
+    page.goto(f"{journey.base}/datadog/connections/{theirs.pk}/")
+    journey.host_login("ada")
+    page.wait_for_selector("h1:has-text('Not found')")
+    page.wait_for_load_state("load")
+    assert page.eval_on_selector("body", "b => b.className") == "datadog-partner"
+    width = page.eval_on_selector("body", "b => getComputedStyle(b).maxWidth")
+    assert width != "none"  # partner.css applies: the page is not a bare default 404
+    mine = page.inner_text("main")
+    page.goto(f"{journey.base}/datadog/connections/{theirs.pk + 1000}/")
+    assert page.inner_text("main") == mine  # a missing connection reads the same
+    assert layout_problems(page) == []
+    docs_shot(page, "not-found")
+    page.click("text=All connections")
+    page.wait_for_selector("h1:has-text('Datadog connections')")

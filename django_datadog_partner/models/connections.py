@@ -1,4 +1,5 @@
-"""Connections to customers' Datadog organisations, pending authorisations and alarms."""
+"""Connections to customers' Datadog organisations, with the status rules, and the
+authorisations of the connect flow in progress."""
 
 from __future__ import annotations
 
@@ -6,15 +7,14 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.contenttypes.fields import GenericForeignKey
-from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
-from django.db import DEFAULT_DB_ALIAS, models
+from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .fields import EncryptedSecretField
-from .regions import region_name
+from ..fields import EncryptedSecretField
+from ..regions import region_name
+from .owners import OwnedModel, owner_reference
 
 
 class ConnectionStatus(models.TextChoices):
@@ -49,44 +49,6 @@ class ConnectionStatus(models.TextChoices):
     def unchecked(cls) -> frozenset[str]:
         """Statuses the health check skips: nothing there can get better by itself."""
         return frozenset({cls.NEEDS_RECONNECT}) | cls.ended()
-
-
-#: How connections, authorisations and outbox rows refer to an owner: (content type id,
-#: primary key as text), so integer and UUID keys alike fit one column.
-OwnerReference = tuple[int, str]
-
-
-def owner_reference(
-    owner: models.Model | tuple[type[models.Model], Any], using: str = DEFAULT_DB_ALIAS
-) -> OwnerReference:
-    """The reference to ``owner``: an instance, or ``(model, pk)`` when only the key is
-    at hand (the save path never fetches the owner)."""
-    # An instance, not type(instance): request.user is a lazy proxy whose type is not a model.
-    model, pk = owner if isinstance(owner, tuple) else (owner, owner.pk)
-    types = (
-        ContentType.objects if using == DEFAULT_DB_ALIAS else ContentType.objects.db_manager(using)
-    )
-    return types.get_for_model(model).pk, str(pk)
-
-
-class OwnedModel(models.Model):
-    """A generic reference to any host model (integer or UUID primary keys alike)."""
-
-    owner_content_type = models.ForeignKey(
-        ContentType, on_delete=models.PROTECT, related_name="+", verbose_name=_("owner type")
-    )
-    owner_object_id = models.CharField(_("owner id"), max_length=255)
-    owner = GenericForeignKey("owner_content_type", "owner_object_id")
-
-    class Meta:
-        abstract = True
-
-    def set_owner(self, owner: models.Model) -> None:
-        self.owner_content_type_id, self.owner_object_id = owner_reference(owner)
-
-    @property
-    def owner_reference(self) -> OwnerReference:
-        return self.owner_content_type_id, self.owner_object_id
 
 
 class ConnectionQuerySet(models.QuerySet["Connection"]):
@@ -316,144 +278,3 @@ class AuthorizationRequest(OwnedModel):
         if self.expires_at is None:
             self.expires_at = self.created_at + timedelta(seconds=self.LIFETIME_SECONDS)
         super().save(*args, **kwargs)
-
-
-class Alarm(models.Model):
-    """A configuration problem only the vendor can fix; shown as an admin banner."""
-
-    code = models.CharField(_("code"), max_length=64, unique=True)
-    message = models.TextField(_("message"))
-    count = models.PositiveIntegerField(_("occurrences"), default=1)
-    first_raised_at = models.DateTimeField(_("first raised"), default=timezone.now)
-    last_raised_at = models.DateTimeField(_("last raised"), default=timezone.now)
-    cleared_at = models.DateTimeField(_("cleared"), null=True, blank=True)
-
-    class Meta:
-        verbose_name = _("configuration alarm")
-        verbose_name_plural = _("configuration alarms")
-        ordering = ("-last_raised_at",)
-
-    def __str__(self) -> str:
-        return f"{self.code}: {self.message[:80]}"
-
-
-class OutboxKind(models.TextChoices):
-    EVENT = "event", _("Event")
-    METRIC = "metric", _("Metric point")
-    LOG = "log", _("Log entry")
-    CHECK = "check", _("Service check")
-
-
-class OutboxStatus(models.TextChoices):
-    """Only ``pending`` rows are ever sent; every other status is final until requeued."""
-
-    PENDING = "pending", _("Pending")
-    DELIVERED = "delivered", _("Delivered")
-    NO_CONNECTION = "no_connection", _("No connection")
-    PARKED = "parked", _("Parked (connection needs repair)")
-    DEAD = "dead", _("Dead (permanent error)")
-    EXPIRED = "expired", _("Expired (too old for Datadog)")
-    CANCELLED = "cancelled", _("Cancelled (connection revoked)")
-
-
-class OutboxEvent(models.Model):
-    """One telemetry item (event, metric point, log entry or service check) for one destination.
-
-    Written in the caller's transaction with only an owner reference (or a fixed
-    connection). On its first claim it is *routed*: it becomes the row for the owner's
-    first connection and a copy is added for each further one, so after routing a row is
-    the outcome record of one item at one connection. ``payload`` is the Datadog body
-    (after ``pre_event_send``), stored so every retry sends identical bytes.
-    """
-
-    kind = models.CharField(_("kind"), max_length=8, choices=OutboxKind.choices)
-    # Few indexes on purpose: every one is written on the host's save path.
-    owner_content_type = models.ForeignKey(
-        ContentType,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("owner type"),
-        db_index=False,
-    )
-    owner_object_id = models.CharField(_("owner id"), max_length=255, blank=True, default="")
-    owner = GenericForeignKey("owner_content_type", "owner_object_id")
-    connection = models.ForeignKey(
-        Connection,
-        on_delete=models.CASCADE,
-        null=True,
-        blank=True,
-        related_name="outbox_events",
-        verbose_name=_("connection"),
-        db_index=False,  # the (connection, status) index serves
-    )
-    payload = models.JSONField(_("payload"))
-    source = models.CharField(
-        _("source"), max_length=100, blank=True, default="", help_text=_("Model label or 'api'.")
-    )
-    action = models.CharField(_("action"), max_length=16, blank=True, default="")
-
-    status = models.CharField(
-        _("status"), max_length=16, choices=OutboxStatus.choices, default=OutboxStatus.PENDING
-    )
-    prepared = models.BooleanField(
-        _("prepared"), default=False, help_text=_("Routed and passed through pre_event_send.")
-    )
-    attempts = models.PositiveIntegerField(_("attempts"), default=0)
-    event_time = models.DateTimeField(_("event time"), default=timezone.now)
-    created_at = models.DateTimeField(_("created at"), default=timezone.now)
-    next_attempt_at = models.DateTimeField(_("next attempt at"), default=timezone.now)
-    lease_until = models.DateTimeField(_("leased until"), null=True, blank=True)
-    lease_token = models.CharField(_("lease token"), max_length=32, blank=True, default="")
-    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
-    last_error_code = models.CharField(_("reason"), max_length=100, blank=True, default="")
-    last_error = models.TextField(_("last error"), blank=True, default="")
-
-    class Meta:
-        verbose_name = _("outbox item")
-        verbose_name_plural = _("outbox items")
-        ordering = ("-id",)
-        indexes = [
-            models.Index(fields=("status", "next_attempt_at"), name="datadog_partner_outbox_due"),
-            # Partial: a row written on the save path is not finished and skips it. It
-            # covers the dashboard's outcomes per hour (a range of finish times).
-            models.Index(
-                fields=("finished_at", "status", "kind"),
-                name="datadog_partner_outbox_done",
-                condition=models.Q(finished_at__isnull=False),
-            ),
-            # Partial: rows written on the save path have no connection yet and skip it.
-            models.Index(
-                fields=("connection", "status"),
-                name="datadog_partner_outbox_conn",
-                condition=models.Q(connection__isnull=False),
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.get_kind_display()} #{self.pk} ({self.get_status_display()})"
-
-
-class SiteBreaker(models.Model):
-    """The circuit breaker of one Datadog site, shared by every worker.
-
-    Closed while ``open_until`` is empty. Open, nothing is sent to the site until
-    ``open_until``; after that one delivery run takes the probe by moving ``open_until``
-    forward, and the probe's answer closes the breaker or keeps it open.
-    """
-
-    domain = models.CharField(_("Datadog region"), max_length=100, unique=True)
-    failures = models.PositiveIntegerField(_("consecutive failures"), default=0)
-    open_until = models.DateTimeField(_("open until"), null=True, blank=True)
-    opened_at = models.DateTimeField(_("opened at"), null=True, blank=True)
-    last_error = models.CharField(_("last error"), max_length=500, blank=True, default="")
-
-    class Meta:
-        verbose_name = _("site breaker")
-        verbose_name_plural = _("site breakers")
-        ordering = ("domain",)
-
-    def __str__(self) -> str:
-        state = "closed" if self.open_until is None else f"open until {self.open_until:%H:%M:%S}"
-        return f"{self.domain}: {state}"

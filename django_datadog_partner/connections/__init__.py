@@ -11,9 +11,10 @@ from .authorization import (
     purge_expired_authorization_requests,
     start_authorization,
 )
-from .connect import ConnectFailed, ConnectOutcome, connect, reconnect
+from .connect import connect, reconnect
 from .health import HealthReport, check_health, run_scheduled_health_checks
 from .keyrotation import rotate_keys, secrets_on_retired_keys
+from .results import ConnectFailed, ConnectOutcome
 from .revoke import RevokeOutcome, retry_pending_revocations, revoke
 from .tokens import access_token, refresh
 

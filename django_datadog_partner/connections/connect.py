@@ -2,15 +2,21 @@
 
 Views call ``connect()`` with the callback's parameters and ``reconnect()`` to start a new
 flow for an existing connection; both raise ``ConnectFailed`` with a reason from
-``failures`` for every way the flow can fail, after sending ``connection_failed``.
+``failures`` for every way the flow can fail, after sending ``connection_failed`` (what a
+flow ends with, ``ConnectOutcome`` or ``ConnectFailed``, is in ``results``).
 Which connection the new tokens belong to is decided by ``identity`` from Datadog's own
 answers, never from the callback's ``dd_oid``/``dd_org_name``.
+
+Longer than 300 lines for one concern, the callback's steps in the order they run: the
+state, the token site, the exchange, the scopes, the placement, the save (retried once on a
+concurrent insert) and the key. Each step is a function here so the flow reads top to
+bottom; what the flow ends with is already apart (``results``), as are the identity rules
+(``identity``) and the key (``api_keys``).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.sessions.backends.base import SessionBase
@@ -25,7 +31,6 @@ from ..exceptions import (
     CertificateRefusedError,
     ConfigurationError,
     CredentialsUnreadableError,
-    DatadogPartnerError,
     InvalidClientError,
     InvalidSiteError,
     InvalidStateError,
@@ -44,87 +49,30 @@ from ..regions import (
     validate_site,
     web_url_in_region,
 )
-from ..signals import connection_established, connection_failed
+from ..signals import connection_established
 from ..status import set_status
-from .api_keys import APIKeyOutcome, note_refusal, settle, store_key
+from .api_keys import note_refusal, settle, store_key
 from .authorization import callback_url, consume_authorization, start_authorization, take_verifier
 from .identity import (
-    MISSING_PERMISSION,
-    MISSING_SCOPE,
-    MISSING_UNCONFIRMED,
     MarketplaceAnswer,
     Placement,
     VerifiedOrg,
     ask_marketplace,
     place,
 )
+from .results import (
+    CONNECTED,
+    DIFFERENT_ORG,
+    RECONNECTED,
+    REFUSAL_FAILURES,
+    UNDECIDED_FAILURES,
+    ConnectOutcome,
+    fail,
+    token_error_reason,
+)
 from .tokens import INVALID_CLIENT_ALARM, forget_lost_answer
 
 logger = logging.getLogger("django_datadog_partner")
-
-#: ``ConnectOutcome.code`` values.
-CONNECTED = "connected"  # a new connection
-RECONNECTED = "reconnected"  # an existing connection updated in place
-DIFFERENT_ORG = "different_org"  # a reconnect that Datadog answered for another organisation
-
-#: The failure page for a marketplace 401/403: the OAuth client's, or the user's.
-REFUSAL_FAILURES = {
-    MISSING_SCOPE: failures.MISSING_API_KEYS_WRITE,
-    MISSING_PERMISSION: failures.USER_CANNOT_CREATE_KEYS,
-}
-#: The failure page for a marketplace answer that cannot tell which connection is meant.
-UNDECIDED_FAILURES = {MISSING_UNCONFIRMED: failures.DATADOG_UNAVAILABLE, **REFUSAL_FAILURES}
-
-
-@dataclass(frozen=True)
-class ConnectOutcome:
-    """A finished flow: ``code`` is ``connected``, ``reconnected`` or ``different_org``."""
-
-    connection: Connection
-    created: bool
-    code: str
-    api_key: APIKeyOutcome
-
-
-class ConnectFailed(DatadogPartnerError):
-    """The flow stopped; ``reason`` is a ``failures`` code, ``detail`` Datadog's own words
-    (the page quotes them as Datadog's) and ``note`` ours, for the user."""
-
-    def __init__(
-        self,
-        reason: str,
-        message: str = "",
-        *,
-        detail: str = "",
-        note: str = "",
-        connection: Connection | None = None,
-    ) -> None:
-        self.reason = reason
-        self.detail = detail[:300]
-        self.note = note[:300]
-        self.connection = connection
-        super().__init__(message or reason, error_code=reason)
-
-
-def fail(
-    reason: str,
-    *,
-    user: Any,
-    message: str = "",
-    detail: str = "",
-    note: str = "",
-    connection: Connection | None = None,
-) -> ConnectFailed:
-    """Log the failure, send ``connection_failed`` and return the exception to raise."""
-    # %r: the message may quote hostile input; repr keeps CR/LF from forging log lines.
-    logger.warning(
-        "Datadog connect flow failed for user %s: %s %r",
-        getattr(user, "pk", None),
-        reason,
-        message,
-    )
-    connection_failed.send(sender=Connection, reason=reason, user=user)
-    return ConnectFailed(reason, message, detail=detail, note=note, connection=connection)
 
 
 @sensitive_variables()
@@ -315,26 +263,6 @@ def _exchange(site: Site, code: str, verifier: str, user: Any) -> oauth.TokenSet
     except OAuthError as exc:
         reason = token_error_reason(exc)
         raise fail(reason, user=user, message=str(exc), detail=exc.description) from None
-
-
-def token_error_reason(exc: OAuthError) -> str:
-    """Map Datadog's token-endpoint refusal to the page that explains it."""
-    text = exc.description.lower()
-    if exc.error_code == oauth.INVALID_TOKEN_RESPONSE:
-        return failures.INVALID_TOKEN_RESPONSE
-    if "client_id" in text:
-        return failures.CLIENT_NOT_PUBLISHED
-    if "redirect uri" in text or exc.error_code == "redirect_uri_mismatch":
-        return failures.REDIRECT_URI_MISMATCH
-    if exc.error_code == "invalid_grant":
-        return failures.INVALID_GRANT
-    if "code verifier" in text:
-        return failures.INVALID_CODE_VERIFIER
-    if exc.error_code == "invalid_scope":
-        return failures.INVALID_SCOPE
-    if exc.status_code == 403 or text == "forbidden":
-        return failures.FORBIDDEN
-    return failures.DATADOG_REFUSED
 
 
 def _check_scopes(tokens: oauth.TokenSet, user: Any) -> None:

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from .. import connections, permissions
 from ..conf import app_settings
 from ..connections.api_keys import KEY_MISSING
-from ..connections.connect import ConnectFailed
+from ..connections.results import ConnectFailed
 from ..exceptions import (
     ConfigurationError,
     DatadogPartnerError,

@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from .. import connections, failures, permissions
 from ..conf import app_settings
 from ..connections.authorization import burn_state
-from ..connections.connect import ConnectFailed, fail
+from ..connections.results import ConnectFailed, fail
 from ..exceptions import (
     InvalidSiteError,
 )

@@ -6,6 +6,11 @@ Every builder returns a plain dict that validates against Datadog's OpenAPI docu
 event carries its outbox id on the last line of its text and a log entry as an attribute, so
 an unavoidable duplicate is recognisable in Datadog without an unbounded tag. Encoding is
 canonical (sorted keys) so every retry sends identical bytes.
+
+Longer than 300 lines for one concern, Datadog's body rules: the limits (Datadog's
+documented ones, as constants at the top) and the four builders that apply them share the
+truncation, tag and masking helpers below; packing the bodies into requests is apart
+(``packing``).
 """
 
 from __future__ import annotations

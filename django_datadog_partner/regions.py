@@ -3,6 +3,11 @@
 This is the only module that knows Datadog host names. API and intake URLs always come
 from this table for a connection's ``domain``; nothing user-supplied is ever turned into
 a back-channel host.
+
+Longer than 300 lines for that one concern, which hosts are Datadog's: the table, the
+``EXTRA_SITES`` entries and every check of a ``domain`` or ``site`` against them (custom
+subdomains, loopback sandboxes, region agreement, the transport allowlist) stay together
+so no other module learns a host name.
 """
 
 from __future__ import annotations

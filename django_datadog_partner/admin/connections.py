@@ -4,6 +4,11 @@ Secrets are never shown, edited or decrypted here: list views defer the encrypte
 and pages show only the API key's last four characters and whether tokens are stored.
 Nothing is saved through a form (a stale form could overwrite a token refreshed
 meanwhile); every change goes through an operation of ``connections``.
+
+Longer than 300 lines for one concern, the connection's admin: its columns, the
+permissions, and the confirmed lifecycle actions (the confirmation view, its URL and its
+links) are one ``ModelAdmin``; what the admin pages share is in ``display``, the
+operations in ``connections``.
 """
 
 from __future__ import annotations

@@ -28,6 +28,11 @@ organisation can be connected by one owner: a second owner gets 409 and a ``key_
 connection with Datadog's documented recovery (revoke the "OAuth Client API Key" in that
 organisation, then authorise again). Only connections of the flow's own owner and region
 are ever considered.
+
+Longer than 300 lines for one concern, the trust rule: the facts read from Datadog (the
+marketplace answer, the user's organisation, a key's validation) and the decisions made
+only from them (placement, key reuse, the organisation fields) stay in one module, so no
+other module can decide an organisation from anything else.
 """
 
 from __future__ import annotations

@@ -46,6 +46,12 @@ def fake() -> Iterator[Any]:
 
 
 @pytest.fixture
+def datadog(fake: Any) -> Any:
+    """``fake`` by the name the how-to's examples use."""
+    return fake
+
+
+@pytest.fixture
 def acme() -> Any:
     """An owner of the test app (``Organization``)."""
     from tests.testapp.models import Organization

@@ -7,7 +7,6 @@ back on the callback; each test is an attempt a tenant could make on their own f
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -32,12 +31,6 @@ pytestmark = pytest.mark.django_db
 
 #: The callback as Datadog documents it, without its undocumented extras.
 BARE = {"dd_oid": None, "dd_org_name": None, "site": None}
-
-
-@pytest.fixture
-def datadog() -> Iterator[FakeDatadog]:
-    with FakeDatadog() as fake:
-        yield fake
 
 
 class Tenant:

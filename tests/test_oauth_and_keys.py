@@ -5,7 +5,6 @@ sends, and a disconnect sent as Datadog's example sends it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -22,12 +21,6 @@ from django_datadog_partner.testing import FakeDatadog
 from tests.connect_support import CONNECTED, connect_through, make_user, signed_in, start
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def datadog() -> Iterator[FakeDatadog]:
-    with FakeDatadog() as fake:
-        yield fake
 
 
 class Customer:

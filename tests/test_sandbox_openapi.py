@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -37,12 +36,6 @@ def specs() -> dict[str, OpenAPI]:
         "logs": OpenAPI.from_file_path(str(OPENAPI / "datadog-logs-intake.yaml")),
         "checks": OpenAPI.from_file_path(str(OPENAPI / "datadog-service-checks.yaml")),
     }
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeDatadog]:
-    with FakeDatadog("datadoghq.com") as datadog:
-        yield datadog
 
 
 def as_sent(call: Call) -> requests.PreparedRequest:

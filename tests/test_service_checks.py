@@ -3,7 +3,6 @@ with the same guarantees as every other kind (batches, retries, age horizon, key
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -12,23 +11,11 @@ from django.utils import timezone
 from django_datadog_partner import delivery, payloads
 from django_datadog_partner.conf import app_settings
 from django_datadog_partner.models import OutboxEvent, OutboxKind
-from django_datadog_partner.testing import FakeDatadog, make_connection
+from django_datadog_partner.testing import make_connection
 from django_datadog_partner.tracking import send_service_check
 from tests.outbox_support import Intake, statuses
-from tests.testapp.models import Organization
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def acme() -> Organization:
-    return Organization.objects.create(name="Acme")
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeDatadog]:
-    with FakeDatadog("datadoghq.com") as datadog:
-        yield datadog
 
 
 def test_a_service_check_reaches_the_owners_org_with_its_key(fake, acme):

@@ -7,7 +7,6 @@ the connect flow, the delivery and the health checks all real against the fake D
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,12 +42,6 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return Clock(monkeypatch)
-
-
-@pytest.fixture
-def datadog() -> Iterator[FakeDatadog]:
-    with FakeDatadog() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -151,11 +151,6 @@ def qcluster(live_server: Any, django_db_setup: None) -> Iterator[QCluster]:
 
 
 @pytest.fixture
-def acme() -> Organization:
-    return Organization.objects.create(name="Acme")
-
-
-@pytest.fixture
 def ada(acme: Organization) -> Any:
     """A member of Acme, who connects it."""
     user = get_user_model().objects.create_user("ada", password=PASSWORD)

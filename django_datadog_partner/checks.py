@@ -1,4 +1,13 @@
-"""System checks (``datadog_partner.E0xx`` errors, ``W0xx`` warnings), each tested."""
+"""System checks (``datadog_partner.E0xx`` errors, ``W0xx`` warnings), each tested.
+
+Why one module of this length: its one concern is Django's check registry for the app, so
+every id ``manage.py check`` can print is written here and nowhere else (the docs'
+reference is generated from this registry, and ``tests/test_docs.py`` reads these ids).
+About twenty checks with a message, a hint and an id each take ~15 lines apiece; split by
+topic they would scatter the ids that operators look up and the hints that must agree.
+Hints that send the reader on name a documentation page by its source path (``see()``);
+a test checks that each named page exists.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +24,15 @@ from django.db import DatabaseError
 
 from .conf import SETTING_NAME, app_settings
 
-SETTINGS_DOC = "See the settings reference in README.rst."
+
+def see(page: str, topic: str) -> str:
+    """A hint's pointer into the documentation; ``page`` is its path under ``docs/``."""
+    return f"See {topic} in the documentation (docs/{page}.rst)."
+
+
+def settings_doc(key: str) -> str:
+    return see("reference/settings", f"{key} in the settings reference")
+
 
 CheckFunction = Callable[..., list[CheckMessage]]
 
@@ -55,7 +72,7 @@ def _check_client_credentials() -> list[CheckMessage]:
             Error(
                 f"{SETTING_NAME}['CLIENT_ID'] is not set.",
                 hint="Copy the OAuth client id from Datadog's Developer Platform "
-                "(Configuration Method → API with OAuth). " + SETTINGS_DOC,
+                "(Configuration Method → API with OAuth). " + settings_doc("CLIENT_ID"),
                 id="datadog_partner.E001",
             )
         )
@@ -64,7 +81,7 @@ def _check_client_credentials() -> list[CheckMessage]:
             Error(
                 f"{SETTING_NAME}['CLIENT_SECRET'] is not set.",
                 hint="Set the OAuth client secret (a string, or a callable that reads it "
-                "from your secrets manager). " + SETTINGS_DOC,
+                "from your secrets manager). " + settings_doc("CLIENT_SECRET"),
                 id="datadog_partner.E002",
             )
         )
@@ -79,7 +96,7 @@ def _check_base_url() -> list[CheckMessage]:
                 f"{SETTING_NAME}['BASE_URL'] is not set.",
                 hint="Set it to the public origin of this site, e.g. "
                 "'https://app.example.com'; the OAuth redirect URI is built from it, "
-                "never from the Host header.",
+                "never from the Host header. " + settings_doc("BASE_URL"),
                 id="datadog_partner.E003",
             )
         ]
@@ -112,7 +129,7 @@ def _check_encryption_keys() -> list[CheckMessage]:
                 f"{SETTING_NAME}['ENCRYPTION_KEYS'] is not set.",
                 hint="Generate a key with `python -m django_datadog_partner.crypto` and set "
                 "ENCRYPTION_KEYS to a list holding it (newest first). Keep it out of source "
-                "control and independent of SECRET_KEY.",
+                "control and independent of SECRET_KEY. " + settings_doc("ENCRYPTION_KEYS"),
                 id="datadog_partner.E006",
             )
         ]
@@ -337,7 +354,8 @@ def check_lifecycle(
                 f"{REVOKING_TOO_LONG.total_seconds() / 3600:.0f} hours: Datadog keeps refusing "
                 "or failing the revocation.",
                 hint="See their last error in the admin; `manage.py datadog_partner_revoke ID` "
-                "retries one and prints why it fails.",
+                "retries one and prints why it fails. "
+                + see("howto/stuck-revoking", "'A connection stuck in revoking'"),
                 id="datadog_partner.W022",
             )
         )

@@ -45,7 +45,7 @@ def resolve_callable(value: Any, key: str) -> Callable[..., Any]:
 
 
 class PartnerSettings:
-    """Typed, documented view of ``settings.DATADOG_PARTNER``; see README "Settings"."""
+    """Typed, documented view of ``settings.DATADOG_PARTNER`` (docs/reference/settings.rst)."""
 
     @property
     def raw(self) -> Mapping[str, Any]:

@@ -4,7 +4,8 @@ Django's ``SafeExceptionReporterFilter`` hides the variables ``sensitive_variabl
 names, but only while ``DEBUG`` is off. This filter always does, and hides every local of
 the HTTP, crypto and JSON libraries' frames, whose locals hold request headers, bodies,
 keys and token answers. The package's views install it on their requests; a project can
-make it the default with ``DEFAULT_EXCEPTION_REPORTER_FILTER`` (README "Error reports").
+make it the default with ``DEFAULT_EXCEPTION_REPORTER_FILTER`` (docs/explanation/security.rst,
+"Error reports").
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""The README's reference sections, and the docs site's generated reference, list every
-setting, system check and command there is; the docs' Python examples run."""
+"""The docs site's generated reference lists every setting, system check and command there
+is; the docs' Python examples run; README.rst is a short front page that points into them."""
 
 from __future__ import annotations
 
+import ast
 import doctest
 import re
 from pathlib import Path
@@ -17,28 +18,51 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.rst").read_text()
 
 
-def section(title: str) -> str:
-    start = README.index(f"\n{title}\n")
-    following = re.search(r"\n[^\n]+\n=+\n", README[start + len(title) + 2 :])
-    return README[start : start + len(title) + 2 + (following.start() if following else 0)]
+# --- README.rst, the front page -----------------------------------------------------------
 
 
-def test_every_setting_is_in_the_settings_reference():
-    names = [name for name in vars(PartnerSettings) if name.isupper()]
-    reference = section("Settings reference")
-    assert len(names) > 20
-    missing = [name for name in names if f"``{name}``" not in reference]
-    assert missing == []
+def test_the_readme_is_a_short_front_page_naming_the_two_commands():
+    assert len(README.splitlines()) < 150
+    assert "make demo" in README and "make test" in README
+    # CI runs the test command the front page names.
+    assert re.search(r"^make test\b", (ROOT / ".ci" / "run").read_text(), re.MULTILINE)
 
 
-def test_every_system_check_is_documented():
-    source = Path(checks.__file__).read_text()
-    ids = sorted(set(re.findall(r'id="datadog_partner\.([EW]0\d\d)"', source)))
-    documented = section("System checks")
-    assert len(ids) > 15
-    listed = set(re.findall(r"``(?:datadog_partner\.)?([EW]0\d\d)``", documented))
-    missing = [check_id for check_id in ids if check_id not in listed]
-    assert missing == []
+def test_the_readme_links_and_image_point_at_files_that_exist():
+    targets = re.findall(r"`[^`<]+<([^>]+)>`_", README)
+    targets += re.findall(r"^\.\. image:: (\S+)", README, re.MULTILINE)
+    relative = [target for target in targets if "://" not in target]
+    assert len(relative) > 10
+    assert [target for target in relative if not (ROOT / target).is_file()] == []
+
+
+def test_the_readme_python_snippets_parse():
+    blocks = re.findall(r"\.\. code-block:: python\n\n((?:    .*\n|\n)+)", README)
+    assert blocks
+    for block in blocks:
+        ast.parse("\n".join(line[4:] for line in block.splitlines()))
+
+
+def test_the_readme_renders_on_the_package_index_with_its_screenshot():
+    """readme_renderer is what ``twine check`` and the package index use."""
+    import io
+
+    rst = pytest.importorskip("readme_renderer.rst")
+    warnings = io.StringIO()
+    html = rst.render(README, stream=warnings)
+    assert html is not None, warnings.getvalue()
+    assert '<img alt="The admin' in html and "docs/_static/screenshots/" in html
+
+
+def test_every_docs_page_the_package_names_exists():
+    """Check hints and docstrings send readers to docs pages: those pages must exist."""
+    named = set()
+    for module in PACKAGE.rglob("*.py"):
+        text = module.read_text()
+        named |= set(re.findall(r"docs/([\w/-]+)\.rst", text))
+        named |= set(re.findall(r'\bsee\("([\w/-]+)"', text))
+    assert "reference/settings" in named and "howto/stuck-revoking" in named
+    assert sorted(name for name in named if not (DOCS / f"{name}.rst").is_file()) == []
 
 
 # --- The documentation site (docs/) --------------------------------------------------------

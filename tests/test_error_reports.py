@@ -10,8 +10,9 @@ and the page the test client receives with ``DEBUG`` on) and the mail of
 
 Three modes: production (``DEBUG`` off, Django's default filter); ``DEBUG`` on for the
 package's own pages (no project setting: the views install the package's filter); and
-``DEBUG`` on with the package's filter as ``DEFAULT_EXCEPTION_REPORTER_FILTER`` (what the
-README advises a project that calls the package from its own code with ``DEBUG`` on).
+``DEBUG`` on with the package's filter as ``DEFAULT_EXCEPTION_REPORTER_FILTER`` (what
+docs/explanation/security.rst advises a project that calls the package from its own code
+with ``DEBUG`` on).
 """
 
 from __future__ import annotations

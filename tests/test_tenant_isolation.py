@@ -433,10 +433,11 @@ KNOWN_GAP: list[tuple[str, dict[str, Any]]] = [
 
 @pytest.mark.xfail(
     strict=True,
-    reason="Known gap, documented in README: after a 409 (dd-acme still holds its key), the "
-    "owner's one live connection (dd-globex's) takes dd-acme's tokens and keeps its key. "
-    "Both organisations are acme's; no other tenant is involved. Datadog's 409 names no "
-    "key or user, so nothing authenticated says which connection holds the key.",
+    reason="Known gap, documented in docs/explanation/security.rst: after a 409 (dd-acme "
+    "still holds its key), the owner's one live connection (dd-globex's) takes dd-acme's "
+    "tokens and keeps its key. Both organisations are acme's; no other tenant is involved. "
+    "Datadog's 409 names no key or user, so nothing authenticated says which connection "
+    "holds the key.",
 )
 def test_known_gap_a_409_cannot_say_which_connection_holds_the_key(partner_settings: Any) -> None:
     host_settings(partner_settings)

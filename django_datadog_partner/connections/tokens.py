@@ -1,6 +1,6 @@
 """Access-token refresh: on demand, one at a time per connection, never losing a refresh token.
 
-Rules (see README "Keeping connections healthy"):
+Rules (docs/explanation/lifecycle.rst, "Token refresh"):
 
 * Serialised per connection by a row lock; expiry is re-checked once the lock is held, so
   of many workers holding one expired connection exactly one calls Datadog and the others

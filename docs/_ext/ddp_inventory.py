@@ -350,10 +350,14 @@ def _argument(action: argparse.Action) -> Argument:
             metavar += " …"
     default = action.default
     shown = None if default in (None, False, argparse.SUPPRESS) or positional else repr(default)
+    text = str(action.help or "")
+    if "%(" in text:  # argparse's own placeholders, expanded as its help formatter does
+        text = text % {**vars(action), "default": default}
+        shown = None  # the help already says it
     return Argument(
         names=tuple(action.option_strings) or (str(action.metavar or action.dest),),
         metavar=str(metavar),
-        help=str(action.help or ""),
+        help=text,
         default=shown,
         choices=tuple(str(c) for c in action.choices or ()),
         required=bool(action.required) if not positional else action.nargs not in ("*", "?"),

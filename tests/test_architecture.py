@@ -50,6 +50,8 @@ LAYERS = {
         "tracking",
         "heartbeat",
         "api",
+        "api_client",
+        "listing",
         "report",
         "schedules",
     ),

@@ -4,6 +4,8 @@ Every property reads ``settings.DATADOG_PARTNER`` when it is called, so
 ``override_settings`` works in tests and nothing is frozen at import time. A secret that
 cannot be read (a missing setting, a ``CLIENT_SECRET`` callable that raises) is a
 ``ConfigurationError``, which the package's views answer with their misconfiguration page.
+One typed, documented property per setting: the module is as long as the list of settings,
+which is why it runs past 300 lines.
 """
 
 from __future__ import annotations
@@ -245,6 +247,34 @@ class PartnerSettings:
         """Seconds: at most one heartbeat per connection per interval (the sweeper runs
         every minute, so shorter intervals mean one a minute)."""
         return max(60.0, self._seconds("HEARTBEAT_INTERVAL", 300))
+
+    @property
+    def METRICS(self) -> Mapping[str, Mapping[str, Any]]:
+        """The metrics the integration sends, for the listing's ``metadata.csv``:
+        ``{"name": {"type": "count", "unit": "request", "description": ...}}``."""
+        value = self._get("METRICS", {})
+        if not isinstance(value, Mapping):
+            raise ImproperlyConfigured(
+                f"{SETTING_NAME}['METRICS'] must be a dict keyed by metric name."
+            )
+        return value
+
+    @property
+    def SAMPLE_LOGS(self) -> list[Mapping[str, Any]]:
+        """Log entries, as ``send_log()`` keyword arguments, exported in intake format for
+        the listing's log pipeline (``datadog_partner_listing``)."""
+        value = self._get("SAMPLE_LOGS", [])
+        if isinstance(value, Mapping | str) or not isinstance(value, Sequence):
+            raise ImproperlyConfigured(
+                f"{SETTING_NAME}['SAMPLE_LOGS'] must be a list of send_log() argument dicts."
+            )
+        return list(value)
+
+    @property
+    def UNINSTALL_TEXT(self) -> str:
+        """The listing's uninstallation instructions (``{product}`` is replaced); empty:
+        the package's text."""
+        return str(self._get("UNINSTALL_TEXT") or "")
 
     @property
     def BACKOFF_BASE(self) -> float:

@@ -111,7 +111,9 @@ def test_an_expired_token_is_refreshed_at_the_sandbox_before_the_call(sandbox_si
         answer = UsersApi(client).list_user_organizations(user.public_id)
     assert answer.data.id == user.public_id
     stored = Connection.objects.get(pk=connection.pk)
-    assert stored.access_token.reveal() != stale.reveal() and stored.status == ConnectionStatus.ACTIVE
+    assert (
+        stored.access_token.reveal() != stale.reveal() and stored.status == ConnectionStatus.ACTIVE
+    )
 
 
 @pytest.mark.usefixtures("transactional_db")

@@ -52,6 +52,7 @@ LAYERS = {
         "api",
         "api_client",
         "listing",
+        "metrics_metadata",
         "report",
         "schedules",
     ),

@@ -46,7 +46,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
 BEARER = "AuthZ"  # the client's name for the OAuth scheme
 
 
-class ConnectionConfiguration(Configuration):  # type: ignore[misc]
+class ConnectionConfiguration(Configuration):
     """A ``Configuration`` whose access token is the connection's, fresh when read."""
 
     def __init__(self, connection: Connection) -> None:
@@ -81,7 +81,7 @@ class ConnectionConfiguration(Configuration):  # type: ignore[misc]
         }
 
 
-class ConnectionApiClient(ApiClient):  # type: ignore[misc]
+class ConnectionApiClient(ApiClient):
     """An ``ApiClient`` that sends every request with the connection's current token and
     refreshes it once after a 401."""
 

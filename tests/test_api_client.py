@@ -50,7 +50,8 @@ def test_the_client_targets_the_connections_region_with_its_fresh_token_only(
         }
         assert configuration.request_timeout == (3.05, 10.0)
     assert [call.request.url for call in mocked_http.calls] == [eu_token]
-    assert Connection.objects.get(pk=connection.pk).access_token.reveal() == "at-new"
+    stored = Connection.objects.get(pk=connection.pk).access_token
+    assert stored is not None and stored.reveal() == "at-new"
 
 
 @pytest.mark.django_db
@@ -107,13 +108,13 @@ def test_typed_calls_reach_the_sandbox_with_the_connections_token(sandbox_site):
 def test_an_expired_token_is_refreshed_at_the_sandbox_before_the_call(sandbox_site):
     connection, user = sandbox_connection(Sandbox(), sandbox_site, expires_in=-10)
     stale = connection.access_token
+    assert stale is not None
     with api.api_client_for(connection) as client:
         answer = UsersApi(client).list_user_organizations(user.public_id)
     assert answer.data.id == user.public_id
     stored = Connection.objects.get(pk=connection.pk)
-    assert (
-        stored.access_token.reveal() != stale.reveal() and stored.status == ConnectionStatus.ACTIVE
-    )
+    assert stored.access_token is not None and stored.status == ConnectionStatus.ACTIVE
+    assert stored.access_token.reveal() != stale.reveal()
 
 
 @pytest.mark.usefixtures("transactional_db")

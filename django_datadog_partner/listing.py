@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.http.request import validate_host
+from django.http.request import split_domain_port, validate_host
 from django.urls import reverse
 from django.utils import timezone
 
@@ -131,7 +131,7 @@ def _is_local(host: str) -> bool:
 
 def host_warnings(base_url: str) -> list[str]:
     """Django must accept the host Datadog redirects the browser to."""
-    host = urlsplit(base_url).netloc.lower()
+    host, _port = split_domain_port(urlsplit(base_url).netloc)
     allowed = list(settings.ALLOWED_HOSTS)
     if settings.DEBUG and not allowed:
         allowed = [".localhost", "127.0.0.1", "[::1]"]

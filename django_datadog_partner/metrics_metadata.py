@@ -15,6 +15,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from django.db import DatabaseError
+
 from . import payloads
 from .conf import app_settings
 from .models import OutboxEvent, OutboxKind
@@ -54,9 +56,9 @@ def metadata_rows() -> tuple[list[dict[str, str]], list[str]]:
     """The rows of ``metadata.csv`` (the heartbeat first unless declared) and warnings."""
     declared: dict[str, Mapping[str, Any]] = dict(app_settings.METRICS)
     heartbeat = app_settings.HEARTBEAT_METRIC
-    warnings = metric_problems(declared)
     if heartbeat and heartbeat not in declared:
         declared = {heartbeat: heartbeat_declaration(), **declared}
+    warnings = metric_problems(declared)
     if not heartbeat and declared:
         warnings.append(
             "HEARTBEAT_METRIC is off: a listing that sends metrics must name a metric check "
@@ -148,11 +150,11 @@ def metadata_csv(rows: list[dict[str, str]]) -> str:
 
 def undeclared_metrics(rows: list[dict[str, str]]) -> list[str]:
     """Metric names in the newest outbox rows that ``metadata.csv`` does not list."""
-    names = set(
-        OutboxEvent.objects.filter(kind=OutboxKind.METRIC)
-        .order_by("-pk")
-        .values_list("payload__metric", flat=True)[:OUTBOX_SCAN]
-    )
+    newest = OutboxEvent.objects.filter(kind=OutboxKind.METRIC).order_by("-pk")
+    try:
+        names = set(newest.values_list("payload__metric", flat=True)[:OUTBOX_SCAN])
+    except DatabaseError:  # not migrated yet: the command runs before migrate too
+        return []
     missing = sorted(str(n) for n in names - {row["metric_name"] for row in rows} if n)
     if not missing:
         return []

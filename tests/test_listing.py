@@ -82,6 +82,8 @@ def test_a_declared_heartbeat_keeps_its_declaration_and_no_heartbeat_is_warned()
     ]
     result, _ = listing(METRICS=METRICS, HEARTBEAT_METRIC="")
     assert any("must name a metric check" in w for w in result["warnings"])
+    result, _ = listing(HEARTBEAT_METRIC="acme heartbeat")
+    assert any("'acme heartbeat'" in w and "not a metric name" in w for w in result["warnings"])
 
 
 @pytest.mark.parametrize(
@@ -185,6 +187,7 @@ def test_the_uninstall_text_is_checked_against_datadogs_wording():
 def test_base_url_must_be_a_host_django_accepts():
     with override_settings(ALLOWED_HOSTS=["app.acme.com"]):
         assert listing()[0]["warnings"] == []
+        assert listing(BASE_URL="https://app.acme.com:8443")[0]["warnings"] == []
     with override_settings(ALLOWED_HOSTS=[".other.com"]):
         (warning,) = listing()[0]["warnings"]
     assert "ALLOWED_HOSTS does not accept app.acme.com" in warning

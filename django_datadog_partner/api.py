@@ -6,6 +6,9 @@
 
     users = api_for(connection).get("/api/v2/users", params={"page[size]": "10"})
 
+``api_client_for(connection)`` gives Datadog's official typed client on the same token
+(the ``api-client`` extra; see ``api_client``).
+
 Requests go to the API host of the connection's own region. The access token is refreshed
 first when it expires within five minutes (row-locked, see ``connections.tokens``), and
 once more if Datadog answers 401. Failures raise the package's exceptions; a 401 or 403 on
@@ -106,6 +109,14 @@ class DatadogAPI:
 def api_for(connection: Connection) -> DatadogAPI:
     """Datadog's API as ``connection``'s authorising user (scopes as granted)."""
     return DatadogAPI(connection)
+
+
+def api_client_for(connection: Connection) -> Any:
+    """Datadog's official ``datadog_api_client.ApiClient`` as ``connection``'s authorising
+    user (the ``api-client`` extra; ``ImportError`` naming it when it is not installed)."""
+    from .api_client import api_client_for as build
+
+    return build(connection)
 
 
 def _checked(response: requests.Response, method: str, path: str) -> requests.Response:

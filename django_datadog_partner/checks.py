@@ -360,3 +360,40 @@ def check_lifecycle(
             )
         )
     return warnings
+
+
+# --- Listing declarations (W030-W039) ----------------------------------------------------------
+
+
+@register(Tags.compatibility)
+def check_listing_declarations(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """``METRICS`` and ``SAMPLE_LOGS`` hold what Datadog's listing review accepts."""
+    from .listing import declaration_problems
+
+    try:
+        problems = declaration_problems()
+    except ImproperlyConfigured as exc:
+        problems = [("SAMPLE_LOGS" if "SAMPLE_LOGS" in str(exc) else "METRICS", str(exc))]
+    warnings: list[CheckMessage] = []
+    for setting, problem in problems:
+        if setting == "METRICS":
+            warnings.append(
+                Warning(
+                    f"{problem}",
+                    hint="metadata.csv is written from METRICS (datadog_partner_listing "
+                    "--output-dir); Datadog's listing review refuses this value.",
+                    id="datadog_partner.W030",
+                )
+            )
+        else:
+            warnings.append(
+                Warning(
+                    f"{problem}",
+                    hint="Each sample is a dict of send_log() arguments; they become "
+                    "sample_logs.json for the listing's log pipeline.",
+                    id="datadog_partner.W031",
+                )
+            )
+    return warnings

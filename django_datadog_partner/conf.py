@@ -250,6 +250,34 @@ class PartnerSettings:
         return max(60.0, self._seconds("HEARTBEAT_INTERVAL", 300))
 
     @property
+    def METRICS(self) -> Mapping[str, Mapping[str, Any]]:
+        """The metrics the integration sends, for the listing's ``metadata.csv``:
+        ``{"name": {"type": "count", "unit": "request", "description": ...}}``."""
+        value = self._get("METRICS", {})
+        if not isinstance(value, Mapping):
+            raise ImproperlyConfigured(
+                f"{SETTING_NAME}['METRICS'] must be a dict keyed by metric name."
+            )
+        return value
+
+    @property
+    def SAMPLE_LOGS(self) -> list[Mapping[str, Any]]:
+        """Log entries, as ``send_log()`` keyword arguments, exported in intake format for
+        the listing's log pipeline (``datadog_partner_listing``)."""
+        value = self._get("SAMPLE_LOGS", [])
+        if isinstance(value, Mapping | str) or not isinstance(value, Sequence):
+            raise ImproperlyConfigured(
+                f"{SETTING_NAME}['SAMPLE_LOGS'] must be a list of send_log() argument dicts."
+            )
+        return list(value)
+
+    @property
+    def UNINSTALL_TEXT(self) -> str:
+        """The listing's uninstallation instructions (``{product}`` is replaced); empty:
+        the package's text."""
+        return str(self._get("UNINSTALL_TEXT") or "")
+
+    @property
     def BACKOFF_BASE(self) -> float:
         """Seconds: retry n waits a random time in [0, min(BACKOFF_CAP, BASE * 2**(n-1))]."""
         return self._seconds("BACKOFF_BASE", 2.0)

@@ -90,7 +90,7 @@ def test_every_check_is_registered_and_runs_through_manage_py_check():
     }
     assert ours == {
         "check_settings", "check_q_cluster", "check_lease", "check_outbox_sweeper",
-        "check_outbox_draining", "check_lifecycle",
+        "check_outbox_draining", "check_lifecycle", "check_listing_declarations",
     }  # fmt: skip
     broken = {**GOOD, "BASE_URL": "http://app.example.com"}
     with (

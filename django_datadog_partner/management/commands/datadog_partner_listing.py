@@ -1,31 +1,19 @@
-"""What to paste into Datadog's Developer Platform, and what the listing must contain."""
+"""What to paste into Datadog's Developer Platform, what the listing must contain, and the
+files it uploads (``metadata.csv``, sample logs); the work is ``listing``'s."""
 
 from __future__ import annotations
 
-import ipaddress
+import json
 from argparse import ArgumentParser
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch
 
+from ... import listing
 from ...conf import app_settings
-
-REQUIRED_SCOPE = "api_keys_write"
-TEST_HOST_SUFFIXES = (".localhost", ".local", ".test", ".example", ".invalid", ".internal")
-
-UNINSTALL_TEXT = """\
-## Uninstallation
-
-- Once this integration has been uninstalled, any previous authorizations are revoked.
-- Additionally, ensure that all API keys associated with this integration have been
-  disabled by searching for the integration name on the API Keys page
-  (Organization Settings > API Keys); the key is named "OAuth Client API Key".
-- Disconnecting from {product} revokes its access as well; the API key must still be
-  disabled in Datadog as above."""
-
 
 REQUIREMENTS = """\
 Listing requirements:
@@ -37,9 +25,10 @@ Listing requirements:
 2. Logs: source "{source}", service "{service}". The source must be lowercase, equal the
    integration name and not be editable by users; the service is the producing service (or
    the source). Integrations that send logs must ship a log pipeline (Date, Message, Status
-   and Service remappers).
+   and Service remappers): build it from sample logs (SAMPLE_LOGS, written to
+   sample_logs.json by --output-dir).
 3. Metrics: if the integration sends metrics (send_metric), emit a "metric check" metric on
-   every run and list every metric in metadata.csv.
+   every run and list every metric in metadata.csv ({metrics}).
 4. Events use source_type_name "{source_type}". At least one dashboard is required, and the
    integration must submit telemetry.
 5. Before submitting: remove test URLs. Submission issues new production credentials (shown
@@ -49,7 +38,8 @@ Listing requirements:
 class Command(BaseCommand):
     help = (
         "Print the Onboarding URL, Redirect URI and scopes to register in Datadog's Developer "
-        "Platform, warnings about test values, and the listing requirements."
+        "Platform, warnings about test values, and the listing requirements; write "
+        "metadata.csv and sample_logs.json with --output-dir."
     )
     # It reports on the configuration itself (e.g. a plain-http BASE_URL), so it must run
     # even when the system checks would stop other commands.
@@ -60,13 +50,18 @@ class Command(BaseCommand):
             "--strict", action="store_true", help="exit non-zero when there are warnings"
         )
         parser.add_argument("--product", default="our product", help="your product's name")
+        parser.add_argument(
+            "--output-dir",
+            metavar="DIR",
+            help="write metadata.csv and sample_logs.json (when SAMPLE_LOGS is set) there",
+        )
+        parser.add_argument(
+            "--json", action="store_true", help="print one JSON object instead of text"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            base_url = app_settings.BASE_URL
-            scopes = [REQUIRED_SCOPE, *(s for s in app_settings.SCOPES if s != REQUIRED_SCOPE)]
-            onboarding = base_url + reverse("datadog_partner:onboarding")
-            redirect_uri = base_url + reverse("datadog_partner:callback")
+            kit = listing.build(options["product"])
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from exc
         except NoReverseMatch as exc:
@@ -74,60 +69,36 @@ class Command(BaseCommand):
                 "The app's URLs are not installed: add "
                 "path('datadog/', include('django_datadog_partner.urls')) to your URLconf."
             ) from exc
+        if options["output_dir"]:
+            listing.write_files(kit, Path(options["output_dir"]))
+        if options["json"]:
+            self.stdout.write(json.dumps(kit.as_json(), indent=2))
+        else:
+            self._print(kit)
+        if kit.warnings and options["strict"]:
+            raise CommandError(f"{len(kit.warnings)} warning(s): fix them before submitting.")
 
+    def _print(self, kit: listing.Listing) -> None:
         write = self.stdout.write
         write("Developer Platform > your listing > Configuration Method > API with OAuth:\n")
-        write(f"  Onboarding URL:  {onboarding}")
-        write(f"  Redirect URI:    {redirect_uri}")
-        write(f"  Scopes:          {' '.join(scopes)}")
-        write(f"    ({REQUIRED_SCOPE} is required: only the API key it creates can submit data)\n")
-
-        warnings = _url_warnings(onboarding) + _naming_warnings()
-        for warning in warnings:
+        write(f"  Onboarding URL:  {kit.onboarding_url}")
+        write(f"  Redirect URI:    {kit.redirect_uri}")
+        write(f"  Scopes:          {' '.join(kit.scopes)}")
+        required = listing.REQUIRED_SCOPE
+        write(f"    ({required} is required: only the API key it creates can submit data)\n")
+        for warning in kit.warnings:
             self.stderr.write(self.style.WARNING(f"WARNING: {warning}"))
-        if warnings:
+        if kit.warnings:
             write("")
-
+        names = ", ".join(row["metric_name"] for row in kit.metrics) or "none declared"
         write(
             REQUIREMENTS.format(
-                uninstall=UNINSTALL_TEXT.format(product=options["product"]).replace("\n", "\n   "),
+                uninstall=kit.uninstall_text.replace("\n", "\n   "),
                 source=app_settings.LOG_SOURCE,
                 service=app_settings.LOG_SERVICE,
                 source_type=app_settings.SOURCE_TYPE_NAME,
+                metrics=names,
             )
         )
-        if warnings and options["strict"]:
-            raise CommandError(f"{len(warnings)} warning(s): fix them before submitting.")
-
-
-def _url_warnings(url: str) -> list[str]:
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    warnings = []
-    if parts.scheme != "https":
-        warnings.append(f"{url} is not https: Datadog sends authorization codes to it.")
-    if _is_local(host):
-        warnings.append(
-            f"{host} is a local or test host: Datadog users cannot reach it. Register it only "
-            "on the test OAuth client, and remove it before submitting the listing."
-        )
-    return warnings
-
-
-def _is_local(host: str) -> bool:
-    if host == "localhost" or host.endswith(TEST_HOST_SUFFIXES):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.is_loopback or address.is_private or address.is_link_local
-
-
-def _naming_warnings() -> list[str]:
-    if app_settings.SOURCE_TYPE_NAME == "my_apps":
-        return [
-            "SOURCE_TYPE_NAME is the default 'my_apps': set it (and so the log source) to "
-            "your integration's name."
-        ]
-    return []
+        for path in kit.files:
+            write(f"Wrote {path}")

@@ -18,7 +18,8 @@ from django_datadog_partner import api
 from django_datadog_partner.exceptions import NeedsReconnectError
 from django_datadog_partner.models import Connection, ConnectionStatus
 from django_datadog_partner.sandbox.control import Sandbox
-from tests.lifecycle_support import TOKEN_URL, make_connection, token_json
+from django_datadog_partner.testing import make_connection
+from tests.lifecycle_support import TOKEN_URL, token_json
 
 USER = {"data": {"type": "users", "id": "u-1", "attributes": {"name": "Ada"}}}
 
@@ -75,11 +76,11 @@ def test_without_the_extra_the_error_names_it(monkeypatch):
 
 
 @pytest.fixture
-def sandbox_site(live_server: Any, settings: Any) -> str:
+def sandbox_site(live_server: Any, partner_settings: Any) -> str:
     url = live_server.url + "/sandbox"
     domain = "sandbox-api.test"
     extra = {domain: {"web_url": url, "api_url": url, "logs_url": url}}
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "EXTRA_SITES": extra}
+    partner_settings(EXTRA_SITES=extra)
     return domain
 
 
@@ -157,11 +158,11 @@ class Script(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def scripted(settings: Any) -> Iterator[type[Script]]:
+def scripted(partner_settings: Any) -> Iterator[type[Script]]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Script)
     url = f"http://127.0.0.1:{server.server_address[1]}"
     extra = {"scripted.test": {"web_url": url, "api_url": url, "logs_url": url}}
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "EXTRA_SITES": extra}
+    partner_settings(EXTRA_SITES=extra)
     Script.answers, Script.seen = [], []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

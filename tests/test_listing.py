@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,10 @@ import pytest
 import requests
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.test import override_settings
 from openapi_core.contrib.requests import RequestsOpenAPIRequest
 
 from django_datadog_partner import checks, delivery, tracking
 from django_datadog_partner.metrics_metadata import COLUMNS
-from tests.lifecycle_support import partner_settings
 from tests.test_delivery_batches import spec
 
 pytestmark = pytest.mark.django_db
@@ -44,15 +43,20 @@ SAMPLE: dict[str, Any] = {
 }
 
 
-def listing(*args: str, **partner: Any) -> tuple[dict[str, Any], str]:
+@pytest.fixture
+def listing(partner_settings: Any) -> Callable[..., tuple[dict[str, Any], str]]:
     """The command's JSON output and stderr, with ``partner`` over the Acme settings."""
-    out, err = io.StringIO(), io.StringIO()
-    with partner_settings(**{**ACME, **partner}):
-        call_command("datadog_partner_listing", "--json", *args, stdout=out, stderr=err)
-    return json.loads(out.getvalue()), err.getvalue()
+
+    def run(*args: str, **partner: Any) -> tuple[dict[str, Any], str]:
+        out, err = io.StringIO(), io.StringIO()
+        with partner_settings(**{**ACME, **partner}):
+            call_command("datadog_partner_listing", "--json", *args, stdout=out, stderr=err)
+        return json.loads(out.getvalue()), err.getvalue()
+
+    return run
 
 
-def test_metadata_csv_lists_the_heartbeat_and_the_declared_metrics(tmp_path: Path):
+def test_metadata_csv_lists_the_heartbeat_and_the_declared_metrics(tmp_path: Path, listing):
     result, err = listing("--output-dir", str(tmp_path), METRICS=METRICS)
     assert err == "" and result["warnings"] == []
     assert result["files"] == [str(tmp_path / "metadata.csv")]  # no SAMPLE_LOGS: no samples
@@ -74,7 +78,7 @@ def test_metadata_csv_lists_the_heartbeat_and_the_declared_metrics(tmp_path: Pat
     assert result["metrics"] == rows
 
 
-def test_a_declared_heartbeat_keeps_its_declaration_and_no_heartbeat_is_warned():
+def test_a_declared_heartbeat_keeps_its_declaration_and_no_heartbeat_is_warned(listing):
     declared = {"acme.alive": {"type": "gauge", "description": "Ours."}}
     result, _ = listing(METRICS=declared, HEARTBEAT_METRIC="acme.alive")
     assert [(r["metric_name"], r["description"]) for r in result["metrics"]] == [
@@ -102,7 +106,9 @@ def test_a_declared_heartbeat_keeps_its_declaration_and_no_heartbeat_is_warned()
         ({"curated_metric": "disk", "description": "d"}, "'cpu' and 'memory' only"),
     ],
 )
-def test_values_datadogs_review_refuses_are_warned_by_the_command_and_check_w030(entry, warning):
+def test_values_datadogs_review_refuses_are_warned_by_the_command_and_check_w030(
+    entry, warning, listing, partner_settings
+):
     result, _ = listing(METRICS={"acme.x": entry})
     assert [w for w in result["warnings"] if warning in w], result["warnings"]
     with partner_settings(**ACME, METRICS={"acme.x": entry}):
@@ -110,13 +116,13 @@ def test_values_datadogs_review_refuses_are_warned_by_the_command_and_check_w030
     assert [m.id for m in found if warning in m.msg] == ["datadog_partner.W030"]
 
 
-def test_names_and_prefixes_are_checked():
+def test_names_and_prefixes_are_checked(listing):
     result, _ = listing(METRICS={"1bad": {"description": "d"}, "other.ok": {"description": "d"}})
     assert any("'1bad'" in w and "not a metric name" in w for w in result["warnings"])
     assert any("do not share one prefix (1bad, acme, other)" in w for w in result["warnings"])
 
 
-def test_metrics_sent_but_not_declared_are_warned(acme):
+def test_metrics_sent_but_not_declared_are_warned(acme, listing):
     tracking.send_metric(acme, "acme.orders.paid", 1)
     tracking.send_metric(acme, "acme.refunds", 2)
     result, _ = listing(METRICS=METRICS)
@@ -126,7 +132,9 @@ def test_metrics_sent_but_not_declared_are_warned(acme):
     )
 
 
-def test_sample_logs_are_what_the_logs_intake_receives(tmp_path: Path, fake, acme):
+def test_sample_logs_are_what_the_logs_intake_receives(
+    tmp_path: Path, fake, acme, listing, partner_settings
+):
     connection = fake.connection(acme)
     with partner_settings(**ACME):
         tracking.send_log(connection, **SAMPLE)
@@ -162,7 +170,9 @@ def test_sample_logs_are_what_the_logs_intake_receives(tmp_path: Path, fake, acm
         ({"message": "m", "attributes": {"ids": [1, 2]}}, "holds an array"),
     ],
 )
-def test_samples_send_log_would_refuse_are_warned_by_the_command_and_check_w031(sample, warning):
+def test_samples_send_log_would_refuse_are_warned_by_the_command_and_check_w031(
+    sample, warning, listing, partner_settings
+):
     result, _ = listing(SAMPLE_LOGS=[sample])
     assert [w for w in result["warnings"] if warning in w and "SAMPLE_LOGS[0]" in w]
     with partner_settings(**ACME, SAMPLE_LOGS=[sample]):
@@ -170,7 +180,7 @@ def test_samples_send_log_would_refuse_are_warned_by_the_command_and_check_w031(
     assert [m.id for m in found] == ["datadog_partner.W031"]
 
 
-def test_the_uninstall_text_is_checked_against_datadogs_wording():
+def test_the_uninstall_text_is_checked_against_datadogs_wording(listing):
     result, _ = listing()
     assert result["warnings"] == [] and "OAuth Client API Key" in result["uninstall_text"]
     own = "Uninstall {product} from the tile. Help: http://localhost:8000/help"
@@ -184,16 +194,20 @@ def test_the_uninstall_text_is_checked_against_datadogs_wording():
     assert "The uninstall text links localhost is a local or test host" in joined
 
 
-def test_base_url_must_be_a_host_django_accepts():
-    with override_settings(ALLOWED_HOSTS=["app.acme.com"]):
-        assert listing()[0]["warnings"] == []
-        assert listing(BASE_URL="https://app.acme.com:8443")[0]["warnings"] == []
-    with override_settings(ALLOWED_HOSTS=[".other.com"]):
-        (warning,) = listing()[0]["warnings"]
+def test_base_url_must_be_a_host_django_accepts(listing, settings):
+    # Through the settings fixture, as the listing's partner_settings are: mixing it with
+    # override_settings blocks restores them out of order.
+    settings.ALLOWED_HOSTS = ["app.acme.com"]
+    assert listing()[0]["warnings"] == []
+    assert listing(BASE_URL="https://app.acme.com:8443")[0]["warnings"] == []
+    settings.ALLOWED_HOSTS = [".other.com"]
+    (warning,) = listing()[0]["warnings"]
     assert "ALLOWED_HOSTS does not accept app.acme.com" in warning
 
 
-def test_json_output_names_the_registration_and_strict_fails_after_printing(tmp_path: Path):
+def test_json_output_names_the_registration_and_strict_fails_after_printing(
+    tmp_path: Path, listing, partner_settings
+):
     result, _ = listing()
     assert result["onboarding_url"] == "https://app.acme.com/datadog/connect/"
     assert result["redirect_uri"] == "https://app.acme.com/datadog/callback/"
@@ -207,7 +221,7 @@ def test_json_output_names_the_registration_and_strict_fails_after_printing(tmp_
     assert len(json.loads(out.getvalue())["warnings"]) == 2
 
 
-def test_text_output_says_which_files_were_written(tmp_path: Path):
+def test_text_output_says_which_files_were_written(tmp_path: Path, partner_settings):
     out = io.StringIO()
     with partner_settings(**ACME, METRICS=METRICS, SAMPLE_LOGS=[SAMPLE]):
         call_command("datadog_partner_listing", "--output-dir", str(tmp_path), stdout=out)

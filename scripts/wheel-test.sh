@@ -20,7 +20,7 @@ done
 work=$(mktemp -d)
 python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install --quiet "$wheel[test]"
-cp -r tests example_project docs setup.cfg README.rst CHANGELOG.rst Makefile "$work/"
+cp -r tests example_project docs .ci setup.cfg README.rst CHANGELOG.rst Makefile "$work/"
 cd "$work"
 "$work/venv/bin/python" -c 'import django_datadog_partner as p, sys; assert "site-packages" in p.__file__, p.__file__; print("testing", p.__file__)'
 "$work/venv/bin/python" -m pytest -q -m "not browser"

@@ -419,7 +419,7 @@ def _read_capped(response: requests.Response, deadline: float) -> None:
     chunks = []
     size = 0
     try:
-        for chunk in response.iter_content(chunk_size=65536):
+        for chunk in response.raw.stream(65536, decode_content=True):
             size += len(chunk)
             if size > limit:
                 response.close()
@@ -428,10 +428,11 @@ def _read_capped(response: requests.Response, deadline: float) -> None:
                     status_code=response.status_code,
                 )
             chunks.append(chunk)
-    except requests.RequestException:
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
         response.close()
         if time.monotonic() >= deadline:
             raise error(_late(response.url)) from None
         raise error(f"Datadog's answer was cut off ({_where(response.url)}).") from None
     response._content = b"".join(chunks)
     response._content_consumed = True  # type: ignore[attr-defined]
+    response.raw.release_conn()

@@ -27,6 +27,8 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
 
+from urllib3.connectionpool import HTTPConnectionPool
+
 from .deadline import DeadlinePoolManager
 
 #: Connections kept alive per host (the most requests a delivery run has in flight).
@@ -36,6 +38,7 @@ _REAL_SEND = HTTPAdapter.send
 _REAL_GET_ADAPTER = requests.Session.get_adapter
 _lock = threading.Lock()
 _shared: dict[str, urllib3.PoolManager] = {}
+_pools: dict[str, HTTPConnectionPool] = {}  # by origin: skips the manager's per-call work
 
 
 class Failure(Exception):
@@ -80,10 +83,21 @@ def pool_manager() -> urllib3.PoolManager:
     return manager
 
 
+def pool(origin: str) -> HTTPConnectionPool:
+    """The connection pool of ``scheme://host[:port]`` (looked up once per origin)."""
+    found = _pools.get(origin)
+    if found is None:
+        found = pool_manager().connection_from_url(origin)
+        with _lock:
+            found = _pools.setdefault(origin, found)
+    return found
+
+
 def reset() -> None:
     """Drop pooled connections (tests, and after a fork)."""
     with _lock:
         manager = _shared.pop("manager", None)
+        _pools.clear()
     if manager is not None:
         manager.clear()
 
@@ -105,10 +119,12 @@ def send(
         headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
     if body.params:
         url += ("&" if "?" in url else "?") + urlencode(body.params, doseq=True)
+    cut = url.find("/", url.find("://") + 3)
+    origin, target = (url, "/") if cut < 0 else (url[:cut], url[cut:])
     try:
-        raw = pool_manager().urlopen(
+        raw = pool(origin).urlopen(
             method,
-            url,
+            target,
             body=data,
             headers=headers,
             redirect=False,

@@ -49,9 +49,9 @@ from .exceptions import (
     UnreadableAnswerError,
 )
 from .regions import Site, allowed_origins, get_site
+from .transport import POOL_SIZE
 
 USER_AGENT = f"django-datadog-partner/{__version__}"
-POOL_SIZE = 32
 VALIDATE_PATH = "/api/v1/validate"
 MIN_PAUSE, MAX_PAUSE = 1.0, 3600.0
 
@@ -385,7 +385,7 @@ def _where(url: str) -> str:
     return f"{parts.netloc}{parts.path}"
 
 
-def _failure(url: str, exc: Exception) -> str:
+def _failure(url: str, exc: BaseException) -> str:
     """Where, and the exception's type only: its message may quote a header or a body."""
     return f"{_where(url)}: {type(exc).__name__}"
 

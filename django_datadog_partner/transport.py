@@ -26,7 +26,6 @@ from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
-
 from urllib3.connectionpool import HTTPConnectionPool
 
 from .deadline import DeadlinePoolManager

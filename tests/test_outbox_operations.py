@@ -181,7 +181,7 @@ def test_schedule_command_creates_the_sweeper_the_check_looks_for():
 
 def test_lease_check(settings):
     assert checks.check_lease() == []
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "LEASE_SECONDS": 20}
+    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "LEASE_SECONDS": 15}
     assert ids(checks.check_lease()) == ["datadog_partner.E010"]
 
 

@@ -42,6 +42,8 @@ class Sender:
         self._window: tuple[float, int] | None = None  # (busy clock at start, completions)
         self._busy = 0.0
         self._running_since: float | None = None
+        #: Results already finished and about to be yielded (0: the caller would wait).
+        self.finished_waiting = 0
         self._pool = ThreadPoolExecutor(max_workers=self.maximum, thread_name_prefix="ddp-send")
 
     def __enter__(self) -> Sender:
@@ -69,16 +71,23 @@ class Sender:
                 results, wall, cpu = _timed(job, run)
                 lanes.done(lane)
                 self._observe(wall, cpu)
+                self.finished_waiting = 0
                 yield results
                 continue
             while len(active) < self.limit and (taken := lanes.take(self.limit)) is not None:
                 active[self._pool.submit(_timed, taken[1], run)] = taken[0]
             done, _ = wait(active, return_when=FIRST_COMPLETED)
-            for future in done:
+            for left, future in enumerate(done, start=1 - len(done)):
                 lanes.done(active.pop(future))
                 results, wall, cpu = future.result()
                 self._observe(wall, cpu)
+                self.finished_waiting = -left
                 yield results
+
+    @property
+    def latency_bound(self) -> bool:
+        """Whether the round trip, not the CPU, decides how many requests are in flight."""
+        return self.limit > 2
 
     def _clock(self) -> float:
         """Seconds spent inside ``run()``: the database work between batches is not the

@@ -24,7 +24,7 @@ from django.test import override_settings
 from bench.figures import emit
 from bench.tenants import clear, tenant
 
-TOP = 12
+TOP = 40
 Key = tuple[str, int, str]
 
 

@@ -31,7 +31,7 @@ from urllib3.connectionpool import HTTPConnectionPool
 from .deadline import DeadlinePoolManager
 
 #: Connections kept alive per host (the most requests a delivery run has in flight).
-POOL_SIZE = 256
+POOL_SIZE = 512
 
 _REAL_SEND = HTTPAdapter.send
 _REAL_GET_ADAPTER = requests.Session.get_adapter

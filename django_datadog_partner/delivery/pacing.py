@@ -33,9 +33,11 @@ class Sender:
     WINDOW = 48  # completions per throughput sample in the CPU-bound range
     REPROBE = 16  # samples before both choices are measured again
 
-    def __init__(self, maximum: int) -> None:
+    def __init__(self, maximum: int, start: int | None = None) -> None:
+        """``start``: the limit to begin with (a previous run's: the round trip of one
+        worker changes little between tasks), else ``START``."""
         self.maximum = max(1, maximum)
-        self.limit = min(self.START, self.maximum)
+        self.limit = min(start or self.START, self.maximum)
         self._ratio: float | None = None
         self._rates: dict[int, float] = {}
         self._samples = 0

@@ -14,7 +14,7 @@ import functools
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 from django.db import connection as db_connection
@@ -120,6 +120,20 @@ def _lease(token: str, candidates: QuerySet[OutboxEvent], limit: int, now: datet
     return ids
 
 
+_learned: dict[str, int] = {}  # the last run's limit in this process, while latency-bound
+
+
+@contextlib.contextmanager
+def _learn(sender: Sender) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if sender.latency_bound:
+            _learned["limit"] = sender.limit
+        else:
+            _learned.pop("limit", None)
+
+
 def drain(
     *,
     linger: float = 0.0,
@@ -137,7 +151,7 @@ def drain(
     """
     summary = Summary()
     started, run_started = time.monotonic(), timezone.now()
-    with Sender(concurrency()) as sender:
+    with Sender(concurrency(), start=_learned.get("limit")) as sender, _learn(sender):
         while time_budget is None or time.monotonic() - started <= time_budget:
             claimed_at = time.monotonic()
             token, rows = claim(claim_size(sender), run_started=run_started)

@@ -16,7 +16,10 @@ from django_datadog_partner import client
 
 @pytest.fixture(autouse=True)
 def _fresh_http_session() -> Iterator[None]:
+    from django_datadog_partner.delivery import run
+
     client.reset_session()
+    run.forget()  # each test's first run starts at the sender's START again
     yield
     client.reset_session()
 

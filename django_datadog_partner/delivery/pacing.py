@@ -38,6 +38,7 @@ class Sender:
         worker changes little between tasks), else ``START``."""
         self.maximum = max(1, maximum)
         self.limit = min(start or self.START, self.maximum)
+        self._latency_bound = start is not None and self.limit > 2
         self._ratio: float | None = None
         self._rates: dict[int, float] = {}
         self._samples = 0
@@ -88,8 +89,9 @@ class Sender:
 
     @property
     def latency_bound(self) -> bool:
-        """Whether the round trip, not the CPU, decides how many requests are in flight."""
-        return self.limit > 2
+        """Whether the round trip, not the CPU, decides how many requests are in flight
+        (as last measured, or as the run this one started from measured)."""
+        return self._latency_bound
 
     def _clock(self) -> float:
         """Seconds spent inside ``run()``: the database work between batches is not the
@@ -101,7 +103,8 @@ class Sender:
     def _observe(self, wall: float, cpu: float) -> None:
         ratio = wall / max(cpu, 1e-5)
         self._ratio = ratio if self._ratio is None else 0.8 * self._ratio + 0.2 * ratio
-        if math.ceil(self.DAMPING * self._ratio) >= 3 or self.maximum == 1:
+        self._latency_bound = math.ceil(self.DAMPING * self._ratio) >= 3
+        if self._latency_bound or self.maximum == 1:
             self.limit = max(1, min(self.maximum, math.ceil(self._ratio)))
             self._rates.clear()
             self._window = None

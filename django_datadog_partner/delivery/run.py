@@ -123,6 +123,11 @@ def _lease(token: str, candidates: QuerySet[OutboxEvent], limit: int, now: datet
 _learned: dict[str, int] = {}  # the last run's limit in this process, while latency-bound
 
 
+def forget() -> None:
+    """Forget the last run's limit (tests)."""
+    _learned.clear()
+
+
 @contextlib.contextmanager
 def _learn(sender: Sender) -> Iterator[None]:
     try:
@@ -153,15 +158,15 @@ def drain(
     started, run_started = time.monotonic(), timezone.now()
     with Sender(concurrency(), start=_learned.get("limit")) as sender, _learn(sender):
         while time_budget is None or time.monotonic() - started <= time_budget:
-            claimed_at = time.monotonic()
-            token, rows = claim(claim_size(sender), run_started=run_started)
+            claimed_at, size = time.monotonic(), claim_size(sender)
+            token, rows = claim(size, run_started=run_started)
             if not rows:
                 remaining = started + linger - time.monotonic()
                 if remaining <= 0:
                     return summary
                 time.sleep(min(remaining, POLL_EVERY))
                 continue
-            if on_full_claim is not None and len(rows) >= claim_size(sender):
+            if on_full_claim is not None and len(rows) >= size:
                 on_full_claim()
                 on_full_claim = None
             released = summary.counts.get("released", 0)

@@ -183,7 +183,7 @@ def drain(
 POLL_EVERY = 1.0
 #: While latency-bound, a claim holds this many times the requests in flight, so the tail
 #: of a batch (in flight falling to none, then the next claim) is a small part of it.
-CLAIM_DEPTH = 4
+CLAIM_DEPTH = 8
 
 
 def claim_size(sender: Sender) -> int:

@@ -158,7 +158,9 @@ def profile_worker(requests_count: int) -> None:
         "the HTTP seam (client.DatadogClient.request)": cumulative(stats, "client.py", "request"),
         "  requests' Session.request inside it": cumulative(stats, "sessions.py", "request"),
         "  urllib3's urlopen inside it": cumulative(stats, "poolmanager.py", "urlopen"),
-        "  reading the answer (client._read_capped)": cumulative(stats, "client.py", "_read_capped"),
+        "  reading the answer (client._read_capped)": cumulative(
+            stats, "client.py", "_read_capped"
+        ),
         "claim (delivery.claim)": cumulative(stats, "delivery/run.py", "claim"),
         "routing (delivery.routing.prepare)": cumulative(stats, "delivery/routing.py", "prepare"),
         "record outcomes (Recorder.record + flush)": cumulative(

@@ -157,7 +157,7 @@ def profile_worker(requests_count: int) -> None:
     parts = {
         "the HTTP seam (client.DatadogClient.request)": cumulative(stats, "client.py", "request"),
         "  requests' Session.request inside it": cumulative(stats, "sessions.py", "request"),
-        "  urllib3's urlopen inside it": cumulative(stats, "poolmanager.py", "urlopen"),
+        "  urllib3's urlopen inside it": cumulative(stats, "connectionpool.py", "urlopen"),
         "  reading the answer (client._read_capped)": cumulative(
             stats, "client.py", "_read_capped"
         ),

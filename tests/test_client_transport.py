@@ -208,3 +208,16 @@ def test_a_slow_drip_ends_at_the_calls_deadline():
             with pytest.raises(AnswerLostError, match="did not answer in time"):
                 DatadogClient(SITE).request("GET", f"{base}/api/v1/validate")
     assert time.monotonic() - started < 3
+
+
+def test_the_pool_verifies_tls_never_retries_and_reads_no_proxy_from_the_environment():
+    import certifi
+
+    manager = transport.pool_manager()
+    assert type(manager).__name__ == "DeadlinePoolManager"  # not a ProxyManager
+    assert manager.connection_pool_kw["retries"] is False
+    assert manager.connection_pool_kw["cert_reqs"] == "CERT_REQUIRED"
+    assert manager.connection_pool_kw["ca_certs"] == certifi.where()
+    pool = transport.pool("https://api.datadoghq.com")
+    assert pool.maxsize == transport.POOL_SIZE and pool.cert_reqs == "CERT_REQUIRED"
+    assert transport.pool("https://api.datadoghq.com") is pool  # looked up once per origin

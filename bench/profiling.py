@@ -24,7 +24,7 @@ from django.test import override_settings
 from bench.figures import emit
 from bench.tenants import clear, tenant
 
-TOP = 12
+TOP = 40
 Key = tuple[str, int, str]
 
 
@@ -157,6 +157,10 @@ def profile_worker(requests_count: int) -> None:
     parts = {
         "the HTTP seam (client.DatadogClient.request)": cumulative(stats, "client.py", "request"),
         "  requests' Session.request inside it": cumulative(stats, "sessions.py", "request"),
+        "  urllib3's urlopen inside it": cumulative(stats, "connectionpool.py", "urlopen"),
+        "  reading the answer (client._read_capped)": cumulative(
+            stats, "client.py", "_read_capped"
+        ),
         "claim (delivery.claim)": cumulative(stats, "delivery/run.py", "claim"),
         "routing (delivery.routing.prepare)": cumulative(stats, "delivery/routing.py", "prepare"),
         "record outcomes (Recorder.record + flush)": cumulative(

@@ -14,3 +14,10 @@ class DatadogPartnerConfig(AppConfig):
         from .tracking import registry
 
         registry.register_from_settings()  # connects receivers for TRACKED_MODELS
+        from django_q.signals import post_spawn
+
+        from .delivery.kick import on_worker_start
+
+        # A qcluster worker that starts delivers what waits (a killed worker's rows, kicks
+        # lost with the broker) at once instead of at the sweeper's next pass.
+        post_spawn.connect(on_worker_start, dispatch_uid="datadog_partner_worker_start")

@@ -248,16 +248,17 @@ def check_q_cluster(
 def check_lease(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    """A request may only start while its answer can arrive before the lease ends."""
+    """A request may only start while its answer can arrive before the lease ends; a run
+    renews its lease every quarter of it, so three quarters must exceed the timeouts."""
     timeout = sum(app_settings.HTTP_TIMEOUT)
-    if 2 * timeout < app_settings.LEASE_SECONDS:
+    if timeout < 0.75 * app_settings.LEASE_SECONDS:
         return []
     return [
         Error(
             f"{SETTING_NAME}['LEASE_SECONDS'] ({app_settings.LEASE_SECONDS:g}) must be more "
-            f"than twice the HTTP timeouts ({timeout:g} s): otherwise no delivery request "
-            "can start before the lease ends.",
-            hint="Keep the default (120) or raise it with HTTP_TIMEOUT.",
+            f"than 4/3 of the HTTP timeouts ({timeout:g} s): a run renews its lease every "
+            "quarter of it, and otherwise no delivery request can start before it ends.",
+            hint="Keep the default (20) or raise it with HTTP_TIMEOUT.",
             id="datadog_partner.E010",
         )
     ]

@@ -1,10 +1,17 @@
 """The one HTTP seam to Datadog, and the one reading of its answers (``classify``).
 
-A single ``requests.Session`` per process (kept-alive connections, no environment proxy
-look-ups, no urllib3 retries: the outbox owns retries), redirects never followed, response
-bodies capped, and a transport guard that refuses any host that is not in the site table.
-No ORM imports here. The module is longer than most because its one concern is both
-halves of talking to Datadog: sending, and reading what came back.
+One pool of kept-alive connections per process (no environment proxy look-ups, no urllib3
+retries: the outbox owns retries), redirects never followed, response bodies capped, and a
+transport guard that refuses any host that is not in the site table. No ORM imports here.
+The module is longer than most because its one concern is both halves of talking to
+Datadog: sending, and reading what came back.
+
+Two transports, one seam. Calls go straight to urllib3's ``PoolManager`` (``transport``:
+``requests.Session.request`` cost three quarters of a worker's CPU per request). While
+something has patched ``requests``' transport (``responses``, as the package's tests and
+its test kit ``FakeDatadog`` do; ``requests-mock``), calls go through a ``requests.Session``
+instead so the mock answers them. Either way the caller gets a ``requests.Response`` read
+by the same code: the guard, the deadline, the cap, the redirect refusal and ``classify()``.
 
 Timeouts: socket timeouts only bound each read, so an answer trickling in a byte at a time
 could hold a call indefinitely. Every call therefore also has one deadline, connect + read
@@ -29,7 +36,7 @@ import requests
 import urllib3
 from django.views.decorators.debug import sensitive_variables
 
-from . import __version__, safejson
+from . import __version__, safejson, transport
 from .conf import app_settings
 from .deadline import DeadlineAdapter, deadline_of_call
 from .exceptions import (
@@ -42,9 +49,9 @@ from .exceptions import (
     UnreadableAnswerError,
 )
 from .regions import Site, allowed_origins, get_site
+from .transport import POOL_SIZE
 
 USER_AGENT = f"django-datadog-partner/{__version__}"
-POOL_SIZE = 32
 VALIDATE_PATH = "/api/v1/validate"
 MIN_PAUSE, MAX_PAUSE = 1.0, 3600.0
 
@@ -80,6 +87,7 @@ def reset_session() -> None:
         session = _shared.pop("session", None)
     if session is not None:
         session.close()
+    transport.reset()
 
 
 class DatadogClient:
@@ -137,45 +145,16 @@ class DatadogClient:
         deadline = time.monotonic() + sum(timeout)
         in_call = deadline_of_call.set(deadline)
         try:
-            try:
-                response = get_session().request(
-                    method,
-                    url,
-                    headers=dict(headers or {}),
-                    data=data,
-                    json=json,
-                    params=params,
-                    timeout=timeout,
-                    allow_redirects=False,
-                    stream=True,
+            if transport.requests_patched():
+                response = _send_by_requests(method, url, headers, data, json, params, timeout,
+                                             deadline)  # fmt: skip
+            else:
+                response = transport.send(
+                    method, url, _headers(headers, json), _body(data, json, params), timeout
                 )
-            except requests.ConnectTimeout:  # nothing was sent
-                raise RetryableError(_late(url)) from None
-            except requests.Timeout:
-                raise AnswerLostError(_late(url)) from None
-            except requests.exceptions.SSLError as exc:
-                if not _certificate_refused(exc):
-                    raise RetryableError(f"TLS with Datadog failed ({_where(url)}).") from None
-                raise CertificateRefusedError(
-                    f"The TLS certificate of {urlsplit(url).netloc} could not be verified, so "
-                    "nothing was sent (something between us and Datadog intercepts TLS, or the "
-                    "CA bundle is wrong). Never retried without verification."
-                ) from None
-            except requests.ConnectionError as exc:
-                if time.monotonic() >= deadline:  # a write cut short by the deadline
-                    raise AnswerLostError(_late(url)) from None
-                if _after_sending(exc):
-                    raise AnswerLostError(
-                        f"Datadog closed the connection without answering ({_where(url)})."
-                    ) from None
-                raise RetryableError(f"Could not reach Datadog ({_where(url)}).") from None
-            except requests.RequestException as exc:
-                raise RetryableError(f"Request to Datadog failed ({_failure(url, exc)}).") from None
-            except Exception as exc:  # anything else too: re-raised as ours, without its frames
-                raise DatadogPartnerError(
-                    f"Sending a request to Datadog failed unexpectedly ({_failure(url, exc)})."
-                ) from None
-            _read_capped(response, deadline)
+                _read_capped(response, deadline)
+        except transport.Failure as failure:
+            raise _our_error(failure.error, url, deadline) from None
         finally:
             deadline_of_call.reset(in_call)
         if response.is_redirect or 300 <= response.status_code < 400:
@@ -185,6 +164,85 @@ class DatadogClient:
                 status_code=response.status_code,
             )
         return response
+
+
+def _headers(headers: Mapping[str, str] | None, json: Any) -> dict[str, str]:
+    sent = {"User-Agent": USER_AGENT, **(headers or {})}
+    if json is not None:
+        sent.setdefault("Content-Type", "application/json")
+    return sent
+
+
+def _body(data: Any, json: Any, params: Mapping[str, str] | None) -> transport.Body:
+    """What ``transport.send`` takes: bytes, or form fields (the OAuth calls)."""
+    if json is not None:
+        data = transport.dumps(json)
+    elif isinstance(data, str):
+        data = data.encode()
+    return transport.Body(data, dict(params) if params else None)
+
+
+def _send_by_requests(
+    method: str,
+    url: str,
+    headers: Mapping[str, str] | None,
+    data: Any,
+    json: Any,
+    params: Mapping[str, str] | None,
+    timeout: tuple[float, float],
+    deadline: float,
+) -> requests.Response:
+    """The same call through ``requests.Session`` (only while a mock patches it)."""
+    try:
+        response = get_session().request(
+            method, url, headers=dict(headers or {}), data=data, json=json, params=params,
+            timeout=timeout, allow_redirects=False, stream=True,
+        )  # fmt: skip
+    except Exception as exc:  # classified below, without its frames
+        raise transport.Failure(exc) from None
+    _read_capped(response, deadline)
+    return response
+
+
+def _our_error(exc: BaseException, url: str, deadline: float) -> DatadogPartnerError:
+    """The package's error for a failed call, whichever transport raised ``exc``."""
+    if isinstance(exc, DatadogPartnerError):
+        return exc
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):  # nothing was sent
+        return RetryableError(f"Could not reach Datadog ({_where(url)}).")
+    if _connect_timeout(exc):  # nothing was sent
+        return RetryableError(_late(url))
+    if isinstance(exc, requests.Timeout | urllib3.exceptions.TimeoutError | TimeoutError):
+        return AnswerLostError(_late(url))
+    if isinstance(exc, requests.exceptions.SSLError | urllib3.exceptions.SSLError | ssl.SSLError):
+        if not _certificate_refused(exc):
+            return RetryableError(f"TLS with Datadog failed ({_where(url)}).")
+        return CertificateRefusedError(
+            f"The TLS certificate of {urlsplit(url).netloc} could not be verified, so "
+            "nothing was sent (something between us and Datadog intercepts TLS, or the "
+            "CA bundle is wrong). Never retried without verification."
+        )
+    if isinstance(exc, requests.ConnectionError | urllib3.exceptions.HTTPError | OSError):
+        if time.monotonic() >= deadline:  # a write cut short by the deadline
+            return AnswerLostError(_late(url))
+        if _after_sending(exc):
+            return AnswerLostError(
+                f"Datadog closed the connection without answering ({_where(url)})."
+            )
+        return RetryableError(f"Could not reach Datadog ({_where(url)}).")
+    if isinstance(exc, requests.RequestException):
+        return RetryableError(f"Request to Datadog failed ({_failure(url, exc)}).")
+    return DatadogPartnerError(
+        f"Sending a request to Datadog failed unexpectedly ({_failure(url, exc)})."
+    )
+
+
+def _connect_timeout(exc: BaseException) -> bool:
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    return isinstance(exc, urllib3.exceptions.ConnectTimeoutError) and not isinstance(
+        exc, urllib3.exceptions.NewConnectionError
+    )
 
 
 class Verdict(StrEnum):
@@ -327,7 +385,7 @@ def _where(url: str) -> str:
     return f"{parts.netloc}{parts.path}"
 
 
-def _failure(url: str, exc: Exception) -> str:
+def _failure(url: str, exc: BaseException) -> str:
     """Where, and the exception's type only: its message may quote a header or a body."""
     return f"{_where(url)}: {type(exc).__name__}"
 
@@ -344,8 +402,10 @@ def _late(url: str) -> str:
     return f"Datadog did not answer in time ({_where(url)})."
 
 
-def _after_sending(exc: requests.ConnectionError) -> bool:
+def _after_sending(exc: BaseException) -> bool:
     """Whether the connection broke once the request was on its way (not while connecting)."""
+    if isinstance(exc, urllib3.exceptions.ProtocolError):
+        return True
     return bool(exc.args) and isinstance(exc.args[0], urllib3.exceptions.ProtocolError)
 
 
@@ -359,7 +419,7 @@ def _read_capped(response: requests.Response, deadline: float) -> None:
     chunks = []
     size = 0
     try:
-        for chunk in response.iter_content(chunk_size=65536):
+        for chunk in response.raw.stream(65536, decode_content=True):
             size += len(chunk)
             if size > limit:
                 response.close()
@@ -368,10 +428,11 @@ def _read_capped(response: requests.Response, deadline: float) -> None:
                     status_code=response.status_code,
                 )
             chunks.append(chunk)
-    except requests.RequestException:
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
         response.close()
         if time.monotonic() >= deadline:
             raise error(_late(response.url)) from None
         raise error(f"Datadog's answer was cut off ({_where(response.url)}).") from None
     response._content = b"".join(chunks)
     response._content_consumed = True  # type: ignore[attr-defined]
+    response.raw.release_conn()

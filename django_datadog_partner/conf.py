@@ -210,8 +210,9 @@ class PartnerSettings:
 
     @property
     def DELIVERY_CONCURRENCY(self) -> int:
-        """Requests in flight per delivery task (bounded by the HTTP pool size)."""
-        return max(1, int(self._get("DELIVERY_CONCURRENCY", 32)))
+        """Most requests in flight per delivery task (bounded by the HTTP pool size); a task
+        uses as many as the round trip needs (Little's law, ``delivery/pacing.py``)."""
+        return max(1, int(self._get("DELIVERY_CONCURRENCY", 512)))
 
     @property
     def DELIVERY_BATCH_SIZE(self) -> int:
@@ -293,8 +294,9 @@ class PartnerSettings:
 
     @property
     def LEASE_SECONDS(self) -> float:
-        """How long a claimed row stays reserved; a killed worker's rows return after it."""
-        return self._seconds("LEASE_SECONDS", 120)
+        """How long a claimed row stays reserved after its claim or its run's last renewal
+        (every quarter of it while the run works); a killed worker's rows return after it."""
+        return self._seconds("LEASE_SECONDS", 20)
 
     @property
     def BREAKER_THRESHOLD(self) -> int:

@@ -54,14 +54,33 @@ def purge_authorization_requests() -> int:
 
 def deliver_due() -> str:
     """Drain due outbox rows. Lingers ``KICK_INTERVAL`` so coalesced kicks are covered, and
-    stops within half of django-q2's ``timeout``, handing the rest to a fresh task."""
+    stops within half of django-q2's ``timeout``, handing the rest to a fresh task. The
+    first full claim enqueues one more task, so a second worker shares a large backlog
+    (that one does the same while the backlog lasts: at most one task per full claim)."""
+    from .conf import app_settings
+
+    return _drain(app_settings.KICK_INTERVAL)
+
+
+def deliver_after_start() -> str:
+    """Enqueued when a qcluster worker starts (``post_spawn``): drain what waits, and if
+    rows are leased (a killed worker's, perhaps) linger until their lease has ended, so
+    they are sent within ``LEASE_SECONDS`` instead of at the sweeper's next pass."""
+    from .conf import app_settings
+    from .delivery import leased_rows_waiting
+
+    if leased_rows_waiting():
+        return _drain(app_settings.LEASE_SECONDS + 1.0)
+    return _drain(app_settings.KICK_INTERVAL)
+
+
+def _drain(linger: float) -> str:
     from django_q.conf import Conf
 
-    from .conf import app_settings
     from .delivery import drain, kick
 
     budget = (Conf.TIMEOUT or 600) / 2
-    summary = drain(linger=app_settings.KICK_INTERVAL, time_budget=budget)
+    summary = drain(linger=linger, time_budget=budget, on_full_claim=kick.share_backlog)
     if summary.counts.get("budget_exhausted"):
         kick.enqueue_delivery()
     return str(summary)

@@ -31,7 +31,10 @@ pytest_plugins = [
 
 @pytest.fixture(autouse=True)
 def _fresh_http_session() -> Iterator[None]:
+    from django_datadog_partner.delivery import run
+
     client.reset_session()
+    run.forget()  # each test's first run starts at the sender's START again
     yield
     client.reset_session()
 

@@ -181,7 +181,7 @@ def test_schedule_command_creates_the_sweeper_the_check_looks_for():
 
 def test_lease_check(partner_settings):
     assert checks.check_lease() == []
-    partner_settings(LEASE_SECONDS=20)
+    partner_settings(LEASE_SECONDS=15)
     assert ids(checks.check_lease()) == ["datadog_partner.E010"]
 
 

@@ -28,6 +28,7 @@ from ..conf import app_settings
 logger = logging.getLogger("django_datadog_partner.delivery")
 
 DELIVER_TASK = "django_datadog_partner.tasks.deliver_due"
+START_TASK = "django_datadog_partner.tasks.deliver_after_start"
 HEALTH_TASK = "django_datadog_partner.tasks.check_connection_health"
 
 _lock = threading.Lock()
@@ -64,6 +65,26 @@ def _kick() -> None:
 def enqueue_delivery(count: int = 1) -> None:
     """Enqueue ``count`` delivery tasks (ids only: they take no arguments at all)."""
     _enqueue([(DELIVER_TASK, ())] * count, "datadog_partner_deliver")
+
+
+def share_backlog() -> None:
+    """One more delivery task, so another worker shares a large backlog (a broker error is
+    logged: the running task goes on alone)."""
+    try:
+        enqueue_delivery()
+    except Exception:
+        logger.warning("Could not enqueue a second Datadog delivery task.", exc_info=True)
+
+
+def on_worker_start(**kwargs: object) -> None:
+    """``post_spawn`` receiver: a qcluster worker has started; deliver what waits (rows of
+    a killed worker, kicks lost with the broker) now rather than at the next sweep."""
+    if not app_settings.KICK_ON_COMMIT:
+        return
+    try:
+        _enqueue([(START_TASK, ())], "datadog_partner_deliver")
+    except Exception:
+        logger.warning("Could not enqueue the start-up Datadog delivery.", exc_info=True)
 
 
 def enqueue_health_checks(connection_ids: Iterable[int]) -> None:

@@ -220,6 +220,14 @@ class Recorder:
     # --- writing ------------------------------------------------------------------------------
 
     def flush(self) -> None:
+        """Write everything collected: the rows' outcomes, then what concerns connections
+        (rejected keys, rate-limit pauses, alarms, last success, health checks)."""
+        self.flush_rows()
+        self._flush_connections()
+
+    def flush_rows(self) -> None:
+        """Write the outcomes collected so far on their rows (and send their signals), so
+        a worker killed later re-sends only what it had not recorded yet."""
         if self._rewritten:
             outbox.update_each(self.token, self._rewritten, ["payload"], release=False)
         for (status, code, detail, attempted), rows in self._final.items():
@@ -236,6 +244,13 @@ class Recorder:
             )
         if self._postponed:
             outbox.update_each(self.token, self._postponed, ["next_attempt_at"])
+        signals = self._signals
+        self._rewritten, self._final, self._retry = [], defaultdict(list), []
+        self._released, self._postponed, self._signals = [], [], []
+        for signal, kwargs in signals:
+            signal.send(sender=OutboxEvent, **kwargs)
+
+    def _flush_connections(self) -> None:
         for conn in self._rejected.values():
             mark_broken(
                 conn, ConnectionStatus.API_KEY_REJECTED, API_KEY_REJECTED_REASON, "http_403"
@@ -248,5 +263,3 @@ class Recorder:
         touch_success(self._succeeded - {0})
         if self._forbidden - {0}:
             kick.enqueue_health_checks(sorted(self._forbidden - {0}))
-        for signal, kwargs in self._signals:
-            signal.send(sender=OutboxEvent, **kwargs)

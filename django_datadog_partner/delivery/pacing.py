@@ -20,7 +20,8 @@ import math
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
+from queue import SimpleQueue
 
 from .transmit import Job, Result, Run
 
@@ -33,15 +34,20 @@ class Sender:
     WINDOW = 48  # completions per throughput sample in the CPU-bound range
     REPROBE = 16  # samples before both choices are measured again
 
-    def __init__(self, maximum: int) -> None:
+    def __init__(self, maximum: int, start: int | None = None) -> None:
+        """``start``: the limit to begin with (a previous run's: the round trip of one
+        worker changes little between tasks), else ``START``."""
         self.maximum = max(1, maximum)
-        self.limit = min(self.START, self.maximum)
+        self.limit = min(start or self.START, self.maximum)
+        self._latency_bound = start is not None and self.limit > 2
         self._ratio: float | None = None
         self._rates: dict[int, float] = {}
         self._samples = 0
         self._window: tuple[float, int] | None = None  # (busy clock at start, completions)
         self._busy = 0.0
         self._running_since: float | None = None
+        #: Results already finished and about to be yielded (0: the caller would wait).
+        self.finished_waiting = 0
         self._pool = ThreadPoolExecutor(max_workers=self.maximum, thread_name_prefix="ddp-send")
 
     def __enter__(self) -> Sender:
@@ -60,7 +66,10 @@ class Sender:
             self._running_since = None
 
     def _run(self, lanes: Lanes, run: Run) -> Iterator[list[Result]]:
-        active: dict[Future[Timed], str] = {}
+        # Finished jobs come back through one queue: O(1) per answer, where waiting on
+        # every future in flight cost O(in flight) per answer (a core's worth at 50 ms).
+        finished: SimpleQueue[tuple[str, Timed | None, BaseException | None]] = SimpleQueue()
+        active = 0
         while lanes or active:
             if not active and self.limit == 1:  # no thread to hand over to
                 taken = lanes.take(1)
@@ -69,16 +78,31 @@ class Sender:
                 results, wall, cpu = _timed(job, run)
                 lanes.done(lane)
                 self._observe(wall, cpu)
+                self.finished_waiting = 0
                 yield results
                 continue
-            while len(active) < self.limit and (taken := lanes.take(self.limit)) is not None:
-                active[self._pool.submit(_timed, taken[1], run)] = taken[0]
-            done, _ = wait(active, return_when=FIRST_COMPLETED)
-            for future in done:
-                lanes.done(active.pop(future))
-                results, wall, cpu = future.result()
+            while active < self.limit and (taken := lanes.take(self.limit)) is not None:
+                self._pool.submit(_reported, taken[0], taken[1], run, finished)
+                active += 1
+            done = [finished.get()]
+            while not finished.empty():
+                done.append(finished.get_nowait())
+            for left, (lane, timed, error) in enumerate(done, start=1 - len(done)):
+                lanes.done(lane)
+                active -= 1
+                if error is not None:
+                    raise error
+                assert timed is not None
+                results, wall, cpu = timed
                 self._observe(wall, cpu)
+                self.finished_waiting = -left
                 yield results
+
+    @property
+    def latency_bound(self) -> bool:
+        """Whether the round trip, not the CPU, decides how many requests are in flight
+        (as last measured, or as the run this one started from measured)."""
+        return self._latency_bound
 
     def _clock(self) -> float:
         """Seconds spent inside ``run()``: the database work between batches is not the
@@ -90,7 +114,8 @@ class Sender:
     def _observe(self, wall: float, cpu: float) -> None:
         ratio = wall / max(cpu, 1e-5)
         self._ratio = ratio if self._ratio is None else 0.8 * self._ratio + 0.2 * ratio
-        if math.ceil(self.DAMPING * self._ratio) >= 3 or self.maximum == 1:
+        self._latency_bound = math.ceil(self.DAMPING * self._ratio) >= 3
+        if self._latency_bound or self.maximum == 1:
             self.limit = max(1, min(self.maximum, math.ceil(self._ratio)))
             self._rates.clear()
             self._window = None
@@ -153,6 +178,18 @@ class Lanes:
 
     def done(self, lane: str) -> None:
         self._busy[lane] -= 1
+
+
+def _reported(
+    lane: str,
+    job: Job,
+    run: Run,
+    finished: SimpleQueue[tuple[str, Timed | None, BaseException | None]],
+) -> None:
+    try:
+        finished.put((lane, _timed(job, run), None))
+    except BaseException as exc:  # re-raised on the calling thread, as future.result() did
+        finished.put((lane, None, exc))
 
 
 def _timed(job: Job, run: Run) -> Timed:

@@ -14,7 +14,7 @@ import functools
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 from django.db import connection as db_connection
@@ -25,13 +25,13 @@ from django.views.decorators.debug import sensitive_variables
 
 from .. import outbox, packing, payloads
 from ..alarms import raise_alarm
-from ..client import POOL_SIZE
 from ..conf import app_settings
 from ..exceptions import CredentialsUnreadableError, InvalidSiteError
 from ..models import Connection, ConnectionStatus, OutboxEvent, OutboxKind, OutboxStatus
 from ..regions import get_site
 from ..status import mark_broken, reveal
-from . import routing, transmit
+from ..transport import POOL_SIZE
+from . import routing, sending, transmit
 from .breaker import SiteBreakers
 from .outcomes import Recorder, Summary, max_age
 from .pacing import Sender
@@ -120,26 +120,55 @@ def _lease(token: str, candidates: QuerySet[OutboxEvent], limit: int, now: datet
     return ids
 
 
+_learned: dict[str, int] = {}  # the last run's limit in this process, while latency-bound
+
+
+def forget() -> None:
+    """Forget the last run's limit (tests)."""
+    _learned.clear()
+
+
+@contextlib.contextmanager
+def _learn(sender: Sender) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if sender.latency_bound:
+            _learned["limit"] = sender.limit
+        else:
+            _learned.pop("limit", None)
+
+
 def drain(
-    *, linger: float = 0.0, time_budget: float | None = None, progress: Progress | None = None
+    *,
+    linger: float = 0.0,
+    time_budget: float | None = None,
+    progress: Progress | None = None,
+    on_full_claim: Callable[[], None] | None = None,
 ) -> Summary:
     """Deliver due rows until none are left (or ``time_budget`` seconds are spent).
 
     With ``linger``, the last claim happens no earlier than ``linger`` seconds after the
-    start, so rows whose kick was coalesced into this run's are not left for the sweeper.
+    start (looking every ``POLL_EVERY`` seconds meanwhile), so rows whose kick was
+    coalesced into this run's are not left for the sweeper. ``on_full_claim`` is called
+    once, the first time a claim comes back full (more may be due: a task enqueues a
+    second drain so another worker shares the backlog).
     """
     summary = Summary()
     started, run_started = time.monotonic(), timezone.now()
-    with Sender(concurrency()) as sender:
+    with Sender(concurrency(), start=_learned.get("limit")) as sender, _learn(sender):
         while time_budget is None or time.monotonic() - started <= time_budget:
-            claimed_at = time.monotonic()
-            token, rows = claim(app_settings.DELIVERY_BATCH_SIZE, run_started=run_started)
+            claimed_at, size = time.monotonic(), claim_size(sender)
+            token, rows = claim(size, run_started=run_started)
             if not rows:
                 remaining = started + linger - time.monotonic()
                 if remaining <= 0:
                     return summary
-                time.sleep(remaining)
+                time.sleep(min(remaining, POLL_EVERY))
                 continue
+            if on_full_claim is not None and len(rows) >= size:
+                on_full_claim()
+                on_full_claim = None
             released = summary.counts.get("released", 0)
             deliver(token, rows, summary, claimed_at=claimed_at, sender=sender)
             if progress is not None:
@@ -148,6 +177,27 @@ def drain(
                 return summary  # too slow for the lease: the next run continues
     summary.add("budget_exhausted")
     return summary
+
+
+#: While lingering, a run looks for due rows this often (seconds).
+POLL_EVERY = 1.0
+#: While latency-bound, a claim holds this many times the requests in flight, so the tail
+#: of a batch (in flight falling to none, then the next claim) is a small part of it.
+CLAIM_DEPTH = 8
+
+
+def claim_size(sender: Sender) -> int:
+    """Rows per claim: ``DELIVERY_BATCH_SIZE``, more while the round trip needs more
+    requests in flight than that fills."""
+    size = app_settings.DELIVERY_BATCH_SIZE
+    return max(size, CLAIM_DEPTH * sender.limit) if sender.latency_bound else size
+
+
+def leased_rows_waiting(now: datetime | None = None) -> bool:
+    """Whether pending rows are leased right now (to this or another run, maybe a killed
+    one's: they come back when the lease ends)."""
+    now = now or timezone.now()
+    return OutboxEvent.objects.filter(status=OutboxStatus.PENDING, lease_until__gt=now).exists()
 
 
 def deliver(
@@ -161,10 +211,14 @@ def deliver(
     """Route, check and send one claimed batch, then record every outcome.
 
     No request starts later than one HTTP timeout before the lease ends (counted from
-    ``claimed_at``, a ``time.monotonic()`` value), so a run that is slower than its lease
-    releases rows instead of racing the run that takes them over.
+    ``claimed_at``, a ``time.monotonic()`` value, and from each renewal: the run renews
+    its rows' lease every quarter of ``LEASE_SECONDS`` while it works on them), so a run
+    that cannot renew releases rows instead of racing the run that takes them over.
+    Outcomes are written as the answers come (``Recorder.flush_rows``), not once per
+    batch: a worker killed mid-batch re-sends only the requests it had in flight.
     """
-    lease_end = (claimed_at or time.monotonic()) + app_settings.LEASE_SECONDS
+    claimed_at = claimed_at or time.monotonic()
+    lease_end = claimed_at + app_settings.LEASE_SECONDS
     recorder = Recorder(token, summary)
     rows = routing.prepare(token, rows, recorder)
     connections = Connection.objects.in_bulk({row.connection_id for row in rows})
@@ -178,17 +232,19 @@ def deliver(
     breakers = SiteBreakers({target.site.domain for target in targets.values()}, recorder.now)
     run = transmit.Run(lease_end - sum(app_settings.HTTP_TIMEOUT), breakers)
     jobs: list[tuple[str, transmit.Job]] = []
+    lease = sending.Lease(token, claimed_at, run)
     for conn_id, target in targets.items():
         domain = target.site.domain
         to_send, to_hold = breakers.admit(domain, sendable[conn_id])
         if to_hold:
             recorder.postpone(list(to_hold), breakers.held[domain], "breaker_open")
         jobs.extend((domain, job) for job in _jobs(target, list(to_send)))
+        lease.outstanding.update(row.pk for row in to_send)
     if sender is None:
         with Sender(concurrency()) as own:
-            _send(jobs, run, own, rows, recorder)
+            sending.send(jobs, run, own, rows, lease, recorder)
     else:
-        _send(jobs, run, sender, rows, recorder)
+        sending.send(jobs, run, sender, rows, lease, recorder)
     recorder.flush()
     breakers.save()
 
@@ -240,19 +296,6 @@ def _jobs(target: transmit.Target, rows: list[OutboxEvent]) -> list[transmit.Job
                 functools.partial(transmit.send_batch, target, kind, group, body=packed.body)
             )
     return jobs
-
-
-def _send(
-    jobs: list[tuple[str, transmit.Job]],
-    run: transmit.Run,
-    sender: Sender,
-    rows: list[OutboxEvent],
-    recorder: Recorder,
-) -> None:
-    by_id = {row.pk: row for row in rows}
-    for results in sender.run(jobs, run):
-        for result in results:
-            recorder.record(result, [by_id[i] for i in result.row_ids], recorder.connections)
 
 
 @sensitive_variables()

@@ -1,0 +1,225 @@
+"""The seam's own transport (urllib3 directly) against real loopback servers: the same
+guarantees the ``responses`` tests of ``test_client.py`` check through ``requests``."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+import responses
+from django.test import override_settings
+
+from django_datadog_partner import __version__, transport
+from django_datadog_partner.client import DatadogClient, classify
+from django_datadog_partner.exceptions import (
+    AnswerLostError,
+    RetryableError,
+    TransportRefusedError,
+    describe_response,
+)
+from tests.loopback import tcp_server
+
+SITE = "loop.test"
+
+
+def read_request(sock: socket.socket) -> bytes:
+    sock.settimeout(5)
+    received = b""
+    while b"\r\n\r\n" not in received:
+        try:
+            chunk = sock.recv(65536)
+        except OSError:  # closed at the end of the test
+            return b""
+        if not chunk:
+            return b""
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = next(
+        (int(line.split(b":")[1]) for line in head.split(b"\r\n")
+         if line.lower().startswith(b"content-length:")),
+        0,
+    )  # fmt: skip
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+@contextmanager
+def server(answer: Callable[[bytes], bytes | None], timeouts=(1.0, 1.0)) -> Iterator[str]:
+    """A loopback site answering each request with ``answer(request)`` (None: hang up)."""
+    seen: list[bytes] = []
+
+    def handle(sock: socket.socket, stop: threading.Event) -> None:
+        while not stop.is_set():
+            request = read_request(sock)
+            if not request:
+                return
+            seen.append(request)
+            reply = answer(request)
+            if reply is None:
+                sock.close()
+                return
+            sock.sendall(reply)
+
+    with tcp_server(handle) as port:
+        base = f"http://127.0.0.1:{port}"
+        site = {"web_url": base, "api_url": base, "logs_url": base}
+        with override_settings(
+            DATADOG_PARTNER={"EXTRA_SITES": {SITE: site}, "HTTP_TIMEOUT": timeouts}
+        ):
+            server.seen = seen  # type: ignore[attr-defined]
+            yield base
+
+
+def http(status: str, body: bytes = b"{}", extra: bytes = b"") -> bytes:
+    return (
+        b"HTTP/1.1 " + status.encode() + b"\r\nContent-Type: application/json\r\n" + extra
+        + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    )  # fmt: skip
+
+
+def test_no_mock_means_the_seam_sends_through_urllib3_directly():
+    assert not transport.requests_patched()
+    with responses.RequestsMock():
+        assert transport.requests_patched()
+    assert not transport.requests_patched()
+
+
+def test_a_post_arrives_with_our_user_agent_and_body_over_one_kept_alive_connection():
+    with server(lambda request: http("202 Accepted", b'{"status":"ok"}')) as base:
+        client = DatadogClient(SITE)
+        for _ in range(3):
+            response = client.request(
+                "POST", f"{base}/api/v1/events", headers={"DD-API-KEY": "k"}, data=b'{"a":1}'
+            )
+            assert (response.status_code, response.json()) == (202, {"status": "ok"})
+            assert classify(response).verdict == "success"
+        seen = server.seen  # type: ignore[attr-defined]
+    assert len(seen) == 3
+    head, _, body = seen[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"POST /api/v1/events HTTP/1.1")
+    assert f"User-Agent: django-datadog-partner/{__version__}".encode() in head
+    assert body == b'{"a":1}'
+    assert transport.pool_manager().pools  # one pool: the connection was reused
+    assert describe_response(response).startswith("HTTP 202 from 127.0.0.1")
+
+
+def test_json_form_and_params_are_encoded_as_requests_would():
+    with server(lambda request: http("200 OK")) as base:
+        client = DatadogClient(SITE)
+        client.request("POST", f"{base}/j", json={"x": [1, 2]})
+        client.request("POST", f"{base}/f", data={"grant_type": "x y"}, params={"q": "1"})
+        seen = server.seen  # type: ignore[attr-defined]
+    assert b"Content-Type: application/json" in seen[0]
+    assert seen[0].endswith(b'{"x": [1, 2]}')
+    assert seen[1].startswith(b"POST /f?q=1 HTTP/1.1")
+    assert b"application/x-www-form-urlencoded" in seen[1]
+    assert seen[1].endswith(b"grant_type=x+y")
+
+
+@pytest.mark.parametrize("status", ["301 Moved", "302 Found", "307 Temporary Redirect"])
+def test_redirects_are_refused_not_followed(status):
+    location = b"Location: http://127.0.0.1:1/steal\r\n"
+    with (
+        server(lambda request: http(status, b"", location)) as base,
+        pytest.raises(TransportRefusedError, match="redirects are never followed"),
+    ):
+        DatadogClient(SITE).request("POST", f"{base}/oauth2/v1/token")
+    assert len(server.seen) == 1  # type: ignore[attr-defined]
+
+
+def test_hosts_outside_the_table_are_refused():
+    with pytest.raises(TransportRefusedError, match="not a configured Datadog site"):
+        DatadogClient("datadoghq.com").request("GET", "http://127.0.0.1:9/x")
+
+
+def test_oversized_answers_are_cut_off():
+    with (
+        server(lambda request: http("200 OK", b"x" * 4096)) as base,
+        override_settings(
+            DATADOG_PARTNER={
+                "EXTRA_SITES": {SITE: {"web_url": base, "api_url": base, "logs_url": base}},
+                "MAX_RESPONSE_BYTES": 1024,
+            }
+        ),
+        pytest.raises(AnswerLostError, match="exceeded 1024 bytes"),
+    ):
+        DatadogClient(SITE).request("GET", f"{base}/api/v1/validate")
+
+
+def test_a_closed_port_is_retryable_and_nothing_was_sent():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    site = {"web_url": base, "api_url": base, "logs_url": base}
+    with (
+        override_settings(DATADOG_PARTNER={"EXTRA_SITES": {SITE: site}}),
+        pytest.raises(RetryableError, match="Could not reach Datadog") as exc,
+    ):
+        DatadogClient(SITE).request("POST", f"{base}/api/v1/events")
+    assert not isinstance(exc.value, AnswerLostError)
+
+
+def test_a_hang_up_after_the_request_means_the_answer_was_lost():
+    with (
+        server(lambda request: None) as base,
+        pytest.raises(AnswerLostError, match="closed the connection without answering"),
+    ):
+        DatadogClient(SITE).request("POST", f"{base}/api/v1/events", data=b"{}")
+
+
+def test_a_silent_server_fails_within_the_deadline():
+    with tcp_server(lambda conn, stop: None) as port:
+        base = f"http://127.0.0.1:{port}"
+        site = {"web_url": base, "api_url": base, "logs_url": base}
+        with override_settings(
+            DATADOG_PARTNER={"EXTRA_SITES": {SITE: site}, "HTTP_TIMEOUT": (0.5, 0.3)}
+        ):
+            started = time.monotonic()
+            with pytest.raises(AnswerLostError, match="did not answer in time"):
+                DatadogClient(SITE).request("GET", f"{base}/api/v1/validate")
+    assert time.monotonic() - started < 2
+
+
+def test_a_slow_drip_ends_at_the_calls_deadline():
+    def drip(sock: socket.socket, stop: threading.Event) -> None:
+        read_request(sock)
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n")
+        for _ in range(40):
+            if stop.wait(0.2):
+                return
+            try:
+                sock.sendall(b" ")
+            except OSError:
+                return
+
+    with tcp_server(drip) as port:
+        base = f"http://127.0.0.1:{port}"
+        site = {"web_url": base, "api_url": base, "logs_url": base}
+        with override_settings(
+            DATADOG_PARTNER={"EXTRA_SITES": {SITE: site}, "HTTP_TIMEOUT": (0.5, 0.5)}
+        ):
+            started = time.monotonic()
+            with pytest.raises(AnswerLostError, match="did not answer in time"):
+                DatadogClient(SITE).request("GET", f"{base}/api/v1/validate")
+    assert time.monotonic() - started < 3
+
+
+def test_the_pool_verifies_tls_never_retries_and_reads_no_proxy_from_the_environment():
+    import certifi
+
+    manager = transport.pool_manager()
+    assert type(manager).__name__ == "DeadlinePoolManager"  # not a ProxyManager
+    retries = manager.connection_pool_kw["retries"]
+    assert retries is False or (retries.total is False and retries.redirect == 0)
+    assert manager.connection_pool_kw["cert_reqs"] == "CERT_REQUIRED"
+    assert manager.connection_pool_kw["ca_certs"] == certifi.where()
+    pool = transport.pool("https://api.datadoghq.com")
+    assert pool.pool is not None and pool.pool.maxsize == transport.POOL_SIZE
+    assert getattr(pool, "cert_reqs", None) == "CERT_REQUIRED"
+    assert transport.pool("https://api.datadoghq.com") is pool  # looked up once per origin

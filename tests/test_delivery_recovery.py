@@ -1,0 +1,164 @@
+"""What a killed worker leaves behind: outcomes written as the answers come (not once per
+batch), leases renewed while a run works, a drain when a worker starts, and a second task
+when a claim comes back full."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from django_datadog_partner import tasks, tracking
+from django_datadog_partner.delivery import kick, sending, transmit
+from django_datadog_partner.delivery.run import claim, drain
+from django_datadog_partner.models import OutboxEvent
+from tests.outbox_support import statuses
+
+pytestmark = pytest.mark.django_db
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: nothing after it runs in the worker."""
+
+
+def one_at_a_time(settings, **more) -> None:
+    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "DELIVERY_CONCURRENCY": 1, **more}
+
+
+@pytest.mark.parametrize("flush_every", [1, 4])
+def test_a_worker_killed_mid_batch_has_written_what_was_answered_before(
+    org, conn, intake, settings, monkeypatch, flush_every
+):
+    one_at_a_time(settings)
+    monkeypatch.setattr(sending, "FLUSH_EVERY", flush_every)
+    monkeypatch.setattr(sending, "FLUSH_AFTER", 3600.0)
+    for n in range(12):
+        tracking.send_event(conn, title=f"e{n}", text="x")
+
+    def respond(arrival):
+        if len(intake.arrivals) >= 10:  # the tenth request never gets its answer read
+            raise Killed
+        return 202
+
+    intake.respond = respond
+    with pytest.raises(Killed):
+        drain()
+    delivered = [pk for pk, status in statuses().items() if status == "delivered"]
+    # Every answer before the last flush point is on its row; at most flush_every - 1
+    # answered rows (and the one in flight) would be sent again.
+    assert 9 - (flush_every - 1) <= len(delivered) <= 9
+    still_leased = OutboxEvent.objects.filter(status="pending").exclude(lease_token="")
+    assert still_leased.count() == 12 - len(delivered)
+
+
+def test_a_batch_answered_in_full_is_written_once_per_flush_not_per_row(
+    org, conn, intake, settings, django_assert_max_num_queries
+):
+    one_at_a_time(settings)
+    for n in range(40):
+        tracking.send_event(conn, title=f"e{n}", text="x")
+    # claims (3-5 statements each, PostgreSQL's savepoints included), connections,
+    # breakers, then one UPDATE per 16 answers: far fewer than one write per row (40).
+    with django_assert_max_num_queries(20):
+        drain()
+    assert set(statuses().values()) == {"delivered"}
+
+
+def test_the_lease_is_renewed_while_the_run_works(org, conn, settings):
+    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "LEASE_SECONDS": 20}
+    for n in range(3):
+        tracking.send_event(conn, title=f"e{n}", text="x")
+    token, rows = claim(10)
+    first_until = OutboxEvent.objects.get(pk=rows[0].pk).lease_until
+    assert first_until is not None
+    run = transmit.Run(send_by=0.0)
+    lease = sending.Lease(token, time.monotonic() - 6, run)  # claimed > LEASE / 4 ago
+    lease.outstanding.update(row.pk for row in rows)
+    lease.answered([rows[0].pk])  # answered, not written yet: still leased
+    lease.keep()
+    untils = set(OutboxEvent.objects.values_list("lease_until", flat=True))
+    assert len(untils) == 1
+    renewed = untils.pop()
+    assert renewed is not None and renewed > first_until
+    assert run.send_by > time.monotonic() + 20 - sum(settings.DATADOG_PARTNER.get(
+        "HTTP_TIMEOUT", (3.05, 10.0))) - 1  # fmt: skip
+
+    lease.keep()  # not due again yet (a quarter of the lease since): nothing written
+    assert set(OutboxEvent.objects.values_list("lease_until", flat=True)) == {renewed}
+
+
+def test_a_run_whose_rows_were_taken_over_stops_starting_requests(org, conn, settings):
+    tracking.send_event(conn, title="e", text="x")
+    tracking.send_event(conn, title="f", text="x")
+    token, rows = claim(10)
+    OutboxEvent.objects.filter(pk=rows[1].pk).update(lease_token="another-run")
+    run = transmit.Run(send_by=0.0)
+    lease = sending.Lease(token, time.monotonic() - 60, run)
+    lease.outstanding.update(row.pk for row in rows)
+    lease.keep()
+    assert run.too_late()  # send_by not moved: the run no longer owns its whole batch
+
+
+def test_a_starting_worker_enqueues_a_drain(monkeypatch):
+    enqueued = []
+    monkeypatch.setattr(kick, "_enqueue", lambda tasks_, name: enqueued.extend(tasks_))
+    kick.on_worker_start(sender="django_q", proc_name="Process-1")
+    assert enqueued == [(kick.START_TASK, ())]
+
+
+def test_the_worker_start_receiver_is_connected():
+    from django_q.signals import post_spawn
+
+    sync_receivers = post_spawn._live_receivers("django_q")[0]
+    assert kick.on_worker_start in sync_receivers
+
+
+def test_the_start_drain_waits_out_a_killed_workers_lease(org, conn, intake, settings, kicks):
+    settings.DATADOG_PARTNER = {
+        **settings.DATADOG_PARTNER, "LEASE_SECONDS": 2, "HTTP_TIMEOUT": (0.2, 0.3),
+    }  # fmt: skip
+    tracking.send_event(conn, title="e", text="x")
+    claim(10)  # the killed worker's claim: leased for two more seconds
+    started = time.monotonic()
+    result = tasks.deliver_after_start()
+    assert "delivered: 1" in result
+    assert 1.5 < time.monotonic() - started < 5
+    assert len(intake.arrivals) == 1
+
+
+def test_the_start_drain_does_not_linger_without_leased_rows(org, conn, intake, kicks):
+    started = time.monotonic()
+    tasks.deliver_after_start()
+    assert time.monotonic() - started < 2
+
+
+def test_a_full_claim_enqueues_one_more_task_and_a_short_one_none(org, conn, intake, settings):
+    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "DELIVERY_BATCH_SIZE": 5}
+    for n in range(12):  # three claims: 5, 5, 2
+        tracking.send_event(conn, title=f"e{n}", text="x")
+    calls = []
+    drain(on_full_claim=lambda: calls.append(1))
+    assert calls == [1]
+    tracking.send_event(conn, title="last", text="x")
+    drain(on_full_claim=lambda: calls.append(2))
+    assert calls == [1]
+    assert len(intake.arrivals) == 13
+
+
+def test_deliver_due_shares_a_large_backlog_with_one_more_task(org, conn, intake, settings, kicks):
+    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "DELIVERY_BATCH_SIZE": 5}
+    for n in range(12):
+        tracking.send_event(conn, title=f"e{n}", text="x")
+    kicks.clear()
+    tasks.deliver_due()
+    assert kicks == [1]
+
+
+def test_expired_leases_are_claimed_again(org, conn):
+    tracking.send_event(conn, title="e", text="x")
+    claim(10)
+    assert claim(10)[1] == []
+    OutboxEvent.objects.update(lease_until=timezone.now() - timedelta(seconds=1))
+    assert len(claim(10)[1]) == 1

@@ -348,34 +348,62 @@ def purge(older_than: timedelta) -> int:
     return deleted
 
 
-def count_due() -> int:
-    return due_rows(timezone.now()).count()
+#: The periodic counts (the sweeper's, the monitoring report's) stop at this many rows of
+#: a status: beyond it they read "at least" this many, and cost a bounded index range
+#: instead of a count of a backlog that may hold millions of rows.
+COUNT_CAP = 10_000
+
+
+def count_due(at_most: int | None = None) -> int:
+    """Due rows now; with ``at_most``, counted no further than that."""
+    due = due_rows(timezone.now()).order_by()
+    if at_most is None:
+        return due.count()
+    return due.values("pk")[:at_most].count()
 
 
 @dataclass(frozen=True)
 class Backlog:
     """Outbox rows by status, and since when the oldest due row has waited unclaimed
-    (growing while no worker drains the outbox: a stopped or wedged cluster)."""
+    (growing while no worker drains the outbox: a stopped or wedged cluster). With
+    ``at_most``, a status counted at that number holds at least that many rows."""
 
     by_status: dict[str, int]
     oldest_due_since: datetime | None
+    at_most: int | None = None
 
     def waiting_seconds(self, now: datetime) -> float | None:
         if self.oldest_due_since is None:
             return None
         return max((now - self.oldest_due_since).total_seconds(), 0.0)
 
+    def shown(self, status: str) -> str:
+        """The count of ``status`` as text: ``"10000+"`` where the count stopped."""
+        count = self.by_status.get(status, 0)
+        capped = self.at_most is not None and count >= self.at_most
+        return f"{count}+" if capped else str(count)
 
-def backlog(now: datetime | None = None, statuses: Iterable[str] | None = None) -> Backlog:
+
+def backlog(
+    now: datetime | None = None,
+    statuses: Iterable[str] | None = None,
+    at_most: int | None = None,
+) -> Backlog:
     """Counts by status (only ``statuses`` if given: finished rows are most of the table,
-    the others are read off the status index) and the oldest due row."""
+    the others are read off the status index; with ``at_most``, each of them counted no
+    further than that, one bounded range of the index each) and the oldest due row."""
     now = now or timezone.now()
     rows = OutboxEvent.objects.order_by()
+    oldest = due_rows(now).order_by().aggregate(oldest=Min("next_attempt_at"))["oldest"]
+    if statuses is not None and at_most is not None:
+        counted = {
+            status: rows.filter(status=status).values("pk")[:at_most].count() for status in statuses
+        }
+        return Backlog({status: n for status, n in counted.items() if n}, oldest, at_most)
     if statuses is not None:
         rows = rows.filter(status__in=list(statuses))
-    counted = rows.values_list("status").annotate(n=Count("*"))
-    oldest = due_rows(now).aggregate(oldest=Min("next_attempt_at"))["oldest"]
-    return Backlog(dict(counted), oldest)
+    by_status = rows.values_list("status").annotate(n=Count("*"))
+    return Backlog(dict(by_status), oldest)
 
 
 #: Finished rows that count as failed on the dashboard: given up for good.

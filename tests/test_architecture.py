@@ -35,6 +35,7 @@ LAYERS = {
     "domain": (
         "models",
         "outbox",
+        "leases",
         "alarms",
         "status",
         "oauth",

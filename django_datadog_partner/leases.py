@@ -45,7 +45,9 @@ def lease(
         return _three_statements(token, candidates, limit, now, until, fields)
     meta = OutboxEvent._meta
     quote = db.ops.quote_name
-    columns: list[Any] = [meta.pk, *(meta.get_field(name) for name in fields)]
+    # The lease's own values are known: not read back (each timestamp costs a conversion).
+    known = {"lease_until": until, "lease_token": token}
+    columns: list[Any] = [meta.pk, *(meta.get_field(name) for name in fields if name not in known)]
     picked = candidates.values("pk")[:limit].query
     inner, inner_params = picked.get_compiler(using=db.alias).as_sql()
     if db.features.has_select_for_update_skip_locked:
@@ -63,7 +65,11 @@ def lease(
     with db.cursor() as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchall()
-    return sorted(_instances(db, columns, found), key=lambda row: row.pk)
+    rows = _instances(db, columns, found)
+    lease_values = {name: value for name, value in known.items() if name in fields}
+    for row in rows:
+        row.__dict__.update(lease_values)
+    return sorted(rows, key=lambda row: row.pk)
 
 
 def _where(db: Any, queryset: QuerySet[OutboxEvent]) -> tuple[str, tuple[Any, ...]]:

@@ -120,7 +120,7 @@ def refresh(connection: Connection, *, force: bool = False) -> bool:
             if not row.holds_tokens:
                 failure = _unusable_error(row)
         if due:
-            failure = _refresh_row(row)
+            failure = _refresh_locked(row)
     copy_state(row, connection)
     if isinstance(failure, InvalidClientError):
         raise_alarm(
@@ -151,8 +151,8 @@ def _needs_refresh(row: Connection, seen_access_token: Secret | None, force: boo
 
 
 @sensitive_variables()
-def _refresh_row(row: Connection) -> DatadogPartnerError | None:
-    """Call the token endpoint for the row (no row lock held: ``single_flight``); store
+def _refresh_locked(row: Connection) -> DatadogPartnerError | None:
+    """Call the token endpoint under the refresh lock (``single_flight``, no row lock); store
     tokens or return the failure."""
     if row.refresh_token is None:
         mark_broken(

@@ -71,6 +71,13 @@ def clone(model: Any, template_pk: int, count: int, overrides: Mapping[str, str]
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [count, template_pk])
+    analyze(model)
+
+
+def analyze(model: Any) -> None:
+    """Fresh planner statistics of ``model``'s table (after a bulk change)."""
+    table = connection.ops.quote_name(model._meta.db_table)
+    with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {table}" if connection.vendor != "sqlite" else "ANALYZE")
 
 

@@ -100,16 +100,11 @@ def profile_capture(saves: int) -> None:
             stats, "tracking.py", "_owner_of"
         )
         + cumulative(stats, "tracking.py", "_destination"),
-        "  outbox.write, all of it": cumulative(stats, "outbox.py", "write"),
-        "    the INSERT (outbox._execute)": cumulative(stats, "outbox.py", "_execute"),
-        "    the savepoint (atomic enter + exit in outbox.write)": cumulative(
-            stats, "transaction.py", "__enter__", "write"
-        )
-        + cumulative(stats, "transaction.py", "__exit__", "write"),
-        "    values adapted (get_db_prep_save in outbox.write)": cumulative(
-            stats, "__init__.py", "get_db_prep_save", "write"
-        )
-        + cumulative(stats, "json.py", "get_db_prep_save", "write"),
+        "  outbox.append, all of it": cumulative(stats, "outbox.py", "append"),
+        "    the INSERT, savepoint in the same message (cursor.execute in append)": cumulative(
+            stats, "psycopg/cursor.py", "execute", "append"
+        ),
+        "    values adapted (outbox._params)": cumulative(stats, "outbox.py", "_params"),
         "  the kick (request_kick)": cumulative(stats, "delivery/kick.py", "request_kick"),
     }
     emit(

@@ -1,20 +1,24 @@
 """The outbox table's row operations: the one INSERT on the host's save path, and every
-other write or count over outbox rows (leases, requeue, cancel, purge, the backlog).
+other write or count over outbox rows (leases, requeue, cancel, purge, the backlog). Longer
+than 300 lines because every statement over outbox rows lives here, next to the indexes'
+reasons, and the save path's INSERT needs its own statement cache.
 
-Writing: one INSERT, nothing else.
-The floor for durable capture is one extra INSERT in the caller's transaction (measured
-at 1.8-1.9x a plain save on SQLite). ``Model.save()`` and the
-INSERT compiler add more than that again in Python, so this module issues a prepared
-INSERT with values adapted by the model's own fields. A database error is logged and never
-reaches the host: on PostgreSQL the INSERT runs in a savepoint (a failed statement would
-poison the host's transaction); SQLite rolls back only the failed statement, and a plain
-cursor call, unlike ``Model.save()``, does not mark the transaction for rollback.
+Writing on the save path (``append``): one INSERT in one round trip, nothing else. The
+floor for durable capture is one extra INSERT in the caller's transaction; ``Model.save()``
+and the INSERT compiler add more than that again in Python, so this module issues a
+prebuilt INSERT (constants as literals, values adapted by the backend's own adapters) on
+the driver's cursor. A database error is logged and never reaches the host: SQLite rolls
+back only the failed statement; in autocommit there is no transaction to protect; in a
+PostgreSQL transaction the INSERT is sent as ``SAVEPOINT; INSERT; RELEASE`` in one message
+(a failed statement would poison the host's transaction), and only a failure costs a second
+round trip (``ROLLBACK TO SAVEPOINT``). See docs/explanation/delivery.rst, "The save path".
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,27 +33,61 @@ from .models import Connection, OutboxEvent, OutboxStatus
 
 logger = logging.getLogger("django_datadog_partner.tracking")
 
-COLUMNS = ("kind", "owner_content_type", "owner_object_id", "connection", "payload", "source",
-           "action", "status", "prepared", "attempts", "event_time", "created_at",
-           "next_attempt_at", "lease_token", "last_error_code", "last_error")  # fmt: skip
+#: Column -> the named parameter that fills it; the constant columns of a new row (pending,
+#: not prepared, no attempt, no lease, no error) are SQL literals, not parameters: fewer
+#: values to adapt and bind on the save path.
+VALUES = {
+    "kind": "kind", "owner_content_type": "owner_content_type_id",
+    "owner_object_id": "owner_object_id", "connection": "connection_id", "payload": "payload",
+    "source": "source", "action": "action", "event_time": "happened", "created_at": "now",
+    "next_attempt_at": "now",
+}  # fmt: skip
+CONSTANTS = {"status": f"'{OutboxStatus.PENDING.value}'", "prepared": "FALSE", "attempts": "0",
+             "lease_token": "''", "last_error_code": "''", "last_error": "''"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Insert:
+    """The outbox INSERT of one database alias, built once (``_statement``)."""
+
+    sql: str  # Django's placeholders, RETURNING the id where that is free
+    plain: str  # Django's placeholders, no RETURNING: the save path's statement
+    raw: str  # the same in the driver's placeholders, for its own cursor
+    guarded: str | None  # PostgreSQL: SAVEPOINT; INSERT; RELEASE in one message
+    payload_field: Any
+    time_field: Any
+
+
+SAVEPOINT = "datadog_partner_outbox"
 
 
 @functools.lru_cache(maxsize=8)
-def _statement(using: str) -> tuple[str, Any, Any]:
-    """The INSERT for ``using``, and the fields whose values need adapting (JSON, time);
-    the other columns take plain ``str``/``int``/``bool``/``None`` values as they are."""
+def _statement(using: str) -> Insert:
+    """The INSERT for ``using``; only the JSON and time values need adapting, the other
+    parameters are plain ``str``/``int``/``None`` values as they are."""
     connection = connections[using]
     quote = connection.ops.quote_name
-    fields: tuple[Any, ...] = tuple(OutboxEvent._meta.get_field(name) for name in COLUMNS)
-    columns = ", ".join(quote(field.column) for field in fields)
-    # Table and column names come from the model, quoted; every value is a parameter.
-    sql = (
-        f"INSERT INTO {quote(OutboxEvent._meta.db_table)} ({columns}) "  # noqa: S608
-        f"VALUES ({', '.join(['%s'] * len(fields))})"
-    )
-    if _returning(connection):
-        sql += f" RETURNING {quote('id')}"
-    return sql, OutboxEvent._meta.get_field("payload"), OutboxEvent._meta.get_field("created_at")
+    meta = OutboxEvent._meta
+    names = [*VALUES, *CONSTANTS]
+    columns = ", ".join(quote(getattr(meta.get_field(name), "column", name)) for name in names)
+
+    def insert(mark: str) -> str:
+        values = [mark.format(VALUES[name]) for name in VALUES]
+        # Table and column names come from the model, quoted; every value is a parameter
+        # or one of the constants above.
+        return (
+            f"INSERT INTO {quote(meta.db_table)} ({columns}) "  # noqa: S608
+            f"VALUES ({', '.join([*values, *CONSTANTS.values()])})"
+        )
+
+    sql = insert("%({})s")
+    raw = insert(":{}") if connection.vendor == "sqlite" else sql
+    guarded = None
+    if connection.vendor == "postgresql" and _one_message(connection):
+        guarded = f"SAVEPOINT {SAVEPOINT}; {sql}; RELEASE SAVEPOINT {SAVEPOINT}"
+    returning = f"{sql} RETURNING {quote('id')}" if _returning(connection) else sql
+    payload_field, time_field = meta.get_field("payload"), meta.get_field("created_at")
+    return Insert(returning, sql, raw, guarded, payload_field, time_field)
 
 
 def _returning(db: Any) -> bool:
@@ -58,39 +96,108 @@ def _returning(db: Any) -> bool:
     return bool(db.features.can_return_columns_from_insert) and db.vendor != "sqlite"
 
 
-def write(
-    *,
-    kind: str,
-    payload: dict[str, Any],
-    owner_content_type_id: int | None,
-    owner_object_id: str,
-    connection_id: int | None,
-    source: str,
-    action: str,
-    now: datetime,
-    event_time: datetime | None = None,
-    using: str,
-) -> int | None:
-    """INSERT one pending row; the new id, or None after a logged error."""
+def _one_message(db: Any) -> bool:
+    """Whether the driver sends parameters bound on the client, so several statements can
+    travel in one message: psycopg 2, and psycopg 3 unless ``server_side_binding``."""
+    return db.settings_dict.get("OPTIONS", {}).get("server_side_binding") is not True
+
+
+def _params(insert: Insert, db: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    """The named parameters of ``Insert``: ``fields`` with the payload and times adapted
+    as their fields would (``now`` is aware: the backend's adapter takes it directly; a
+    caller's ``event_time`` goes through the field, which warns about naive times)."""
+    params = dict(fields)
+    ops = db.ops
+    params["payload"] = ops.adapt_json_value(fields["payload"], insert.payload_field.encoder)
+    params["now"] = now = ops.adapt_datetimefield_value(fields["now"])
+    event_time = params.pop("event_time", None)
+    params["happened"] = (
+        now if event_time is None else insert.time_field.get_db_prep_save(event_time, db)
+    )
+    return params
+
+
+def _cursor(db: Any) -> Any:
+    """The driver's own cursor of ``db``'s current connection, kept for the next save."""
+    raw = db.connection
+    kept = _cursors.get(db)
+    if kept is not None and kept[0] is raw:
+        return kept[1]
+    cursor = raw.cursor()
+    _cursors[db] = (raw, cursor)
+    return cursor
+
+
+#: One cursor per database wrapper (which Django keeps per thread), for its connection.
+_cursors: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
+
+
+def write(*, using: str, **fields: Any) -> int | None:
+    """INSERT one pending row (``kind``, ``payload``, ``owner_content_type_id``,
+    ``owner_object_id``, ``connection_id``, ``source``, ``action``, ``now``, optionally
+    ``event_time``); the new id, or None after a logged error. Off the save path
+    (``send_*``): one savepoint around it in a transaction, wherever the database needs one."""
     db = connections[using]
     try:
-        sql, payload_field, time_field = _statement(using)
-        moment = time_field.get_db_prep_save(now, db)
-        happened = moment if event_time is None else time_field.get_db_prep_save(event_time, db)
-        params = [
-            kind, owner_content_type_id, owner_object_id, connection_id,
-            payload_field.get_db_prep_save(payload, db), source, action, OutboxStatus.PENDING.value,
-            False, 0, happened, moment, moment, "", "", "",
-        ]  # fmt: skip
+        insert = _statement(using)
+        params = _params(insert, db, fields)
         if db.in_atomic_block and db.vendor != "sqlite":
             with transaction.atomic(using=using):
-                row_id = _execute(db, sql, params)
+                row_id = _execute(db, insert.sql, params)
         else:
-            row_id = _execute(db, sql, params)
+            row_id = _execute(db, insert.sql, params)
     except DatabaseError:
         logger.exception("Could not write a Datadog outbox row; the host's save went ahead.")
         return None
     return row_id
+
+
+def append(*, using: str, **fields: Any) -> bool:
+    """The save path's INSERT (the fields of ``write``, no id asked back): True once written,
+    False after a logged error, which never reaches the host's transaction.
+
+    One round trip, as the floor: SQLite rolls back only a failed statement; in autocommit
+    nothing else is at stake; in a PostgreSQL transaction the savepoint travels in the same
+    message as the INSERT (``Insert.guarded``) and is rolled back to only after a failure.
+    The statement goes to the driver's cursor directly unless something watches the
+    connection's statements (``execute_wrapper``, debug logging, query capture).
+    """
+    db: Any = connections[using]
+    try:
+        insert = _statement(using)
+        params = _params(insert, db, fields)
+        in_transaction = db.in_atomic_block and db.vendor != "sqlite"
+        if in_transaction and insert.guarded is None:  # another database: its own savepoint
+            with transaction.atomic(using=using):
+                _execute(db, insert.sql, params)
+            return True
+        guarded = insert.guarded if in_transaction else None
+        watched = db.execute_wrappers or db.queries_logged or db.needs_rollback
+        try:
+            if db.connection is not None and not watched:
+                _cursor(db).execute(guarded or insert.raw, params)
+            else:
+                with db.cursor() as cursor:
+                    cursor.execute(guarded or insert.plain, params)
+        except (DatabaseError, db.Database.Error):
+            db.errors_occurred = True
+            if guarded:
+                _roll_back_to_savepoint(db)
+            raise
+    except (DatabaseError, db.Database.Error):
+        logger.exception("Could not write a Datadog outbox row; the host's save went ahead.")
+        return False
+    return True
+
+
+def _roll_back_to_savepoint(db: Any) -> None:
+    """Undo a failed guarded INSERT; if even that fails, the transaction is lost: Django
+    rolls it back at the end of the block, as after any failed savepoint."""
+    try:
+        with db.connection.cursor() as cursor:
+            cursor.execute(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}")
+    except db.Database.Error:
+        db.needs_rollback = True
 
 
 def write_for_connections(
@@ -114,7 +221,7 @@ def write_for_connections(
     return len(OutboxEvent.objects.bulk_create(rows, batch_size=500))
 
 
-def _execute(db: Any, sql: str, params: list[Any]) -> int:
+def _execute(db: Any, sql: str, params: dict[str, Any]) -> int:
     with db.cursor() as cursor:
         cursor.execute(sql, params)
         if _returning(db):
@@ -241,34 +348,62 @@ def purge(older_than: timedelta) -> int:
     return deleted
 
 
-def count_due() -> int:
-    return due_rows(timezone.now()).count()
+#: The periodic counts (the sweeper's, the monitoring report's) stop at this many rows of
+#: a status: beyond it they read "at least" this many, and cost a bounded index range
+#: instead of a count of a backlog that may hold millions of rows.
+COUNT_CAP = 10_000
+
+
+def count_due(at_most: int | None = None) -> int:
+    """Due rows now; with ``at_most``, counted no further than that."""
+    due = due_rows(timezone.now()).order_by()
+    if at_most is None:
+        return due.count()
+    return due.values("pk")[:at_most].count()
 
 
 @dataclass(frozen=True)
 class Backlog:
     """Outbox rows by status, and since when the oldest due row has waited unclaimed
-    (growing while no worker drains the outbox: a stopped or wedged cluster)."""
+    (growing while no worker drains the outbox: a stopped or wedged cluster). With
+    ``at_most``, a status counted at that number holds at least that many rows."""
 
     by_status: dict[str, int]
     oldest_due_since: datetime | None
+    at_most: int | None = None
 
     def waiting_seconds(self, now: datetime) -> float | None:
         if self.oldest_due_since is None:
             return None
         return max((now - self.oldest_due_since).total_seconds(), 0.0)
 
+    def shown(self, status: str) -> str:
+        """The count of ``status`` as text: ``"10000+"`` where the count stopped."""
+        count = self.by_status.get(status, 0)
+        capped = self.at_most is not None and count >= self.at_most
+        return f"{count}+" if capped else str(count)
 
-def backlog(now: datetime | None = None, statuses: Iterable[str] | None = None) -> Backlog:
+
+def backlog(
+    now: datetime | None = None,
+    statuses: Iterable[str] | None = None,
+    at_most: int | None = None,
+) -> Backlog:
     """Counts by status (only ``statuses`` if given: finished rows are most of the table,
-    the others are read off the status index) and the oldest due row."""
+    the others are read off the status index; with ``at_most``, each of them counted no
+    further than that, one bounded range of the index each) and the oldest due row."""
     now = now or timezone.now()
     rows = OutboxEvent.objects.order_by()
+    oldest = due_rows(now).order_by().aggregate(oldest=Min("next_attempt_at"))["oldest"]
+    if statuses is not None and at_most is not None:
+        counted = {
+            status: rows.filter(status=status).values("pk")[:at_most].count() for status in statuses
+        }
+        return Backlog({status: n for status, n in counted.items() if n}, oldest, at_most)
     if statuses is not None:
         rows = rows.filter(status__in=list(statuses))
-    counted = rows.values_list("status").annotate(n=Count("*"))
-    oldest = due_rows(now).aggregate(oldest=Min("next_attempt_at"))["oldest"]
-    return Backlog(dict(counted), oldest)
+    by_status = rows.values_list("status").annotate(n=Count("*"))
+    return Backlog(dict(by_status), oldest)
 
 
 #: Finished rows that count as failed on the dashboard: given up for good.

@@ -104,20 +104,35 @@ class Change:
 
 
 def default_event(change: Change, *, source_type_name: str) -> dict[str, Any]:
-    """Title from the model and ``str(instance)``; text lists the selected fields."""
-    noun = str(change.instance._meta.verbose_name).capitalize()
-    title = f"{noun} {change.action}: {_without_noun(str(change.instance), noun)}"
+    """Title from the model and ``str(instance)``; text lists the selected fields.
+
+    The body ``event()`` would build, without its argument checks (nothing here comes from
+    a caller) and with the tags normalized once per model, action and source: this runs on
+    the host's save path.
+    """
+    instance, action = change.instance, change.action
+    meta = instance._meta
+    noun = str(meta.verbose_name).capitalize()
+    title = f"{noun} {action}: {_without_noun(str(instance), noun)}"
     lines = [f"{name}: {value}" for name, value in selected_fields(change)]
     if change.update_fields:
         lines.append("Changed fields: " + ", ".join(sorted(change.update_fields)))
-    return event(
-        title=title,
-        text="\n".join(lines) or title,
-        tags=[f"model:{change.label}", f"action:{change.action}"],
-        aggregation_key=object_key(change.label, change.instance.pk),
-        date_happened=change.occurred_at,
-        source_type_name=source_type_name,
-    )
+    label = meta.label_lower
+    return {
+        "title": _plain(title)[:TITLE_LIMIT],
+        "text": _plain("\n".join(lines) or title)[:EVENT_TEXT_LIMIT],
+        "tags": list(_default_tags(label, action, source_type_name)),
+        "alert_type": "info",
+        "date_happened": int(change.occurred_at.timestamp()),
+        "source_type_name": source_type_name,
+        "aggregation_key": object_key(label, instance.pk),
+    }
+
+
+@functools.lru_cache(maxsize=1024)
+def _default_tags(label: str, action: str, source_type_name: str) -> tuple[str, ...]:
+    tags = [f"model:{label}", f"action:{action}", f"source:{source_type_name}"]
+    return tuple(normalize_tags(tags))
 
 
 def selected_fields(change: Change) -> list[tuple[str, str]]:

@@ -29,7 +29,7 @@ from .models import (
     OutboxStatus,
     SiteBreaker,
 )
-from .outbox import FAILED, Backlog, backlog, finished_per_hour
+from .outbox import COUNT_CAP, FAILED, Backlog, backlog, finished_per_hour
 from .schedules import ScheduleSpec, ScheduleState, schedule_states
 from .signals import outbox_measured
 
@@ -86,8 +86,9 @@ class StatusReport:
 
     @cached_property
     def measured_backlog(self) -> Backlog:
-        """The backlog of the statuses that need attention, read off the status index."""
-        return backlog(self.now, statuses=MEASURED)
+        """The backlog of the statuses that need attention, read off the status index and
+        counted up to ``outbox.COUNT_CAP`` each (a bounded read whatever the backlog)."""
+        return backlog(self.now, statuses=MEASURED, at_most=COUNT_CAP)
 
     @property
     def oldest_due_seconds(self) -> float | None:
@@ -178,6 +179,8 @@ def report_outbox_health() -> None:
     """The sweeper's minute report for the vendor's own monitoring: a log line and
     ``outbox_measured``. DLQ size (``dead``), parked rows and the age of the oldest due row
     tell that telemetry stopped flowing, so an alert can fire without polling the database.
+    Each count stops at ``outbox.COUNT_CAP`` (10,000): a count at the cap means
+    at least that many, and the report costs milliseconds on any backlog.
     """
     report = StatusReport()
     measured = report.measured_backlog
@@ -185,10 +188,10 @@ def report_outbox_health() -> None:
     oldest = report.oldest_due_seconds
     tripped = [breaker.domain for breaker in report.open_breakers]
     monitoring.info(
-        "Outbox: %d pending, %d parked, %d dead; oldest due row waited %s; open breakers: %s.",
-        by_status["pending"],
-        by_status["parked"],
-        by_status["dead"],
+        "Outbox: %s pending, %s parked, %s dead; oldest due row waited %s; open breakers: %s.",
+        measured.shown("pending"),
+        measured.shown("parked"),
+        measured.shown("dead"),
         "-" if oldest is None else f"{oldest:.0f} s",
         ", ".join(tripped) or "none",
         extra={"outbox": {**by_status, "oldest_due_seconds": oldest, "open_breakers": tripped}},

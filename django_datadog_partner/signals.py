@@ -29,7 +29,8 @@ event_sent = Signal()
 event_failed = Signal()
 
 #: Sent by the outbox sweeper every minute, for your own monitoring (DogStatsD, Prometheus).
-#: kwargs: ``by_status`` (counts of ``pending``, ``parked`` and ``dead`` rows),
+#: kwargs: ``by_status`` (counts of ``pending``, ``parked`` and ``dead`` rows, each counted
+#: up to 10,000, ``outbox.COUNT_CAP``: 10,000 means at least that many),
 #: ``oldest_due_seconds`` (how long the oldest due row has waited unclaimed, or ``None``),
 #: ``open_breakers`` (domains of the Datadog sites whose breaker is open).
 outbox_measured = Signal()

@@ -90,7 +90,7 @@ def sweep_outbox() -> int:
     """Every minute: queue the connections' heartbeats that are due, enqueue delivery for
     due rows a lost kick, a broker outage or a killed worker left behind (one task per
     batch of due rows, at most one per worker), then report the backlog
-    (``outbox_measured``)."""
+    (``outbox_measured``). Returns the due rows, counted up to ``outbox.COUNT_CAP``."""
     from django_q.conf import Conf
 
     from . import outbox
@@ -103,7 +103,7 @@ def sweep_outbox() -> int:
         send_heartbeats()
     except DatabaseError:  # the sweep's own work must go on
         logger.exception("Could not queue the Datadog heartbeats; the next sweep will.")
-    due = outbox.count_due()
+    due = outbox.count_due(at_most=outbox.COUNT_CAP)
     if due:
         batches = -(-due // app_settings.DELIVERY_BATCH_SIZE)
         kick.enqueue_delivery(min(batches, Conf.WORKERS or 1))

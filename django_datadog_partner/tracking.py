@@ -12,6 +12,7 @@ nothing; ``QuerySet.update()``, ``bulk_create()`` and raw SQL send no signal at 
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,20 @@ class Tracking:
     owner: str | OwnerResolver
     event: Builder | None
     options: payloads.FieldOptions
+
+    @functools.cached_property
+    def source(self) -> str:
+        return self.model._meta.label_lower
+
+    @functools.cached_property
+    def owner_key(self) -> tuple[str, type[models.Model]] | None:
+        """(column attribute, owner model) of a foreign key to the owner's primary key."""
+        if not isinstance(self.owner, str):
+            return None
+        model_field: Any = self.model._meta.get_field(self.owner)
+        if not model_field.target_field.primary_key:
+            return None
+        return model_field.attname, model_field.related_model
 
     def build(self, change: payloads.Change) -> dict[str, Any] | None:
         if self.event is None:
@@ -219,32 +234,39 @@ def _capture(
             tracking.model._meta.label, action,
         )  # fmt: skip
         return
-    _write(
+    written = outbox.append(
         kind=OutboxKind.EVENT, payload=payload, owner_content_type_id=owner_type,
-        owner_object_id=owner_id, connection_id=connection_id,
-        source=tracking.model._meta.label_lower, action=action, now=now, using=using,
+        owner_object_id=owner_id, connection_id=connection_id, source=tracking.source,
+        action=action, now=now, using=using,
     )  # fmt: skip
+    if written:
+        _kick(using)
 
 
 def _write(*, using: str, **fields: Any) -> int | None:
     """The outbox row, then the coalesced kick; neither may fail the host's save."""
     row_id = outbox.write(using=using, **fields)
     if row_id is not None:
-        try:
-            kick.request_kick(using)
-        except Exception:  # the sweeper delivers anyway; the host's save must go on
-            logger.exception("Could not request a delivery kick; the sweeper will deliver.")
+        _kick(using)
     return row_id
+
+
+def _kick(using: str) -> None:
+    try:
+        kick.request_kick(using)
+    except Exception:  # the sweeper delivers anyway; the host's save must go on
+        logger.exception("Could not request a delivery kick; the sweeper will deliver.")
 
 
 def _owner_of(tracking: Tracking, instance: models.Model) -> Any:
     """The owner (a model instance or a Connection), or ``(owner model, pk)`` for a foreign
     key, which avoids fetching the owner on the save path."""
+    key = tracking.owner_key
+    if key is not None:
+        attname, related_model = key
+        pk = getattr(instance, attname)
+        return None if pk is None else (related_model, pk)
     if isinstance(tracking.owner, str):
-        model_field: Any = tracking.model._meta.get_field(tracking.owner)
-        if model_field.target_field.primary_key:
-            pk = getattr(instance, model_field.attname)
-            return None if pk is None else (model_field.related_model, pk)
         return getattr(instance, tracking.owner)
     return tracking.owner(instance)
 

@@ -36,6 +36,7 @@ LAYERS = {
     "domain": (
         "models",
         "outbox",
+        "leases",
         "alarms",
         "status",
         "oauth",

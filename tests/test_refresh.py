@@ -371,3 +371,38 @@ def _json(body: dict) -> str:
     import json
 
     return json.dumps(body)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_transaction_or_row_lock_is_held_while_datadog_answers(mocked_http):
+    """The row is read and locked briefly before the token request and again to store the
+    answer; while Datadog answers, another writer of the row does not wait."""
+    connection = make_connection(expires_in=-10)
+    during: list[tuple[bool, int]] = []
+
+    def endpoint(request):
+        # Another writer of the row (here: a plain UPDATE on this autocommit connection).
+        updated = Connection.objects.filter(pk=connection.pk).update(last_error_code="x")
+        during.append((db_connection.in_atomic_block, updated))
+        return (200, {}, _json(token_json(access="at-2", refresh="rt-2")))
+
+    mocked_http.add_callback("POST", TOKEN_URL, callback=endpoint)
+    assert refresh(connection) is True
+    assert during == [(False, 1)]
+    assert secrets_of(Connection.objects.get(pk=connection.pk))["refresh_token"] == "rt-2"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_revocation_during_the_token_request_wins_over_the_answer(mocked_http):
+    connection = make_connection(expires_in=-10)
+
+    def endpoint(request):
+        Connection.objects.filter(pk=connection.pk).update(status=ConnectionStatus.REVOKED)
+        return (200, {}, _json(token_json(access="at-2", refresh="rt-2")))
+
+    mocked_http.add_callback("POST", TOKEN_URL, callback=endpoint)
+    with pytest.raises(NeedsReconnectError):
+        refresh(connection)
+    stored = Connection.objects.get(pk=connection.pk)
+    assert stored.status == ConnectionStatus.REVOKED
+    assert secrets_of(stored)["refresh_token"] != "rt-2"

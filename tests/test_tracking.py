@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import timedelta
 from typing import Any
@@ -14,7 +15,7 @@ from django.db.models.signals import post_delete, post_save
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from django_datadog_partner import outbox, tracking
+from django_datadog_partner import outbox, payloads, tracking
 from django_datadog_partner.delivery import kick
 from django_datadog_partner.models import OutboxEvent, OutboxKind
 from django_datadog_partner.payloads import Change, default_event
@@ -171,6 +172,52 @@ def test_outbox_insert_failure_never_breaks_the_save(org, caplog, monkeypatch):
         outbox._statement.cache_clear()
     assert Order.objects.count() == 2
     assert "Could not write a Datadog outbox row" in caplog.text
+
+
+def test_a_failing_insert_in_the_hosts_transaction_rolls_back_only_itself(org, caplog):
+    """The savepoint that guards the host's transaction travels with the INSERT; after a
+    refused row (PostgreSQL refuses NUL in JSON text) the host's transaction goes on."""
+    tracking.register(Order, owner="organization", event=lambda change: {"title": "a\x00b"})
+    try:
+        with caplog.at_level(logging.ERROR), transaction.atomic():
+            Order.objects.create(organization=org, number="1")
+            Order.objects.create(organization=org, number="2")
+    finally:
+        tracking.registry.register_from_settings()
+    assert Order.objects.count() == 2
+    if connection.vendor == "postgresql":
+        assert "Could not write a Datadog outbox row" in caplog.text
+        assert not OutboxEvent.objects.exists()
+
+
+@pytest.mark.parametrize("atomic", [True, False])
+def test_the_save_path_adds_one_statement(org, atomic):
+    """One round trip, as the floor: in a PostgreSQL transaction the savepoint is part of
+    the INSERT's message, not two statements of its own."""
+
+    def statements(save: Any) -> list[str]:
+        block = transaction.atomic() if atomic else contextlib.nullcontext()
+        with CaptureQueriesContext(connection) as captured, block:
+            save()
+        return [q["sql"] for q in captured.captured_queries]
+
+    plain = statements(lambda: Untracked.objects.create(name="x"))
+    tracked = statements(lambda: Order.objects.create(organization=org, number="1"))
+    assert len(tracked) == len(plain) + 1
+    assert OutboxEvent._meta.db_table in tracked[-2 if atomic else -1]
+    assert OutboxEvent.objects.get().payload["title"] == "Order created: 1"
+
+
+def test_default_event_is_the_event_the_general_builder_makes(org):
+    order = Order.objects.create(organization=org, number="7")
+    now = timezone.now()
+    change = Change(order, "updated", now, frozenset({"number"}))
+    built = default_event(change, source_type_name="My App")
+    assert built == payloads.event(
+        title=built["title"], text=built["text"], date_happened=now, source_type_name="My App",
+        tags=[f"model:{change.label}", "action:updated"],
+        aggregation_key=f"testapp.order:{order.pk}",
+    )  # fmt: skip
 
 
 def test_a_failing_kick_request_never_breaks_the_save(org, caplog, monkeypatch):

@@ -73,7 +73,6 @@ def dashboard_context(report: StatusReport) -> dict[str, Any]:
         for status in ConnectionStatus.values
         if by_status.get(status)
     ]  # fmt: skip
-    backlog = report.measured_backlog.by_status
     waiting = report.oldest_due_seconds
     outcomes = report.hourly_outcomes
     return {
@@ -84,7 +83,7 @@ def dashboard_context(report: StatusReport) -> dict[str, Any]:
         "backlog": [
             {
                 "status": status.label,
-                "count": backlog.get(status.value, 0),
+                "count": report.measured_backlog.shown(status.value),
                 "url": f"{rows}?status__exact={status.value}",
             }
             for status in MEASURED

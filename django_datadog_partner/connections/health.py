@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
-from django.db.models import F, Q
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from ..client import DatadogClient
@@ -25,7 +25,7 @@ from ..exceptions import (
     RateLimitedError,
     RetryableError,
 )
-from ..models import Connection, ConnectionStatus
+from ..models import ENDED_STATUSES, Connection, ConnectionStatus
 from ..status import API_KEY_REJECTED_REASON, mark_broken, reveal, set_status
 from .api_keys import key_recovery
 from .revoke import revoke
@@ -107,18 +107,30 @@ def check_health(connection: Connection) -> HealthReport:
 def run_scheduled_health_checks(now: datetime | None = None) -> HealthRunSummary:
     """One hourly slice of the daily health checks (oldest check first)."""
     now = now or timezone.now()
-    checkable = Connection.objects.not_ended()
+    checkable = Connection.objects.exclude(status__in=ENDED_STATUSES)
     limit = math.ceil(checkable.count() / RUNS_PER_DAY) * CATCH_UP_FACTOR
-    due = list(
-        checkable.filter(
-            Q(health_checked_at__isnull=True) | Q(health_checked_at__lte=now - DUE_AFTER)
-        ).order_by(F("health_checked_at").asc(nulls_first=True), "pk")[:limit]
-    )
+    due = due_for_check(checkable, now - DUE_AFTER, limit)
     summary = HealthRunSummary(due=len(due))
     for connection in due:
         if not check_counted(connection, summary):
             break
     return summary
+
+
+def due_for_check(
+    checkable: QuerySet[Connection], cutoff: datetime, limit: int
+) -> list[Connection]:
+    """Never-checked connections first, then the oldest checks up to ``cutoff``, by id.
+
+    Two range reads of the partial ``datadog_partner_conn_checked`` index (checked time,
+    id), each in index order; one ``ORDER BY ... NULLS FIRST`` over both would sort the
+    whole table on PostgreSQL, whose index keeps NULLs last.
+    """
+    oldest_first = checkable.order_by("health_checked_at", "pk")
+    due = list(oldest_first.filter(health_checked_at__isnull=True)[:limit])
+    if len(due) < limit:
+        due += oldest_first.filter(health_checked_at__lte=cutoff)[: limit - len(due)]
+    return due
 
 
 def check_counted(connection: Connection, summary: HealthRunSummary) -> bool:

@@ -57,6 +57,40 @@ def locked_row(connection: Connection) -> Iterator[Connection]:
         yield queryset.get(pk=connection.pk)
 
 
+#: The first key of the advisory locks that make token refreshes single-flight.
+REFRESH_LOCK_SPACE = 0x0DD9
+
+
+@contextmanager
+def single_flight(connection: Connection) -> Iterator[None]:
+    """One refresh of ``connection`` at a time, without a transaction held open.
+
+    On PostgreSQL a session advisory lock keyed by the connection's id: it is held across
+    the token request, but it is no row lock and no transaction (nothing that writes the
+    row waits for Datadog, and no snapshot stays open); only another refresh of the same
+    connection waits for it, and it ends with the session if the process dies. Elsewhere
+    nothing: callers re-read the row before acting on it (see ``locked_row``).
+    """
+    alias = router.db_for_write(Connection)
+    db = connections[alias]
+    if db.vendor != "postgresql":
+        yield
+        return
+    key = [REFRESH_LOCK_SPACE, connection.pk % 2**31]
+    if db.in_atomic_block:  # the caller's transaction is open anyway: ends with it
+        with db.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", key)
+        yield
+        return
+    with db.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", key)
+    try:
+        yield
+    finally:
+        with db.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", key)
+
+
 def reread(connection: Connection) -> Connection:
     """The row as committed now (bypassing any instance the caller holds)."""
     return Connection.objects.using(router.db_for_write(Connection)).get(pk=connection.pk)

@@ -2,9 +2,12 @@
 
 Rules (docs/explanation/lifecycle.rst, "Token refresh"):
 
-* Serialised per connection by a row lock; expiry is re-checked once the lock is held, so
-  of many workers holding one expired connection exactly one calls Datadog and the others
-  use the token it stored.
+* Single flight per connection (``rows.single_flight``: a PostgreSQL advisory lock, not a
+  row lock); expiry is re-checked under a short row lock once it is held, so of many
+  workers holding one expired connection exactly one calls Datadog and the others use the
+  token it stored. No row lock or transaction is held while Datadog answers: the row is
+  locked to read it, released, and locked again to store the answer only if it still
+  holds the refresh token that was sent (a revocation or reconnect meanwhile wins).
 * The new refresh token is committed before the new access token is handed out, and an
   answer without ``refresh_token`` keeps the stored one (RFC 6749 §6).
 * ``invalid_grant``: the row is re-read. A changed refresh token means another worker won
@@ -46,7 +49,7 @@ from ..fields import Secret
 from ..models import Alarm, Connection, ConnectionStatus
 from ..regions import get_site
 from ..status import mark_broken, reveal, set_status
-from .rows import copy_state, error_code_of, locked_row, record_error, reread
+from .rows import copy_state, error_code_of, locked_row, record_error, reread, single_flight
 from .rows import unusable_error as _unusable_error
 
 logger = logging.getLogger("django_datadog_partner")
@@ -111,10 +114,12 @@ def refresh(connection: Connection, *, force: bool = False) -> bool:
     """
     seen_access_token = connection.access_token
     failure: DatadogPartnerError | None = None
-    with locked_row(connection) as row:
-        if not row.holds_tokens:
-            failure = _unusable_error(row)
-        elif _needs_refresh(row, seen_access_token, force):
+    with single_flight(connection):
+        with locked_row(connection) as row:  # read and decide; released before the call
+            due = row.holds_tokens and _needs_refresh(row, seen_access_token, force)
+            if not row.holds_tokens:
+                failure = _unusable_error(row)
+        if due:
             failure = _refresh_locked(row)
     copy_state(row, connection)
     if isinstance(failure, InvalidClientError):
@@ -147,7 +152,8 @@ def _needs_refresh(row: Connection, seen_access_token: Secret | None, force: boo
 
 @sensitive_variables()
 def _refresh_locked(row: Connection) -> DatadogPartnerError | None:
-    """Call the token endpoint for the locked row; store tokens or return the failure."""
+    """Call the token endpoint under the refresh lock (``single_flight``, no row lock); store
+    tokens or return the failure."""
     if row.refresh_token is None:
         mark_broken(
             row,
@@ -175,8 +181,25 @@ def _refresh_locked(row: Connection) -> DatadogPartnerError | None:
     except (RetryableError, RateLimitedError, TransportRefusedError) as exc:
         record_refresh_failure(row, exc)
         return exc
-    store_tokens(row, tokens)
-    return None
+    return _store_if_unchanged(row, sent, tokens)
+
+
+@sensitive_variables()
+def _store_if_unchanged(
+    row: Connection, sent: str, tokens: oauth.TokenSet
+) -> DatadogPartnerError | None:
+    """Store the answer under a short row lock, if the row still holds the refresh token
+    that was sent: a revocation or reconnect during the call wins, and its state is used."""
+    with locked_row(row) as current:
+        stored = current.refresh_token
+        unchanged = stored is not None and hmac.compare_digest(reveal(current, stored), sent)
+        if unchanged and current.holds_tokens:
+            copy_state(current, row)
+            store_tokens(row, tokens)
+            return None
+    logger.info("Datadog connection %s changed during a token refresh; its state is kept.", row.pk)
+    copy_state(current, row)
+    return None if current.holds_tokens else _unusable_error(current)
 
 
 def record_refresh_failure(row: Connection, exc: DatadogPartnerError) -> None:

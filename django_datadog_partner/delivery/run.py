@@ -9,7 +9,6 @@ calling thread (``outcomes.Recorder``), only on rows still holding this run's le
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import time
 import uuid
@@ -17,13 +16,11 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
-from django.db import connection as db_connection
-from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from .. import outbox, packing, payloads
+from .. import leases, outbox, packing, payloads
 from ..alarms import raise_alarm
 from ..conf import app_settings
 from ..exceptions import CredentialsUnreadableError, InvalidSiteError
@@ -54,10 +51,9 @@ def claim(limit: int, *, run_started: datetime | None = None) -> tuple[str, list
     """
     now = timezone.now()
     token = uuid.uuid4().hex
-    ids = _lease(token, _due(now, run_started), limit, now)
-    if not ids:
+    rows = _lease(token, _due(now, run_started), limit, now)
+    if not rows:
         return token, []
-    rows = list(outbox.held(token, ids).only(*CLAIMED_FIELDS).order_by("pk"))
     return token, rows + _fill_batches(token, rows, now, run_started)
 
 
@@ -88,8 +84,7 @@ def _fill_batches(
             wanted[kind] -= 1
     if not picked:
         return []
-    ids = _lease(token, outbox.due_rows(now).filter(pk__in=picked), len(picked), now)
-    return list(outbox.held(token, ids).only(*CLAIMED_FIELDS).order_by("pk"))
+    return _lease(token, outbox.due_rows(now).filter(pk__in=picked), len(picked), now)
 
 
 def _due(now: datetime, run_started: datetime | None) -> QuerySet[OutboxEvent]:
@@ -99,25 +94,18 @@ def _due(now: datetime, run_started: datetime | None) -> QuerySet[OutboxEvent]:
     return candidates
 
 
-def _lease(token: str, candidates: QuerySet[OutboxEvent], limit: int, now: datetime) -> list[int]:
-    """Lease up to ``limit`` of ``candidates`` to ``token``; the ids tried (``held()`` tells
-    which this run got)."""
-    skip_locked = db_connection.features.has_select_for_update_skip_locked
-    guard = transaction.atomic() if skip_locked else contextlib.nullcontext()
-    with guard:
-        if skip_locked:
-            candidates = candidates.select_for_update(skip_locked=True)
-        ids = list(candidates.values_list("pk", flat=True)[:limit])
-        if not ids:
-            return []
-        lease_until = now + timedelta(seconds=app_settings.LEASE_SECONDS)
-        # On SQLite the SELECT above locks nothing: this conditional UPDATE (still pending,
-        # lease free) is what makes a row belong to one run only. A row another run retried
-        # in between may be claimed before its backoff ends; that is only an early attempt.
-        OutboxEvent.objects.filter(pk__in=ids).exclude(status__in=outbox.NOT_PENDING).filter(
-            outbox.lease_free(now)
-        ).update(lease_until=lease_until, lease_token=token)
-    return ids
+def _lease(
+    token: str, candidates: QuerySet[OutboxEvent], limit: int, now: datetime
+) -> list[OutboxEvent]:
+    """Lease up to ``limit`` of ``candidates`` to ``token``; the rows this run got, by id.
+
+    One ``UPDATE ... RETURNING`` where the database has it (``leases``); the conditional
+    UPDATE (still pending, lease free) is what makes a row belong to one run only. A row
+    another run retried in between may be claimed before its backoff ends; that is only an
+    early attempt.
+    """
+    lease_until = now + timedelta(seconds=app_settings.LEASE_SECONDS)
+    return leases.lease(token, candidates, limit, now, lease_until, CLAIMED_FIELDS)
 
 
 _learned: dict[str, int] = {}  # the last run's limit in this process, while latency-bound

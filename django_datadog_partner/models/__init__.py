@@ -10,11 +10,13 @@ from .connections import (
     ConnectionStatus,
     StatusDashboard,
 )
+from .connections import ENDED_STATUSES
 from .outbox import OutboxEvent, OutboxKind, OutboxStatus
 from .owners import OwnedModel, OwnerReference, owner_reference
 from .vendor import Alarm, SiteBreaker
 
 __all__ = [
+    "ENDED_STATUSES",
     "Alarm",
     "AuthorizationRequest",
     "Connection",

@@ -51,6 +51,11 @@ class ConnectionStatus(models.TextChoices):
         return frozenset({cls.NEEDS_RECONNECT}) | cls.ended()
 
 
+#: ``ConnectionStatus.ended()`` in a fixed order: the partial index of the health sweep and
+#: its query must spell the condition alike (SQLite matches a partial index by its terms).
+ENDED_STATUSES = sorted(ConnectionStatus.ended())
+
+
 class ConnectionQuerySet(models.QuerySet["Connection"]):
     def owned_by(self, owner: models.Model) -> ConnectionQuerySet:
         content_type_id, object_id = owner_reference(owner)
@@ -173,7 +178,14 @@ class Connection(OwnedModel):
             models.Index(
                 fields=("owner_content_type", "owner_object_id", "status"),
                 name="datadog_partner_conn_owner",
-            )
+            ),
+            # The health sweep's due selection, oldest check first (connections.health):
+            # partial, so revoked connections, never checked again, are not walked past.
+            models.Index(
+                fields=("health_checked_at", "id"),
+                name="datadog_partner_conn_checked",
+                condition=~models.Q(status__in=ENDED_STATUSES),
+            ),
         ]
 
     def __str__(self) -> str:

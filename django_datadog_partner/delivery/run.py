@@ -9,6 +9,7 @@ calling thread (``outcomes.Recorder``), only on rows still holding this run's le
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 import uuid

@@ -4,13 +4,13 @@ vendor-wide state (``vendor``: configuration alarms, site breakers). Import them
 """
 
 from .connections import (
+    ENDED_STATUSES,
     AuthorizationRequest,
     Connection,
     ConnectionQuerySet,
     ConnectionStatus,
     StatusDashboard,
 )
-from .connections import ENDED_STATUSES
 from .outbox import OutboxEvent, OutboxKind, OutboxStatus
 from .owners import OwnedModel, OwnerReference, owner_reference
 from .vendor import Alarm, SiteBreaker

@@ -14,7 +14,7 @@ from bench.sinks import domain
 @functools.cache
 def tenant(latency_ms: int) -> tuple[Any, Any]:
     """(Organization, Connection) whose events go to the sink after ``latency_ms``."""
-    from tests.outbox_support import make_connection
+    from django_datadog_partner.testing import make_connection
     from tests.testapp.models import Organization
 
     org = Organization.objects.create(name=f"latency-{latency_ms}")

@@ -7,8 +7,8 @@ Stopping: Ctrl-C, SIGTERM or SIGHUP, sent once or several times, to this script 
 whole process group (``make`` forwards it too), stops everything the demo started. Each
 child leads its own process group, so a terminal's Ctrl-C reaches only this script, which
 sends each child SIGTERM once and SIGKILL to whatever is left of its group after
-``STOP_TIMEOUT``. On
-Linux the children also get SIGTERM when this script dies without cleaning up (SIGKILL).
+``STOP_TIMEOUT`` (saying so). On Linux the children also get SIGTERM when this script
+dies without cleaning up (SIGKILL).
 A signal ignored when the script started (SIGINT for a background job) stays ignored.
 """
 
@@ -102,6 +102,9 @@ def stop(processes: Sequence[subprocess.Popen[bytes]]) -> None:
     for process in processes:
         while process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
+        if process.poll() is None:
+            command = process.args[len(MANAGE)]  # type: ignore[index]
+            print(f"{command} did not stop within {STOP_TIMEOUT:g} s: killed.", flush=True)
         with contextlib.suppress(ProcessLookupError, PermissionError):  # nothing left
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()

@@ -46,7 +46,7 @@ from requests.utils import get_encoding_from_headers
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProtocolError
 
 #: Idle connections kept alive per origin (the most requests a delivery run has in flight).
-POOL_SIZE = 512
+POOL_SIZE = 1024
 #: Longest status or header line, most header lines, longest chunk-size line of an answer.
 MAX_LINE, MAX_HEADERS = 65536, 100
 READ_SIZE = 65536

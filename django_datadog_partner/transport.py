@@ -23,6 +23,7 @@ framing (both directions), which cannot be split without splitting the connectio
 
 from __future__ import annotations
 
+import contextlib
 import json as jsonlib
 import os
 import re
@@ -201,10 +202,8 @@ class Connection:
         return not readable and not self.buffer
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
 
     @sensitive_variables()  # the request's bytes: headers and body
     def send(self, data: bytes, write_timeout: float) -> None:

@@ -1,5 +1,6 @@
-"""The seam's own transport (a keep-alive HTTP/1.1 client on sockets) against real loopback servers: the same
-guarantees the ``responses`` tests of ``test_client.py`` check through ``requests``."""
+"""The seam's own transport (a keep-alive HTTP/1.1 client on sockets) against real
+loopback servers: the same guarantees the ``responses`` tests of ``test_client.py`` check
+through ``requests``."""
 
 from __future__ import annotations
 
@@ -214,7 +215,6 @@ def test_the_transport_verifies_tls_never_retries_and_reads_no_proxy_from_the_en
     monkeypatch,
 ):
     import ssl
-
 
     context = transport.tls_context()
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname

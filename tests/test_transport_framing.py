@@ -29,7 +29,7 @@ def post(base: str, path: str = "/api/v1/events") -> object:
 
 
 def test_a_chunked_answer_is_read_whole_and_its_connection_kept():
-    body = b"5\r\n{\"a\":\r\n3;ext=1\r\n 1}\r\n0\r\nTrailer: x\r\n\r\n"
+    body = b'5\r\n{"a":\r\n3;ext=1\r\n 1}\r\n0\r\nTrailer: x\r\n\r\n'
     answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body
     with server(lambda request: answer) as base:
         for _ in range(2):
@@ -52,7 +52,7 @@ def test_connection_close_and_unframed_answers_are_not_reused():
     def to_the_end(sock: socket.socket, stop: threading.Event) -> None:
         opened.append(1)
         read_request(sock)
-        sock.sendall(b"HTTP/1.1 200 OK\r\n\r\n{\"until\": \"close\"}")
+        sock.sendall(b'HTTP/1.1 200 OK\r\n\r\n{"until": "close"}')
         sock.close()
 
     with tcp_server(to_the_end) as port:
@@ -80,9 +80,10 @@ def test_a_connection_the_server_closed_while_idle_is_not_used_again():
         with override_settings(DATADOG_PARTNER={"EXTRA_SITES": sites}):
             post(base)
             for _ in range(50):  # until the hang-up has arrived
-                if transport.idle_connections(base) and not transport.origin_of(
-                    base
-                ).idle[0].alive():
+                if (
+                    transport.idle_connections(base)
+                    and not transport.origin_of(base).idle[0].alive()
+                ):
                     break
                 threading.Event().wait(0.01)
             assert post(base).status_code == 202  # type: ignore[attr-defined]
@@ -126,13 +127,15 @@ def test_a_malformed_head_means_the_answer_was_lost(answer):
         post(base)
 
 
-def test_a_body_cut_short_is_lost_for_a_2xx_and_retryable_otherwise():
-    for status, error in (("202 Accepted", AnswerLostError), ("500 Oops", RetryableError)):
-        short = b"HTTP/1.1 " + status.encode() + b"\r\nContent-Length: 100\r\n\r\n{}"
-        with server(lambda request, short=short: short) as base:
-            with pytest.raises(error, match="cut off") as exc:
-                post(base)
-            assert isinstance(exc.value, AnswerLostError) is (error is AnswerLostError)
+@pytest.mark.parametrize(
+    ("status", "error"), [("202 Accepted", AnswerLostError), ("500 Oops", RetryableError)]
+)
+def test_a_body_cut_short_is_lost_for_a_2xx_and_retryable_otherwise(status, error):
+    short = b"HTTP/1.1 " + status.encode() + b"\r\nContent-Length: 100\r\n\r\n{}"
+    with server(lambda request: short) as base:
+        with pytest.raises(error, match="cut off") as exc:
+            post(base)
+        assert isinstance(exc.value, AnswerLostError) is (error is AnswerLostError)
 
 
 @pytest.mark.parametrize("header", [{"X-A": "v\r\nX-Injected: 1"}, {"X-A\r\nB": "v"}])

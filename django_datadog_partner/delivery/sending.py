@@ -61,7 +61,7 @@ class Lease:
 
 #: While CPU-bound, outcomes are written at least every this many answers or seconds
 #: (while latency-bound, whenever no other answer is waiting).
-FLUSH_EVERY, FLUSH_AFTER = 16, 0.05
+FLUSH_EVERY, FLUSH_AFTER = 16, 0.01
 
 
 def send(

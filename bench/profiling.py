@@ -153,6 +153,9 @@ def profile_worker(requests_count: int) -> None:
         "the HTTP seam (client.DatadogClient.request)": cumulative(stats, "client.py", "request"),
         "  requests' Session.request inside it": cumulative(stats, "sessions.py", "request"),
         "  urllib3's urlopen inside it": cumulative(stats, "connectionpool.py", "urlopen"),
+        "  the transport's send inside it (transport.send)": cumulative(
+            stats, "transport.py", "send", caller="request"
+        ),
         "  reading the answer (client._read_capped)": cumulative(
             stats, "client.py", "_read_capped"
         ),

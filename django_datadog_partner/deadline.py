@@ -19,7 +19,6 @@ from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.poolmanager import PoolManager
 
 #: ``time.monotonic()`` by which the current thread's call must be over (None: no call).
 deadline_of_call: ContextVar[float | None] = ContextVar("datadog_partner_deadline", default=None)
@@ -107,12 +106,3 @@ class DeadlineAdapter(HTTPAdapter):
             "http": _DeadlineHTTPPool,
             "https": _DeadlineHTTPSPool,
         }
-
-
-class DeadlinePoolManager(PoolManager):
-    """urllib3's ``PoolManager`` whose pools make deadline-bound connections (the seam's
-    own transport, ``transport.py``)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.pool_classes_by_scheme = {"http": _DeadlineHTTPPool, "https": _DeadlineHTTPSPool}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from django.db import DatabaseError
 
@@ -65,22 +66,25 @@ def deliver_due() -> str:
 def deliver_after_start() -> str:
     """Enqueued when a qcluster worker starts (``post_spawn``): drain what waits, and if
     rows are leased (a killed worker's, perhaps) linger until their lease has ended, so
-    they are sent within ``LEASE_SECONDS`` instead of at the sweeper's next pass."""
+    they are sent within ``LEASE_SECONDS`` instead of at the sweeper's next pass; the
+    linger ends early once no row is leased any more (a live worker held them and finished:
+    lingering on would only hold up the cluster's shutdown)."""
     from .conf import app_settings
     from .delivery import leased_rows_waiting
 
     if leased_rows_waiting():
-        return _drain(app_settings.LEASE_SECONDS + 1.0)
+        return _drain(app_settings.LEASE_SECONDS + 1.0, linger_while=leased_rows_waiting)
     return _drain(app_settings.KICK_INTERVAL)
 
 
-def _drain(linger: float) -> str:
+def _drain(linger: float, linger_while: Callable[[], bool] | None = None) -> str:
     from django_q.conf import Conf
 
     from .delivery import drain, kick
 
     budget = (Conf.TIMEOUT or 600) / 2
-    summary = drain(linger=linger, time_budget=budget, on_full_claim=kick.share_backlog)
+    summary = drain(linger=linger, time_budget=budget, on_full_claim=kick.share_backlog,
+                    linger_while=linger_while)  # fmt: skip
     if summary.counts.get("budget_exhausted"):
         kick.enqueue_delivery()
     return str(summary)

@@ -1,5 +1,6 @@
-"""The seam's own transport (urllib3 directly) against real loopback servers: the same
-guarantees the ``responses`` tests of ``test_client.py`` check through ``requests``."""
+"""The seam's own transport (a keep-alive HTTP/1.1 client on sockets) against real
+loopback servers: the same guarantees the ``responses`` tests of ``test_client.py`` check
+through ``requests``."""
 
 from __future__ import annotations
 
@@ -82,7 +83,7 @@ def http(status: str, body: bytes = b"{}", extra: bytes = b"") -> bytes:
     )  # fmt: skip
 
 
-def test_no_mock_means_the_seam_sends_through_urllib3_directly():
+def test_no_mock_means_the_seam_sends_through_its_own_transport():
     assert not transport.requests_patched()
     with responses.RequestsMock():
         assert transport.requests_patched()
@@ -104,7 +105,7 @@ def test_a_post_arrives_with_our_user_agent_and_body_over_one_kept_alive_connect
     assert head.startswith(b"POST /api/v1/events HTTP/1.1")
     assert f"User-Agent: django-datadog-partner/{__version__}".encode() in head
     assert body == b'{"a":1}'
-    assert transport.pool_manager().pools  # one pool: the connection was reused
+    assert transport.idle_connections(base) == 1  # one connection, reused
     assert describe_response(response).startswith("HTTP 202 from 127.0.0.1")
 
 
@@ -210,16 +211,20 @@ def test_a_slow_drip_ends_at_the_calls_deadline():
     assert time.monotonic() - started < 3
 
 
-def test_the_pool_verifies_tls_never_retries_and_reads_no_proxy_from_the_environment():
-    import certifi
+def test_the_transport_verifies_tls_never_retries_and_reads_no_proxy_from_the_environment(
+    monkeypatch,
+):
+    import ssl
 
-    manager = transport.pool_manager()
-    assert type(manager).__name__ == "DeadlinePoolManager"  # not a ProxyManager
-    retries = manager.connection_pool_kw["retries"]
-    assert retries is False or (retries.total is False and retries.redirect == 0)
-    assert manager.connection_pool_kw["cert_reqs"] == "CERT_REQUIRED"
-    assert manager.connection_pool_kw["ca_certs"] == certifi.where()
-    pool = transport.pool("https://api.datadoghq.com")
-    assert pool.pool is not None and pool.pool.maxsize == transport.POOL_SIZE
-    assert getattr(pool, "cert_reqs", None) == "CERT_REQUIRED"
-    assert transport.pool("https://api.datadoghq.com") is pool  # looked up once per origin
+    context = transport.tls_context()
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert len(context.get_ca_certs()) > 50  # certifi's bundle
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:1")
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:1")
+    with server(lambda request: http("503 Service Unavailable")) as base:
+        response = DatadogClient(SITE).request("POST", f"{base}/api/v1/events", data=b"{}")
+        assert response.status_code == 503
+        assert len(server.seen) == 1  # type: ignore[attr-defined]  # not retried, not proxied
+    assert transport.origin_of("https://api.datadoghq.com") is transport.origin_of(
+        "https://api.datadoghq.com"
+    )  # looked up once per origin

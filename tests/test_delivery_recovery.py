@@ -134,6 +134,21 @@ def test_the_start_drain_does_not_linger_without_leased_rows(org, conn, intake, 
     assert time.monotonic() - started < 2
 
 
+def test_the_start_drain_stops_lingering_once_no_row_is_leased(
+    org, conn, intake, settings, kicks, monkeypatch
+):
+    """A live worker held the rows and finished them: waiting out LEASE_SECONDS would only
+    hold up the cluster's shutdown (django-q2 waits for the task)."""
+    from django_datadog_partner import delivery
+
+    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "LEASE_SECONDS": 30}
+    answers = iter([True, True])  # leased at the start and at the first look, then not
+    monkeypatch.setattr(delivery, "leased_rows_waiting", lambda: next(answers, False))
+    started = time.monotonic()
+    tasks.deliver_after_start()
+    assert time.monotonic() - started < 5  # not 31 s
+
+
 def test_a_full_claim_enqueues_one_more_task_and_a_short_one_none(org, conn, intake, settings):
     settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "DELIVERY_BATCH_SIZE": 5}
     for n in range(12):  # three claims: 5, 5, 2

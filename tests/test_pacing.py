@@ -167,6 +167,23 @@ def test_the_ratio_is_damped_over_recent_jobs() -> None:
         assert sender.limit == 35
 
 
+def test_the_processs_cpu_per_answer_not_the_sending_threads_sets_the_requests_in_flight():
+    """Jobs that only wait (their thread spends next to no CPU) while the calling thread
+    spends 2 ms on each answer: one core saturates at about 20 ms / 2 ms in flight."""
+
+    def waits(run: Run) -> list[Result]:
+        time.sleep(0.02)
+        return [Result([1], transmit.DELIVERED, "http_202")]
+
+    with Sender(256) as sender:
+        for _ in sender.run([("site", waits)] * 150, run()):
+            until = time.process_time() + 0.002
+            while time.process_time() < until:
+                pass
+        assert sender.latency_bound
+        assert 4 <= sender.limit <= 40  # the thread's CPU alone said the maximum, 256
+
+
 def test_when_the_round_trip_stops_dominating_the_sender_measures_from_one() -> None:
     with Sender(8) as sender:
         sender._observe(wall=0.050, cpu=0.001)

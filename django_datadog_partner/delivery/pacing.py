@@ -1,9 +1,13 @@
 """Pacing: how many requests a delivery run keeps in flight: as many as the round trip needs.
 
 Little's law: to keep one CPU busy, in flight = wall time / CPU time of a request. Each job
-measures both (``time.thread_time``); while half the damped ratio is three or more (the
-round trip dominates: a distant Datadog), the ratio itself decides (at 50 ms, ``maximum``;
-halving it there left a third of the throughput unused). Below that the work is CPU-bound
+measures its wall time and its thread's CPU (``time.thread_time``); the CPU counted is the
+larger of that and the process's CPU per completion over the last ``CPU_WINDOW`` answers
+(``time.process_time``: the calling thread's claims and writes, and the GIL's hand-overs,
+are a request's cost too; the sending thread's own share alone overstated the requests
+needed about fivefold, and every extra thread costs wake-ups and a connection). While half
+the damped ratio is three or more (the round trip dominates: a distant Datadog), the ratio
+itself decides. Below that the work is CPU-bound
 (a loopback sink), where an extra thread helps only if another core is free; there the
 sender measures the throughput of one and of two requests in flight and keeps the better,
 measuring again now and then. With one, jobs run on the calling thread.
@@ -33,6 +37,7 @@ class Sender:
     DAMPING = 0.5
     WINDOW = 48  # completions per throughput sample in the CPU-bound range
     REPROBE = 16  # samples before both choices are measured again
+    CPU_WINDOW = 32  # completions per measure of the process's CPU per completion
 
     def __init__(self, maximum: int, start: int | None = None) -> None:
         """``start``: the limit to begin with (a previous run's: the round trip of one
@@ -48,6 +53,7 @@ class Sender:
         self._running_since: float | None = None
         #: Results already finished and about to be yielded (0: the caller would wait).
         self.finished_waiting = 0
+        self._process_cpu = 0.0  # the process's CPU per completion, as last measured
         self._pool = ThreadPoolExecutor(max_workers=self.maximum, thread_name_prefix="ddp-send")
 
     def __enter__(self) -> Sender:
@@ -70,6 +76,7 @@ class Sender:
         # every future in flight cost O(in flight) per answer (a core's worth at 50 ms).
         finished: SimpleQueue[tuple[str, Timed | None, BaseException | None]] = SimpleQueue()
         active = 0
+        window = (time.process_time(), 0)  # (process CPU at its start, completions since)
         while lanes or active:
             if not active and self.limit == 1:  # no thread to hand over to
                 taken = lanes.take(1)
@@ -94,9 +101,18 @@ class Sender:
                     raise error
                 assert timed is not None
                 results, wall, cpu = timed
-                self._observe(wall, cpu)
+                window = self._measure_process(window)
+                self._observe(wall, max(cpu, self._process_cpu))
                 self.finished_waiting = -left
                 yield results
+
+    def _measure_process(self, window: tuple[float, int]) -> tuple[float, int]:
+        started, completions = window[0], window[1] + 1
+        if completions < self.CPU_WINDOW:
+            return started, completions
+        now = time.process_time()
+        self._process_cpu = (now - started) / completions
+        return now, 0
 
     @property
     def latency_bound(self) -> bool:

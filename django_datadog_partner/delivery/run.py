@@ -134,6 +134,7 @@ def drain(
     time_budget: float | None = None,
     progress: Progress | None = None,
     on_full_claim: Callable[[], None] | None = None,
+    linger_while: Callable[[], bool] | None = None,
 ) -> Summary:
     """Deliver due rows until none are left (or ``time_budget`` seconds are spent).
 
@@ -141,7 +142,8 @@ def drain(
     start (looking every ``POLL_EVERY`` seconds meanwhile), so rows whose kick was
     coalesced into this run's are not left for the sweeper. ``on_full_claim`` is called
     once, the first time a claim comes back full (more may be due: a task enqueues a
-    second drain so another worker shares the backlog).
+    second drain so another worker shares the backlog). With ``linger_while``, lingering
+    also ends as soon as it returns False (checked at each look).
     """
     summary = Summary()
     started, run_started = time.monotonic(), timezone.now()
@@ -151,7 +153,7 @@ def drain(
             token, rows = claim(size, run_started=run_started)
             if not rows:
                 remaining = started + linger - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or (linger_while is not None and not linger_while()):
                     return summary
                 time.sleep(min(remaining, POLL_EVERY))
                 continue

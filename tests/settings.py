@@ -7,6 +7,7 @@ SQLite and django-q2's ORM broker by default; ``DATABASE_URL`` (PostgreSQL) and
 import os
 from pathlib import Path
 
+import django
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -18,6 +19,9 @@ os.environ.setdefault("TEST_DB_SUFFIX", f"-{os.getpid()}")
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
+if django.VERSION >= (6, 1):
+    # Django 6.1 configures email through MAILERS and warns (an error here) without it.
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
 USE_TZ = True
 TIME_ZONE = "UTC"
 

@@ -345,7 +345,9 @@ def test_every_admin_action_of_the_app_declares_its_permission():
         for name in [*site_wide, *(model_admin.actions or ())]:
             action = model_admin.get_action(name)
             assert action is not None, name
-            declared = getattr(action[0], "allowed_permissions", ())
+            # Django 6.1 returns an Action (indexing it is deprecated); earlier a tuple.
+            func = action.func if hasattr(action, "func") else action[0]
+            declared = getattr(func, "allowed_permissions", ())
             if not declared or not all(
                 hasattr(model_admin, f"has_{p}_permission") for p in declared
             ):

@@ -25,7 +25,7 @@ def connections(total: int) -> Any:
     too, so the sweeps below see only the due ones they make); returns their queryset."""
     from django_datadog_partner.models import Connection
     from django_datadog_partner.regions import get_site
-    from tests.lifecycle_support import make_connection
+    from django_datadog_partner.testing import make_connection
     from tests.testapp.models import Organization
 
     owner = Organization.objects.create(name="health")

@@ -79,22 +79,28 @@ def _where(db: Any, queryset: QuerySet[OutboxEvent]) -> tuple[str, tuple[Any, ..
 
 
 def _instances(db: Any, columns: list[Any], found: list[tuple[Any, ...]]) -> list[OutboxEvent]:
-    """Model instances from rows of ``columns`` (values converted as the ORM would)."""
-    plan = []
+    """Model instances from rows of ``columns`` (values converted as the ORM would: only
+    the columns that have converters go through them, the others are taken as fetched)."""
+    attnames = [column.attname for column in columns]
+    converted = []
     for column in columns:
         col = column.get_col(OutboxEvent._meta.db_table)
         functions = [*db.ops.get_db_converters(col), *column.get_db_converters(db)]
-        plan.append((column.attname, col, functions))
+        if functions:
+            converted.append((column.attname, col, functions))
     rows = []
+    alias = db.alias
     for values in found:
         row = OutboxEvent.__new__(OutboxEvent)
         state = ModelState()
-        state.adding, state.db = False, db.alias
-        data: dict[str, Any] = {"_state": state}
-        for (attname, col, functions), value in zip(plan, values, strict=True):
+        state.adding, state.db = False, alias
+        data: dict[str, Any] = dict(zip(attnames, values, strict=True))
+        for attname, col, functions in converted:
+            value = data[attname]
             for function in functions:
                 value = function(value, col, db)
             data[attname] = value
+        data["_state"] = state
         row.__dict__.update(data)
         rows.append(row)
     return rows

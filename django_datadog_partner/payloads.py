@@ -139,19 +139,37 @@ def selected_fields(change: Change) -> list[tuple[str, str]]:
     """(name, display value) for concrete fields: options applied, secrets always left out.
 
     A relation shows ``str()`` of the related object when the instance has it loaded
-    (assigned, ``select_related``), else its id: building an event never queries.
+    (assigned, ``select_related``), else its id: building an event never queries. This runs
+    on the host's save path: values are read from the instance's ``__dict__`` and its
+    relation cache as the fields' descriptors would (a deferred field still goes through
+    its descriptor).
     """
     instance = change.instance
-    return [
-        (model_field.name, MASK if masked else _display(_value(instance, model_field)))
-        for model_field, masked in field_plan(type(instance), change.options)
-    ]
+    loaded, related = instance.__dict__, instance._state.fields_cache
+    shown = []
+    for name, attname, cache_name, masked in _reads(type(instance), change.options):
+        if masked:
+            shown.append((name, MASK))
+            continue
+        value = related.get(cache_name) if cache_name is not None else None
+        if value is None:
+            if cache_name is not None and cache_name in related:
+                value = getattr(instance, name)  # a cached None: the descriptor decides
+            else:
+                value = loaded[attname] if attname in loaded else getattr(instance, attname)
+        shown.append((name, _display(value)))
+    return shown
 
 
-def _value(instance: models.Model, model_field: Any) -> Any:
-    if model_field.is_relation and model_field.is_cached(instance):
-        return getattr(instance, model_field.name)
-    return getattr(instance, model_field.attname)
+@functools.lru_cache(maxsize=256)
+def _reads(
+    model: type[models.Model], options: FieldOptions
+) -> tuple[tuple[str, str, str | None, bool], ...]:
+    """(name, attname, relation cache name or None, masked) of ``field_plan``'s fields."""
+    return tuple(
+        (field.name, field.attname, field.cache_name if field.is_relation else None, masked)
+        for field, masked in field_plan(model, options)
+    )
 
 
 @functools.lru_cache(maxsize=256)
@@ -424,7 +442,8 @@ def _without_noun(text: str, noun: str) -> str:
 
 
 def _display(value: Any) -> str:
-    if isinstance(value, datetime):
-        value = value.isoformat()
-    text = str(value)
+    if type(value) is str:
+        text = value
+    else:
+        text = value.isoformat() if isinstance(value, datetime) else str(value)
     return text if len(text) <= FIELD_VALUE_LIMIT else text[: FIELD_VALUE_LIMIT - 1] + "…"

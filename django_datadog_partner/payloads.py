@@ -114,7 +114,8 @@ def default_event(change: Change, *, source_type_name: str) -> dict[str, Any]:
     meta = instance._meta
     noun = str(meta.verbose_name).capitalize()
     title = f"{noun} {action}: {_without_noun(str(instance), noun)}"
-    lines = [f"{name}: {value}" for name, value in selected_fields(change)]
+    reads = _reads(type(instance), change.options)
+    lines = [read[4] + shown for read, shown in zip(reads, _shown(instance, reads), strict=True)]
     if change.update_fields:
         lines.append("Changed fields: " + ", ".join(sorted(change.update_fields)))
     label = meta.label_lower
@@ -139,35 +140,49 @@ def selected_fields(change: Change) -> list[tuple[str, str]]:
     """(name, display value) for concrete fields: options applied, secrets always left out.
 
     A relation shows ``str()`` of the related object when the instance has it loaded
-    (assigned, ``select_related``), else its id: building an event never queries. This runs
-    on the host's save path: values are read from the instance's ``__dict__`` and its
-    relation cache as the fields' descriptors would (a deferred field still goes through
-    its descriptor).
+    (assigned, ``select_related``), else its id: building an event never queries.
     """
-    instance = change.instance
+    reads = _reads(type(change.instance), change.options)
+    shown = _shown(change.instance, reads)
+    return [(read[0], value) for read, value in zip(reads, shown, strict=True)]
+
+
+#: How ``_shown`` reads one field: (name, attname, relation cache name or None, masked,
+#: the event text's "name: " prefix).
+Read = tuple[str, str, str | None, bool, str]
+
+
+def _shown(instance: models.Model, reads: tuple[Read, ...]) -> list[str]:
+    """The display values of ``reads``. This runs on the host's save path: values come
+    from the instance's ``__dict__`` and its relation cache, as the fields' descriptors
+    would give them (a deferred field, a cached ``None`` still go through the descriptor)."""
     loaded, related = instance.__dict__, instance._state.fields_cache
     shown = []
-    for name, attname, cache_name, masked in _reads(type(instance), change.options):
+    for name, attname, cache_name, masked, _prefix in reads:
         if masked:
-            shown.append((name, MASK))
+            shown.append(MASK)
             continue
         value = related.get(cache_name) if cache_name is not None else None
         if value is None:
             if cache_name is not None and cache_name in related:
-                value = getattr(instance, name)  # a cached None: the descriptor decides
+                value = getattr(instance, name)
             else:
                 value = loaded[attname] if attname in loaded else getattr(instance, attname)
-        shown.append((name, _display(value)))
+        shown.append(_display(value))
     return shown
 
 
 @functools.lru_cache(maxsize=256)
-def _reads(
-    model: type[models.Model], options: FieldOptions
-) -> tuple[tuple[str, str, str | None, bool], ...]:
-    """(name, attname, relation cache name or None, masked) of ``field_plan``'s fields."""
+def _reads(model: type[models.Model], options: FieldOptions) -> tuple[Read, ...]:
+    """``Read`` of each of ``field_plan``'s fields, computed once."""
     return tuple(
-        (field.name, field.attname, field.cache_name if field.is_relation else None, masked)
+        (
+            field.name,
+            field.attname,
+            field.cache_name if field.is_relation else None,
+            masked,
+            f"{field.name}: ",
+        )
         for field, masked in field_plan(model, options)
     )
 

@@ -5,8 +5,9 @@ the leased rows read back) and the ORM's model instances; at 200 rows most of it
 Python. Here PostgreSQL and SQLite (3.35+) do it in one statement: the due ids are picked
 (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so concurrent claims skip each other's rows), the
 rows still pending and lease-free are leased, and their claimed columns come back, turned
-into instances with the fields' own converters and without ``Model.__init__`` (the other
-columns stay deferred, as with ``.only()``). Other databases keep the three statements.
+into instances with the fields' own converters (on PostgreSQL, times as epoch microseconds:
+``_returned``) and without ``Model.__init__`` (the other columns stay deferred, as with
+``.only()``). Other databases keep the three statements.
 """
 
 from __future__ import annotations

@@ -272,11 +272,12 @@ def test_a_claimed_row_holds_the_values_the_orm_reads_back(org, conn):
     tracking.send_log(org, "m", when=when)
     tracking.send_event(org, title="t", text="x", when=when.replace(microsecond=0))
     _token, rows = delivery.claim(10)
+    meta: Any = OutboxEvent._meta
     fields = [name for name in delivery.run.CLAIMED_FIELDS if name not in ("lease_until",)]
     for row in rows:
         stored = OutboxEvent.objects.get(pk=row.pk)
         for name in fields:
-            attname = OutboxEvent._meta.get_field(name).attname
+            attname = meta.get_field(name).attname
             claimed, read = getattr(row, attname), getattr(stored, attname)
             assert (claimed, type(claimed)) == (read, type(read)), name
             if name in ("event_time", "next_attempt_at"):

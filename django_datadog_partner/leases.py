@@ -5,16 +5,20 @@ the leased rows read back) and the ORM's model instances; at 200 rows most of it
 Python. Here PostgreSQL and SQLite (3.35+) do it in one statement: the due ids are picked
 (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so concurrent claims skip each other's rows), the
 rows still pending and lease-free are leased, and their claimed columns come back, turned
-into instances with the fields' own converters and without ``Model.__init__`` (the other
-columns stay deferred, as with ``.only()``). Other databases keep the three statements.
+into instances with the fields' own converters (on PostgreSQL, times as epoch microseconds:
+``_returned``) and without ``Model.__init__`` (the other columns stay deferred, as with
+``.only()``). Other databases keep the three statements.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, router, transaction
 from django.db.models import QuerySet
 from django.db.models.base import ModelState
@@ -52,24 +56,46 @@ def lease(
     inner, inner_params = picked.get_compiler(using=db.alias).as_sql()
     if db.features.has_select_for_update_skip_locked:
         inner += " FOR UPDATE SKIP LOCKED"
-    free = OutboxEvent.objects.filter(lease_free(now)).exclude(status__in=NOT_PENDING)
-    guard, guard_params = _where(db, free)
+    guard, guard_params = _guard(db.alias), (field_now(db, now), *NOT_PENDING)
     table = quote(meta.db_table)
+    returned, loaders = _returned(db, columns)
     sql = (
         f"UPDATE {table} SET {quote('lease_until')} = %s, {quote('lease_token')} = %s "  # noqa: S608
-        f"WHERE {quote('id')} IN ({inner}) AND {guard} "
-        f"RETURNING {', '.join(quote(column.column) for column in columns)}"
+        f"WHERE {quote('id')} IN ({inner}) AND {guard} RETURNING {', '.join(returned)}"
     )  # names come from the model, quoted; values are parameters
     field = meta.get_field("lease_until")
     params = [field.get_db_prep_save(until, db), token, *inner_params, *guard_params]
     with db.cursor() as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchall()
-    rows = _instances(db, columns, found)
+    rows = _instances(db, columns, found, loaders)
     lease_values = {name: value for name, value in known.items() if name in fields}
     for row in rows:
         row.__dict__.update(lease_values)
     return sorted(rows, key=lambda row: row.pk)
+
+
+def field_now(db: Any, now: datetime) -> Any:
+    return OutboxEvent._meta.get_field("lease_until").get_db_prep_value(now, db)
+
+
+@functools.lru_cache(maxsize=8)
+def _guard(alias: str) -> str:
+    """The outer UPDATE's condition, ``lease_free(now)`` and still pending (the ORM's own
+    WHERE of that queryset, compiled once per database: ~0.2 ms a claim otherwise); its
+    parameters are ``now`` and ``NOT_PENDING`` (checked when it is compiled)."""
+    db = connections[alias]
+    sql, params = _where(db, _free(PROBE))
+    if tuple(params) != (field_now(db, PROBE), *NOT_PENDING):
+        raise ImproperlyConfigured(f"The outbox lease guard's parameters changed: {params!r}")
+    return sql
+
+
+PROBE = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _free(now: datetime) -> QuerySet[OutboxEvent]:
+    return OutboxEvent.objects.filter(lease_free(now)).exclude(status__in=NOT_PENDING)
 
 
 def _where(db: Any, queryset: QuerySet[OutboxEvent]) -> tuple[str, tuple[Any, ...]]:
@@ -78,23 +104,66 @@ def _where(db: Any, queryset: QuerySet[OutboxEvent]) -> tuple[str, tuple[Any, ..
     return sql.split(" WHERE ", 1)[1], tuple(params)
 
 
-def _instances(db: Any, columns: list[Any], found: list[tuple[Any, ...]]) -> list[OutboxEvent]:
-    """Model instances from rows of ``columns`` (values converted as the ORM would)."""
-    plan = []
+#: Where a returned column is an epoch in microseconds: the time it stands for.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _from_epoch(value: Any, expression: Any, db: Any) -> datetime | None:
+    return None if value is None else EPOCH + timedelta(microseconds=value)
+
+
+def _returned(db: Any, columns: list[Any]) -> tuple[list[str], dict[str, Any]]:
+    """The RETURNING list of ``columns``, and the converters that replace a column's own.
+
+    On PostgreSQL with ``USE_TZ`` and a UTC connection, a time column comes back as
+    integer microseconds since the epoch (exact: ``EXTRACT`` is numeric from PostgreSQL 14,
+    Django 5.2's oldest): psycopg's ``timestamptz`` loader, which Django subclasses in
+    Python to set the time zone, costs ~3 us a value, 1.2 ms of a 200-row claim. The
+    instance gets the same aware UTC ``datetime``."""
+    quote = db.ops.quote_name
+    epoch = db.vendor == "postgresql" and settings.USE_TZ and db.timezone is UTC
+    returned, loaders = [], {}
+    for column in columns:
+        name = quote(column.column)
+        if epoch and column.get_internal_type() == "DateTimeField":
+            name = f"(EXTRACT(EPOCH FROM {name}) * 1000000)::bigint"
+            loaders[column.attname] = [_from_epoch]
+        returned.append(name)
+    return returned, loaders
+
+
+def _instances(
+    db: Any,
+    columns: list[Any],
+    found: list[tuple[Any, ...]],
+    loaders: dict[str, Any] | None = None,
+) -> list[OutboxEvent]:
+    """Model instances from rows of ``columns`` (values converted as the ORM would, or by
+    ``loaders`` where given: only the columns that have converters go through them, the
+    others are taken as fetched)."""
+    attnames = [column.attname for column in columns]
+    converted = []
     for column in columns:
         col = column.get_col(OutboxEvent._meta.db_table)
-        functions = [*db.ops.get_db_converters(col), *column.get_db_converters(db)]
-        plan.append((column.attname, col, functions))
+        functions = (loaders or {}).get(column.attname) or [
+            *db.ops.get_db_converters(col),
+            *column.get_db_converters(db),
+        ]
+        if functions:
+            converted.append((column.attname, col, functions))
     rows = []
+    alias = db.alias
     for values in found:
         row = OutboxEvent.__new__(OutboxEvent)
         state = ModelState()
-        state.adding, state.db = False, db.alias
-        data: dict[str, Any] = {"_state": state}
-        for (attname, col, functions), value in zip(plan, values, strict=True):
+        state.adding, state.db = False, alias
+        data: dict[str, Any] = dict(zip(attnames, values, strict=True))
+        for attname, col, functions in converted:
+            value = data[attname]
             for function in functions:
                 value = function(value, col, db)
             data[attname] = value
+        data["_state"] = state
         row.__dict__.update(data)
         rows.append(row)
     return rows

@@ -109,12 +109,21 @@ def _params(insert: Insert, db: Any, fields: dict[str, Any]) -> dict[str, Any]:
     params = dict(fields)
     ops = db.ops
     params["payload"] = ops.adapt_json_value(fields["payload"], insert.payload_field.encoder)
-    params["now"] = now = ops.adapt_datetimefield_value(fields["now"])
+    params["now"] = now = _adapted_now(db, fields["now"])
     event_time = params.pop("event_time", None)
     params["happened"] = (
         now if event_time is None else insert.time_field.get_db_prep_save(event_time, db)
     )
     return params
+
+
+def _adapted_now(db: Any, now: datetime) -> Any:
+    """``now`` as ``adapt_datetimefield_value`` makes it. On SQLite that is the naive text
+    in the connection's time zone: for ``timezone.now()`` (aware, UTC) on a UTC connection,
+    the same text without ``make_naive``'s conversion (it costs ~2 us of a save)."""
+    if db.vendor == "sqlite" and now.tzinfo is UTC and db.timezone is UTC:
+        return str(now.replace(tzinfo=None))
+    return db.ops.adapt_datetimefield_value(now)
 
 
 def _cursor(db: Any) -> Any:

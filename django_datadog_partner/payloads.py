@@ -114,7 +114,8 @@ def default_event(change: Change, *, source_type_name: str) -> dict[str, Any]:
     meta = instance._meta
     noun = str(meta.verbose_name).capitalize()
     title = f"{noun} {action}: {_without_noun(str(instance), noun)}"
-    lines = [f"{name}: {value}" for name, value in selected_fields(change)]
+    reads = _reads(type(instance), change.options)
+    lines = [read[4] + shown for read, shown in zip(reads, _shown(instance, reads), strict=True)]
     if change.update_fields:
         lines.append("Changed fields: " + ", ".join(sorted(change.update_fields)))
     label = meta.label_lower
@@ -141,17 +142,49 @@ def selected_fields(change: Change) -> list[tuple[str, str]]:
     A relation shows ``str()`` of the related object when the instance has it loaded
     (assigned, ``select_related``), else its id: building an event never queries.
     """
-    instance = change.instance
-    return [
-        (model_field.name, MASK if masked else _display(_value(instance, model_field)))
-        for model_field, masked in field_plan(type(instance), change.options)
-    ]
+    reads = _reads(type(change.instance), change.options)
+    shown = _shown(change.instance, reads)
+    return [(read[0], value) for read, value in zip(reads, shown, strict=True)]
 
 
-def _value(instance: models.Model, model_field: Any) -> Any:
-    if model_field.is_relation and model_field.is_cached(instance):
-        return getattr(instance, model_field.name)
-    return getattr(instance, model_field.attname)
+#: How ``_shown`` reads one field: (name, attname, relation cache name or None, masked,
+#: the event text's "name: " prefix).
+Read = tuple[str, str, str | None, bool, str]
+
+
+def _shown(instance: models.Model, reads: tuple[Read, ...]) -> list[str]:
+    """The display values of ``reads``. This runs on the host's save path: values come
+    from the instance's ``__dict__`` and its relation cache, as the fields' descriptors
+    would give them (a deferred field, a cached ``None`` still go through the descriptor)."""
+    loaded, related = instance.__dict__, instance._state.fields_cache
+    shown = []
+    for name, attname, cache_name, masked, _prefix in reads:
+        if masked:
+            shown.append(MASK)
+            continue
+        value = related.get(cache_name) if cache_name is not None else None
+        if value is None:
+            if cache_name is not None and cache_name in related:
+                value = getattr(instance, name)
+            else:
+                value = loaded[attname] if attname in loaded else getattr(instance, attname)
+        shown.append(_display(value))
+    return shown
+
+
+@functools.lru_cache(maxsize=256)
+def _reads(model: type[models.Model], options: FieldOptions) -> tuple[Read, ...]:
+    """``Read`` of each of ``field_plan``'s fields, computed once."""
+    return tuple(
+        (
+            field.name,
+            field.attname,
+            field.cache_name if field.is_relation else None,
+            masked,
+            f"{field.name}: ",
+        )
+        for field, masked in field_plan(model, options)
+    )
 
 
 @functools.lru_cache(maxsize=256)
@@ -424,7 +457,8 @@ def _without_noun(text: str, noun: str) -> str:
 
 
 def _display(value: Any) -> str:
-    if isinstance(value, datetime):
-        value = value.isoformat()
-    text = str(value)
+    if type(value) is str:
+        text = value
+    else:
+        text = value.isoformat() if isinstance(value, datetime) else str(value)
     return text if len(text) <= FIELD_VALUE_LIMIT else text[: FIELD_VALUE_LIMIT - 1] + "…"

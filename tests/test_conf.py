@@ -92,3 +92,14 @@ def test_a_raising_client_secret_callable_is_a_configuration_error_naming_its_ty
         _ = app_settings.CLIENT_SECRET
     assert "CLIENT_SECRET" in str(excinfo.value) and "ConnectionError" in str(excinfo.value)
     assert "canary-vault-token" not in str(excinfo.value)
+
+
+def test_the_settings_dict_is_read_again_after_every_override(settings):
+    first = app_settings.KICK_INTERVAL
+    with override_settings(DATADOG_PARTNER={**settings.DATADOG_PARTNER, "KICK_INTERVAL": 7}):
+        assert app_settings.KICK_INTERVAL == 7
+    assert first == app_settings.KICK_INTERVAL
+    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "KICK_INTERVAL": 9}
+    assert app_settings.KICK_INTERVAL == 9
+    settings.DATADOG_PARTNER["KICK_INTERVAL"] = 11  # inside the same dict: seen at once
+    assert app_settings.KICK_INTERVAL == 11

@@ -267,6 +267,24 @@ def test_claims_are_exclusive_and_stale_leases_come_back(org, conn, settings):
     assert len(delivery.claim(10)[1]) == 5
 
 
+def test_a_claimed_row_holds_the_values_the_orm_reads_back(org, conn):
+    when = timezone.now().replace(microsecond=123457) - timedelta(days=400)
+    tracking.send_log(org, "m", when=when)
+    tracking.send_event(org, title="t", text="x", when=when.replace(microsecond=0))
+    _token, rows = delivery.claim(10)
+    meta: Any = OutboxEvent._meta
+    fields = [name for name in delivery.run.CLAIMED_FIELDS if name not in ("lease_until",)]
+    for row in rows:
+        stored = OutboxEvent.objects.get(pk=row.pk)
+        for name in fields:
+            attname = meta.get_field(name).attname
+            claimed, read = getattr(row, attname), getattr(stored, attname)
+            assert (claimed, type(claimed)) == (read, type(read)), name
+            if name in ("event_time", "next_attempt_at"):
+                assert claimed.utcoffset() == timedelta(0) and claimed.tzinfo == read.tzinfo
+    assert sorted(row.event_time for row in rows) == [when.replace(microsecond=0), when]
+
+
 def test_a_run_whose_lease_was_taken_over_records_nothing(org, conn, intake):
     tracking.send_event(org, title="t", text="x")
     token, rows = delivery.claim(10)

@@ -346,7 +346,7 @@ def test_every_admin_action_of_the_app_declares_its_permission():
             action = model_admin.get_action(name)
             assert action is not None, name
             # Django 6.1 returns an Action (indexing it is deprecated); earlier a tuple.
-            func = action.func if hasattr(action, "func") else action[0]
+            func = getattr(action, "func", None) or action[0]
             declared = getattr(func, "allowed_permissions", ())
             if not declared or not all(
                 hasattr(model_admin, f"has_{p}_permission") for p in declared

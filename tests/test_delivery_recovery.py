@@ -11,6 +11,7 @@ import pytest
 from django.utils import timezone
 
 from django_datadog_partner import tasks, tracking
+from django_datadog_partner.conf import app_settings
 from django_datadog_partner.delivery import kick, sending, transmit
 from django_datadog_partner.delivery.run import claim, drain
 from django_datadog_partner.models import OutboxEvent
@@ -23,15 +24,15 @@ class Killed(BaseException):
     """Stands in for SIGKILL: nothing after it runs in the worker."""
 
 
-def one_at_a_time(settings, **more) -> None:
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "DELIVERY_CONCURRENCY": 1, **more}
+def one_at_a_time(partner_settings, **more) -> None:
+    partner_settings(DELIVERY_CONCURRENCY=1, **more)
 
 
 @pytest.mark.parametrize("flush_every", [1, 4])
 def test_a_worker_killed_mid_batch_has_written_what_was_answered_before(
-    org, conn, intake, settings, monkeypatch, flush_every
+    org, conn, intake, partner_settings, monkeypatch, flush_every
 ):
-    one_at_a_time(settings)
+    one_at_a_time(partner_settings)
     monkeypatch.setattr(sending, "FLUSH_EVERY", flush_every)
     monkeypatch.setattr(sending, "FLUSH_AFTER", 3600.0)
     for n in range(12):
@@ -54,9 +55,9 @@ def test_a_worker_killed_mid_batch_has_written_what_was_answered_before(
 
 
 def test_a_batch_answered_in_full_is_written_once_per_flush_not_per_row(
-    org, conn, intake, settings, django_assert_max_num_queries
+    org, conn, intake, partner_settings, django_assert_max_num_queries
 ):
-    one_at_a_time(settings)
+    one_at_a_time(partner_settings)
     for n in range(40):
         tracking.send_event(conn, title=f"e{n}", text="x")
     # claims (3-5 statements each, PostgreSQL's savepoints included), connections,
@@ -66,8 +67,8 @@ def test_a_batch_answered_in_full_is_written_once_per_flush_not_per_row(
     assert set(statuses().values()) == {"delivered"}
 
 
-def test_the_lease_is_renewed_while_the_run_works(org, conn, settings):
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "LEASE_SECONDS": 20}
+def test_the_lease_is_renewed_while_the_run_works(org, conn, partner_settings):
+    partner_settings(LEASE_SECONDS=20)
     for n in range(3):
         tracking.send_event(conn, title=f"e{n}", text="x")
     token, rows = claim(10)
@@ -82,14 +83,13 @@ def test_the_lease_is_renewed_while_the_run_works(org, conn, settings):
     assert len(untils) == 1
     renewed = untils.pop()
     assert renewed is not None and renewed > first_until
-    assert run.send_by > time.monotonic() + 20 - sum(settings.DATADOG_PARTNER.get(
-        "HTTP_TIMEOUT", (3.05, 10.0))) - 1  # fmt: skip
+    assert run.send_by > time.monotonic() + 20 - sum(app_settings.HTTP_TIMEOUT) - 1
 
     lease.keep()  # not due again yet (a quarter of the lease since): nothing written
     assert set(OutboxEvent.objects.values_list("lease_until", flat=True)) == {renewed}
 
 
-def test_a_run_whose_rows_were_taken_over_stops_starting_requests(org, conn, settings):
+def test_a_run_whose_rows_were_taken_over_stops_starting_requests(org, conn, partner_settings):
     tracking.send_event(conn, title="e", text="x")
     tracking.send_event(conn, title="f", text="x")
     token, rows = claim(10)
@@ -115,10 +115,10 @@ def test_the_worker_start_receiver_is_connected():
     assert kick.on_worker_start in sync_receivers
 
 
-def test_the_start_drain_waits_out_a_killed_workers_lease(org, conn, intake, settings, kicks):
-    settings.DATADOG_PARTNER = {
-        **settings.DATADOG_PARTNER, "LEASE_SECONDS": 2, "HTTP_TIMEOUT": (0.2, 0.3),
-    }  # fmt: skip
+def test_the_start_drain_waits_out_a_killed_workers_lease(
+    org, conn, intake, partner_settings, kicks
+):
+    partner_settings(LEASE_SECONDS=2, HTTP_TIMEOUT=(0.2, 0.3))
     tracking.send_event(conn, title="e", text="x")
     claim(10)  # the killed worker's claim: leased for two more seconds
     started = time.monotonic()
@@ -135,13 +135,13 @@ def test_the_start_drain_does_not_linger_without_leased_rows(org, conn, intake, 
 
 
 def test_the_start_drain_stops_lingering_once_no_row_is_leased(
-    org, conn, intake, settings, kicks, monkeypatch
+    org, conn, intake, partner_settings, kicks, monkeypatch
 ):
     """A live worker held the rows and finished them: waiting out LEASE_SECONDS would only
     hold up the cluster's shutdown (django-q2 waits for the task)."""
     from django_datadog_partner import delivery
 
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "LEASE_SECONDS": 30}
+    partner_settings(LEASE_SECONDS=30)
     answers = iter([True, True])  # leased at the start and at the first look, then not
     monkeypatch.setattr(delivery, "leased_rows_waiting", lambda: next(answers, False))
     started = time.monotonic()
@@ -149,8 +149,10 @@ def test_the_start_drain_stops_lingering_once_no_row_is_leased(
     assert time.monotonic() - started < 5  # not 31 s
 
 
-def test_a_full_claim_enqueues_one_more_task_and_a_short_one_none(org, conn, intake, settings):
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "DELIVERY_BATCH_SIZE": 5}
+def test_a_full_claim_enqueues_one_more_task_and_a_short_one_none(
+    org, conn, intake, partner_settings
+):
+    partner_settings(DELIVERY_BATCH_SIZE=5)
     for n in range(12):  # three claims: 5, 5, 2
         tracking.send_event(conn, title=f"e{n}", text="x")
     calls = []
@@ -162,8 +164,10 @@ def test_a_full_claim_enqueues_one_more_task_and_a_short_one_none(org, conn, int
     assert len(intake.arrivals) == 13
 
 
-def test_deliver_due_shares_a_large_backlog_with_one_more_task(org, conn, intake, settings, kicks):
-    settings.DATADOG_PARTNER = {**settings.DATADOG_PARTNER, "DELIVERY_BATCH_SIZE": 5}
+def test_deliver_due_shares_a_large_backlog_with_one_more_task(
+    org, conn, intake, partner_settings, kicks
+):
+    partner_settings(DELIVERY_BATCH_SIZE=5)
     for n in range(12):
         tracking.send_event(conn, title=f"e{n}", text="x")
     kicks.clear()

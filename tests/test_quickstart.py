@@ -153,8 +153,20 @@ def post_form(
 ) -> requests.Response:
     """Submit the page's form (its action is the page itself), as a browser does."""
     answer = browser.post(response.url, data={**form_fields(response.text), **extra}, timeout=10)
-    assert answer.status_code == 200, (answer.status_code, answer.url, answer.text[:800])
+    assert answer.status_code == 200, (answer.status_code, answer.url, what_failed(answer.text))
     return answer
+
+
+def what_failed(page: str) -> str:
+    """The title and exception of Django's technical 500 page (the rest is CSS), else the
+    page's start."""
+    found = re.findall(
+        r"<title>(.*?)</title>|<pre class=\"exception_value\">(.*?)</pre>", page, re.S
+    )
+    return (
+        " / ".join(html.unescape(part).strip() for pair in found for part in pair if part)
+        or page[:800]
+    )
 
 
 def connect_from_the_tile(base_url: str) -> str:
@@ -223,7 +235,10 @@ def test_the_quickstart_connects_and_delivers_an_event(tmp_path: Path) -> None:
         project.running("qcluster"),
     ):
         wait_for(f"{base_url}/sandbox/")
-        connect_from_the_tile(base_url)
+        try:
+            connect_from_the_tile(base_url)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nrunserver's log:\n{project.log('runserver')}") from exc
         status = json.loads(project.manage("datadog_partner_status", "--json"))
         (connection,) = status["connections"]
         assert connection["status"] == "active", connection

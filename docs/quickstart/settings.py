@@ -33,6 +33,15 @@ DATADOG_PARTNER = {
     "SOURCE_TYPE_NAME": "quickstart",
 }
 
+# startproject's SQLite database, written by the web server and the workers at once:
+# immediate transactions wait for the lock instead of failing with "database is locked"
+# (Django 5.1+), and WAL lets reads go on during a write.
+DATABASES["default"]["OPTIONS"] = {
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
+
 # django-q2 uses Redis unless "orm" is set: here the database is the broker.
 Q_CLUSTER = {
     "name": "quickstart",

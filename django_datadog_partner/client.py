@@ -6,8 +6,9 @@ transport guard that refuses any host that is not in the site table. No ORM impo
 The module is longer than most because its one concern is both halves of talking to
 Datadog: sending, and reading what came back.
 
-Two transports, one seam. Calls go straight to urllib3's ``PoolManager`` (``transport``:
-``requests.Session.request`` cost three quarters of a worker's CPU per request). While
+Two transports, one seam. Calls go to the package's own keep-alive HTTP/1.1 client
+(``transport``: ``requests.Session.request`` cost three quarters of a worker's CPU per
+request). While
 something has patched ``requests``' transport (``responses``, as the package's tests and
 its test kit ``FakeDatadog`` do; ``requests-mock``), calls go through a ``requests.Session``
 instead so the mock answers them. Either way the caller gets a ``requests.Response`` read
@@ -16,7 +17,9 @@ by the same code: the guard, the deadline, the cap, the redirect refusal and ``c
 Timeouts: socket timeouts only bound each read, so an answer trickling in a byte at a time
 could hold a call indefinitely. Every call therefore also has one deadline, connect + read
 timeout after it starts: every socket write and read of the call waits at most until then
-(``deadline.py``), and the body is streamed and dropped once it passes.
+(``transport`` on the direct path, ``deadline.py`` on the requests path, which a mock's
+pass-through can take to a real socket), and the body is streamed and dropped once it
+passes.
 """
 
 from __future__ import annotations

@@ -295,9 +295,10 @@ def place(
     if answer.conflict:
         if reconnecting is not None:
             return Placement(reconnecting.pk, keep_key=key_is_live(reconnecting) is not False)
-        live = [c for c in rows if c.api_key is not None and key_is_live(c) is not False]
-        if len(live) == 1:
-            return Placement(live[0].pk, keep_key=True)
+        # A 409 names no key: it is taken as the owner's one connection's organisation,
+        # and beside several it could be any of theirs, so it joins none of their keys.
+        if len(rows) == 1 and rows[0].api_key is not None and key_is_live(rows[0]) is not False:
+            return Placement(rows[0].pk, keep_key=True)
         return Placement(keyless[0].pk if keyless else None)
     # No decisive answer (timeout, 5xx, 401/403, other refusals): the organisation is unknown.
     if reconnecting is not None:

@@ -122,6 +122,56 @@ def test_the_outbox_names_owners_and_connections(admin_client):
     assert f'<a href="?owner={content_type}%3A{object_id}">Acme Shop</a>' in listing
 
 
+def test_outbox_rows_say_what_they_are_how_they_ended_and_when(admin_client):
+    acme = Organization.objects.create(name="Acme Shop")
+    connection = make_connection(acme, dd_org_name="Acme")
+    now = timezone.now()
+    OutboxEvent.objects.create(
+        kind="event", payload={}, source="testapp.order", action="updated", status="dead",
+        connection=connection, last_error_code="http_400", finished_at=now,
+    )  # fmt: skip
+    OutboxEvent.objects.create(
+        kind="metric", payload={}, source="api", status="no_connection",
+        last_error_code="no_connection", finished_at=now,
+    )  # fmt: skip
+    OutboxEvent.objects.create(kind="log", payload={}, next_attempt_at=now + timedelta(minutes=5))
+    listing = page(admin_client, OUTBOX)
+    cells = dict.fromkeys(re.findall(r'<td class="field-(\w+)"', listing))
+    assert list(cells) == ["item_display", "status_display", "owner_display",
+                           "connection_display", "attempts", "timing"]  # fmt: skip
+    assert 'Event<br><span class="ddp-muted">testapp.order updated</span>' in listing
+    assert 'Dead (permanent error)<br><span class="ddp-muted">http_400</span>' in listing
+    assert '<td class="field-status_display">No connection</td>' in listing  # said once
+    # The owner has its column; the connection's names the Datadog side.
+    assert '<td class="field-connection_display">Datadog org ‘Acme’ (US1)</td>' in listing
+    assert re.search(r'Finished:</span> <time [^>]+>just now</time>', listing)
+    assert re.search(r'Next attempt:</span> <time [^>]+>in \d+ min</time>', listing)
+    assert "datadog_partner/admin.css" in listing  # the compact columns' styles
+
+
+def test_authorization_requests_name_the_user_the_region_and_the_outcome(admin_client):
+    from django_datadog_partner.models import AuthorizationRequest
+
+    user = make_owner("ada")
+    now = timezone.now()
+    for state, used_at, expires_at in (("used", now, now), ("stale", None, now),
+                                       ("open", None, now + timedelta(minutes=9))):  # fmt: skip
+        request = AuthorizationRequest(
+            state=state, user=user, binding_hash=state, domain="datadoghq.eu",
+            site="https://app.datadoghq.eu", used_at=used_at, expires_at=expires_at,
+        )  # fmt: skip
+        request.set_owner(user)
+        request.code_verifier = "verifier"
+        request.save()
+    assert str(request) == "Authorization for Datadog EU1 by ada"
+    listing = page(admin_client, "/admin/datadog_partner/authorizationrequest/")
+    assert '<td class="field-region">EU1</td>' in listing
+    assert re.search(r"Used <time [^>]+>just now</time>", listing)
+    assert re.search(r"Expired unused <time [^>]+>just now</time>", listing)
+    assert re.search(r"Waiting, expires <time [^>]+>in \d+ min</time>", listing)
+    assert '<a href="?region=datadoghq.eu">EU1</a>' in listing  # the filter, by name
+
+
 def test_a_recovered_connection_shows_no_last_error(admin_client):
     from django_datadog_partner.status import mark_broken, set_status
 

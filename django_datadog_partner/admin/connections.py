@@ -29,27 +29,12 @@ from .. import permissions
 from ..conf import app_settings
 from ..connections.batch import each_connection
 from ..models import Alarm, Connection
-from ..regions import region_name
 from ..templatetags.datadog_partner import status_badge
-from .display import NamedListAdmin, when
+from .display import NamedListAdmin, RegionFilter, when
 from .lifecycle_actions import ACTIONS, LifecycleAction
 
 SECRET_FIELDS = ("access_token", "refresh_token", "api_key")
 CONFIRM_URL_NAME = "datadog_partner_connection_confirm"
-
-
-class RegionFilter(admin.SimpleListFilter):
-    """The regions that have connections, by their display name ("US1", "EU1")."""
-
-    title = "Datadog region"
-    parameter_name = "region"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        domains = Connection.objects.order_by("domain").values_list("domain", flat=True)
-        return [(domain, region_name(domain)) for domain in domains.distinct()]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        return queryset.filter(domain=self.value()) if self.value() else queryset
 
 
 @admin.register(Connection)

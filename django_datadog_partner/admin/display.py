@@ -14,11 +14,17 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import capfirst
 
+from ..regions import region_name
+
 
 class NamedListAdmin(admin.ModelAdmin):
     """A list titled with what it lists ("Outbox items"), not "Select outbox item to
     change" on a page where nothing is changed; an object page titled with its model.
     Subclasses add to either page's context with ``list_context``/``object_context``."""
+
+    class Media:
+        # The compact columns' styles (muted labels, one-line times) and the badges.
+        css = {"all": ("datadog_partner/badges.css", "datadog_partner/admin.css")}
 
     def list_context(self, request: HttpRequest) -> dict[str, Any]:
         return {}
@@ -91,3 +97,18 @@ class OpenFilter(admin.SimpleListFilter):
             return queryset
         empty = (self.value() == "open") == self.open_when_empty
         return queryset.filter(**{f"{self.field}__isnull": empty})
+
+
+class RegionFilter(admin.SimpleListFilter):
+    """The regions the listed model has rows for, by their display name ("US1", "EU1")."""
+
+    title = "Datadog region"
+    parameter_name = "region"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        rows = model_admin.model._default_manager.order_by("domain")
+        domains = rows.values_list("domain", flat=True).distinct()
+        return [(domain, region_name(domain)) for domain in domains]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(domain=self.value()) if self.value() else queryset

@@ -8,10 +8,13 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from ..delivery import breaker
 from ..models import Alarm, AuthorizationRequest, SiteBreaker
-from .display import NamedListAdmin, OpenFilter
+from ..regions import region_name
+from .display import NamedListAdmin, OpenFilter, RegionFilter, when
 
 
 class ReadOnlyAdmin(NamedListAdmin):
@@ -37,9 +40,9 @@ class AuthorizationRequestAdmin(ReadOnlyAdmin):
     """Who started connecting what, and whether it finished. The state value, the PKCE
     verifier and the browser binding are secrets and are never listed."""
 
-    list_display = ("id", "user", "domain", "site", "created_at", "expires_at", "used_at",
-                    "reconnect_of")  # fmt: skip
-    list_filter = ("domain",)
+    # Compact, to fit 1280 px: the site's URL is on the request's page.
+    list_display = ("id", "user", "region", "started", "outcome", "reconnect_of")
+    list_filter = (RegionFilter,)
     list_select_related = ("user", "reconnect_of")
     date_hierarchy = "created_at"
     fields = ("user", "owner_content_type", "owner_object_id", "domain", "site", "reconnect_of",
@@ -47,6 +50,23 @@ class AuthorizationRequestAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[AuthorizationRequest]:
         return super().get_queryset(request).defer("code_verifier", "state", "binding_hash")
+
+    @admin.display(description="Datadog region", ordering="domain")
+    def region(self, obj: AuthorizationRequest) -> str:
+        return region_name(obj.domain)
+
+    @admin.display(description="Started", ordering="created_at")
+    def started(self, obj: AuthorizationRequest) -> str:
+        return when(obj.created_at)
+
+    @admin.display(description="Outcome", ordering="used_at")
+    def outcome(self, obj: AuthorizationRequest) -> SafeString:
+        """Used, expired unused, or still waiting for Datadog's answer."""
+        if obj.used_at is not None:
+            return format_html("Used {}", when(obj.used_at))
+        if obj.expires_at <= timezone.now():
+            return format_html("Expired unused {}", when(obj.expires_at))
+        return format_html("Waiting, expires {}", when(obj.expires_at))
 
 
 @admin.register(Alarm)

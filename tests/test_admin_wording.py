@@ -98,9 +98,20 @@ def test_breakers_are_filtered_by_state(admin_client):
     SiteBreaker.objects.create(domain="datadoghq.eu", open_until=timezone.now())
     SiteBreaker.objects.create(domain="datadoghq.com")
     breakers = "/admin/datadog_partner/sitebreaker/"
-    assert "By open until" not in page(admin_client, breakers)
+    listing = page(admin_client, breakers)
+    assert "By open until" not in listing
+    assert "EU1 (datadoghq.eu)" in listing and "US1 (datadoghq.com)" in listing
+    assert re.search(r"Open until <time [^>]+>just now</time>", listing)
+    assert '<td class="field-state">Closed</td>' in listing
     opened = page(admin_client, breakers + "?state=open")
-    assert "datadoghq.eu" in opened and "datadoghq.com</" not in opened
+    assert "EU1 (datadoghq.eu)" in opened and "US1 (datadoghq.com)" not in opened
+
+
+def test_alarms_say_when_they_were_raised_and_whether_they_are_open(admin_client):
+    raise_alarm("open_one", "Still a problem.")
+    listing = page(admin_client, ALARMS)
+    assert re.search(r"First:</span> <time [^>]+>just now</time><br>", listing)
+    assert '<td class="field-cleared">Open</td>' in listing
 
 
 def test_the_outbox_names_owners_and_connections(admin_client):
@@ -128,7 +139,7 @@ def test_outbox_rows_say_what_they_are_how_they_ended_and_when(admin_client):
     now = timezone.now()
     OutboxEvent.objects.create(
         kind="event", payload={}, source="testapp.order", action="updated", status="dead",
-        connection=connection, last_error_code="http_400", finished_at=now,
+        attempts=3, connection=connection, last_error_code="http_400", finished_at=now,
     )  # fmt: skip
     OutboxEvent.objects.create(
         kind="metric", payload={}, source="api", status="no_connection",
@@ -138,14 +149,16 @@ def test_outbox_rows_say_what_they_are_how_they_ended_and_when(admin_client):
     listing = page(admin_client, OUTBOX)
     cells = dict.fromkeys(re.findall(r'<td class="field-(\w+)"', listing))
     assert list(cells) == ["item_display", "status_display", "owner_display",
-                           "connection_display", "attempts", "timing"]  # fmt: skip
+                           "connection_display", "timing"]  # fmt: skip
     assert 'Event<br><span class="ddp-muted">testapp.order updated</span>' in listing
-    assert 'Dead (permanent error)<br><span class="ddp-muted">http_400</span>' in listing
+    assert (
+        'Dead (permanent error)<br><span class="ddp-muted">http_400, 3 attempts</span>' in listing
+    )
     assert '<td class="field-status_display">No connection</td>' in listing  # said once
     # The owner has its column; the connection's names the Datadog side.
     assert '<td class="field-connection_display">Datadog org ‘Acme’ (US1)</td>' in listing
-    assert re.search(r'Finished:</span> <time [^>]+>just now</time>', listing)
-    assert re.search(r'Next attempt:</span> <time [^>]+>in \d+ min</time>', listing)
+    assert re.search(r"Finished:</span> <time [^>]+>just now</time>", listing)
+    assert re.search(r"Due:</span> <time [^>]+>in \d+ min</time>", listing)
     assert "datadog_partner/admin.css" in listing  # the compact columns' styles
 
 

@@ -30,7 +30,7 @@ from ..conf import app_settings
 from ..connections.batch import each_connection
 from ..models import Alarm, Connection
 from ..templatetags.datadog_partner import status_badge
-from .display import NamedListAdmin, RegionFilter, when
+from .display import NamedListAdmin, RegionFilter, labelled, when
 from .lifecycle_actions import ACTIONS, LifecycleAction
 
 SECRET_FIELDS = ("access_token", "refresh_token", "api_key")
@@ -104,7 +104,7 @@ class ConnectionAdmin(NamedListAdmin):
         if obj.last_error_code:
             lines.append(("Error", self.last_error(obj)))
         lines.append(("Checked", when(obj.health_checked_at)))
-        return format_html_join(mark_safe("<br>"), '<span class="ddp-muted">{}:</span> {}', lines)
+        return labelled(lines)
 
     @admin.display(description="Stored credentials")
     def credentials(self, obj: Connection) -> str:

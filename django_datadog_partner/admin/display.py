@@ -10,8 +10,8 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import formats, timezone
-from django.utils.html import format_html
-from django.utils.safestring import SafeString
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import capfirst
 
 from ..regions import region_name
@@ -62,6 +62,11 @@ def when(value: datetime | None, now: datetime | None = None) -> str | SafeStrin
     return format_html(
         '<time datetime="{}" title="{}">{}</time>', value.isoformat(), full, span(value, now)
     )
+
+
+def labelled(lines: list[tuple[Any, Any]]) -> SafeString:
+    """Short "Label: value" lines in one cell, the labels muted."""
+    return format_html_join(mark_safe("<br>"), '<span class="ddp-muted">{}:</span> {}', lines)
 
 
 def span(value: datetime, now: datetime) -> str:

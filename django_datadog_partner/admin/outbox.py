@@ -15,15 +15,15 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from .. import outbox
 from ..delivery import kick
 from ..models import OutboxEvent
-from .display import NamedListAdmin, when
+from .display import NamedListAdmin, labelled, when
 
 OWNER_CHOICES_LIMIT = 50
 
@@ -81,7 +81,7 @@ class OutboxEventAdmin(NamedListAdmin):
     # row is, its outcome with the reason, and one time (the next attempt or the finish);
     # the connection column names the Datadog side, the owner having its own column.
     list_display = ("id", "item_display", "status_display", "owner_display",
-                    "connection_display", "attempts", "timing")  # fmt: skip
+                    "connection_display", "timing")  # fmt: skip
     list_filter = ("status", "kind", "source", OwnerFilter, "connection")
     search_fields = ("=id", "=owner_object_id", "last_error_code")
     list_select_related = ("connection", "owner_content_type")
@@ -127,12 +127,16 @@ class OutboxEventAdmin(NamedListAdmin):
 
     @admin.display(description=_("status"), ordering="status")
     def status_display(self, obj: OutboxEvent) -> SafeString:
-        """The status, and the reason when it says more than the status does."""
-        reason = obj.last_error_code
-        if not reason or reason == obj.status:
+        """The status, then the reason when it says more than the status does, and the
+        attempts made."""
+        details = [obj.last_error_code] if obj.last_error_code not in ("", obj.status) else []
+        if obj.attempts:
+            details.append(ngettext("%(n)d attempt", "%(n)d attempts", obj.attempts)
+                           % {"n": obj.attempts})  # fmt: skip
+        if not details:
             return format_html("{}", obj.get_status_display())
         return format_html(
-            '{}<br><span class="ddp-muted">{}</span>', obj.get_status_display(), reason
+            '{}<br><span class="ddp-muted">{}</span>', obj.get_status_display(), ", ".join(details)
         )
 
     @admin.display(description=_("connection"), ordering="connection")
@@ -145,8 +149,8 @@ class OutboxEventAdmin(NamedListAdmin):
         if obj.finished_at is not None:
             lines = [(_("Finished"), when(obj.finished_at))]
         else:
-            lines = [(_("Next attempt"), when(obj.next_attempt_at))]
-        return format_html_join(mark_safe("<br>"), '<span class="ddp-muted">{}:</span> {}', lines)
+            lines = [(_("Due"), when(obj.next_attempt_at))]
+        return labelled(lines)
 
     @admin.display(description=_("payload"))
     def payload_display(self, obj: OutboxEvent) -> str:

@@ -168,6 +168,8 @@ def test_every_list_and_record_page_of_the_package_fits_1280_px(admin_page: Any)
     OutboxEvent.objects.bulk_create(
         OutboxEvent(kind=kind, payload={}, source="testapp.order", action="updated",
                     status=status, connection=connection, last_error_code=code,
+                    owner_content_type_id=connection.owner_content_type_id,
+                    owner_object_id=connection.owner_object_id,
                     attempts=3, finished_at=None if status == "pending" else now)
         for connection in connections
         for kind, status, code in ((OutboxKind.EVENT, OutboxStatus.DEAD, "http_400"),

@@ -53,6 +53,13 @@ def test_a_connection_is_named_by_its_owner_its_verified_org_and_its_region():
     assert Connection.objects.get(pk=connection.pk).label.startswith("deleted owner → ")
 
 
+def test_the_connection_page_names_the_region_and_lists_the_scopes(admin_client):
+    connection = make_connection(domain="datadoghq.eu", scopes=["api_keys_write", "events_read"])
+    detail = page(admin_client, f"{CONNECTIONS}{connection.pk}/change/")
+    assert '<div class="readonly">EU1 (datadoghq.eu)</div>' in detail
+    assert '<div class="readonly">api_keys_write, events_read</div>' in detail
+
+
 def test_an_unknown_region_is_named_by_its_domain():
     connection = make_connection(domain="old.example")
     assert connection.region_name == "old.example"

@@ -51,7 +51,8 @@ class ConnectionAdmin(NamedListAdmin):
     actions = ("revoke_action", "refresh_action", "check_action", "test_event_action",
                "reconnect_link_action", "create_api_key_action")  # fmt: skip
     fieldsets = (
-        ("Datadog", {"fields": ("domain", "site", "dd_org_id", "dd_org_name", "scopes")}),
+        ("Datadog", {"fields": ("region_display", "site", "dd_org_id", "dd_org_name",
+                                "scopes_display")}),
         ("Owner", {"fields": ("owner_display", "connected_by")}),
         ("Status", {"fields": ("status_badge", "status_reason", "status_changed_at",
                                "paused_until")}),
@@ -59,7 +60,8 @@ class ConnectionAdmin(NamedListAdmin):
         ("Activity", {"fields": ("created_at", "updated_at", "last_success_at", "last_error",
                                  "health_checked_at", "refresh_answer_lost_at")}),
     )  # fmt: skip
-    readonly_fields = ("owner_display", "status_badge", "credentials", "last_error")
+    readonly_fields = ("region_display", "scopes_display", "owner_display", "status_badge",
+                       "credentials", "last_error")  # fmt: skip
     change_form_template = "admin/datadog_partner/connection/change_form.html"
     change_list_template = "admin/datadog_partner/connection/change_list.html"
 
@@ -76,6 +78,14 @@ class ConnectionAdmin(NamedListAdmin):
     @admin.display(description="Connection", ordering="dd_org_name")
     def connection_label(self, obj: Connection) -> str:
         return obj.label
+
+    @admin.display(description="Datadog region")
+    def region_display(self, obj: Connection) -> str:
+        return f"{obj.region_name} ({obj.domain})"
+
+    @admin.display(description="Granted scopes")
+    def scopes_display(self, obj: Connection) -> str:
+        return ", ".join(obj.scopes or []) or "—"
 
     @admin.display(description="Owner")
     def owner_display(self, obj: Connection) -> str:

@@ -116,6 +116,13 @@ def test_the_status_dashboard(admin_page: Any) -> None:
     page.go_back()
     page.wait_for_selector(".ddp-dashboard")
     assert layout_problems(page) == []
+    # "in 57 min", "Up to date": each schedule's next run and state on one line.
+    lines = page.eval_on_selector_all(
+        "section[aria-labelledby=ddp-schedules] td.ddp-nowrap",
+        "cells => cells.map(c => { const r = document.createRange(); r.selectNodeContents(c);"
+        " return new Set([...r.getClientRects()].map(b => Math.round(b.top))).size; })",
+    )
+    assert lines and set(lines) == {1}, lines
     docs_shot(page, "admin-dashboard")
 
 

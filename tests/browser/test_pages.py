@@ -166,6 +166,26 @@ def test_the_connection_page_keeps_its_tools_clear_and_copies_the_link(admin_pag
     docs_shot(page, "admin-revoke-confirm")
 
 
+def test_copy_reconnect_link_from_the_list_copies_each_connections_link(admin_page: Any) -> None:
+    first, second = some_connections()[:2]
+    page = admin_page
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=page.base)
+    page.goto(f"{page.base}/admin/datadog_partner/connection/")
+    for connection in (first, second):
+        page.check(f"input.action-select[value='{connection.pk}']")
+    page.select_option("select[name=action]", "reconnect_link_action")
+    page.click("button[name=index]")
+    page.wait_for_selector("text=Reconnect link for")
+    assert layout_problems(page) == []
+    status = page.locator("#ddp-copy-status")
+    for connection in (second, first):
+        link = f"{page.base}/datadog/connections/{connection.pk}/"
+        page.click(f"button[data-ddp-copy='{link}']")
+        eventually(lambda: status.inner_text() == f"Copied to the clipboard: {link}", "the copy")
+        assert page.evaluate("navigator.clipboard.readText()") == link
+    docs_shot(page, "admin-reconnect-links", full_page=False)
+
+
 def test_every_list_and_record_page_of_the_package_fits_1280_px(admin_page: Any) -> None:
     """The outbox, authorization requests, alarms and breakers, filled, beside both
     sidebars: no list scrolls, no cell is clipped, no tool covers a title."""

@@ -78,13 +78,30 @@ def test_lists_on_read_only_pages_are_titled_with_what_they_list(admin_client):
 
 
 def test_the_owner_type_filter_lists_only_types_that_have_connections(admin_client):
-    make_connection(make_owner("alice"))
-    make_connection(Organization.objects.create(name="Acme Shop"))
+    alice = make_owner("alice")
+    make_connection(alice)
+    acme = make_connection(Organization.objects.create(name="Acme Shop"))
     listing = page(admin_client, CONNECTIONS)
-    for model, listed in ((type(make_owner("bob")), True), (Organization, True),
+    for model, listed in ((type(alice), True), (Organization, True),
                           (Workspace, False), (Alarm, False)):  # fmt: skip
         content_type = ContentType.objects.get_for_model(model)
-        assert (f"owner_content_type__id__exact={content_type.pk}" in listing) is listed, model
+        assert (f"owner_type={content_type.pk}" in listing) is listed, model
+    # Named by the model, not the content type's "Testapp | organization".
+    organization = ContentType.objects.get_for_model(Organization).pk
+    assert f'<a href="?owner_type={organization}">Organization</a>' in listing
+    assert "Testapp | organization" not in listing
+    filtered = page(admin_client, f"{CONNECTIONS}?owner_type={organization}")
+    assert "1 Datadog connection" in filtered and acme.label in filtered
+
+
+def test_the_last_error_filter_lists_only_errors_that_happened(admin_client):
+    make_connection()
+    broken = make_connection(last_error_code="invalid_grant")
+    listing = page(admin_client, CONNECTIONS)
+    assert '<a href="?last_error=invalid_grant">invalid_grant</a>' in listing
+    assert 'last_error="' not in listing and "?last_error_code=" not in listing  # no blank
+    filtered = page(admin_client, f"{CONNECTIONS}?last_error=invalid_grant")
+    assert "1 Datadog connection" in filtered and broken.label in filtered
 
 
 def test_alarms_are_filtered_by_state_open_or_cleared(admin_client):

@@ -30,7 +30,8 @@ from ..conf import app_settings
 from ..connections.batch import each_connection
 from ..models import Alarm, Connection
 from ..templatetags.datadog_partner import status_badge
-from .display import NamedListAdmin, RegionFilter, labelled, when
+from .display import NamedListAdmin, labelled, when
+from .filters import LastErrorFilter, OwnerTypeFilter, RegionFilter
 from .lifecycle_actions import ACTIONS, LifecycleAction
 
 SECRET_FIELDS = ("access_token", "refresh_token", "api_key")
@@ -44,8 +45,7 @@ class ConnectionAdmin(NamedListAdmin):
     # the connection's page; tokens are refreshed when needed).
     list_display = ("id", "connection_label", "status_badge", "api_key_display", "activity")
     list_display_links = ("id", "connection_label")
-    list_filter = ("status", RegionFilter, ("owner_content_type", admin.RelatedOnlyFieldListFilter),
-                   "last_error_code")  # fmt: skip
+    list_filter = ("status", RegionFilter, OwnerTypeFilter, LastErrorFilter)
     list_select_related = ("owner_content_type",)
     date_hierarchy = "created_at"
     actions = ("revoke_action", "refresh_action", "check_action", "test_event_action",

@@ -1,5 +1,5 @@
-"""What the package's admin pages share: list titles that read naturally, compact times,
-and open/closed filters."""
+"""What the package's admin pages share: list titles that read naturally and compact
+times (the list filters are in ``filters``)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import capfirst
-
-from ..regions import region_name
 
 
 class NamedListAdmin(admin.ModelAdmin):
@@ -82,38 +79,3 @@ def span(value: datetime, now: datetime) -> str:
     else:
         amount = f"{size // 86400:.0f} days"
     return f"{amount} ago" if seconds > 0 else f"in {amount}"
-
-
-class OpenFilter(admin.SimpleListFilter):
-    """A "By state" filter (open, closed) over a nullable time field, not "By cleared"."""
-
-    title = "state"
-    parameter_name = "state"
-    #: The time field, and whether an empty value means open (an alarm not cleared yet).
-    field = ""
-    open_when_empty = True
-    closed_label = "Closed"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("open", "Open"), ("closed", self.closed_label)]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() not in ("open", "closed"):
-            return queryset
-        empty = (self.value() == "open") == self.open_when_empty
-        return queryset.filter(**{f"{self.field}__isnull": empty})
-
-
-class RegionFilter(admin.SimpleListFilter):
-    """The regions the listed model has rows for, by their display name ("US1", "EU1")."""
-
-    title = "Datadog region"
-    parameter_name = "region"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        rows = model_admin.model._default_manager.order_by("domain")
-        domains = rows.values_list("domain", flat=True).distinct()
-        return [(domain, region_name(domain)) for domain in domains]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        return queryset.filter(domain=self.value()) if self.value() else queryset

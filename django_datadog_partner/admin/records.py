@@ -14,7 +14,8 @@ from django.utils.safestring import SafeString
 from ..delivery import breaker
 from ..models import Alarm, AuthorizationRequest, SiteBreaker
 from ..regions import region_name
-from .display import NamedListAdmin, OpenFilter, RegionFilter, labelled, when
+from .display import NamedListAdmin, labelled, when
+from .filters import OpenFilter, RegionFilter
 
 
 class ReadOnlyAdmin(NamedListAdmin):

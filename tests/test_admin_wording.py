@@ -53,6 +53,13 @@ def test_a_connection_is_named_by_its_owner_its_verified_org_and_its_region():
     assert Connection.objects.get(pk=connection.pk).label.startswith("deleted owner → ")
 
 
+def test_the_connection_page_names_the_region_and_lists_the_scopes(admin_client):
+    connection = make_connection(domain="datadoghq.eu", scopes=["api_keys_write", "events_read"])
+    detail = page(admin_client, f"{CONNECTIONS}{connection.pk}/change/")
+    assert '<div class="readonly">EU1 (datadoghq.eu)</div>' in detail
+    assert '<div class="readonly">api_keys_write, events_read</div>' in detail
+
+
 def test_an_unknown_region_is_named_by_its_domain():
     connection = make_connection(domain="old.example")
     assert connection.region_name == "old.example"
@@ -71,13 +78,30 @@ def test_lists_on_read_only_pages_are_titled_with_what_they_list(admin_client):
 
 
 def test_the_owner_type_filter_lists_only_types_that_have_connections(admin_client):
-    make_connection(make_owner("alice"))
-    make_connection(Organization.objects.create(name="Acme Shop"))
+    alice = make_owner("alice")
+    make_connection(alice)
+    acme = make_connection(Organization.objects.create(name="Acme Shop"))
     listing = page(admin_client, CONNECTIONS)
-    for model, listed in ((type(make_owner("bob")), True), (Organization, True),
+    for model, listed in ((type(alice), True), (Organization, True),
                           (Workspace, False), (Alarm, False)):  # fmt: skip
         content_type = ContentType.objects.get_for_model(model)
-        assert (f"owner_content_type__id__exact={content_type.pk}" in listing) is listed, model
+        assert (f"owner_type={content_type.pk}" in listing) is listed, model
+    # Named by the model, not the content type's "Testapp | organization".
+    organization = ContentType.objects.get_for_model(Organization).pk
+    assert f'<a href="?owner_type={organization}">Organization</a>' in listing
+    assert "Testapp | organization" not in listing
+    filtered = page(admin_client, f"{CONNECTIONS}?owner_type={organization}")
+    assert "1 Datadog connection" in filtered and acme.label in filtered
+
+
+def test_the_last_error_filter_lists_only_errors_that_happened(admin_client):
+    make_connection()
+    broken = make_connection(last_error_code="invalid_grant")
+    listing = page(admin_client, CONNECTIONS)
+    assert '<a href="?last_error=invalid_grant">invalid_grant</a>' in listing
+    assert 'last_error="' not in listing and "?last_error_code=" not in listing  # no blank
+    filtered = page(admin_client, f"{CONNECTIONS}?last_error=invalid_grant")
+    assert "1 Datadog connection" in filtered and broken.label in filtered
 
 
 def test_alarms_are_filtered_by_state_open_or_cleared(admin_client):
@@ -98,9 +122,20 @@ def test_breakers_are_filtered_by_state(admin_client):
     SiteBreaker.objects.create(domain="datadoghq.eu", open_until=timezone.now())
     SiteBreaker.objects.create(domain="datadoghq.com")
     breakers = "/admin/datadog_partner/sitebreaker/"
-    assert "By open until" not in page(admin_client, breakers)
+    listing = page(admin_client, breakers)
+    assert "By open until" not in listing
+    assert "EU1 (datadoghq.eu)" in listing and "US1 (datadoghq.com)" in listing
+    assert re.search(r"Open until <time [^>]+>just now</time>", listing)
+    assert '<td class="field-state">Closed</td>' in listing
     opened = page(admin_client, breakers + "?state=open")
-    assert "datadoghq.eu" in opened and "datadoghq.com</" not in opened
+    assert "EU1 (datadoghq.eu)" in opened and "US1 (datadoghq.com)" not in opened
+
+
+def test_alarms_say_when_they_were_raised_and_whether_they_are_open(admin_client):
+    raise_alarm("open_one", "Still a problem.")
+    listing = page(admin_client, ALARMS)
+    assert re.search(r"First:</span> <time [^>]+>just now</time><br>", listing)
+    assert '<td class="field-cleared">Open</td>' in listing
 
 
 def test_the_outbox_names_owners_and_connections(admin_client):
@@ -120,6 +155,58 @@ def test_the_outbox_names_owners_and_connections(admin_client):
     assert "Acme Shop → Datadog org ‘Acme’ (US1)" in listing
     # The owner filter offers owners by name.
     assert f'<a href="?owner={content_type}%3A{object_id}">Acme Shop</a>' in listing
+
+
+def test_outbox_rows_say_what_they_are_how_they_ended_and_when(admin_client):
+    acme = Organization.objects.create(name="Acme Shop")
+    connection = make_connection(acme, dd_org_name="Acme")
+    now = timezone.now()
+    OutboxEvent.objects.create(
+        kind="event", payload={}, source="testapp.order", action="updated", status="dead",
+        attempts=3, connection=connection, last_error_code="http_400", finished_at=now,
+    )  # fmt: skip
+    OutboxEvent.objects.create(
+        kind="metric", payload={}, source="api", status="no_connection",
+        last_error_code="no_connection", finished_at=now,
+    )  # fmt: skip
+    OutboxEvent.objects.create(kind="log", payload={}, next_attempt_at=now + timedelta(minutes=5))
+    listing = page(admin_client, OUTBOX)
+    cells = dict.fromkeys(re.findall(r'<td class="field-(\w+)"', listing))
+    assert list(cells) == ["item_display", "status_display", "owner_display",
+                           "connection_display", "timing"]  # fmt: skip
+    assert 'Event<br><span class="ddp-muted">testapp.order updated</span>' in listing
+    assert (
+        'Dead (permanent error)<br><span class="ddp-muted">http_400, 3 attempts</span>' in listing
+    )
+    assert '<td class="field-status_display">No connection</td>' in listing  # said once
+    # The owner has its column; the connection's names the Datadog side.
+    assert '<td class="field-connection_display">Datadog org ‘Acme’ (US1)</td>' in listing
+    assert re.search(r"Finished:</span> <time [^>]+>just now</time>", listing)
+    assert re.search(r"Due:</span> <time [^>]+>in \d+ min</time>", listing)
+    assert "datadog_partner/admin.css" in listing  # the compact columns' styles
+
+
+def test_authorization_requests_name_the_user_the_region_and_the_outcome(admin_client):
+    from django_datadog_partner.models import AuthorizationRequest
+
+    user = make_owner("ada")
+    now = timezone.now()
+    for state, used_at, expires_at in (("used", now, now), ("stale", None, now),
+                                       ("open", None, now + timedelta(minutes=9))):  # fmt: skip
+        request = AuthorizationRequest(
+            state=state, user=user, binding_hash=state, domain="datadoghq.eu",
+            site="https://app.datadoghq.eu", used_at=used_at, expires_at=expires_at,
+        )  # fmt: skip
+        request.set_owner(user)
+        request.code_verifier = "verifier"
+        request.save()
+    assert str(request) == "Authorization for Datadog EU1 by ada"
+    listing = page(admin_client, "/admin/datadog_partner/authorizationrequest/")
+    assert '<td class="field-region">EU1</td>' in listing
+    assert re.search(r"Used <time [^>]+>just now</time>", listing)
+    assert re.search(r"Expired unused <time [^>]+>just now</time>", listing)
+    assert re.search(r"Waiting, expires <time [^>]+>in \d+ min</time>", listing)
+    assert '<a href="?region=datadoghq.eu">EU1</a>' in listing  # the filter, by name
 
 
 def test_a_recovered_connection_shows_no_last_error(admin_client):

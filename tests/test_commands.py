@@ -200,6 +200,7 @@ def test_send_test_event():
     code, out, _ = run("datadog_partner_send_test_event", str(connection.pk), "--title", "Hi")
     row = OutboxEvent.objects.get(connection=connection)
     assert code == 0 and f"Queued test event (outbox #{row.pk})" in out
+    assert f"for #{connection.pk} {connection.label}." in out  # named as everywhere
     assert row.payload["title"] == "Hi"
 
 
@@ -207,7 +208,7 @@ def test_send_test_event():
 def test_send_test_event_refuses_connections_that_cannot_deliver(status):
     connection = make_connection(status=status)
     code, _, err = run("datadog_partner_send_test_event", str(connection.pk))
-    assert code == 1 and "not active" in err
+    assert code == 1 and f"#{connection.pk} {connection.label} is " in err and "not active" in err
     assert not OutboxEvent.objects.exists()
 
 

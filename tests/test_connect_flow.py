@@ -478,6 +478,8 @@ def test_disconnect_revokes_through_the_lifecycle_operation(
     # What is left to do in Datadog, said once (not in the notice and the page both).
     assert page.count("OAuth Client API Key") == 1 and "ends in" in page
     assert "Disconnected: Datadog revoked this integration&#x27;s access." in page
+    # Read later by the customer and by the vendor's staff: where, not "on this page".
+    assert connection.status_reason == "Disconnected from the connection page."
 
 
 def test_disconnect_first_asks_on_a_page_that_says_what_happens(

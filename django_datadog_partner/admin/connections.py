@@ -29,27 +29,13 @@ from .. import permissions
 from ..conf import app_settings
 from ..connections.batch import each_connection
 from ..models import Alarm, Connection
-from ..regions import region_name
 from ..templatetags.datadog_partner import status_badge
-from .display import NamedListAdmin, when
+from .display import NamedListAdmin, labelled, when
+from .filters import LastErrorFilter, OwnerTypeFilter, RegionFilter
 from .lifecycle_actions import ACTIONS, LifecycleAction
 
 SECRET_FIELDS = ("access_token", "refresh_token", "api_key")
 CONFIRM_URL_NAME = "datadog_partner_connection_confirm"
-
-
-class RegionFilter(admin.SimpleListFilter):
-    """The regions that have connections, by their display name ("US1", "EU1")."""
-
-    title = "Datadog region"
-    parameter_name = "region"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        domains = Connection.objects.order_by("domain").values_list("domain", flat=True)
-        return [(domain, region_name(domain)) for domain in domains.distinct()]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        return queryset.filter(domain=self.value()) if self.value() else queryset
 
 
 @admin.register(Connection)
@@ -59,14 +45,14 @@ class ConnectionAdmin(NamedListAdmin):
     # the connection's page; tokens are refreshed when needed).
     list_display = ("id", "connection_label", "status_badge", "api_key_display", "activity")
     list_display_links = ("id", "connection_label")
-    list_filter = ("status", RegionFilter, ("owner_content_type", admin.RelatedOnlyFieldListFilter),
-                   "last_error_code")  # fmt: skip
+    list_filter = ("status", RegionFilter, OwnerTypeFilter, LastErrorFilter)
     list_select_related = ("owner_content_type",)
     date_hierarchy = "created_at"
     actions = ("revoke_action", "refresh_action", "check_action", "test_event_action",
                "reconnect_link_action", "create_api_key_action")  # fmt: skip
     fieldsets = (
-        ("Datadog", {"fields": ("domain", "site", "dd_org_id", "dd_org_name", "scopes")}),
+        ("Datadog", {"fields": ("region_display", "site", "dd_org_id", "dd_org_name",
+                                "scopes_display")}),
         ("Owner", {"fields": ("owner_display", "connected_by")}),
         ("Status", {"fields": ("status_badge", "status_reason", "status_changed_at",
                                "paused_until")}),
@@ -74,7 +60,8 @@ class ConnectionAdmin(NamedListAdmin):
         ("Activity", {"fields": ("created_at", "updated_at", "last_success_at", "last_error",
                                  "health_checked_at", "refresh_answer_lost_at")}),
     )  # fmt: skip
-    readonly_fields = ("owner_display", "status_badge", "credentials", "last_error")
+    readonly_fields = ("region_display", "scopes_display", "owner_display", "status_badge",
+                       "credentials", "last_error")  # fmt: skip
     change_form_template = "admin/datadog_partner/connection/change_form.html"
     change_list_template = "admin/datadog_partner/connection/change_list.html"
 
@@ -91,6 +78,14 @@ class ConnectionAdmin(NamedListAdmin):
     @admin.display(description="Connection", ordering="dd_org_name")
     def connection_label(self, obj: Connection) -> str:
         return obj.label
+
+    @admin.display(description="Datadog region")
+    def region_display(self, obj: Connection) -> str:
+        return f"{obj.region_name} ({obj.domain})"
+
+    @admin.display(description="Granted scopes")
+    def scopes_display(self, obj: Connection) -> str:
+        return ", ".join(obj.scopes or []) or "—"
 
     @admin.display(description="Owner")
     def owner_display(self, obj: Connection) -> str:
@@ -119,7 +114,7 @@ class ConnectionAdmin(NamedListAdmin):
         if obj.last_error_code:
             lines.append(("Error", self.last_error(obj)))
         lines.append(("Checked", when(obj.health_checked_at)))
-        return format_html_join(mark_safe("<br>"), '<span class="ddp-muted">{}:</span> {}', lines)
+        return labelled(lines)
 
     @admin.display(description="Stored credentials")
     def credentials(self, obj: Connection) -> str:

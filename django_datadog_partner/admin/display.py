@@ -1,5 +1,5 @@
-"""What the package's admin pages share: list titles that read naturally, compact times,
-and open/closed filters."""
+"""What the package's admin pages share: list titles that read naturally and compact
+times (the list filters are in ``filters``)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import formats, timezone
-from django.utils.html import format_html
-from django.utils.safestring import SafeString
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import capfirst
 
 
@@ -19,6 +18,10 @@ class NamedListAdmin(admin.ModelAdmin):
     """A list titled with what it lists ("Outbox items"), not "Select outbox item to
     change" on a page where nothing is changed; an object page titled with its model.
     Subclasses add to either page's context with ``list_context``/``object_context``."""
+
+    class Media:
+        # The compact columns' styles (muted labels, one-line times) and the badges.
+        css = {"all": ("datadog_partner/badges.css", "datadog_partner/admin.css")}
 
     def list_context(self, request: HttpRequest) -> dict[str, Any]:
         return {}
@@ -58,6 +61,11 @@ def when(value: datetime | None, now: datetime | None = None) -> str | SafeStrin
     )
 
 
+def labelled(lines: list[tuple[Any, Any]]) -> SafeString:
+    """Short "Label: value" lines in one cell, the labels muted."""
+    return format_html_join(mark_safe("<br>"), '<span class="ddp-muted">{}:</span> {}', lines)
+
+
 def span(value: datetime, now: datetime) -> str:
     """How long ago (or ahead) ``value`` is, in the largest unit that fits a list column."""
     seconds = (now - value).total_seconds()
@@ -71,23 +79,3 @@ def span(value: datetime, now: datetime) -> str:
     else:
         amount = f"{size // 86400:.0f} days"
     return f"{amount} ago" if seconds > 0 else f"in {amount}"
-
-
-class OpenFilter(admin.SimpleListFilter):
-    """A "By state" filter (open, closed) over a nullable time field, not "By cleared"."""
-
-    title = "state"
-    parameter_name = "state"
-    #: The time field, and whether an empty value means open (an alarm not cleared yet).
-    field = ""
-    open_when_empty = True
-    closed_label = "Closed"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("open", "Open"), ("closed", self.closed_label)]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() not in ("open", "closed"):
-            return queryset
-        empty = (self.value() == "open") == self.open_when_empty
-        return queryset.filter(**{f"{self.field}__isnull": empty})

@@ -200,9 +200,14 @@ class Connection(OwnedModel):
         """How a connection is named to people, everywhere (admin, pages, commands):
         "Acme Shop → Datadog org \u2018Acme\u2019 (US1)", the organisation once Datadog
         named it."""
+        return f"{self.owner_name} → {self.datadog_label}"
+
+    @property
+    def datadog_label(self) -> str:
+        """The Datadog side of :attr:`label`: "Datadog org \u2018Acme\u2019 (US1)"."""
         org = self.dd_org_name or self.dd_org_id
         datadog = _("Datadog org \u2018%(org)s\u2019") % {"org": org} if org else _("Datadog")
-        return f"{self.owner_name} → {datadog} ({self.region_name})"
+        return f"{datadog} ({self.region_name})"
 
     @property
     def owner_name(self) -> str:
@@ -281,7 +286,8 @@ class AuthorizationRequest(OwnedModel):
         ordering = ("-created_at",)
 
     def __str__(self) -> str:
-        return f"Authorization for {self.domain} by user {self.user_id}"
+        # Named as people read it in the admin: the region's name and the user's.
+        return f"Authorization for Datadog {region_name(self.domain)} by {self.user}"
 
     def __repr__(self) -> str:
         return f"<AuthorizationRequest {self.pk} domain={self.domain!r} used={bool(self.used_at)}>"

@@ -39,6 +39,8 @@ RECONNECT_FIRST = _("This connection must be reconnected before an API key can b
 KEY_RETRY_FAILED = _(
     "Datadog could not be reached or refused the request. Try again in a minute, or reconnect."
 )
+#: The status reason the customer and the admin both read later: where it was done.
+DISCONNECTED_HERE = _("Disconnected from the connection page.")
 KEY_READY = _("The API key is in place: data can be sent to Datadog.")
 KEY_STILL_MISSING = _("Datadog still has not given us an API key.")
 DISCONNECTED = _("Disconnected: Datadog revoked this integration's access.")
@@ -89,7 +91,7 @@ def disconnect(request: HttpRequest, pk: int) -> HttpResponse:
         context = {"connection": connection, **key_context(connection)}
         return render(request, "datadog_partner/disconnect.html", context)
     actor: Any = request.user
-    outcome = connections.revoke(connection, reason="Disconnected on this page.", actor=actor)
+    outcome = connections.revoke(connection, reason=str(DISCONNECTED_HERE), actor=actor)
     # Done, the connection's page says what is left to do in Datadog (for any revoke).
     message = str(DISCONNECTED) if outcome.done else outcome.message
     return _back_to(request, connection, message, ok=outcome.done)

@@ -156,6 +156,12 @@ def test_admin_revoke_then_reconnect_from_the_admin_link(journey: Journey, ada: 
     assert link == f"{journey.base}/datadog/connections/{conn.pk}/"
     journey.shot("admin-reconnect-link")
     page.goto(link)
+    # The customer's page after the admin's revoke: done by "our support team", and the
+    # same last step as a self-service disconnect.
+    text = page.inner_text("main")
+    assert "Disconnected by our support team." in text
+    assert "remove the API key in Datadog" in text and text.count("OAuth Client API Key") == 1
+    journey.shot("revoked-by-support")
     page.click("button:has-text('Connect again')")  # the label for a revoked connection
     if page.locator("text=Continue to Datadog").count():
         journey.confirm()

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from django_datadog_partner.alarms import raise_alarm
 from django_datadog_partner.models import (
+    AuthorizationRequest,
     Connection,
     ConnectionStatus,
     OutboxEvent,
@@ -115,6 +116,13 @@ def test_the_status_dashboard(admin_page: Any) -> None:
     page.go_back()
     page.wait_for_selector(".ddp-dashboard")
     assert layout_problems(page) == []
+    # "in 57 min", "Up to date": each schedule's next run and state on one line.
+    lines = page.eval_on_selector_all(
+        "section[aria-labelledby=ddp-schedules] td.ddp-nowrap",
+        "cells => cells.map(c => { const r = document.createRange(); r.selectNodeContents(c);"
+        " return new Set([...r.getClientRects()].map(b => Math.round(b.top))).size; })",
+    )
+    assert lines and set(lines) == {1}, lines
     docs_shot(page, "admin-dashboard")
 
 
@@ -156,6 +164,68 @@ def test_the_connection_page_keeps_its_tools_clear_and_copies_the_link(admin_pag
     confirm = page.locator("input[type=submit][value='Yes, revoke']")
     assert confirm.evaluate("i => getComputedStyle(i).backgroundColor") == DANGER_RED
     docs_shot(page, "admin-revoke-confirm")
+
+
+def test_copy_reconnect_link_from_the_list_copies_each_connections_link(admin_page: Any) -> None:
+    first, second = some_connections()[:2]
+    page = admin_page
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=page.base)
+    page.goto(f"{page.base}/admin/datadog_partner/connection/")
+    for connection in (first, second):
+        page.check(f"input.action-select[value='{connection.pk}']")
+    page.select_option("select[name=action]", "reconnect_link_action")
+    page.click("button[name=index]")
+    page.wait_for_selector("text=Reconnect link for")
+    assert layout_problems(page) == []
+    status = page.locator("#ddp-copy-status")
+    for connection in (second, first):
+        link = f"{page.base}/datadog/connections/{connection.pk}/"
+        page.click(f"button[data-ddp-copy='{link}']")
+        eventually(lambda: status.inner_text() == f"Copied to the clipboard: {link}", "the copy")
+        assert page.evaluate("navigator.clipboard.readText()") == link
+    docs_shot(page, "admin-reconnect-links", full_page=False)
+
+
+def test_every_list_and_record_page_of_the_package_fits_1280_px(admin_page: Any) -> None:
+    """The outbox, authorization requests, alarms and breakers, filled, beside both
+    sidebars: no list scrolls, no cell is clipped, no tool covers a title."""
+    connections = some_connections()
+    some_telemetry()
+    now = timezone.now()
+    OutboxEvent.objects.bulk_create(
+        OutboxEvent(kind=kind, payload={}, source="testapp.order", action="updated",
+                    status=status, connection=connection, last_error_code=code,
+                    owner_content_type_id=connection.owner_content_type_id,
+                    owner_object_id=connection.owner_object_id,
+                    attempts=3, finished_at=None if status == "pending" else now)
+        for connection in connections
+        for kind, status, code in ((OutboxKind.EVENT, OutboxStatus.DEAD, "http_400"),
+                                   (OutboxKind.METRIC, OutboxStatus.PENDING, "http_503"),
+                                   (OutboxKind.LOG, OutboxStatus.PARKED, "needs_reconnect"))
+    )  # fmt: skip
+    root = get_user_model().objects.get(username="root")
+    for number, connection in enumerate(connections):
+        request = AuthorizationRequest(
+            state=f"state-{number}", user=root, binding_hash=f"b{number}",
+            domain=connection.domain, site=connection.site, reconnect_of=connection,
+            used_at=now if number % 2 else None,
+        )  # fmt: skip
+        request.set_owner(connection.owner or root)
+        request.code_verifier = "verifier"
+        request.save()
+    raise_alarm("api_keys_write_missing", "The OAuth client lacks the api_keys_write scope.")
+    SiteBreaker.objects.create(domain="datadoghq.eu", failures=5, last_error="HTTP 503 " * 8,
+                               opened_at=now, open_until=now + timedelta(minutes=2))  # fmt: skip
+    page = admin_page
+    for model in ("outboxevent", "authorizationrequest", "alarm", "sitebreaker"):
+        page.goto(f"{page.base}/admin/datadog_partner/{model}/")
+        assert page.locator("#result_list tbody tr").count() >= 1, model
+        assert layout_problems(page) == [], model
+        page.locator("#result_list tbody tr a").first.click()
+        page.wait_for_selector("#content h1")
+        assert layout_problems(page) == [], f"{model}: {page.url}"
+    page.goto(f"{page.base}/admin/datadog_partner/outboxevent/")
+    docs_shot(page, "admin-outbox", full_page=False)
 
 
 def test_the_layout_check_catches_tools_over_the_title_and_a_list_that_scrolls(

@@ -33,7 +33,8 @@ class Command(BaseCommand):
             raise CommandError(f"No Datadog connection with id {options['id']}.")
         if connection.status != ConnectionStatus.ACTIVE:
             raise CommandError(
-                f"Connection #{connection.pk} is {connection.get_status_display()}, not active: "
+                f"#{connection.pk} {connection.label} is {connection.get_status_display()}, "
+                "not active: "
                 f"nothing would be delivered. {connection.status_reason}".strip()
             )
         row = send_event(connection, title=options["title"], text=options["text"])
@@ -41,7 +42,7 @@ class Command(BaseCommand):
             raise CommandError("The test event could not be queued (see the logs).")
         self.stdout.write(
             self.style.SUCCESS(
-                f"Queued test event (outbox #{row.pk}) for connection #{connection.pk}. A "
+                f"Queued test event (outbox #{row.pk}) for #{connection.pk} {connection.label}. A "
                 "django-q2 worker delivers it within seconds; follow it in the outbox admin."
             )
         )

@@ -2,9 +2,10 @@
 
 ``json.loads`` recurses once per ``[`` or ``{``, so a hostile or broken answer such as
 ``[[[[…`` raises ``RecursionError`` (not ``ValueError``) and takes the caller down with it.
-The nesting depth is measured first with a linear scan that skips string literals, and
-anything deeper than ``MAX_DEPTH`` is refused. Size is bounded before this point: the
-client never reads more than ``MAX_RESPONSE_BYTES`` of an answer.
+The nesting depth is measured first with a linear scan that skips string literals (also
+one left open, which ``json.loads`` then refuses), and anything deeper than ``MAX_DEPTH``
+is refused. Size is bounded before this point: the client never reads more than
+``MAX_RESPONSE_BYTES`` of an answer.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from django.views.decorators.debug import sensitive_variables
 #: reach five or six); 32 leaves ample room and stays far from the interpreter's limit.
 MAX_DEPTH = 32
 
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+#: A string literal, or one left open up to the end: every quote that starts a scan ends
+#: one, so the text is read once (a pattern that can fail rescans from each later quote,
+#: quadratic on an open string of escaped quotes). Possessive: nothing to backtrack.
+_STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\\?\Z)', re.DOTALL)
 _BRACKET = re.compile(r"[\[\]{}]")
 
 

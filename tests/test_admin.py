@@ -293,6 +293,21 @@ def test_unknown_action_and_empty_selection(admin_client):
     assert response.status_code == 302
 
 
+@pytest.mark.parametrize(
+    "ids",
+    ["\u00b2", "0,\u00b2", "9" * 30, "0," + "9" * 5000],
+    ids=["superscript", "mixed", "huge", "long"],
+)
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_hostile_ids_name_no_connection_instead_of_a_500(admin_client, method, ids):
+    """``str.isdigit`` accepts "²" (``int`` refuses it) and numbers past the database's."""
+    connection = make_connection()
+    url = reverse("admin:datadog_partner_connection_confirm", args=["revoke"])
+    response = getattr(admin_client, method)(url + ("?" if method == "get" else ""), {"ids": ids})
+    assert response.status_code in (200, 302)
+    assert Connection.objects.get(pk=connection.pk).status == ConnectionStatus.ACTIVE
+
+
 # --- permissions and CSRF ------------------------------------------------------------------
 
 

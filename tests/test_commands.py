@@ -152,6 +152,15 @@ def test_refresh_selection_errors(argv, message):
     assert code == 1 and message in err
 
 
+@pytest.mark.parametrize(
+    "command", ["datadog_partner_refresh", "datadog_partner_check", "datadog_partner_revoke"]
+)
+def test_an_id_past_any_connections_is_a_usage_error_not_a_traceback(command):
+    code, _, err = run(command, "9" * 20)
+    assert code == 1 and "Traceback" not in err
+    assert "No Datadog connection with id 99999999999999999999." in err
+
+
 def test_check_healthy_and_unhealthy(mocked_http):
     mocked_http.post(TOKEN_URL, json=token_json())
     mocked_http.get(VALIDATE_URL, json={"valid": True})

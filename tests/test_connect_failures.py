@@ -105,6 +105,22 @@ def test_error_text_from_datadog_is_escaped_and_logged_safely(
     assert len(mocked_http.calls) == 0
 
 
+@pytest.mark.parametrize("state", [None, "x" * 43, "own, but spent"])
+def test_error_words_are_shown_only_for_this_browsers_live_flow(
+    client: Client, alice: Any, state: str | None
+) -> None:
+    """A link anyone can send (``?error=…&error_description=…``) must not put its author's
+    words on our page as Datadog's: only the browser whose flow Datadog ends sees them."""
+    planted = "Your account is suspended: call +1 555 0100 now"
+    if state == "own, but spent":
+        state = start(client).state
+        client.get(CALLBACK, {"error": "access_denied", "state": state})
+    params = {"error": "server_error", "error_description": planted}
+    response = client.get(CALLBACK, {**params, **({"state": state} if state else {})})
+    text = follow_failure(client, response, failures.AUTHORIZE_ERROR, 400)
+    assert planted not in text and "Datadog said" not in text
+
+
 def test_error_with_an_unknown_state_shows_the_same_page(client: Client) -> None:
     response = client.get(CALLBACK, {"error": "access_denied", "state": "x" * 43})
     follow_failure(client, response, failures.ACCESS_DENIED, 403)

@@ -457,6 +457,22 @@ def test_state_changing_routes_refuse_get_and_missing_csrf(
     assert connection.status == ConnectionStatus.ACTIVE
 
 
+@pytest.mark.parametrize("action", ["disconnect", "reconnect", "api-key"])
+def test_state_changing_routes_check_csrf_without_the_middleware_too(
+    alice: Any, connection: Connection, settings: Any, action: str
+) -> None:
+    """Like the onboarding POST and the admin, the pages protect themselves: a host that
+    left ``CsrfViewMiddleware`` out must not expose a customer's connection to any site."""
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if not m.endswith("CsrfViewMiddleware")]
+    csrf_client = Client(enforce_csrf_checks=True)
+    csrf_client.force_login(alice)
+    flows = AuthorizationRequest.objects.count()
+    assert csrf_client.post(f"/datadog/connections/{connection.pk}/{action}/").status_code == 403
+    connection.refresh_from_db()
+    assert connection.status == ConnectionStatus.ACTIVE
+    assert AuthorizationRequest.objects.count() == flows
+
+
 def test_anonymous_users_are_sent_to_login_from_connection_pages(connection: Connection) -> None:
     response = Client().get(f"/datadog/connections/{connection.pk}/")
     assert response.status_code == 302

@@ -85,8 +85,12 @@ def test_the_production_variables_are_documented():
             assert f"{name}={value}" in section
 
 
-def test_real_credentials_without_secret_key_are_refused_with_the_variable_named():
-    result = manage("check", **{**PRODUCTION, "SECRET_KEY": ""})
+@pytest.mark.parametrize("secret_key", [None, ""], ids=["unset", "empty"])
+def test_real_credentials_without_secret_key_are_refused_with_the_variable_named(secret_key):
+    env = {name: value for name, value in PRODUCTION.items() if name != "SECRET_KEY"}
+    if secret_key is not None:
+        env["SECRET_KEY"] = secret_key
+    result = manage("check", **env)
     assert result.returncode != 0
     assert "ImproperlyConfigured: Set the SECRET_KEY environment variable" in result.stderr
 

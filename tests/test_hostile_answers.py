@@ -15,6 +15,7 @@ import responses
 from django_datadog_partner import oauth
 from django_datadog_partner.api import api_for
 from django_datadog_partner.client import DatadogClient, json_body
+from django_datadog_partner.conf import app_settings
 from django_datadog_partner.connections import create_api_key
 from django_datadog_partner.connections.api_keys import KEY_MISSING, MISSING_UNCONFIRMED
 from django_datadog_partner.exceptions import (
@@ -81,10 +82,24 @@ def test_a_deeply_nested_validate_answer_means_cannot_tell(
     assert DatadogClient("datadoghq.com").validate_api_key("ak-whatever") is None
 
 
+def test_an_unterminated_string_of_escaped_quotes_is_refused_in_one_pass(
+    mocked_http: responses.RequestsMock,
+) -> None:
+    """A broken answer as large as the client reads: one string opened and never closed,
+    full of escaped quotes. Rescanning from every quote took hours on it (quadratic), so
+    a hostile peer could hold a worker far beyond the call's deadline."""
+    body = '{"access_token": "' + '\\"' * (app_settings.MAX_RESPONSE_BYTES // 2 - 10)
+    mocked_http.post(TOKEN_URL, status=200, body=body, content_type="application/json")
+    with pytest.raises(OAuthError) as info:
+        oauth.refresh_tokens(get_site("datadoghq.com"), "rt-old")
+    assert info.value.error_code == oauth.INVALID_TOKEN_RESPONSE
+
+
 @pytest.mark.parametrize(
     "text",
     [
         "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH,
+        '["ends in an escaped backslash \\\\", "[[[["]',
         '{"a": [1, {"b": "x"}], "c": "' + "[{" * 100 + '"}',  # brackets inside strings
         '["an escaped quote \\" then ' + "[" * 100 + '"]',
     ],

@@ -210,8 +210,9 @@ def test_plain_text_logs_take_attributes_from_the_query(fake: Fake) -> None:
     ]
 
 
-def test_invalid_json_is_400(fake: Fake) -> None:
-    assert fake.send("/api/v1/events", raw=b"{nope").json() == {"errors": ["Invalid JSON payload"]}
+@pytest.mark.parametrize("raw", [b"{nope", b"[" * 100_000], ids=["malformed", "deeply nested"])
+def test_invalid_json_is_400(fake: Fake, raw: bytes) -> None:
+    assert fake.send("/api/v1/events", raw=raw).json() == {"errors": ["Invalid JSON payload"]}
 
 
 def test_429_fault_carries_rate_limit_headers_and_recovers_after_times(fake: Fake) -> None:

@@ -303,6 +303,14 @@ def test_token_endpoint_refuses_other_content_types_like_datadog(flow: Flow) -> 
     assert answer.json() == {"errors": ["invalid_request - Invalid code or code verifier"]}
 
 
+def test_a_deeply_nested_json_token_request_fails_like_a_bad_code(flow: Flow) -> None:
+    """Anyone can post to the token endpoint: ``[[[…`` must be Datadog's 400, not a 500."""
+    headers = {"Content-Type": "application/json"}
+    answer = handle("POST", "/oauth2/v1/token", headers, b"[" * 100_000, {},
+                    store=flow.sandbox.store, domain="sandbox.localhost")  # fmt: skip
+    assert answer.json() == {"errors": ["invalid_request - Invalid code or code verifier"]}
+
+
 def test_revoke_is_rfc7009_and_refresh_revocation_ends_the_grant(flow: Flow) -> None:
     tokens = flow.exchange()
     creds = {"client_id": "test-client-id", "client_secret": "test-client-secret"}

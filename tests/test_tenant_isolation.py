@@ -440,7 +440,7 @@ def test_a_409_beside_several_connections_takes_none_of_their_keys(partner_setti
         for name, kwargs in SEVERAL_CONNECTIONS:
             getattr(machine, name)(**kwargs)
         (globex,) = [c for c in machine.world.connections()["acme"] if c.api_key is not None]
-        token_before = globex.access_token.reveal()
+        token_before = globex.access_token.reveal()  # type: ignore[union-attr]
 
         machine.connect(plan=Plan("ana", "dd-acme", "acme"))
         machine.send_telemetry(owner="acme")
@@ -448,11 +448,11 @@ def test_a_409_beside_several_connections_takes_none_of_their_keys(partner_setti
         assert not machine.problems(within_owner=True)
         globex.refresh_from_db()
         assert globex.status == ConnectionStatus.ACTIVE
-        assert globex.access_token.reveal() == token_before
+        assert globex.access_token.reveal() == token_before  # type: ignore[union-attr]
         assert machine.world.key_org(globex) == "dd-globex"
         (took,) = [c for c in machine.world.connections()["acme"] if c.pk != globex.pk]
         assert took.status == ConnectionStatus.KEY_MISSING
         assert took.api_key is None
-        assert machine.world.token_org(took).name == "dd-acme"
+        assert machine.world.token_org(took).name == "dd-acme"  # type: ignore[union-attr]
     finally:
         machine.teardown()

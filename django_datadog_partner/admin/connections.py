@@ -13,6 +13,7 @@ operations in ``connections``.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.contrib import admin, messages
@@ -36,6 +37,7 @@ from .lifecycle_actions import ACTIONS, LifecycleAction
 
 SECRET_FIELDS = ("access_token", "refresh_token", "api_key")
 CONFIRM_URL_NAME = "datadog_partner_connection_confirm"
+ID = re.compile(r"[0-9]{1,18}")
 
 
 @admin.register(Connection)
@@ -310,7 +312,10 @@ def _confirm_url(action: str, ids: Any) -> str:
 
 
 def _ids(raw: str | None) -> list[int]:
-    return [int(part) for part in (raw or "").split(",") if part.strip().isdigit()][:500]
+    """Primary keys from ``1,2,3``; anything else (``²`` passes ``isdigit``, numbers past a
+    64-bit key) names no connection."""
+    parts = (part.strip() for part in (raw or "").split(",")[:500])
+    return [int(part) for part in parts if ID.fullmatch(part)]
 
 
 def _back_url(connections: list[Connection]) -> str:

@@ -19,6 +19,9 @@ from django.db.models import QuerySet
 from ..connections.batch import each_connection
 from ..models import Connection
 
+#: The largest primary key a database stores (a 64-bit signed integer).
+LARGEST_ID = 2**63 - 1
+
 #: ``(succeeded, message)`` for one connection.
 Result = tuple[bool, str]
 
@@ -43,7 +46,8 @@ def selected_connections(
     if not ids:
         hint = " (or --all)" if everything is not None else ""
         raise CommandError(f"Give at least one connection id{hint}.")
-    found = Connection.objects.in_bulk(ids)
+    # Ids past a 64-bit key name no connection (the database would refuse the query).
+    found = Connection.objects.in_bulk([pk for pk in ids if 0 < pk <= LARGEST_ID])
     missing = [str(pk) for pk in ids if pk not in found]
     if missing:
         raise CommandError(f"No Datadog connection with id {', '.join(missing)}.")

@@ -96,7 +96,7 @@ def _inflate_deflate(data: bytes) -> bytes | None:
 def parse_json(data: bytes, shape: ErrorShape) -> Any:
     try:
         return json.loads(data)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # ``[[[…``: refused, no 500
         raise Refused(shape(400, "Invalid JSON payload")) from None
 
 

@@ -155,7 +155,7 @@ def _form(request: Request) -> dict[str, str]:
     if request.content_type == "application/json":
         try:
             data = json.loads(request.body)
-        except ValueError:
+        except (ValueError, RecursionError):  # ``[[[…`` from anyone: refused, no 500
             data = None
         if isinstance(data, dict):
             return {str(k): str(v) for k, v in data.items()}

@@ -1,6 +1,7 @@
 """A user's connections: the list, a connection's page, disconnect, reconnect and
 creating the API key again. Thin: the operations live in ``connections``; a connection the
-user may not manage answers the package's 404 page."""
+user may not manage answers the package's 404 page. The POSTs check CSRF themselves (as
+the onboarding page and the admin do), whatever the host's middleware."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from .. import connections, permissions
@@ -81,6 +83,7 @@ def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @form_page
 @login_required
+@csrf_protect
 @require_http_methods(["GET", "POST"])
 def disconnect(request: HttpRequest, pk: int) -> HttpResponse:
     """GET: what disconnecting does, and a destructive button. POST: disconnect."""
@@ -99,6 +102,7 @@ def disconnect(request: HttpRequest, pk: int) -> HttpResponse:
 
 @form_page
 @login_required
+@csrf_protect
 @require_POST
 def reconnect(request: HttpRequest, pk: int) -> HttpResponse:
     connection = permissions.manageable_connection(request.user, pk)
@@ -113,6 +117,7 @@ def reconnect(request: HttpRequest, pk: int) -> HttpResponse:
 
 @form_page
 @login_required
+@csrf_protect
 @require_POST
 def create_api_key(request: HttpRequest, pk: int) -> HttpResponse:
     """ "Create the API key again": retries the marketplace call for a key_missing connection."""

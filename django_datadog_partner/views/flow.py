@@ -131,12 +131,14 @@ def callback(request: HttpRequest) -> HttpResponse:
         )
     state = params["state"]
     if params["error"] is not None:
-        burn_state(request.session, state)
         reason = {
             "access_denied": failures.ACCESS_DENIED,
             "invalid_scope": failures.INVALID_SCOPE,
         }.get(params["error"], failures.AUTHORIZE_ERROR)
-        detail = params["error_description"] or params["error"]
+        # Quoted as Datadog's words only when Datadog ends this browser's live flow: anyone
+        # can send a link with an ``error_description`` of their own.
+        ours = burn_state(request.session, state)
+        detail = (params["error_description"] or params["error"]) if ours else ""
         return failure_redirect(request, fail(reason, user=request.user, detail=detail))
     if not request.user.is_authenticated:
         burn_state(request.session, state)

@@ -14,6 +14,7 @@ The wait is capped (``cap``); a recovery slower than that is reported as "> cap"
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 from bench import clusters
@@ -40,23 +41,81 @@ class Outcome:
     missing: int
     duplicates: int
     in_flight: int  # requests in flight at the kill (0 for a broker loss)
+    causes: str = ""  # where each duplicate's first copy stood at the kill
 
 
 def after_kill(sink: Sink, counts: Counts) -> Outcome:
     clear()
     clusters.reset_task_log()
     save_orders(LATENCY, counts.rows)
-    sink.reset()
+    sink.reset(trace=True)
     first, _ = clusters.start()
     try:
         deadline = time.monotonic() + 120
         while sink.stats()["unique"] < counts.rows // 4 and time.monotonic() < deadline:
             time.sleep(0.02)
-        in_flight = sink.stats()["in_flight"]
+        killed_at = time.time()
     finally:
         for cluster in first:
             cluster.kill()
-    return _recover(sink, counts, in_flight)
+    dead_at = time.time()
+    recorded = _recorded()
+    relaunched_at = time.time()
+    outcome = _recover(sink, counts, 0)
+    trace = sink.trace()
+    outcome.in_flight = in_flight_at(trace, killed_at, relaunched_at)
+    outcome.causes = causes(trace, killed_at, dead_at, recorded)
+    return outcome
+
+
+def _recorded() -> set[int]:
+    """Ids of the rows whose outcome is written (no longer pending)."""
+    from django_datadog_partner.models import OutboxEvent, OutboxStatus
+
+    finished = OutboxEvent.objects.exclude(status=OutboxStatus.PENDING)
+    return set(finished.values_list("pk", flat=True))
+
+
+Trace = dict[int, list[tuple[float, float | None]]]
+
+
+def in_flight_at(trace: Trace, killed_at: float, relaunched_at: float) -> int:
+    """Requests sent and not answered at ``killed_at``: the ones the sink had received and
+    not answered, and the ones it read only later (sent by the killed workers: nothing
+    else ran until ``relaunched_at``). One row each: the bench's rows are events, one per
+    request."""
+    return sum(
+        1
+        for copies in trace.values()
+        for arrived, answered in copies
+        if arrived < relaunched_at and (answered is None or answered > killed_at)
+    )
+
+
+def causes(trace: Trace, killed_at: float, dead_at: float, recorded: set[int]) -> str:
+    """Where the first copy of each row that arrived twice stood when SIGKILL was sent."""
+    found: Counter[str] = Counter()
+    lags: list[float] = []
+    for row, copies in trace.items():
+        if len(copies) < 2:
+            continue
+        (arrived, answered), (again, _) = sorted(copies, key=lambda c: c[0])[:2]
+        if again <= killed_at:
+            found["sent twice before the kill"] += 1
+        elif row in recorded:
+            found["recorded, sent again"] += 1
+        elif arrived > killed_at:
+            found["in flight, read by the sink after the kill"] += 1
+        elif answered is None or answered > killed_at:
+            found["in flight"] += 1
+        else:
+            found["answered, not recorded"] += 1
+            lags.append(killed_at - answered)
+    parts = [f"{n} {cause}" for cause, n in found.most_common()]
+    if lags:
+        parts.append(f"answered {fmt(1000 * max(lags))} ms before the kill at most")
+    parts.append(f"kill took {fmt(1000 * (dead_at - killed_at))} ms")
+    return "; ".join(parts)
 
 
 def after_broker_loss(sink: Sink, counts: Counts) -> Outcome:
@@ -101,6 +160,7 @@ def run(label: str, sink: Sink, quick: bool) -> None:
         killed,
         killed.in_flight,
         f"<= {killed.in_flight} (requests in flight at the kill)",
+        killed.causes,
     )
     lost = after_broker_loss(sink, counts)
     _report(
@@ -133,7 +193,7 @@ def _report(name: str, outcome: Outcome, counts: Counts, context: str) -> None:
         )
 
 
-def _duplicates(name: str, outcome: Outcome, allowed: int, goal: str) -> None:
+def _duplicates(name: str, outcome: Outcome, allowed: int, goal: str, context: str = "") -> None:
     """Rows still undelivered at the cap may yet arrive twice: then there is no count."""
     if outcome.seconds is None:
         text_figure(
@@ -144,4 +204,11 @@ def _duplicates(name: str, outcome: Outcome, allowed: int, goal: str) -> None:
             f"{outcome.duplicates:,} so far, {outcome.missing:,} rows not delivered yet",
         )
     else:
-        figure(name, [outcome.duplicates], goal, outcome.duplicates <= allowed, sink=True)
+        figure(
+            name,
+            [outcome.duplicates],
+            goal,
+            outcome.duplicates <= allowed,
+            context=context,
+            sink=True,
+        )

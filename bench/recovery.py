@@ -13,16 +13,26 @@ The wait is capped (``cap``); a recovery slower than that is reported as "> cap"
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import statistics
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from bench import clusters
 from bench.figures import figure, fmt, text_figure
+from bench.sink import RESPONSE
 from bench.sinks import Sink
 from bench.tenants import clear, save_orders
 
 LATENCY = 50
+#: Seconds the frozen workers' sockets are left before the look: the sink answers what it
+#: held meanwhile (after LATENCY), so no answer is written while the queues are read.
+SETTLE = 0.3
 
 
 @dataclass(frozen=True)
@@ -54,18 +64,69 @@ def after_kill(sink: Sink, counts: Counts) -> Outcome:
         deadline = time.monotonic() + 120
         while sink.stats()["unique"] < counts.rows // 4 and time.monotonic() < deadline:
             time.sleep(0.02)
-        killed_at = time.time()
+        killed_at = freeze(first)
+        time.sleep(SETTLE)
+        unread, looked_at = unread_answers(sink)
     finally:
         for cluster in first:
             cluster.kill()
-    dead_at = time.time()
     recorded = _recorded()
     relaunched_at = time.time()
     outcome = _recover(sink, counts, 0)
     trace = sink.trace()
-    outcome.in_flight = in_flight_at(trace, killed_at, relaunched_at)
-    outcome.causes = causes(trace, killed_at, dead_at, recorded)
+    # Answers written after the freeze (to requests in flight at the sink) wait unread too.
+    unread -= answered_between(trace, killed_at, looked_at)
+    outcome.in_flight = in_flight_at(trace, killed_at, relaunched_at) + unread
+    outcome.causes = causes(trace, killed_at, recorded, unread)
     return outcome
+
+
+def freeze(group: list[clusters.QCluster]) -> float:
+    """SIGSTOP every process of the clusters (the SIGKILL follows): once stopped they
+    read, send and write nothing, as if killed, while their sockets stay open for a look
+    at what they had not read. Returns the moment every thread was seen stopped."""
+    for cluster in group:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(cluster.process.pid, signal.SIGSTOP)
+    groups = {cluster.process.pid for cluster in group}
+    deadline = time.monotonic() + 5
+    while not _stopped(groups) and time.monotonic() < deadline:
+        time.sleep(0.0005)
+    return time.time()
+
+
+def _stopped(groups: set[int]) -> bool:
+    """Whether every thread of every process in the process ``groups`` is stopped."""
+    for stat in Path("/proc").glob("[0-9]*/task/[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # After the command's closing parenthesis: state, ppid, process group.
+            state, _, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+            if int(pgrp) in groups and state not in "Tt":
+                return False
+    return True
+
+
+def unread_answers(sink: Sink) -> tuple[int, float]:
+    """Answers the sink had written to the workers' connections that the workers had not
+    read (their sockets' receive queues in ``/proc/net/tcp``; every answer of the sink is
+    ``RESPONSE``), and when that was looked at. Those requests are in flight for the
+    worker: its answer is on the way back, as on the wire of a real round trip."""
+    port = f"{urlsplit(sink.url).port:04X}"
+    queued = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[2].endswith(f":{port}") and fields[3] == "01":  # to the sink, established
+            queued += int(fields[4].split(":")[1], 16)
+    return queued // len(RESPONSE), time.time()
+
+
+def answered_between(trace: Trace, start: float, end: float) -> int:
+    return sum(
+        1
+        for copies in trace.values()
+        for _, answered in copies
+        if answered is not None and start < answered <= end
+    )
 
 
 def _recorded() -> set[int]:
@@ -92,8 +153,8 @@ def in_flight_at(trace: Trace, killed_at: float, relaunched_at: float) -> int:
     )
 
 
-def causes(trace: Trace, killed_at: float, dead_at: float, recorded: set[int]) -> str:
-    """Where the first copy of each row that arrived twice stood when SIGKILL was sent."""
+def causes(trace: Trace, killed_at: float, recorded: set[int], unread: int) -> str:
+    """Where the first copy of each row that arrived twice stood at the kill."""
     found: Counter[str] = Counter()
     lags: list[float] = []
     for row, copies in trace.items():
@@ -107,14 +168,17 @@ def causes(trace: Trace, killed_at: float, dead_at: float, recorded: set[int]) -
         elif arrived > killed_at:
             found["in flight, read by the sink after the kill"] += 1
         elif answered is None or answered > killed_at:
-            found["in flight"] += 1
+            found["in flight at the sink"] += 1
         else:
             found["answered, not recorded"] += 1
             lags.append(killed_at - answered)
     parts = [f"{n} {cause}" for cause, n in found.most_common()]
     if lags:
-        parts.append(f"answered {fmt(1000 * max(lags))} ms before the kill at most")
-    parts.append(f"kill took {fmt(1000 * (dead_at - killed_at))} ms")
+        parts.append(
+            f"of the answered, {unread} unread by the workers at the kill, the rest read and "
+            f"not written yet; answered {fmt(1000 * min(lags))}..{fmt(1000 * max(lags))} ms "
+            f"(median {fmt(1000 * statistics.median(lags))} ms) before the kill"
+        )
     return "; ".join(parts)
 
 

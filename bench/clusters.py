@@ -91,6 +91,26 @@ def wait_for(sink: Sink, rows: int, timeout: float) -> Arrived:
         time.sleep(0.1)
 
 
+#: Clock ticks per second of /proc/<pid>/stat's CPU times.
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(clusters: list[QCluster]) -> float:
+    """CPU time (user + system) the clusters' processes have used so far: every process of
+    their process groups, with the children each has reaped."""
+    groups = {cluster.process.pid for cluster in clusters}
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        # After the command: state, ppid, pgrp, ...; utime, stime, cutime, cstime are 12-15.
+        if int(fields[2]) in groups:
+            ticks += sum(int(value) for value in fields[11:15])
+    return ticks / TICKS
+
+
 def stop(clusters: list[QCluster]) -> None:
     """SIGKILL: called once every row has arrived (or the wait gave up), so nothing is lost
     that a graceful stop would keep, and a round does not wait for django-q2's shutdown."""

@@ -44,6 +44,8 @@ def ensure_sweeper() -> None:
 
 
 _started = 0
+#: Each cluster's CPU seconds when it said it runs (its start-up is not the drain's cost).
+_cpu_at_ready: dict[int, float] = {}
 
 
 def start(count: int = 1, partner: dict[str, Any] | None = None) -> tuple[list[QCluster], float]:
@@ -66,7 +68,9 @@ def start(count: int = 1, partner: dict[str, Any] | None = None) -> tuple[list[Q
 
     def one(log: Path) -> tuple[QCluster, float]:
         cluster = start_qcluster(log, env=env)
-        return cluster, time.time()
+        at = time.time()
+        _cpu_at_ready[cluster.process.pid] = cpu_seconds([cluster])
+        return cluster, at
 
     with ThreadPoolExecutor(count) as pool:
         started = list(pool.map(one, logs))
@@ -109,6 +113,11 @@ def cpu_seconds(clusters: list[QCluster]) -> float:
         if int(fields[2]) in groups:
             ticks += sum(int(value) for value in fields[11:15])
     return ticks / TICKS
+
+
+def cpu_since_ready(clusters: list[QCluster]) -> float:
+    """CPU seconds the clusters used since each said it runs."""
+    return cpu_seconds(clusters) - sum(_cpu_at_ready[c.process.pid] for c in clusters)
 
 
 def stop(clusters: list[QCluster]) -> None:

@@ -60,7 +60,7 @@ def drain_backlog(
         tasks_per_event=clusters.delivery_tasks() / rows,
         lost=rows - stats["unique"],
         duplicates=stats["duplicates"],
-        cores=cpu / max(drained_at - ready, 1e-9),  # the later cluster's start-up: not CPU
+        cores=cpu / max(drained_at - ready, 1e-9),
     )
 
 

@@ -3,9 +3,10 @@ how many rows arrive twice, after (a) SIGKILL of every cluster process mid-drain
 (b) the broker losing its queue (the queue's keys deleted while the kicks waited in it).
 
 (a) A committed backlog drains at 50 ms round trip (many requests in flight) until a
-quarter has arrived; then the whole cluster gets SIGKILL and a new one starts. A row
-whose request reached the sink but whose outcome was not recorded is sent again: the
-goal is no more duplicates than requests were in flight at the kill.
+quarter has arrived; then the whole cluster is frozen (SIGSTOP), what its sockets had
+not read is counted, it gets SIGKILL and a new one starts. A row whose request reached the
+sink but whose outcome was not recorded is sent again: the goal is no more duplicates than
+requests were in flight at the kill (sent, and their answer not read by the worker).
 (b) The saves run with no cluster up, so their kicks wait in the broker; the queue is
 deleted, then a cluster starts: only the sweeper can find those rows.
 The wait is capped (``cap``); a recovery slower than that is reported as "> cap".

@@ -107,7 +107,7 @@ def two_clusters(label: str, sink: Sink, quick: bool) -> None:
         context=context,
     )
     ratios, context = _one_and_two(sink, counts, None)
-    detail(f"unbounded (as many in flight as the round trip needs): {spread(ratios)}, {context}")
+    detail(f"unbounded (in flight as the round trip needs): {spread(ratios)}, {context}", 400)
 
 
 def _one_and_two(

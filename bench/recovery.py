@@ -75,8 +75,9 @@ def after_kill(sink: Sink, counts: Counts) -> Outcome:
     relaunched_at = time.time()
     outcome = _recover(sink, counts, 0)
     trace = sink.trace()
-    # Answers written after the freeze (to requests in flight at the sink) wait unread too.
-    unread -= answered_between(trace, killed_at, looked_at)
+    # Answers written after the signal (to requests in flight at the sink) wait unread too;
+    # a worker that read some of them before it stopped makes this a lower bound.
+    unread = max(0, unread - answered_between(trace, killed_at, looked_at))
     outcome.in_flight = in_flight_at(trace, killed_at, relaunched_at) + unread
     outcome.causes = causes(trace, killed_at, recorded, unread)
     return outcome
@@ -85,25 +86,38 @@ def after_kill(sink: Sink, counts: Counts) -> Outcome:
 def freeze(group: list[clusters.QCluster]) -> float:
     """SIGSTOP every process of the clusters (the SIGKILL follows): once stopped they
     read, send and write nothing, as if killed, while their sockets stay open for a look
-    at what they had not read. Returns the moment every thread was seen stopped."""
+    at what they had not read. Returns the moment the signal was sent (on a loaded box,
+    seeing every thread stopped takes longer than the workers take to stop)."""
+    processes = _members({cluster.process.pid for cluster in group})
+    sent_at = time.time()
     for cluster in group:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(cluster.process.pid, signal.SIGSTOP)
-    groups = {cluster.process.pid for cluster in group}
     deadline = time.monotonic() + 5
-    while not _stopped(groups) and time.monotonic() < deadline:
+    while not _stopped(processes) and time.monotonic() < deadline:
         time.sleep(0.0005)
-    return time.time()
+    return sent_at
 
 
-def _stopped(groups: set[int]) -> bool:
-    """Whether every thread of every process in the process ``groups`` is stopped."""
-    for stat in Path("/proc").glob("[0-9]*/task/[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            # After the command's closing parenthesis: state, ppid, process group.
-            state, _, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
-            if int(pgrp) in groups and state not in "Tt":
-                return False
+def _members(groups: set[int]) -> list[Path]:
+    """The /proc directories of the processes in the process ``groups`` (a stopped group
+    starts no new process, so the list taken before the stop stays whole)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) in groups:
+                found.append(stat.parent)
+    return found
+
+
+def _stopped(processes: list[Path]) -> bool:
+    """Whether every thread of ``processes`` is stopped (or gone)."""
+    for process in processes:
+        for stat in process.glob("task/[0-9]*/stat"):
+            with contextlib.suppress(OSError):
+                # After the command's closing parenthesis: the state (T: stopped, Z/X: dead).
+                if stat.read_text().rsplit(")", 1)[1].split()[0] not in "TtZX":
+                    return False
     return True
 
 

@@ -44,6 +44,8 @@ def ensure_sweeper() -> None:
 
 
 _started = 0
+#: Each cluster's CPU seconds when it said it runs (its start-up is not the drain's cost).
+_cpu_at_ready: dict[int, float] = {}
 
 
 def start(count: int = 1, partner: dict[str, Any] | None = None) -> tuple[list[QCluster], float]:
@@ -66,7 +68,9 @@ def start(count: int = 1, partner: dict[str, Any] | None = None) -> tuple[list[Q
 
     def one(log: Path) -> tuple[QCluster, float]:
         cluster = start_qcluster(log, env=env)
-        return cluster, time.time()
+        at = time.time()
+        _cpu_at_ready[cluster.process.pid] = cpu_seconds([cluster])
+        return cluster, at
 
     with ThreadPoolExecutor(count) as pool:
         started = list(pool.map(one, logs))
@@ -89,6 +93,31 @@ def wait_for(sink: Sink, rows: int, timeout: float) -> Arrived:
         if time.monotonic() > deadline:
             return Arrived(sink.stats(ids=True), False)
         time.sleep(0.1)
+
+
+#: Clock ticks per second of /proc/<pid>/stat's CPU times.
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(clusters: list[QCluster]) -> float:
+    """CPU time (user + system) the clusters' processes have used so far: every process of
+    their process groups, with the children each has reaped."""
+    groups = {cluster.process.pid for cluster in clusters}
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        # After the command: state, ppid, pgrp, ...; utime, stime, cutime, cstime are 12-15.
+        if int(fields[2]) in groups:
+            ticks += sum(int(value) for value in fields[11:15])
+    return ticks / TICKS
+
+
+def cpu_since_ready(clusters: list[QCluster]) -> float:
+    """CPU seconds the clusters used since each said it runs."""
+    return cpu_seconds(clusters) - sum(_cpu_at_ready[c.process.pid] for c in clusters)
 
 
 def stop(clusters: list[QCluster]) -> None:

@@ -8,7 +8,9 @@ blocking the loop. The sink counts requests, connections, requests in flight and
 outbox id it receives (``outbox_id:<n>`` in an event's text, ``"outbox_id": <n>`` in a log
 entry; gzip bodies included), so a bench can tell lost rows and duplicates; ``GET /_stats``
 returns those counts as JSON (``?ids=1`` adds the ids received), ``POST /_reset`` clears
-them.
+them. After ``POST /_reset?trace=1`` it also keeps, per outbox id, when each request
+carrying it arrived and when its answer was written (``GET /_trace``), so a bench can
+tell which copies of a duplicated row crossed a moment such as a SIGKILL.
 
 Run as ``python -m bench.sink``; it prints its port, then serves until terminated.
 """
@@ -40,7 +42,9 @@ class Stats:
         self.open = 0
         self.reset()
 
-    def reset(self) -> None:
+    def reset(self, trace: bool = False) -> None:
+        # Per outbox id, [arrived, answered or None] for each request carrying it.
+        self.trace: dict[int, list[list[float | None]]] | None = {} if trace else None
         self.requests = 0
         self.by_path: Counter[str] = Counter()
         self.items = 0
@@ -52,7 +56,9 @@ class Stats:
         self.first_at: float | None = None
         self.last_at: float | None = None
 
-    def record(self, path: str, body: bytes, gzipped: bool) -> None:
+    def record(self, path: str, body: bytes, gzipped: bool) -> list[list[float | None]]:
+        """Count one request; its trace entries (empty unless tracing), to stamp when
+        it is answered."""
         self.requests += 1
         self.by_path[path] += 1
         if gzipped:
@@ -62,6 +68,14 @@ class Stats:
         self.items += len(ids) if ids else max(1, len(METRIC.findall(body)))
         self.last_at = time.time()
         self.first_at = self.first_at or self.last_at
+        if self.trace is None:
+            return []
+        entries: list[list[float | None]] = []
+        for found in ids:
+            entry: list[float | None] = [self.last_at, None]
+            self.trace.setdefault(found, []).append(entry)
+            entries.append(entry)
+        return entries
 
     def as_dict(self, with_ids: bool) -> dict[str, Any]:
         counts = {
@@ -119,23 +133,29 @@ class Intake(asyncio.Protocol):
         if path == b"/_stats":
             self.reply(json.dumps(STATS.as_dict(b"ids=1" in query)).encode(), b"200 OK")
             return
+        if path == b"/_trace":
+            self.reply(json.dumps(STATS.trace or {}).encode(), b"200 OK")
+            return
         if path == b"/_reset":
-            STATS.reset()
+            STATS.reset(trace=b"trace=1" in query)
             self.reply(b"{}", b"200 OK")
             return
         delayed = DELAY.match(path)
         STATS.in_flight += 1
         STATS.max_in_flight = max(STATS.max_in_flight, STATS.in_flight)
-        STATS.record(DELAY.sub(b"/", path).decode(), body, GZIP.search(head) is not None)
+        entries = STATS.record(DELAY.sub(b"/", path).decode(), body, GZIP.search(head) is not None)
         if delayed and int(delayed.group(1)):
-            self.loop.call_later(int(delayed.group(1)) / 1000, self.accepted)
+            self.loop.call_later(int(delayed.group(1)) / 1000, self.accepted, entries)
         else:
-            self.accepted()
+            self.accepted(entries)
 
-    def accepted(self) -> None:
+    def accepted(self, entries: list[list[float | None]]) -> None:
         STATS.in_flight -= 1
         if not self.transport.is_closing():
             self.transport.write(RESPONSE)
+            answered = time.time()
+            for entry in entries:
+                entry[1] = answered
 
     def reply(self, body: bytes, status: bytes) -> None:
         self.transport.write(

@@ -52,8 +52,14 @@ class Sink:
     def stats(self, ids: bool = False) -> dict[str, Any]:
         return json.loads(self._call("GET", "/_stats?ids=1" if ids else "/_stats"))
 
-    def reset(self) -> None:
-        self._call("POST", "/_reset")
+    def reset(self, trace: bool = False) -> None:
+        """Clear the counts; with ``trace``, keep per-id arrival and answer times."""
+        self._call("POST", "/_reset?trace=1" if trace else "/_reset")
+
+    def trace(self) -> dict[int, list[tuple[float, float | None]]]:
+        """Per outbox id, (arrived, answered or None) of each request that carried it."""
+        found = json.loads(self._call("GET", "/_trace"))
+        return {int(key): [tuple(entry) for entry in value] for key, value in found.items()}
 
     def _call(self, method: str, path: str) -> bytes:
         parts = urlsplit(self.url)

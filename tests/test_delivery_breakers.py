@@ -3,6 +3,7 @@ sites keep theirs, and one probe after the cooldown closes it."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
@@ -115,13 +116,18 @@ def test_a_failed_probe_sends_one_request_and_keeps_the_breaker_open(intake, bre
 
 def test_only_one_run_takes_the_probe(breaker_settings):
     now = timezone.now()
-    SiteBreaker.objects.create(domain=EU, failures=3, open_until=now - timedelta(seconds=1))
+    SiteBreaker.objects.create(
+        domain=EU, failures=3, open_until=now - timedelta(seconds=1), failing_connections=[7]
+    )
 
     first = breaker.SiteBreakers({EU, US}, now)
     second = breaker.SiteBreakers({EU, US}, now)
 
-    assert first.admit(EU, [1, 2, 3]) == ([1], [2, 3])  # one probe; the rest wait
-    assert second.admit(EU, [1, 2, 3]) == ((), [1, 2, 3])
+    assert first.admit(EU, 7, [1, 2, 3]) == ([1], [2, 3])  # one probe; the rest wait
+    assert second.admit(EU, 7, [1, 2, 3]) == ((), [1, 2, 3])
+    # A connection the breaker never saw fail sends one row, once: a probe of its own.
+    assert second.admit(EU, 8, [4, 5]) == ([4], [5])
+    assert second.admit(EU, 8, [6]) == ((), [6])
     assert first.held == second.held == {EU: now + timedelta(seconds=60)}
 
 
@@ -211,11 +217,6 @@ def test_closing_a_breaker_in_the_admin_makes_its_rows_due_now(intake, breaker_s
     assert outbox.count_due() == 10
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known gap: a site's breaker counts every connection's 5xx, so one tenant whose "
-    "own organisation fails holds every other tenant of the site for BREAKER_COOLDOWN.",
-)
 def test_one_tenants_failing_org_does_not_hold_another_tenants_rows(
     datadog, django_user_model, breaker_settings
 ):
@@ -230,3 +231,42 @@ def test_one_tenants_failing_org_does_not_hold_another_tenants_rows(
     tracking.send_event(victim, title="Victim order", text="x")
     delivery.drain()
     assert [e["title"] for e in datadog.events(datadog.org_of(theirs))] == ["Victim order"]
+
+
+@dataclass
+class Fault:
+    site_fault: bool = True
+    site_answered: bool = False
+    detail: str = "503"
+    code: str = "http_503"
+
+
+def test_rows_waiting_when_one_tenant_trips_the_breaker_are_not_held(breaker_settings):
+    hers = make_connection(Organization.objects.create(name="mallory"), domain=EU)
+    theirs = make_connection(Organization.objects.create(name="victim"), domain=EU)
+    send(hers, 3)
+    send(theirs, 2)
+    breakers = breaker.SiteBreakers({EU}, timezone.now())
+    for _ in range(3):
+        breakers.note(EU, hers.pk, Fault())
+    breakers.save()
+
+    assert SiteBreaker.objects.get(domain=EU).open_until is not None
+    later = OutboxEvent.objects.filter(next_attempt_at__gt=timezone.now())
+    assert later.filter(connection=hers).count() == 3
+    assert later.filter(connection=theirs).count() == 0
+
+
+def test_in_an_outage_each_connection_fails_once_then_waits(intake, breaker_settings):
+    one = make_connection(Organization.objects.create(name="one"), domain=EU)
+    two = make_connection(Organization.objects.create(name="two"), domain=EU)
+    send(one, 10)
+    intake.respond = eu_down
+    delivery.drain()
+    assert sent_to(intake, EU) == 3  # the threshold: the breaker opens on one's rows
+    send(two, 10)
+    delivery.drain()
+    assert sent_to(intake, EU) == 4  # two's own probe, which fails too
+    delivery.drain()
+    assert sent_to(intake, EU) == 4  # both wait for the cooldown now
+    assert SiteBreaker.objects.get(domain=EU).failing_connections == [one.pk, two.pk]

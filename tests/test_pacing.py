@@ -292,16 +292,17 @@ def test_a_site_with_requests_in_flight_still_has_work() -> None:
 
 def test_a_failing_site_gets_one_request_until_it_answers() -> None:
     shared = run()
-    shared.breakers.note("eu", failed())
+    shared.breakers.note("eu", 1, failed())
     lanes = Lanes(jobs(eu=6, us=6), shared)
     assert take_all(lanes, 8) == ["eu0", "us0", "us1", "us2", "us3"]
-    shared.breakers.note("eu", Result([0], transmit.RETRY, "http_429"))  # an answer, if a refusal
+    refused = Result([0], transmit.RETRY, "http_429")  # an answer, if a refusal
+    shared.breakers.note("eu", 1, refused)
     assert take_all(lanes, 8) == ["eu1", "eu2", "eu3"]
 
 
 def test_a_failing_site_gets_one_request_even_alone() -> None:
     shared = run()
-    shared.breakers.note("eu", failed("network"))
+    shared.breakers.note("eu", 1, failed("network"))
     lanes = Lanes(jobs(eu=6), shared)
     assert take_all(lanes, 8) == ["eu0"]
 
@@ -335,11 +336,11 @@ def test_a_site_that_failed_in_this_run_gets_one_request_at_a_time() -> None:
     def failing(run: Run) -> list[Result]:
         with eu:
             time.sleep(0.01)
-        run.breakers.note("eu", failed())
+        run.breakers.note("eu", 1, failed())
         return [failed()]
 
     shared = run()
-    shared.breakers.note("eu", failed())  # failed earlier in this run
+    shared.breakers.note("eu", 1, failed())  # failed earlier in this run
     with fixed(8, 4) as sender:
         results = list(sender.run([("eu", failing)] * 8 + [("us", quick)] * 8, shared))
     assert len(results) == 16

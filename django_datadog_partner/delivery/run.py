@@ -226,7 +226,7 @@ def deliver(
     lease = sending.Lease(token, claimed_at, run)
     for conn_id, target in targets.items():
         domain = target.site.domain
-        to_send, to_hold = breakers.admit(domain, sendable[conn_id])
+        to_send, to_hold = breakers.admit(domain, conn_id, sendable[conn_id])
         if to_hold:
             recorder.postpone(list(to_hold), breakers.held[domain], "breaker_open")
         jobs.extend((domain, job) for job in _jobs(target, list(to_send)))

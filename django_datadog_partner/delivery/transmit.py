@@ -202,7 +202,7 @@ def _attempt(
 ) -> list[Result]:
     if run.too_late():
         return [Result(ids, RELEASED, "lease_ending")]
-    if run.breakers.tripped(target.site.domain):
+    if run.breakers.tripped(target.site.domain, target.connection_id):
         return [Result(ids, HELD, "breaker_open")]
     headers = {"DD-API-KEY": target.api_key, "Content-Type": "application/json"}
     if gzipped:
@@ -216,7 +216,7 @@ def _attempt(
         result = Result(ids, RETRY, "network", str(exc))
     else:
         result = outcome(response, ids, target, run)
-    run.breakers.note(target.site.domain, result)
+    run.breakers.note(target.site.domain, target.connection_id, result)
     return [result]
 
 

@@ -40,6 +40,10 @@ class SiteBreaker(models.Model):
     open_until = models.DateTimeField(_("open until"), null=True, blank=True)
     opened_at = models.DateTimeField(_("opened at"), null=True, blank=True)
     last_error = models.CharField(_("last error"), max_length=500, blank=True, default="")
+    #: Connections that failed since the site last answered (null: too many to list, all).
+    failing_connections = models.JSONField(
+        _("failing connections"), null=True, blank=True, default=list
+    )
 
     class Meta:
         verbose_name = _("site breaker")

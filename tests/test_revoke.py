@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+import textwrap
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -338,3 +342,28 @@ def test_invalid_grant_after_a_lost_probe_answer_does_not_count_as_revoked(mocke
     assert stored.status == ConnectionStatus.REVOKING
     assert stored.last_error_code == "invalid_grant"
     assert not Alarm.objects.exists()
+
+
+def test_the_docs_receiver_revokes_a_deleted_owners_connections(datadog: Any) -> None:
+    """The security page's snippet, run as written: deleting the owner revokes its
+    connections at once, so an owner that reuses the key inherits none."""
+    from django.db.models.signals import pre_delete
+
+    from tests.testapp.models import Organization
+
+    page = (Path(__file__).parent.parent / "docs/explanation/security.rst").read_text()
+    block = page.split("**Deleting an owner.**")[1].split(".. code-block:: python\n")[1]
+    lines = itertools.takewhile(lambda line: not line or line.startswith("    "), block.split("\n"))
+    source = textwrap.dedent("\n".join(lines))
+    namespace: dict[str, Any] = {"Organization": Organization}
+    exec(compile(source, "security.rst", "exec"), namespace)
+    receiver = namespace["revoke_its_datadog_connections"]
+    try:
+        owner = Organization.objects.create(name="Gone Ltd")
+        connection = make_connection(owner)
+        owner.delete()
+        connection.refresh_from_db()
+        assert connection.status == ConnectionStatus.REVOKED
+        assert connection.access_token is None and connection.api_key is None
+    finally:
+        pre_delete.disconnect(receiver, sender=Organization)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from datetime import timedelta
 from typing import Any
@@ -220,11 +221,55 @@ def test_default_event_is_the_event_the_general_builder_makes(org):
     )  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("name", "update_fields", "options"),
+    [
+        ("Acme", None, payloads.FieldOptions()),
+        (
+            'Ünïcode "quoted" %%% \\ back\nslash \x00',
+            frozenset({"status", "number"}),
+            payloads.FieldOptions(),
+        ),
+        ("x" * 300, None, payloads.FieldOptions(include=("secret_note",))),
+        (
+            "masked",
+            frozenset({"total"}),
+            payloads.FieldOptions(mask=("number",), exclude=("total",)),
+        ),
+    ],
+)
+def test_the_stored_default_event_is_the_default_events_json(org, name, update_fields, options):
+    """The save path writes the JSON text it makes itself: the bytes ``json.dumps`` gives
+    for ``default_event``, whatever the values hold (escapes, non-ASCII, long titles)."""
+    org.name = name
+    order = Order(pk=7, organization=org, number=name[:20])
+    now = timezone.now()
+    change = Change(order, "updated", now, update_fields, options)
+    stored = payloads.default_event_stored(
+        order, "updated", now, update_fields, options, source_type_name="My App"
+    )
+    assert stored == json.dumps(default_event(change, source_type_name="My App"))
+
+
+def test_a_builders_payload_that_is_not_json_never_breaks_the_save(org, caplog):
+    def builder(change: Change) -> dict[str, Any]:
+        return {"title": "t", "text": "x", "date_happened": change.occurred_at}
+
+    tracking.register(Order, owner="organization", event=builder)
+    try:
+        with caplog.at_level(logging.ERROR), transaction.atomic():
+            Order.objects.create(organization=org, number="1")
+    finally:
+        tracking.registry.register_from_settings()
+    assert Order.objects.count() == 1 and not OutboxEvent.objects.exists()
+    assert "Could not build the Datadog event for testapp.Order created" in caplog.text
+
+
 def test_a_failing_kick_request_never_breaks_the_save(org, caplog, monkeypatch):
-    def broken(using: str) -> None:
+    def broken(db: object) -> None:
         raise RuntimeError("on_commit internals changed")
 
-    monkeypatch.setattr(kick, "request_kick", broken)
+    monkeypatch.setattr(kick, "request_kick_on", broken)
     with caplog.at_level(logging.ERROR), transaction.atomic():
         Order.objects.create(organization=org, number="1")
     assert OutboxEvent.objects.count() == 1

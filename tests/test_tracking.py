@@ -76,6 +76,22 @@ def test_savepoint_rollback_keeps_the_outer_rows_kick(org, django_capture_on_com
     assert [cb for cb in callbacks if cb is kick._kick] == [kick._kick]
 
 
+def test_a_kick_registered_before_a_rolled_back_savepoint_stays(
+    org, django_capture_on_commit_callbacks, kicks
+):
+    """The outer save's kick is not the inner block's to discard; saves in released
+    savepoints add none."""
+    with django_capture_on_commit_callbacks(execute=True) as callbacks, transaction.atomic():
+        Order.objects.create(organization=org, number="outer")
+        with transaction.atomic():
+            Order.objects.create(organization=org, number="released")
+        with pytest.raises(RuntimeError):
+            save_then_fail(org, "gone")
+    titles = {row.payload["title"] for row in OutboxEvent.objects.all()}
+    assert titles == {"Order created: outer", "Order created: released"}
+    assert callbacks == [kick._kick] and kicks == [1]
+
+
 def test_many_saves_in_one_transaction_register_one_kick(org, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
         for n in range(20):

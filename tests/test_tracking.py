@@ -207,6 +207,19 @@ def test_a_failing_insert_in_the_hosts_transaction_rolls_back_only_itself(org, c
         assert not OutboxEvent.objects.exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_after_a_reconnect_the_row_goes_to_the_new_connection(org):
+    """The save path keeps the driver's cursor for the next save: never past its
+    connection (``CONN_MAX_AGE=0`` closes it after every request)."""
+    Order.objects.create(organization=org, number="before")
+    old = connection.connection
+    connection.close()
+    Order.objects.create(organization=org, number="after")
+    assert connection.connection is not old
+    titles = sorted(row.payload["title"] for row in OutboxEvent.objects.all())
+    assert titles == ["Order created: after", "Order created: before"]
+
+
 @pytest.mark.parametrize("atomic", [True, False])
 def test_the_save_path_adds_one_statement(org, atomic):
     """One round trip, as the floor: in a PostgreSQL transaction the savepoint is part of

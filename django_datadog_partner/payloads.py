@@ -108,32 +108,18 @@ def default_event(change: Change, *, source_type_name: str) -> dict[str, Any]:
     """Title from the model and ``str(instance)``; text lists the selected fields.
 
     The body ``event()`` would build, without its argument checks (nothing here comes from
-    a caller) and with the tags normalized once per model, action and source: this runs on
-    the host's save path.
+    a caller) and with the tags normalized once per model, action and source. The host's
+    save path writes the same event straight as JSON text (``default_event_stored``).
     """
-    return default_event_of(
-        change.instance, change.action, change.occurred_at, change.update_fields,
-        change.options, source_type_name=source_type_name,
-    )  # fmt: skip
-
-
-def default_event_of(
-    instance: models.Model,
-    action: str,
-    occurred_at: datetime,
-    update_fields: frozenset[str] | None,
-    options: FieldOptions,
-    *,
-    source_type_name: str,
-) -> dict[str, Any]:
-    """``default_event`` of a ``Change``'s parts."""
-    title, text, label, key = _default_parts(instance, action, update_fields, options)
+    title, text, label, key = _default_parts(
+        change.instance, change.action, change.update_fields, change.options
+    )
     return {
         "title": title,
         "text": text,
-        "tags": list(_default_tags(label, action, source_type_name)),
+        "tags": list(_default_tags(label, change.action, source_type_name)),
         "alert_type": "info",
-        "date_happened": int(occurred_at.timestamp()),
+        "date_happened": int(change.occurred_at.timestamp()),
         "source_type_name": source_type_name,
         "aggregation_key": key,
     }
@@ -148,9 +134,9 @@ def default_event_stored(
     *,
     source_type_name: str,
 ) -> str:
-    """``json.dumps(default_event_of(...))``, the text the outbox stores, made directly: the
-    save path builds no ``Change`` and no dict, and runs no general JSON encoder (together
-    most of the cost of the default event)."""
+    """``json.dumps(default_event(Change(...)))``, the text the outbox stores, made
+    directly: the save path builds no ``Change`` and no dict, and runs no general JSON
+    encoder (together most of the cost of the default event)."""
     title, text, label, key = _default_parts(instance, action, update_fields, options)
     return (
         f'{{"title": {_json_string(title)}, "text": {_json_string(text)}, '

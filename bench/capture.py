@@ -7,15 +7,22 @@ run in alternating chunks inside each round, so the machine's drift hits them al
 round compares the cases' median chunks, and each figure is the median of the rounds.
 ``CONN_MAX_AGE`` matters only if something on the save path closes the connection
 (django-q2's ORM broker does, outside atomic).
+
+Beside each figure, the same ratio in CPU time (``cpu tracked/floor``): the saving thread's
+CPU plus, on PostgreSQL, its server process's (``/proc``), summed over a round's chunks. On
+a shared 2-core machine wall time also counts the time spent waiting for a core, which
+swings a 10% difference either way; CPU time is the work each case makes the machine do.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
@@ -80,7 +87,9 @@ def set_max_age(seconds: int) -> None:
     connection.settings_dict["CONN_MAX_AGE"] = seconds
 
 
-def timed(op: Callable[[], None], count: int, atomic: bool) -> float:
+def timed(op: Callable[[], None], count: int, atomic: bool) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of ``count`` runs of ``op``."""
+    cpu = cpu_seconds()
     start = time.perf_counter()
     if atomic:
         for _ in range(count):
@@ -89,7 +98,20 @@ def timed(op: Callable[[], None], count: int, atomic: bool) -> float:
     else:
         for _ in range(count):
             op()
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    return wall, cpu_seconds() - cpu
+
+
+def cpu_seconds() -> float:
+    """This thread's CPU time, plus its PostgreSQL server process's (same machine)."""
+    spent = time.thread_time()
+    if connection.vendor != "postgresql":
+        return spent
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return spent + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run(label: str, quick: bool) -> None:
@@ -139,12 +161,16 @@ def run(label: str, quick: bool) -> None:
             tracking(case[2])
             timed(case[1], size, atomic)
         plain_us: list[float] = []
+        cpu_ratios: list[float] = []
         for n in range(counts.rounds):
             chunks: dict[str, list[float]] = {name: [] for name, _, _ in cases}
+            cpu = dict.fromkeys(chunks, 0.0)
             for chunk in range(counts.chunks):
                 for name, op, on in _order(cases, n * counts.chunks + chunk):
                     tracking(on)
-                    chunks[name].append(timed(op, size, atomic) / size)
+                    wall, spent = timed(op, size, atomic)
+                    chunks[name].append(wall / size)
+                    cpu[name] += spent
             _clear(Order, Untracked, OutboxEvent)
             # A chunk the VM stalled in counts once, not by its length: medians of chunks.
             per_op = {name: statistics.median(times) for name, times in chunks.items()}
@@ -153,9 +179,10 @@ def run(label: str, quick: bool) -> None:
             ratios["floor/plain"].append(per_op["floor"] / per_op["plain"])
             ratios["untracked"].append(per_op["untracked_on"] / per_op["untracked_off"])
             plain_us.append(per_op["plain"] * 1e6)
+            cpu_ratios.append(cpu["tracked"] / cpu["floor"])
         tracking(True)
         mode = f"{label}, {'atomic' if atomic else 'autocommit'}, CONN_MAX_AGE={max_age}"
-        context = _context(ratios, plain_us)
+        context = f"cpu tracked/floor {spread(cpu_ratios)}, {_context(ratios, plain_us)}"
         figure(
             f"capture tracked/floor ({mode})",
             ratios["tracked/floor"],

@@ -95,7 +95,9 @@ def profile_capture(saves: int) -> None:
     receiver = captured or total  # if it was renamed, the shares are of the whole save
     parts = {
         "the whole receiver (tracking._capture)": captured,
-        "  build the payload (Tracking.build)": cumulative(stats, "tracking.py", "build"),
+        "  build the payload, as stored JSON (Tracking.stored_event)": cumulative(
+            stats, "tracking.py", "stored_event"
+        ),
         "  owner and content type (_owner_of, _destination)": cumulative(
             stats, "tracking.py", "_owner_of"
         )
@@ -105,7 +107,7 @@ def profile_capture(saves: int) -> None:
             stats, "psycopg/cursor.py", "execute", "append"
         ),
         "    values adapted (outbox._params)": cumulative(stats, "outbox.py", "_params"),
-        "  the kick (request_kick)": cumulative(stats, "delivery/kick.py", "request_kick"),
+        "  the kick (request_kick_on)": cumulative(stats, "delivery/kick.py", "request_kick_on"),
     }
     emit(
         f"capture profile: {saves:,} tracked saves, each in a transaction "

@@ -102,13 +102,13 @@ def _one_message(db: Any) -> bool:
     return db.settings_dict.get("OPTIONS", {}).get("server_side_binding") is not True
 
 
-def _params(insert: Insert, db: Any, fields: dict[str, Any]) -> dict[str, Any]:
-    """The named parameters of ``Insert``: ``fields`` with the payload and times adapted
-    as their fields would (``now`` is aware: the backend's adapter takes it directly; a
-    caller's ``event_time`` goes through the field, which warns about naive times)."""
+def _params(insert: Insert, db: Any, fields: dict[str, Any], payload: Any) -> dict[str, Any]:
+    """The named parameters of ``Insert``: ``fields`` with the adapted ``payload``, and the
+    times adapted as their fields would (``now`` is aware: the backend's adapter takes it
+    directly; a caller's ``event_time`` goes through the field, which warns about naive
+    times)."""
     params = dict(fields)
-    ops = db.ops
-    params["payload"] = ops.adapt_json_value(fields["payload"], insert.payload_field.encoder)
+    params["payload"] = payload
     params["now"] = now = _adapted_now(db, fields["now"])
     event_time = params.pop("event_time", None)
     params["happened"] = (
@@ -149,7 +149,8 @@ def write(*, using: str, **fields: Any) -> int | None:
     db = connections[using]
     try:
         insert = _statement(using)
-        params = _params(insert, db, fields)
+        payload = db.ops.adapt_json_value(fields["payload"], insert.payload_field.encoder)
+        params = _params(insert, db, fields, payload)
         if db.in_atomic_block and db.vendor != "sqlite":
             with transaction.atomic(using=using):
                 row_id = _execute(db, insert.sql, params)
@@ -161,9 +162,10 @@ def write(*, using: str, **fields: Any) -> int | None:
     return row_id
 
 
-def append(*, using: str, **fields: Any) -> bool:
-    """The save path's INSERT (the fields of ``write``, no id asked back): True once written,
-    False after a logged error, which never reaches the host's transaction.
+def append(db: Any, **fields: Any) -> bool:
+    """The save path's INSERT on the database wrapper ``db`` (the fields of ``write``, the
+    payload as the JSON text the column stores, no id asked back): True once written, False
+    after a logged error, which never reaches the host's transaction.
 
     One round trip, as the floor: SQLite rolls back only a failed statement; in autocommit
     nothing else is at stake; in a PostgreSQL transaction the savepoint travels in the same
@@ -171,13 +173,12 @@ def append(*, using: str, **fields: Any) -> bool:
     The statement goes to the driver's cursor directly unless something watches the
     connection's statements (``execute_wrapper``, debug logging, query capture).
     """
-    db: Any = connections[using]
     try:
-        insert = _statement(using)
-        params = _params(insert, db, fields)
+        insert = _statement(db.alias)
+        params = _params(insert, db, fields, fields["payload"])
         in_transaction = db.in_atomic_block and db.vendor != "sqlite"
         if in_transaction and insert.guarded is None:  # another database: its own savepoint
-            with transaction.atomic(using=using):
+            with transaction.atomic(using=db.alias):
                 _execute(db, insert.sql, params)
             return True
         guarded = insert.guarded if in_transaction else None

@@ -13,6 +13,7 @@ nothing; ``QuerySet.update()``, ``bulk_create()`` and raw SQL send no signal at 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Any, TypeVar, overload
 
 from django.apps import apps
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
-from django.db import models, router
+from django.db import connections, models, router
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
@@ -64,11 +65,21 @@ class Tracking:
             return None
         return model_field.attname, model_field.related_model
 
-    def build(self, change: payloads.Change) -> dict[str, Any] | None:
+    def stored_event(
+        self,
+        instance: models.Model,
+        action: str,
+        now: datetime,
+        update_fields: frozenset[str] | None,
+    ) -> str | None:
+        """The event as the outbox stores it (JSON text), or None if the builder skipped it."""
         if self.event is None:
-            return payloads.default_event(change, source_type_name=app_settings.SOURCE_TYPE_NAME)
-        built = self.event(change)
-        return None if built is None else payloads.finalize_event(built)
+            return payloads.default_event_stored(
+                instance, action, now, update_fields, self.options,
+                source_type_name=app_settings.SOURCE_TYPE_NAME,
+            )  # fmt: skip
+        built = self.event(payloads.Change(instance, action, now, update_fields, self.options))
+        return None if built is None else json.dumps(payloads.finalize_event(built))
 
 
 class Registry:
@@ -220,11 +231,8 @@ def _capture(
         destination = _owner_of(tracking, instance)
         if destination is None:
             return
-        change = payloads.Change(
-            instance, action, now, frozenset(update_fields) if update_fields else None,
-            tracking.options,
-        )  # fmt: skip
-        payload = tracking.build(change)
+        fields = frozenset(update_fields) if update_fields else None
+        payload = tracking.stored_event(instance, action, now, fields)
         if payload is None:
             return
         owner_type, owner_id, connection_id = _destination(destination, using)
@@ -234,13 +242,14 @@ def _capture(
             tracking.model._meta.label, action,
         )  # fmt: skip
         return
+    db = connections[using]  # once: the INSERT and the kick both go to this wrapper
     written = outbox.append(
-        kind=OutboxKind.EVENT, payload=payload, owner_content_type_id=owner_type,
+        db, kind=OutboxKind.EVENT, payload=payload, owner_content_type_id=owner_type,
         owner_object_id=owner_id, connection_id=connection_id, source=tracking.source,
-        action=action, now=now, using=using,
+        action=action, now=now,
     )  # fmt: skip
     if written:
-        _kick(using)
+        _kick_on(db)
 
 
 def _write(*, using: str, **fields: Any) -> int | None:
@@ -252,8 +261,12 @@ def _write(*, using: str, **fields: Any) -> int | None:
 
 
 def _kick(using: str) -> None:
+    _kick_on(connections[using])
+
+
+def _kick_on(db: Any) -> None:
     try:
-        kick.request_kick(using)
+        kick.request_kick_on(db)
     except Exception:  # the sweeper delivers anyway; the host's save must go on
         logger.exception("Could not request a delivery kick; the sweeper will deliver.")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from datetime import timedelta
 from typing import Any
@@ -73,6 +74,22 @@ def test_savepoint_rollback_keeps_the_outer_rows_kick(org, django_capture_on_com
         Order.objects.create(organization=org, number="kept")
     assert [row.payload["title"] for row in OutboxEvent.objects.all()] == ["Order created: kept"]
     assert [cb for cb in callbacks if cb is kick._kick] == [kick._kick]
+
+
+def test_a_kick_registered_before_a_rolled_back_savepoint_stays(
+    org, django_capture_on_commit_callbacks, kicks
+):
+    """The outer save's kick is not the inner block's to discard; saves in released
+    savepoints add none."""
+    with django_capture_on_commit_callbacks(execute=True) as callbacks, transaction.atomic():
+        Order.objects.create(organization=org, number="outer")
+        with transaction.atomic():
+            Order.objects.create(organization=org, number="released")
+        with pytest.raises(RuntimeError):
+            save_then_fail(org, "gone")
+    titles = {row.payload["title"] for row in OutboxEvent.objects.all()}
+    assert titles == {"Order created: outer", "Order created: released"}
+    assert callbacks == [kick._kick] and kicks == [1]
 
 
 def test_many_saves_in_one_transaction_register_one_kick(org, django_capture_on_commit_callbacks):
@@ -190,6 +207,19 @@ def test_a_failing_insert_in_the_hosts_transaction_rolls_back_only_itself(org, c
         assert not OutboxEvent.objects.exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_after_a_reconnect_the_row_goes_to_the_new_connection(org):
+    """The save path keeps the driver's cursor for the next save: never past its
+    connection (``CONN_MAX_AGE=0`` closes it after every request)."""
+    Order.objects.create(organization=org, number="before")
+    old = connection.connection
+    connection.close()
+    Order.objects.create(organization=org, number="after")
+    assert connection.connection is not old
+    titles = sorted(row.payload["title"] for row in OutboxEvent.objects.all())
+    assert titles == ["Order created: after", "Order created: before"]
+
+
 @pytest.mark.parametrize("atomic", [True, False])
 def test_the_save_path_adds_one_statement(org, atomic):
     """One round trip, as the floor: in a PostgreSQL transaction the savepoint is part of
@@ -220,11 +250,55 @@ def test_default_event_is_the_event_the_general_builder_makes(org):
     )  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("name", "update_fields", "options"),
+    [
+        ("Acme", None, payloads.FieldOptions()),
+        (
+            'Ünïcode "quoted" %%% \\ back\nslash \x00',
+            frozenset({"status", "number"}),
+            payloads.FieldOptions(),
+        ),
+        ("x" * 300, None, payloads.FieldOptions(include=("secret_note",))),
+        (
+            "masked",
+            frozenset({"total"}),
+            payloads.FieldOptions(mask=("number",), exclude=("total",)),
+        ),
+    ],
+)
+def test_the_stored_default_event_is_the_default_events_json(org, name, update_fields, options):
+    """The save path writes the JSON text it makes itself: the bytes ``json.dumps`` gives
+    for ``default_event``, whatever the values hold (escapes, non-ASCII, long titles)."""
+    org.name = name
+    order = Order(pk=7, organization=org, number=name[:20])
+    now = timezone.now()
+    change = Change(order, "updated", now, update_fields, options)
+    stored = payloads.default_event_stored(
+        order, "updated", now, update_fields, options, source_type_name="My App"
+    )
+    assert stored == json.dumps(default_event(change, source_type_name="My App"))
+
+
+def test_a_builders_payload_that_is_not_json_never_breaks_the_save(org, caplog):
+    def builder(change: Change) -> dict[str, Any]:
+        return {"title": "t", "text": "x", "date_happened": change.occurred_at}
+
+    tracking.register(Order, owner="organization", event=builder)
+    try:
+        with caplog.at_level(logging.ERROR), transaction.atomic():
+            Order.objects.create(organization=org, number="1")
+    finally:
+        tracking.registry.register_from_settings()
+    assert Order.objects.count() == 1 and not OutboxEvent.objects.exists()
+    assert "Could not build the Datadog event for testapp.Order created" in caplog.text
+
+
 def test_a_failing_kick_request_never_breaks_the_save(org, caplog, monkeypatch):
-    def broken(using: str) -> None:
+    def broken(db: object) -> None:
         raise RuntimeError("on_commit internals changed")
 
-    monkeypatch.setattr(kick, "request_kick", broken)
+    monkeypatch.setattr(kick, "request_kick_on", broken)
     with caplog.at_level(logging.ERROR), transaction.atomic():
         Order.objects.create(organization=org, number="1")
     assert OutboxEvent.objects.count() == 1

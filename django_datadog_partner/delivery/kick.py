@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterable
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..conf import app_settings
 
@@ -37,12 +38,17 @@ _quiet_until = 0.0
 
 def request_kick(using: str = DEFAULT_DB_ALIAS) -> None:
     """Kick delivery after the current transaction on ``using`` commits (once per transaction)."""
+    request_kick_on(connections[using])
+
+
+def request_kick_on(db: BaseDatabaseWrapper) -> None:
+    """``request_kick`` on a database wrapper the caller already holds: the save path looks
+    it up once, not again here and in ``transaction.on_commit``."""
     if not app_settings.KICK_ON_COMMIT:
         return
-    connection = connections[using]
-    if connection.in_atomic_block and any(entry[1] is _kick for entry in connection.run_on_commit):
+    if db.in_atomic_block and any(entry[1] is _kick for entry in db.run_on_commit):
         return
-    transaction.on_commit(_kick, using=using, robust=True)
+    db.on_commit(_kick, robust=True)
 
 
 def _kick() -> None:

@@ -27,9 +27,9 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from queue import SimpleQueue
 
-from .transmit import Job, Result, Run
-
-Timed = tuple[list[Result], float, float]
+from .. import transport
+from .inflight import Finished, InFlight, reported, timed
+from .transmit import LOOP_JOBS, Job, Result, Run
 
 
 class Sender:
@@ -54,6 +54,7 @@ class Sender:
         #: Results already finished and about to be yielded (0: the caller would wait).
         self.finished_waiting = 0
         self._process_cpu = 0.0  # the process's CPU per completion, as last measured
+        self._measured = False  # whether a whole window measured it
         self._pool = ThreadPoolExecutor(max_workers=self.maximum, thread_name_prefix="ddp-send")
 
     def __enter__(self) -> Sender:
@@ -74,42 +75,66 @@ class Sender:
     def _run(self, lanes: Lanes, run: Run) -> Iterator[list[Result]]:
         # Finished jobs come back through one queue: O(1) per answer, where waiting on
         # every future in flight cost O(in flight) per answer (a core's worth at 50 ms).
-        finished: SimpleQueue[tuple[str, Timed | None, BaseException | None]] = SimpleQueue()
+        finished: Finished = SimpleQueue()
+        loop = InFlight(run, self._pool, finished) if not transport.requests_patched() else None
         active = 0
         window = (time.process_time(), 0)  # (process CPU at its start, completions since)
-        while lanes or active:
-            if not active and self.limit == 1:  # no thread to hand over to
-                taken = lanes.take(1)
-                assert taken is not None  # nothing in flight: every lane is below its share
-                lane, job = taken
-                results, wall, cpu = _timed(job, run)
-                lanes.done(lane)
-                self._observe(wall, cpu)
-                self.finished_waiting = 0
-                yield results
-                continue
-            while active < self.limit and (taken := lanes.take(self.limit)) is not None:
-                self._pool.submit(_reported, taken[0], taken[1], run, finished)
-                active += 1
-            done = [finished.get()]
-            while not finished.empty():
-                done.append(finished.get_nowait())
-            for left, (lane, timed, error) in enumerate(done, start=1 - len(done)):
-                lanes.done(lane)
-                active -= 1
-                if error is not None:
-                    raise error
-                assert timed is not None
-                results, wall, cpu = timed
-                window = self._measure_process(window)
-                self._observe(wall, max(cpu, self._process_cpu))
-                self.finished_waiting = -left
-                yield results
+        try:
+            while lanes or active:
+                if not active and self.limit == 1:  # no thread to hand over to
+                    taken = lanes.take(1)
+                    assert taken is not None  # nothing in flight: every lane is below its share
+                    lane, job = taken
+                    results, wall, cpu = timed(job, run)
+                    lanes.done(lane)
+                    self._observe(wall, cpu)
+                    self.finished_waiting = 0
+                    yield results
+                    continue
+                while active < self.limit and (taken := lanes.take(self.limit)) is not None:
+                    self._start(loop, *taken, run, finished)
+                    active += 1
+                if loop is not None:
+                    loop.wait()
+                done = [finished.get()]
+                while not finished.empty():
+                    done.append(finished.get_nowait())
+                for left, (lane, result, error) in enumerate(done, start=1 - len(done)):
+                    lanes.done(lane)
+                    active -= 1
+                    if error is not None:
+                        raise error
+                    assert result is not None
+                    results, wall, cpu = result
+                    window = self._measure_process(window)
+                    before = self.limit
+                    self._observe(wall, max(cpu, self._process_cpu))
+                    if loop is not None:  # slow start: at most doubled per round trip
+                        self.limit = min(self.limit, before + 1)
+                    self.finished_waiting = -left
+                    yield results
+        finally:
+            if loop is not None:
+                loop.close()
+
+    def _start(
+        self, loop: InFlight | None, lane: str, job: Job, run: Run, finished: Finished
+    ) -> None:
+        """The job's first request on the multiplexer when it can take it, else on a thread."""
+        if loop is None:
+            self._pool.submit(reported, lane, job, run, finished)
+        elif isinstance(job, LOOP_JOBS):
+            loop.start(lane, job)
+        else:
+            loop.submit(lane, job)
 
     def _measure_process(self, window: tuple[float, int]) -> tuple[float, int]:
         started, completions = window[0], window[1] + 1
         if completions < self.CPU_WINDOW:
+            if not self._measured:  # until a window is whole, the average so far
+                self._process_cpu = (time.process_time() - started) / completions
             return started, completions
+        self._measured = True
         now = time.process_time()
         self._process_cpu = (now - started) / completions
         return now, 0
@@ -194,21 +219,3 @@ class Lanes:
 
     def done(self, lane: str) -> None:
         self._busy[lane] -= 1
-
-
-def _reported(
-    lane: str,
-    job: Job,
-    run: Run,
-    finished: SimpleQueue[tuple[str, Timed | None, BaseException | None]],
-) -> None:
-    try:
-        finished.put((lane, _timed(job, run), None))
-    except BaseException as exc:  # re-raised on the calling thread, as future.result() did
-        finished.put((lane, None, exc))
-
-
-def _timed(job: Job, run: Run) -> Timed:
-    wall, cpu = time.perf_counter(), time.thread_time()
-    results = job(run)
-    return results, time.perf_counter() - wall, time.thread_time() - cpu

@@ -10,7 +10,6 @@ calling thread (``outcomes.Recorder``), only on rows still holding this run's le
 from __future__ import annotations
 
 import contextlib
-import functools
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -276,16 +275,14 @@ def _jobs(target: transmit.Target, rows: list[OutboxEvent]) -> list[transmit.Job
     for row in rows:
         item = transmit.Item(row.pk, row.kind, row.payload)
         if row.kind == OutboxKind.EVENT:
-            jobs.append(functools.partial(transmit.send_event, target, item))
+            jobs.append(transmit.EventJob(target, item))
         else:
             batched[row.kind].append((row.pk, item.body()))
     for kind, parts in batched.items():
         limits = transmit.BATCHED[kind].limits
         for packed in packing.pack([part for _, part in parts], limits):
             group = [parts[i] for i in packed.indexes]
-            jobs.append(
-                functools.partial(transmit.send_batch, target, kind, group, body=packed.body)
-            )
+            jobs.append(transmit.BatchJob(target, kind, group, packed.body))
     return jobs
 
 

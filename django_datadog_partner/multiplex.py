@@ -131,7 +131,7 @@ class Multiplexer:
         try:
             sock = self._connect(exchange.origin)
         except OSError as exc:
-            self._fail(exchange, NewConnectionError(None, f"Could not connect ({type(exc).__name__})."))  # type: ignore[arg-type]
+            self._fail(exchange, _unreachable(exc))
             return
         self.opened += 1
         exchange.conn = Connection(exchange.origin, sock)
@@ -232,7 +232,7 @@ class Multiplexer:
                 self._fail(exchange, ProtocolError("Connection aborted.", exc))
         except ConnectionError as exc:
             if exchange.state == CONNECTING:
-                self._fail(exchange, NewConnectionError(None, f"Could not connect ({type(exc).__name__})."))  # type: ignore[arg-type]
+                self._fail(exchange, _unreachable(exc))
             else:
                 self._fail(exchange, ProtocolError("Connection aborted.", exc))
         except OSError as exc:
@@ -300,3 +300,8 @@ class Multiplexer:
         if arrived:
             exchange.wait_until = time.monotonic() + exchange.timeout[1]
         return arrived
+
+
+def _unreachable(exc: BaseException) -> NewConnectionError:
+    """What the blocking path raises when connecting fails (nothing was sent)."""
+    return NewConnectionError(None, f"Could not connect ({type(exc).__name__}).")  # type: ignore[arg-type]

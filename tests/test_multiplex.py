@@ -46,17 +46,16 @@ def drive(calls: list[Call], mux: Multiplexer | None = None) -> list[object]:
     while len(outcome) < len(calls) and time.monotonic() < until:
         arrived, failed = mux.poll(0.5)
         for exchange in arrived:
-            call = exchange.tag
-            assert isinstance(call, Call)
+            assert isinstance(exchange.tag, Call)
             try:
-                got = call.answer()
+                got = exchange.tag.answer()
             except DatadogPartnerError as exc:
                 mux.settle(exchange, keep=False)
-                outcome[call] = exc
+                outcome[exchange.tag] = exc
                 continue
             if got is not None:
                 mux.settle(exchange, keep=got[1])
-                outcome[call] = got[0]
+                outcome[exchange.tag] = got[0]
         for exchange, error in failed:
             assert isinstance(exchange.tag, Call)
             outcome[exchange.tag] = exchange.tag.failed(error)
@@ -84,7 +83,7 @@ def test_requests_are_in_flight_together_on_one_thread_and_reuse_idle_connection
 
 
 def test_a_silent_server_fails_within_the_calls_deadline():
-    with tcp_server(lambda conn, stop: stop.wait(5)) as port:
+    with tcp_server(lambda conn, stop: None) as port:
         base = f"http://127.0.0.1:{port}"
         site = {"web_url": base, "api_url": base, "logs_url": base}
         with override_settings(
@@ -123,20 +122,22 @@ def test_a_slow_drip_ends_at_the_calls_deadline():
 
 def test_answers_are_capped_redirects_refused_and_hosts_outside_the_table_refused():
     huge = http("200 OK", b"x" * 5000)
-    with server(lambda request: huge) as base:
-        with override_settings(
+    with (
+        server(lambda request: huge) as base,
+        override_settings(
             DATADOG_PARTNER={
                 "EXTRA_SITES": {SITE: {"web_url": base, "api_url": base, "logs_url": base}},
                 "MAX_RESPONSE_BYTES": 1024,
             }
-        ):
-            (capped,) = drive([post(base)])
+        ),
+    ):
+        (capped,) = drive([post(base)])
     assert isinstance(capped, AnswerLostError) and "exceeded 1024 bytes" in str(capped)
     moved = http("302 Found", b"", b"Location: https://elsewhere.example/\r\n")
     with server(lambda request: moved) as base:
         (redirect,) = drive([post(base)])
         assert isinstance(redirect, TransportRefusedError)
-        assert transport.idle_connections(base) == 0 or len(server.seen) == 1  # type: ignore[attr-defined]
+        assert len(server.seen) == 1  # type: ignore[attr-defined]
     with pytest.raises(TransportRefusedError):
         post("https://attacker.example")
 
@@ -147,7 +148,9 @@ def test_a_closed_port_is_retryable_and_a_hang_up_means_the_answer_was_lost():
         port = probe.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
     with override_settings(
-        DATADOG_PARTNER={"EXTRA_SITES": {SITE: {"web_url": base, "api_url": base, "logs_url": base}}}
+        DATADOG_PARTNER={
+            "EXTRA_SITES": {SITE: {"web_url": base, "api_url": base, "logs_url": base}}
+        }
     ):
         (refused,) = drive([post(base)])
     assert isinstance(refused, RetryableError) and not isinstance(refused, AnswerLostError)
@@ -166,7 +169,7 @@ def test_tls_is_verified_on_the_non_blocking_handshake(tmp_path: Path, monkeypat
     def handle(sock: socket.socket, stop: threading.Event) -> None:
         try:
             with context.wrap_socket(sock, server_side=True) as tls:
-                while request := read_request(tls):
+                while read_request(tls):
                     tls.sendall(http("202 Accepted"))
         except (ssl.SSLError, OSError):
             return
@@ -211,7 +214,7 @@ def test_a_sender_keeps_its_limit_in_flight_on_one_thread_with_no_more_connectio
 
     def handle(sock: socket.socket, stop: threading.Event) -> None:
         connections.append(1)
-        while request := read_request(sock):
+        while read_request(sock):
             with lock:
                 in_flight["now"] += 1
                 in_flight["most"] = max(in_flight["most"], in_flight["now"])
@@ -224,7 +227,9 @@ def test_a_sender_keeps_its_limit_in_flight_on_one_thread_with_no_more_connectio
         base = f"http://127.0.0.1:{port}"
         sites = {SITE: {"web_url": base, "api_url": base, "logs_url": base}}
         with override_settings(DATADOG_PARTNER={"EXTRA_SITES": sites}), fixed(4) as sender:
-            results = [r for batch in sender.run(events(20), Run(time.monotonic() + 60)) for r in batch]
+            results = [
+                r for batch in sender.run(events(20), Run(time.monotonic() + 60)) for r in batch
+            ]
             senders = [t for t in threading.enumerate() if t.name.startswith("ddp-send")]
     assert senders == []  # every request was made on this thread
     assert sorted(r.row_ids[0] for r in results) == list(range(1, 21))
@@ -245,10 +250,13 @@ def test_answers_that_call_for_more_requests_are_followed_on_a_thread():
             return http("403 Forbidden")
         return http("202 Accepted")
 
-    with server(answer) as base, fixed(2) as sender:
+    with server(answer), fixed(2) as sender:
         jobs = [
             (SITE, transmit.EventJob(target(), Item(1, "event", {"title": "denied", "text": "x"}))),
-            (SITE, transmit.EventJob(target(), Item(2, "event", {"title": "big", "text": "x" * 5000}))),
+            (
+                SITE,
+                transmit.EventJob(target(), Item(2, "event", {"title": "big", "text": "x" * 5000})),
+            ),
         ]
         results = {
             r.row_ids[0]: r for batch in sender.run(jobs, Run(time.monotonic() + 60)) for r in batch

@@ -54,6 +54,9 @@ class Replay(Connection):
         self.keep = True
 
 
+#: A look at the sockets that lasted this long (seconds) waited for the bytes it found.
+BLOCKED = 0.0005
+
 CONNECTING, HANDSHAKE, SENDING, READING = "connecting", "handshake", "sending", "reading"
 
 
@@ -98,7 +101,8 @@ class Multiplexer:
         #: Connections this multiplexer opened (the others were idle ones reused).
         self.opened = 0
         #: When the selector last said which sockets were ready: bytes found at the next
-        #: look arrived after it (a round trip's lower bound, however busy the thread was).
+        #: look arrived after it (a round trip's lower bound, however busy the thread was;
+        #: when the look itself waited, the bytes came as it ended).
         self.last_look = time.monotonic()
 
     def __len__(self) -> int:
@@ -144,8 +148,11 @@ class Multiplexer:
             now = time.monotonic()
             soonest = min((self._limit(e) for e in self._exchanges), default=now + timeout)
             wait = max(0.0, min(timeout, soonest - now))
+            before = time.monotonic()
             ready = self._selector.select(wait)
             seen, self.last_look = self.last_look, time.monotonic()
+            if self.last_look - before >= BLOCKED:  # nothing was ready when it began
+                seen = self.last_look
             for key, _ in ready:
                 exchange = key.data
                 if exchange is None:  # woken

@@ -21,6 +21,7 @@ take every thread before its breaker opens).
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
@@ -38,6 +39,7 @@ class Sender:
     WINDOW = 48  # completions per throughput sample in the CPU-bound range
     REPROBE = 16  # samples before both choices are measured again
     CPU_WINDOW = 32  # completions per measure of the process's CPU per completion
+    WALLS = 64  # recent answers whose median wall is the round trip (multiplexer)
 
     def __init__(self, maximum: int, start: int | None = None) -> None:
         """``start``: the limit to begin with (a previous run's: the round trip of one
@@ -55,6 +57,7 @@ class Sender:
         self.finished_waiting = 0
         self._process_cpu = 0.0  # the process's CPU per completion, as last measured
         self._measured = False  # whether a whole window measured it
+        self._round_trip = 0.0
         self._pool = ThreadPoolExecutor(max_workers=self.maximum, thread_name_prefix="ddp-send")
 
     def __enter__(self) -> Sender:
@@ -79,6 +82,7 @@ class Sender:
         loop = InFlight(run, self._pool, finished) if not transport.requests_patched() else None
         active = 0
         window = (time.process_time(), 0)  # (process CPU at its start, completions since)
+        walls: deque[float] = deque(maxlen=self.WALLS)
         try:
             while lanes or active:
                 if not active and self.limit == 1:  # no thread to hand over to
@@ -106,10 +110,22 @@ class Sender:
                         raise error
                     assert result is not None
                     results, wall, cpu = result
-                    window = self._measure_process(window)
-                    before = self.limit
-                    self._observe(wall, max(cpu, self._process_cpu))
-                    if loop is not None:  # slow start: at most doubled per round trip
+                    if loop is None:
+                        window = self._measure_process(window, self.CPU_WINDOW)
+                        self._observe(wall, max(cpu, self._process_cpu))
+                    else:
+                        # Hundreds of answers per round trip, in bursts: CPU and ratio are
+                        # measured over a round trip's answers, not over the last few; the
+                        # limit grows by one per answer at most (doubled per round trip),
+                        # so connections open no faster than requests can use them.
+                        # A request's wall is a lower bound (the last look that found no
+                        # answer yet): low while the thread was busy elsewhere, high while
+                        # the site queues; the median of the recent ones is the round trip.
+                        window = self._measure_process(window, max(self.CPU_WINDOW, self.limit))
+                        walls.append(wall)
+                        before = self.limit
+                        weight = 1 / max(5, self.limit)
+                        self._observe(statistics.median(walls), max(cpu, self._process_cpu), weight)
                         self.limit = min(self.limit, before + 1)
                     self.finished_waiting = -left
                     yield results
@@ -128,9 +144,9 @@ class Sender:
         else:
             loop.submit(lane, job)
 
-    def _measure_process(self, window: tuple[float, int]) -> tuple[float, int]:
+    def _measure_process(self, window: tuple[float, int], size: int) -> tuple[float, int]:
         started, completions = window[0], window[1] + 1
-        if completions < self.CPU_WINDOW:
+        if completions < size:
             if not self._measured:  # until a window is whole, the average so far
                 self._process_cpu = (time.process_time() - started) / completions
             return started, completions
@@ -152,9 +168,15 @@ class Sender:
             return self._busy
         return self._busy + time.perf_counter() - self._running_since
 
-    def _observe(self, wall: float, cpu: float) -> None:
+    @property
+    def round_trip(self) -> float:
+        """Seconds a request takes, damped as the ratio is (0 before the first)."""
+        return self._round_trip
+
+    def _observe(self, wall: float, cpu: float, weight: float = 0.2) -> None:
         ratio = wall / max(cpu, 1e-5)
-        self._ratio = ratio if self._ratio is None else 0.8 * self._ratio + 0.2 * ratio
+        self._ratio = ratio if self._ratio is None else (1 - weight) * self._ratio + weight * ratio
+        self._round_trip = (1 - weight) * self._round_trip + weight * wall
         self._latency_bound = math.ceil(self.DAMPING * self._ratio) >= 3
         if self._latency_bound or self.maximum == 1:
             self.limit = max(1, min(self.maximum, math.ceil(self._ratio)))

@@ -60,8 +60,11 @@ class Lease:
 
 
 #: While CPU-bound, outcomes are written at least every this many answers or seconds
-#: (while latency-bound, whenever no other answer is waiting).
-FLUSH_EVERY, FLUSH_AFTER = 16, 0.01
+#: (while latency-bound, whenever no other answer is waiting and this share of a round
+#: trip has passed since the last write: answers come in small bursts, a write for each
+#: cost more CPU than the requests, and a kill leaves at most that share of a round
+#: trip's answers unwritten).
+FLUSH_EVERY, FLUSH_AFTER, FLUSH_SHARE = 16, 0.01, 1 / 16
 
 
 def send(
@@ -79,8 +82,13 @@ def send(
             recorder.record(result, [by_id[i] for i in result.row_ids], recorder.connections)
             lease.answered(result.row_ids)
         answers += 1
-        due = answers >= FLUSH_EVERY or time.monotonic() - since >= FLUSH_AFTER
-        if due or (sender.latency_bound and not sender.finished_waiting):
+        elapsed = time.monotonic() - since
+        due = answers >= FLUSH_EVERY or elapsed >= FLUSH_AFTER
+        if due or (
+            sender.latency_bound
+            and not sender.finished_waiting
+            and elapsed >= sender.round_trip * FLUSH_SHARE
+        ):
             recorder.flush_rows()
             lease.unwritten.clear()
             answers, since = 0, time.monotonic()

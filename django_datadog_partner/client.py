@@ -13,6 +13,8 @@ something has patched ``requests``' transport (``responses``, as the package's t
 its test kit ``FakeDatadog`` do; ``requests-mock``), calls go through a ``requests.Session``
 instead so the mock answers them. Either way the caller gets a ``requests.Response`` read
 by the same code: the guard, the deadline, the cap, the redirect refusal and ``classify()``.
+``Call`` is the same request made on a ``multiplex.Multiplexer`` (many in flight on one
+thread, as delivery sends), read by the same code as its bytes arrive.
 
 Timeouts: socket timeouts only bound each read, so an answer trickling in a byte at a time
 could hold a call indefinitely. Every call therefore also has one deadline, connect + read

@@ -2,9 +2,10 @@
 
 A run claims due rows with a conditional UPDATE that sets a lease (atomic on SQLite and
 PostgreSQL; ``SKIP LOCKED`` where the database has it), so overlapping runs never share a
-row and a killed worker's rows come back when the lease ends. HTTP happens on threads over
-the shared session (``transmit``, paced by ``pacing``); the outcomes are written by the
-calling thread (``outcomes.Recorder``), only on rows still holding this run's lease.
+row and a killed worker's rows come back when the lease ends. HTTP happens on one
+multiplexer driven by the calling thread (``transmit`` jobs, paced by ``pacing``, made by
+``inflight``); the outcomes are written by the calling thread (``outcomes.Recorder``), only
+on rows still holding this run's lease.
 """
 
 from __future__ import annotations

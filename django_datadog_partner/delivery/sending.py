@@ -2,9 +2,10 @@
 the answers come, its lease kept while they are in flight.
 
 Outcomes are written every ``FLUSH_EVERY`` answers or ``FLUSH_AFTER`` seconds, and while
-the run is latency-bound also whenever no other answer is waiting (the database write is
-cheap next to a round trip): a worker killed mid-batch re-sends only the requests it had
-in flight and at most those few answers. (Waiting for a moment with no answer queued alone
+the run is latency-bound also whenever no other answer is waiting, once a sixteenth of a
+round trip has passed since the last write (the database write is cheap next to a round
+trip, not next to each small burst of answers): a worker killed mid-batch re-sends only
+the requests it had in flight and at most those few answers. (Waiting for a moment with no answer queued alone
 left hundreds unwritten once answers came faster than one at a time: 333 re-sent against
 198 in flight after a SIGKILL in the bench.) The lease is
 renewed every quarter of ``LEASE_SECONDS``, so a killed worker's rows come back within

@@ -1,7 +1,8 @@
 """Sending outbox items to Datadog's intake and classifying the answers.
 
-No ORM here: these functions run in delivery threads and return ``Result`` values that
-the run records (``outcomes.Recorder``). Intake is authenticated by ``DD-API-KEY`` only.
+No ORM here: jobs (``EventJob``, ``BatchJob``) run on a multiplexer (their first request)
+or on delivery threads, and return ``Result`` values that the run records
+(``outcomes.Recorder``). Intake is authenticated by ``DD-API-KEY`` only.
 Events go one per request; logs and metric series (gzip) and service checks go in batches
 packed to Datadog's limits (``packing.pack``). Each attempt is exactly one request, except
 where the classification calls for more: a rejected batch is bisected to find the bad

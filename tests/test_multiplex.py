@@ -202,8 +202,13 @@ def events(count: int) -> list[tuple[str, transmit.Job]]:
 
 
 def fixed(limit: int) -> Sender:
+    """A sender whose limit stays at ``limit``."""
+
+    def unmoved(wall: float, cpu: float, weight: float) -> None:
+        pass
+
     sender = Sender(16, start=limit)
-    sender._observe = lambda wall, cpu: None  # type: ignore[method-assign]
+    sender._observe_damped = unmoved  # type: ignore[method-assign]
     return sender
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from queue import SimpleQueue
+from typing import NamedTuple
 
 from ..client import Call
 from ..exceptions import DatadogPartnerError
@@ -22,7 +23,15 @@ from ..multiplex import Exchange, Multiplexer
 from . import transmit
 from .transmit import Result, Run
 
-Timed = tuple[list[Result], float, float]  # (results, wall seconds, CPU seconds)
+
+class Timed(NamedTuple):
+    results: list[Result]
+    wall: float  # seconds
+    cpu: float  # seconds
+    #: Made on the multiplexer: ``wall`` is then a lower bound of the round trip.
+    multiplexed: bool = False
+
+
 Finished = SimpleQueue[tuple[str, Timed | None, BaseException | None]]
 
 
@@ -116,7 +125,7 @@ class InFlight:
         in flight, which make it busier still."""
         used = entry.cpu + time.thread_time() - cpu
         wall = entry.call.exchange.answered_after if entry.call is not None else 0.0
-        self.finished.put((entry.lane, (results, wall + used, used), None))
+        self.finished.put((entry.lane, Timed(results, wall + used, used, True), None))
 
 
 def reported(
@@ -138,4 +147,4 @@ def reported(
 def timed(job: transmit.Job, run: Run) -> Timed:
     wall, cpu = time.perf_counter(), time.thread_time()
     results = job(run)
-    return results, time.perf_counter() - wall, time.thread_time() - cpu
+    return Timed(results, time.perf_counter() - wall, time.thread_time() - cpu)

@@ -97,7 +97,8 @@ class Sender:
                     taken = lanes.take(1)
                     assert taken is not None  # nothing in flight: every lane is below its share
                     lane, job = taken
-                    results, wall, cpu = timed(job, run)
+                    done_inline = timed(job, run)
+                    results, wall, cpu = done_inline.results, done_inline.wall, done_inline.cpu
                     lanes.done(lane)
                     self._observe(wall, cpu)
                     self.finished_waiting = 0
@@ -117,8 +118,8 @@ class Sender:
                     if error is not None:
                         raise error
                     assert result is not None
-                    results, wall, cpu = result
-                    if loop is None:
+                    results, wall, cpu = result.results, result.wall, result.cpu
+                    if not result.multiplexed:
                         window = self._measure_process(window, self.CPU_WINDOW)
                         self._observe(wall, max(cpu, self._process_cpu))
                     else:
@@ -133,7 +134,9 @@ class Sender:
                         walls.append(wall)
                         before = self.limit
                         weight = 1 / max(5, self.limit)
-                        self._observe(statistics.median(walls), max(cpu, self._process_cpu), weight)
+                        self._observe_damped(
+                            statistics.median(walls), max(cpu, self._process_cpu), weight
+                        )
                         self.limit = min(self.limit, before + 1)
                     self.finished_waiting = -left
                     yield results
@@ -181,7 +184,11 @@ class Sender:
         """Seconds a request takes, damped as the ratio is (0 before the first)."""
         return self._round_trip
 
-    def _observe(self, wall: float, cpu: float, weight: float = 0.2) -> None:
+    def _observe(self, wall: float, cpu: float) -> None:
+        self._observe_damped(wall, cpu, 0.2)
+
+    def _observe_damped(self, wall: float, cpu: float, weight: float) -> None:
+        """Move the limit by one answer's ``wall`` and ``cpu``, weighing it ``weight``."""
         ratio = wall / max(cpu, 1e-5)
         self._ratio = ratio if self._ratio is None else (1 - weight) * self._ratio + weight * ratio
         self._round_trip = (1 - weight) * self._round_trip + weight * wall

@@ -5,9 +5,9 @@ Outcomes are written every ``FLUSH_EVERY`` answers or ``FLUSH_AFTER`` seconds, a
 the run is latency-bound also whenever no other answer is waiting, once a sixteenth of a
 round trip has passed since the last write (the database write is cheap next to a round
 trip, not next to each small burst of answers): a worker killed mid-batch re-sends only
-the requests it had in flight and at most those few answers. (Waiting for a moment with no answer queued alone
-left hundreds unwritten once answers came faster than one at a time: 333 re-sent against
-198 in flight after a SIGKILL in the bench.) The lease is
+the requests it had in flight and at most those few answers. (Waiting for a moment with
+no answer queued alone left hundreds unwritten once answers came faster than one at a
+time: 333 re-sent against 198 in flight after a SIGKILL in the bench.) The lease is
 renewed every quarter of ``LEASE_SECONDS``, so a killed worker's rows come back within
 ``LEASE_SECONDS`` of its last renewal, however long its batch would have taken.
 """

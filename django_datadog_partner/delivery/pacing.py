@@ -12,8 +12,8 @@ itself decides. Below that the work is CPU-bound
 sender measures the throughput of one and of two requests in flight and keeps the better,
 measuring again now and then. With one, jobs run on the calling thread.
 
-Above one, the first request of each job goes out on one multiplexer driven by the calling
-thread (``inflight``; threads cost more CPU in wake-ups than the requests themselves), and
+While latency-bound, the first request of each job goes out on one multiplexer driven by
+the calling thread (``inflight``; threads cost more CPU in wake-ups than the requests themselves), and
 only what an answer calls for next runs on a thread. There a request's wall is a lower
 bound of its round trip (the thread only sees an answer when it looks), so the round trip
 is the median of the recent ones, CPU and ratio are measured over a round trip's answers,
@@ -147,10 +147,11 @@ class Sender:
     def _start(
         self, loop: InFlight | None, lane: str, job: Job, run: Run, finished: Finished
     ) -> None:
-        """The job's first request on the multiplexer when it can take it, else on a thread."""
+        """The job's first request on the multiplexer when it can take it and the round
+        trip dominates, else on a thread (CPU-bound, one or two in flight: as measured)."""
         if loop is None:
             self._pool.submit(reported, lane, job, run, finished)
-        elif isinstance(job, LOOP_JOBS):
+        elif isinstance(job, LOOP_JOBS) and self._latency_bound:
             loop.start(lane, job)
         else:
             loop.submit(lane, job)

@@ -13,6 +13,8 @@ something has patched ``requests``' transport (``responses``, as the package's t
 its test kit ``FakeDatadog`` do; ``requests-mock``), calls go through a ``requests.Session``
 instead so the mock answers them. Either way the caller gets a ``requests.Response`` read
 by the same code: the guard, the deadline, the cap, the redirect refusal and ``classify()``.
+``Call`` is the same request made on a ``multiplex.Multiplexer`` (many in flight on one
+thread, as delivery sends), read by the same code as its bytes arrive.
 
 Timeouts: socket timeouts only bound each read, so an answer trickling in a byte at a time
 could hold a call indefinitely. Every call therefore also has one deadline, connect + read
@@ -39,7 +41,7 @@ import requests
 import urllib3
 from django.views.decorators.debug import sensitive_variables
 
-from . import __version__, safejson, transport
+from . import __version__, multiplex, safejson, transport
 from .conf import app_settings
 from .deadline import DeadlineAdapter, deadline_of_call
 from .exceptions import (
@@ -160,13 +162,67 @@ class DatadogClient:
             raise _our_error(failure.error, url, deadline) from None
         finally:
             deadline_of_call.reset(in_call)
-        if response.is_redirect or 300 <= response.status_code < 400:
-            raise TransportRefusedError(
-                f"Datadog answered {response.status_code} with a redirect at {_where(url)}; "
-                "redirects are never followed so no credential is re-sent elsewhere.",
-                status_code=response.status_code,
-            )
+        _refuse_redirect(response, url)
         return response
+
+
+class Call:
+    """One request of the seam made on a ``multiplex.Multiplexer`` (many in flight on one
+    thread) instead of on the calling thread: ``request()``'s guard, deadline, cap,
+    redirect refusal and errors, read from the bytes as they arrive."""
+
+    @sensitive_variables()
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        data: bytes | None = None,
+        timeout: tuple[float, float] | None = None,
+    ) -> None:
+        _guard_host(url)
+        timeout = timeout or app_settings.HTTP_TIMEOUT
+        deadline = time.monotonic() + sum(timeout)
+        self.method = method
+        try:
+            self.url, origin, sent = transport.prepare(
+                method, url, _headers(headers, None), _body(data, None, None)
+            )
+        except Exception as exc:  # read below; its frames hold the request
+            raise _our_error(exc, url, deadline) from None
+        self.exchange = multiplex.Exchange(origin, sent, timeout, deadline, tag=self)
+
+    def answer(self) -> tuple[requests.Response, bool] | None:
+        """(the response, whether its connection may be kept) once it arrived whole; None
+        while it has not. Raises the package's error, as ``request()`` would."""
+        replay = self.exchange.replay()
+        deadline = self.exchange.deadline
+        try:
+            response = transport.response_of(self.method, self.url, replay)
+            _read_capped(response, deadline)
+        except multiplex.Incomplete:
+            return None
+        except DatadogPartnerError:
+            raise
+        except Exception as exc:  # read below; its frames hold the answer
+            raise _our_error(exc, self.url, deadline) from None
+        _refuse_redirect(response, self.url)
+        return response, replay.keep
+
+    def failed(self, error: BaseException) -> DatadogPartnerError:
+        """The package's error for the multiplexer's ``error`` (a connect, a send or a
+        wait that failed)."""
+        return _our_error(error, self.url, self.exchange.deadline)
+
+
+def _refuse_redirect(response: requests.Response, url: str) -> None:
+    if response.is_redirect or 300 <= response.status_code < 400:
+        raise TransportRefusedError(
+            f"Datadog answered {response.status_code} with a redirect at {_where(url)}; "
+            "redirects are never followed so no credential is re-sent elsewhere.",
+            status_code=response.status_code,
+        )
 
 
 def _headers(headers: Mapping[str, str] | None, json: Any) -> dict[str, str]:

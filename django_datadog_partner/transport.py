@@ -108,6 +108,11 @@ class Origin:
         self.idle: list[Connection] = []
 
     def checkout(self, connect_timeout: float, deadline: float) -> Connection:
+        conn = self.take_idle()
+        return conn if conn is not None else Connection.open(self, connect_timeout, deadline)
+
+    def take_idle(self) -> Connection | None:
+        """An idle connection still usable, if one is kept."""
         while self.idle:
             try:
                 conn = self.idle.pop()
@@ -116,7 +121,7 @@ class Origin:
             if conn.alive():
                 return conn
             conn.close()
-        return Connection.open(self, connect_timeout, deadline)
+        return None
 
     def checkin(self, conn: Connection) -> None:
         if len(self.idle) < POOL_SIZE:
@@ -205,6 +210,10 @@ class Connection:
         with contextlib.suppress(OSError):
             self.sock.close()
 
+    def reuse(self) -> None:
+        """Back to the origin's idle list (its answer was read whole)."""
+        self.origin.checkin(self)
+
     @sensitive_variables()  # the request's bytes: headers and body
     def send(self, data: bytes, write_timeout: float) -> None:
         self.sock.settimeout(_left(self.deadline, write_timeout))
@@ -251,22 +260,13 @@ def send(
     """One request; the answer's head is read, its body is left to stream.
 
     Raises ``Failure`` (wrapping the exception) when no answer came."""
-    data = body.data
-    if isinstance(data, Mapping | list | tuple):
-        data = urlencode(data, doseq=True).encode()
-        headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
-    if body.params:
-        url += ("&" if "?" in url else "?") + urlencode(body.params, doseq=True)
-    cut = url.find("/", url.find("://") + 3)
-    base, target = (url, "/") if cut < 0 else (url[:cut], url[cut:])
     deadline = time.monotonic() + timeout[0] + timeout[1]
     try:
-        origin = origin_of(base)
-        head = _head(method, target, origin.host_header, headers, data)
+        url, origin, request = prepare(method, url, headers, body)
         conn = origin.checkout(timeout[0], deadline)
         conn.read_timeout, conn.deadline = timeout[1], deadline
         try:
-            conn.send(head + data if data else head, timeout[1])
+            conn.send(request, timeout[1])
             raw = Answer.read(conn, method)
         except (ConnectionError, ssl.SSLError) as exc:
             conn.close()
@@ -277,6 +277,24 @@ def send(
     except Exception as exc:  # read by the seam; its frames hold the request
         raise Failure(exc) from None
     return _response(method, url, raw)
+
+
+@sensitive_variables()  # headers and body hold the credentials
+def prepare(
+    method: str, url: str, headers: dict[str, str], body: Body
+) -> tuple[str, Origin, bytes]:
+    """(the URL with its query, where it goes, the request's bytes: head and body)."""
+    data = body.data
+    if isinstance(data, Mapping | list | tuple):
+        data = urlencode(data, doseq=True).encode()
+        headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+    if body.params:
+        url += ("&" if "?" in url else "?") + urlencode(body.params, doseq=True)
+    cut = url.find("/", url.find("://") + 3)
+    base, target = (url, "/") if cut < 0 else (url[:cut], url[cut:])
+    origin = origin_of(base)
+    head = _head(method, target, origin.host_header, headers, data)
+    return url, origin, head + data if data else head
 
 
 def _head(method: str, target: str, host: str, headers: Mapping[str, str], data: Any) -> bytes:
@@ -411,7 +429,7 @@ class Answer:
         if conn is None:
             return
         if self._keep and self._done and not conn.buffer:
-            conn.origin.checkin(conn)
+            conn.reuse()
         else:
             conn.close()
 
@@ -429,6 +447,11 @@ def _decoder(headers: dict[str, str]) -> Any:
     if encoding == "deflate":
         return zlib.decompressobj()
     return None
+
+
+def response_of(method: str, url: str, conn: Connection) -> requests.Response:
+    """The answer on ``conn`` (its head read, its body left to stream) as a response."""
+    return _response(method, url, Answer.read(conn, method))
 
 
 def _response(method: str, url: str, raw: Answer) -> requests.Response:

@@ -32,6 +32,7 @@ LAYERS = {
         "error_reports",
         "deadline",
         "transport",
+        "multiplex",
     ),
     "domain": (
         "models",

@@ -12,6 +12,14 @@ itself decides. Below that the work is CPU-bound
 sender measures the throughput of one and of two requests in flight and keeps the better,
 measuring again now and then. With one, jobs run on the calling thread.
 
+While latency-bound, the first request of each job goes out on one multiplexer driven by
+the calling thread (``inflight``; threads cost more CPU in wake-ups than the requests themselves), and
+only what an answer calls for next runs on a thread. There a request's wall is a lower
+bound of its round trip (the thread only sees an answer when it looks), so the round trip
+is the median of the recent ones, CPU and ratio are measured over a round trip's answers,
+and the limit grows by at most one per answer: connections open no faster than requests
+can use them. While ``requests`` is mocked every job runs on the sender's threads.
+
 Jobs come in lanes, one per Datadog site, taken round-robin; while other sites have work,
 one site holds at most half the requests in flight, and a site that failed in this run
 without answering since holds one (a bulkhead: a site that hangs until the timeout cannot
@@ -21,15 +29,16 @@ take every thread before its breaker opens).
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from queue import SimpleQueue
 
-from .transmit import Job, Result, Run
-
-Timed = tuple[list[Result], float, float]
+from .. import transport
+from .inflight import Finished, InFlight, reported, timed
+from .transmit import LOOP_JOBS, Job, Result, Run
 
 
 class Sender:
@@ -38,6 +47,7 @@ class Sender:
     WINDOW = 48  # completions per throughput sample in the CPU-bound range
     REPROBE = 16  # samples before both choices are measured again
     CPU_WINDOW = 32  # completions per measure of the process's CPU per completion
+    WALLS = 64  # recent answers whose median wall is the round trip (multiplexer)
 
     def __init__(self, maximum: int, start: int | None = None) -> None:
         """``start``: the limit to begin with (a previous run's: the round trip of one
@@ -54,6 +64,8 @@ class Sender:
         #: Results already finished and about to be yielded (0: the caller would wait).
         self.finished_waiting = 0
         self._process_cpu = 0.0  # the process's CPU per completion, as last measured
+        self._measured = False  # whether a whole window measured it
+        self._round_trip = 0.0
         self._pool = ThreadPoolExecutor(max_workers=self.maximum, thread_name_prefix="ddp-send")
 
     def __enter__(self) -> Sender:
@@ -74,42 +86,83 @@ class Sender:
     def _run(self, lanes: Lanes, run: Run) -> Iterator[list[Result]]:
         # Finished jobs come back through one queue: O(1) per answer, where waiting on
         # every future in flight cost O(in flight) per answer (a core's worth at 50 ms).
-        finished: SimpleQueue[tuple[str, Timed | None, BaseException | None]] = SimpleQueue()
+        finished: Finished = SimpleQueue()
+        loop = InFlight(run, self._pool, finished) if not transport.requests_patched() else None
         active = 0
         window = (time.process_time(), 0)  # (process CPU at its start, completions since)
-        while lanes or active:
-            if not active and self.limit == 1:  # no thread to hand over to
-                taken = lanes.take(1)
-                assert taken is not None  # nothing in flight: every lane is below its share
-                lane, job = taken
-                results, wall, cpu = _timed(job, run)
-                lanes.done(lane)
-                self._observe(wall, cpu)
-                self.finished_waiting = 0
-                yield results
-                continue
-            while active < self.limit and (taken := lanes.take(self.limit)) is not None:
-                self._pool.submit(_reported, taken[0], taken[1], run, finished)
-                active += 1
-            done = [finished.get()]
-            while not finished.empty():
-                done.append(finished.get_nowait())
-            for left, (lane, timed, error) in enumerate(done, start=1 - len(done)):
-                lanes.done(lane)
-                active -= 1
-                if error is not None:
-                    raise error
-                assert timed is not None
-                results, wall, cpu = timed
-                window = self._measure_process(window)
-                self._observe(wall, max(cpu, self._process_cpu))
-                self.finished_waiting = -left
-                yield results
+        walls: deque[float] = deque(maxlen=self.WALLS)
+        try:
+            while lanes or active:
+                if not active and self.limit == 1:  # no thread to hand over to
+                    taken = lanes.take(1)
+                    assert taken is not None  # nothing in flight: every lane is below its share
+                    lane, job = taken
+                    done_inline = timed(job, run)
+                    results, wall, cpu = done_inline.results, done_inline.wall, done_inline.cpu
+                    lanes.done(lane)
+                    self._observe(wall, cpu)
+                    self.finished_waiting = 0
+                    yield results
+                    continue
+                while active < self.limit and (taken := lanes.take(self.limit)) is not None:
+                    self._start(loop, *taken, run, finished)
+                    active += 1
+                if loop is not None:
+                    loop.wait()
+                done = [finished.get()]
+                while not finished.empty():
+                    done.append(finished.get_nowait())
+                for left, (lane, result, error) in enumerate(done, start=1 - len(done)):
+                    lanes.done(lane)
+                    active -= 1
+                    if error is not None:
+                        raise error
+                    assert result is not None
+                    results, wall, cpu = result.results, result.wall, result.cpu
+                    if not result.multiplexed:
+                        window = self._measure_process(window, self.CPU_WINDOW)
+                        self._observe(wall, max(cpu, self._process_cpu))
+                    else:
+                        # Hundreds of answers per round trip, in bursts: CPU and ratio are
+                        # measured over a round trip's answers, not over the last few; the
+                        # limit grows by one per answer at most (doubled per round trip),
+                        # so connections open no faster than requests can use them.
+                        # A request's wall is a lower bound (the last look that found no
+                        # answer yet): low while the thread was busy elsewhere, high while
+                        # the site queues; the median of the recent ones is the round trip.
+                        window = self._measure_process(window, max(self.CPU_WINDOW, self.limit))
+                        walls.append(wall)
+                        before = self.limit
+                        weight = 1 / max(5, self.limit)
+                        self._observe_damped(
+                            statistics.median(walls), max(cpu, self._process_cpu), weight
+                        )
+                        self.limit = min(self.limit, before + 1)
+                    self.finished_waiting = -left
+                    yield results
+        finally:
+            if loop is not None:
+                loop.close()
 
-    def _measure_process(self, window: tuple[float, int]) -> tuple[float, int]:
+    def _start(
+        self, loop: InFlight | None, lane: str, job: Job, run: Run, finished: Finished
+    ) -> None:
+        """The job's first request on the multiplexer when it can take it and the round
+        trip dominates, else on a thread (CPU-bound, one or two in flight: as measured)."""
+        if loop is None:
+            self._pool.submit(reported, lane, job, run, finished)
+        elif isinstance(job, LOOP_JOBS) and self._latency_bound:
+            loop.start(lane, job)
+        else:
+            loop.submit(lane, job)
+
+    def _measure_process(self, window: tuple[float, int], size: int) -> tuple[float, int]:
         started, completions = window[0], window[1] + 1
-        if completions < self.CPU_WINDOW:
+        if completions < size:
+            if not self._measured:  # until a window is whole, the average so far
+                self._process_cpu = (time.process_time() - started) / completions
             return started, completions
+        self._measured = True
         now = time.process_time()
         self._process_cpu = (now - started) / completions
         return now, 0
@@ -127,9 +180,19 @@ class Sender:
             return self._busy
         return self._busy + time.perf_counter() - self._running_since
 
+    @property
+    def round_trip(self) -> float:
+        """Seconds a request takes, damped as the ratio is (0 before the first)."""
+        return self._round_trip
+
     def _observe(self, wall: float, cpu: float) -> None:
+        self._observe_damped(wall, cpu, 0.2)
+
+    def _observe_damped(self, wall: float, cpu: float, weight: float) -> None:
+        """Move the limit by one answer's ``wall`` and ``cpu``, weighing it ``weight``."""
         ratio = wall / max(cpu, 1e-5)
-        self._ratio = ratio if self._ratio is None else 0.8 * self._ratio + 0.2 * ratio
+        self._ratio = ratio if self._ratio is None else (1 - weight) * self._ratio + weight * ratio
+        self._round_trip = (1 - weight) * self._round_trip + weight * wall
         self._latency_bound = math.ceil(self.DAMPING * self._ratio) >= 3
         if self._latency_bound or self.maximum == 1:
             self.limit = max(1, min(self.maximum, math.ceil(self._ratio)))
@@ -194,21 +257,3 @@ class Lanes:
 
     def done(self, lane: str) -> None:
         self._busy[lane] -= 1
-
-
-def _reported(
-    lane: str,
-    job: Job,
-    run: Run,
-    finished: SimpleQueue[tuple[str, Timed | None, BaseException | None]],
-) -> None:
-    try:
-        finished.put((lane, _timed(job, run), None))
-    except BaseException as exc:  # re-raised on the calling thread, as future.result() did
-        finished.put((lane, None, exc))
-
-
-def _timed(job: Job, run: Run) -> Timed:
-    wall, cpu = time.perf_counter(), time.thread_time()
-    results = job(run)
-    return results, time.perf_counter() - wall, time.thread_time() - cpu

@@ -2,11 +2,12 @@
 the answers come, its lease kept while they are in flight.
 
 Outcomes are written every ``FLUSH_EVERY`` answers or ``FLUSH_AFTER`` seconds, and while
-the run is latency-bound also whenever no other answer is waiting (the database write is
-cheap next to a round trip): a worker killed mid-batch re-sends only the requests it had
-in flight and at most those few answers. (Waiting for a moment with no answer queued alone
-left hundreds unwritten once answers came faster than one at a time: 333 re-sent against
-198 in flight after a SIGKILL in the bench.) The lease is
+the run is latency-bound also whenever no other answer is waiting, once a sixteenth of a
+round trip has passed since the last write (the database write is cheap next to a round
+trip, not next to each small burst of answers): a worker killed mid-batch re-sends only
+the requests it had in flight and at most those few answers. (Waiting for a moment with
+no answer queued alone left hundreds unwritten once answers came faster than one at a
+time: 333 re-sent against 198 in flight after a SIGKILL in the bench.) The lease is
 renewed every quarter of ``LEASE_SECONDS``, so a killed worker's rows come back within
 ``LEASE_SECONDS`` of its last renewal, however long its batch would have taken.
 """
@@ -60,8 +61,11 @@ class Lease:
 
 
 #: While CPU-bound, outcomes are written at least every this many answers or seconds
-#: (while latency-bound, whenever no other answer is waiting).
-FLUSH_EVERY, FLUSH_AFTER = 16, 0.01
+#: (while latency-bound, whenever no other answer is waiting and this share of a round
+#: trip has passed since the last write: answers come in small bursts, a write for each
+#: cost more CPU than the requests, and a kill leaves at most that share of a round
+#: trip's answers unwritten).
+FLUSH_EVERY, FLUSH_AFTER, FLUSH_SHARE = 16, 0.01, 1 / 16
 
 
 def send(
@@ -79,8 +83,13 @@ def send(
             recorder.record(result, [by_id[i] for i in result.row_ids], recorder.connections)
             lease.answered(result.row_ids)
         answers += 1
-        due = answers >= FLUSH_EVERY or time.monotonic() - since >= FLUSH_AFTER
-        if due or (sender.latency_bound and not sender.finished_waiting):
+        elapsed = time.monotonic() - since
+        due = answers >= FLUSH_EVERY or elapsed >= FLUSH_AFTER
+        if due or (
+            sender.latency_bound
+            and not sender.finished_waiting
+            and elapsed >= sender.round_trip * FLUSH_SHARE
+        ):
             recorder.flush_rows()
             lease.unwritten.clear()
             answers, since = 0, time.monotonic()

@@ -1,7 +1,8 @@
 """Sending outbox items to Datadog's intake and classifying the answers.
 
-No ORM here: these functions run in delivery threads and return ``Result`` values that
-the run records (``outcomes.Recorder``). Intake is authenticated by ``DD-API-KEY`` only.
+No ORM here: jobs (``EventJob``, ``BatchJob``) run on a multiplexer (their first request)
+or on delivery threads, and return ``Result`` values that the run records
+(``outcomes.Recorder``). Intake is authenticated by ``DD-API-KEY`` only.
 Events go one per request; logs and metric series (gzip) and service checks go in batches
 packed to Datadog's limits (``packing.pack``). Each attempt is exactly one request, except
 where the classification calls for more: a rejected batch is bisected to find the bad
@@ -14,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import requests
@@ -22,7 +23,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from .. import packing, payloads
-from ..client import DatadogClient, Verdict, classify
+from ..client import Call, DatadogClient, Verdict, classify
 from ..exceptions import (
     DatadogPartnerError,
     TransportRefusedError,
@@ -85,9 +86,6 @@ class Item:
         return payloads.encode(payloads.as_sent(self.kind, self.payload, self.row_id))
 
 
-Job = Callable[["Run"], list["Result"]]
-
-
 @dataclass
 class Result:
     """What happened to some rows in one attempt."""
@@ -138,24 +136,146 @@ class Run:
             return self._known[target.connection_id]
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One request of a job, and what its answer means for the rows it carries."""
+
+    target: Target
+    url: str
+    body: bytes = field(repr=False)
+    ids: list[int]
+    gzipped: bool
+
+    def skipped(self, run: Run) -> Result | None:
+        """The rows' result when the request must not start (lease ending, breaker open)."""
+        if run.too_late():
+            return Result(self.ids, RELEASED, "lease_ending")
+        if run.breakers.tripped(self.target.site.domain, self.target.connection_id):
+            return Result(self.ids, HELD, "breaker_open")
+        return None
+
+    @sensitive_variables()
+    def headers(self) -> dict[str, str]:
+        headers = {"DD-API-KEY": self.target.api_key, "Content-Type": "application/json"}
+        if self.gzipped:
+            headers["Content-Encoding"] = "gzip"
+        return headers
+
+    def call(self) -> Call:
+        """The request, to be made on a multiplexer (raises the seam's errors)."""
+        return Call("POST", self.url, headers=self.headers(), data=self.body)
+
+    def perform(self, run: Run) -> Result:
+        """The request made on this thread, and its result."""
+        skipped = self.skipped(run)
+        if skipped is not None:
+            return skipped
+        try:
+            response = DatadogClient(self.target.site).request(
+                "POST", self.url, headers=self.headers(), data=self.body
+            )
+        except DatadogPartnerError as exc:
+            return self.concluded(run, error=exc)
+        return self.concluded(run, response)
+
+    def concluded(
+        self,
+        run: Run,
+        response: requests.Response | None = None,
+        error: DatadogPartnerError | None = None,
+    ) -> Result:
+        """The result of the answer (or of the error instead of one), noted by the
+        site's breaker."""
+        if isinstance(error, TransportRefusedError):
+            return Result(self.ids, DEAD, "transport_refused", str(error), alarm=True)
+        if error is not None:
+            result = Result(self.ids, RETRY, "network", str(error))
+        else:
+            assert response is not None
+            result = outcome(response, self.ids, self.target, run)
+        run.breakers.note(self.target.site.domain, self.target.connection_id, result)
+        return result
+
+
+@dataclass(frozen=True)
+class EventJob:
+    """One event: one request, and one more with the event shrunk after a 413."""
+
+    target: Target
+    item: Item
+
+    def __call__(self, run: Run) -> list[Result]:
+        return self.then(self.first().perform(run), run)
+
+    def first(self) -> Attempt:
+        url = DatadogClient(self.target.site).api_url(EVENTS_PATH)
+        return Attempt(self.target, url, self.item.body(), [self.item.row_id], False)
+
+    def follows(self, result: Result) -> bool:
+        """Whether ``result`` of the first request calls for more requests."""
+        return result.code == "http_413"
+
+    def then(self, result: Result, run: Run) -> list[Result]:
+        """The job's results, given its first request's."""
+        if not self.follows(result):
+            return [result]
+        shrunk = payloads.shrink_event(self.item.payload)
+        body = Item(self.item.row_id, self.item.kind, shrunk).body()
+        retried = replace(self.first(), body=body).perform(run)
+        retried.new_payload = shrunk
+        if retried.code == "http_413":
+            retried.verdict, retried.detail = DEAD, "Too large for Datadog even when shrunk."
+        return [retried]
+
+
 def send_event(target: Target, item: Item, run: Run) -> list[Result]:
-    url = DatadogClient(target.site).api_url(EVENTS_PATH)
-    results = _attempt(target, url, item.body(), [item.row_id], run, gzipped=False)
-    if results[0].code != "http_413":
-        return results
-    shrunk = payloads.shrink_event(item.payload)
-    retried = _attempt(
-        target, url, Item(item.row_id, item.kind, shrunk).body(), [item.row_id], run,
-        gzipped=False,
-    )  # fmt: skip
-    for result in retried:
-        result.new_payload = shrunk
-        if result.code == "http_413":
-            result.verdict, result.detail = DEAD, "Too large for Datadog even when shrunk."
-    return retried
+    return EventJob(target, item)(run)
 
 
 Part = tuple[int, bytes]  # (outbox row id, the item encoded as sent)
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """One packed body of a batched kind; bisected on 400/422 and split on 413."""
+
+    target: Target
+    kind: str
+    parts: list[Part]
+    body: bytes = field(repr=False)
+
+    def __call__(self, run: Run) -> list[Result]:
+        return self.then(self.first().perform(run), run)
+
+    def first(self) -> Attempt:
+        batching = BATCHED[self.kind]
+        url = batching.url(DatadogClient(self.target.site))
+        ids = [row_id for row_id, _ in self.parts]
+        return Attempt(self.target, url, self.body, ids, batching.limits.gzip)
+
+    def follows(self, result: Result) -> bool:
+        splittable = result.code in ("http_400", "http_422", "http_413")
+        return splittable and len(self.parts) > 1
+
+    def then(self, result: Result, run: Run) -> list[Result]:
+        if not self.follows(result):
+            return [result]
+        middle = len(self.parts) // 2
+        return [
+            *self._repacked(self.parts[:middle], run),
+            *self._repacked(self.parts[middle:], run),
+        ]
+
+    def _repacked(self, parts: list[Part], run: Run) -> list[Result]:
+        """A half of a refused batch, packed again (into one body, as a rule)."""
+        limits = BATCHED[self.kind].limits
+        return [
+            result
+            for group in packing.pack([part for _, part in parts], limits)
+            for result in BatchJob(
+                self.target, self.kind, [parts[i] for i in group.indexes], group.body
+            )(run)
+        ]
 
 
 def send_batch(
@@ -163,61 +283,34 @@ def send_batch(
 ) -> list[Result]:
     """Send logs, metric series or service checks (``body``: already packed); bisect on
     400/422 and split on 413."""
-    batching = BATCHED[kind]
-    url = batching.url(DatadogClient(target.site))
-    return _send_split(target, url, batching.limits, list(parts), run, body)
+    if body is None:
+        return BatchJob(target, kind, [], b"")._repacked(list(parts), run)
+    return BatchJob(target, kind, list(parts), body)(run)
 
 
-def _send_split(
-    target: Target,
-    url: str,
-    limits: packing.BatchLimits,
-    parts: list[Part],
+Job = Callable[["Run"], list["Result"]]
+#: A job whose first request a multiplexer can make (``pacing``); the rest, if its answer
+#: calls for more, runs on a thread.
+LoopJob = EventJob | BatchJob
+LOOP_JOBS = (EventJob, BatchJob)
+
+
+def answered(
+    job: LoopJob,
+    attempt: Attempt,
     run: Run,
-    body: bytes | None = None,
-) -> list[Result]:
-    if body is None:  # a half of a refused batch: packed again (into one body, as a rule)
-        return [
-            result
-            for group in packing.pack([part for _, part in parts], limits)
-            for result in _send_split(
-                target, url, limits, [parts[i] for i in group.indexes], run, group.body
-            )
-        ]
-    ids = [row_id for row_id, _ in parts]
-    results = _attempt(target, url, body, ids, run, gzipped=limits.gzip)
-    splittable = results[0].code in ("http_400", "http_422", "http_413")
-    if not splittable or len(parts) == 1:
-        return results
-    middle = len(parts) // 2
-    return [
-        *_send_split(target, url, limits, parts[:middle], run),
-        *_send_split(target, url, limits, parts[middle:], run),
-    ]
-
-
-@sensitive_variables()
-def _attempt(
-    target: Target, url: str, body: bytes, ids: list[int], run: Run, *, gzipped: bool
-) -> list[Result]:
-    if run.too_late():
-        return [Result(ids, RELEASED, "lease_ending")]
-    if run.breakers.tripped(target.site.domain, target.connection_id):
-        return [Result(ids, HELD, "breaker_open")]
-    headers = {"DD-API-KEY": target.api_key, "Content-Type": "application/json"}
-    if gzipped:
-        headers["Content-Encoding"] = "gzip"
-    client = DatadogClient(target.site)
-    try:
-        response = client.request("POST", url, headers=headers, data=body)
-    except TransportRefusedError as exc:
-        return [Result(ids, DEAD, "transport_refused", str(exc), alarm=True)]
-    except DatadogPartnerError as exc:
-        result = Result(ids, RETRY, "network", str(exc))
-    else:
-        result = outcome(response, ids, target, run)
-    run.breakers.note(target.site.domain, target.connection_id, result)
-    return [result]
+    response: requests.Response | None = None,
+    error: DatadogPartnerError | None = None,
+) -> list[Result] | Job:
+    """The job's results from its first request's answer, or what is left of the job when
+    that needs more requests (a shrink, a split, the key's validation after a 403): to be
+    run on a thread, since it waits for them."""
+    if response is not None and classify(response).verdict is Verdict.FORBIDDEN:
+        return lambda run: job.then(attempt.concluded(run, response), run)
+    result = attempt.concluded(run, response, error)
+    if not job.follows(result):
+        return [result]
+    return lambda run: job.then(result, run)
 
 
 def outcome(response: requests.Response, ids: list[int], target: Target, run: Run) -> Result:

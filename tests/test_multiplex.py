@@ -1,0 +1,273 @@
+"""Many requests of the seam in flight on one thread (``client.Call`` on a
+``multiplex.Multiplexer``), against real loopback servers: the same guarantees as a call
+on the calling thread (deadline, cap, redirects, errors, TLS verified), idle connections
+reused before one is opened, and deliveries whose jobs go out on it."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from django.test import override_settings
+
+from django_datadog_partner import transport
+from django_datadog_partner.client import Call
+from django_datadog_partner.delivery import transmit
+from django_datadog_partner.delivery.pacing import Sender
+from django_datadog_partner.delivery.transmit import Item, Run, Target
+from django_datadog_partner.exceptions import (
+    AnswerLostError,
+    CertificateRefusedError,
+    DatadogPartnerError,
+    RetryableError,
+    TransportRefusedError,
+)
+from django_datadog_partner.multiplex import Multiplexer
+from django_datadog_partner.regions import get_site
+from tests.loopback import tcp_server
+from tests.test_client_tls import self_signed
+from tests.test_client_transport import SITE, http, read_request, server
+
+KEY = "k" * 32
+
+
+def drive(calls: list[Call], mux: Multiplexer | None = None) -> list[object]:
+    """Each call's response, or the package's error for it, all made on this thread."""
+    own = mux is None
+    mux = Multiplexer() if mux is None else mux
+    outcome: dict[Call, object] = {}
+    for call in calls:
+        mux.start(call.exchange)
+    until = time.monotonic() + 20
+    while len(outcome) < len(calls) and time.monotonic() < until:
+        arrived, failed = mux.poll(0.5)
+        for exchange in arrived:
+            assert isinstance(exchange.tag, Call)
+            try:
+                got = exchange.tag.answer()
+            except DatadogPartnerError as exc:
+                mux.settle(exchange, keep=False)
+                outcome[exchange.tag] = exc
+                continue
+            if got is not None:
+                mux.settle(exchange, keep=got[1])
+                outcome[exchange.tag] = got[0]
+        for exchange, error in failed:
+            assert isinstance(exchange.tag, Call)
+            outcome[exchange.tag] = exchange.tag.failed(error)
+    if own:
+        mux.close()
+    return [outcome[call] for call in calls]
+
+
+def post(base: str, path: str = "/api/v1/events", **kwargs: object) -> Call:
+    return Call("POST", f"{base}{path}", headers={"DD-API-KEY": KEY}, data=b"{}", **kwargs)  # type: ignore[arg-type]
+
+
+def test_requests_are_in_flight_together_on_one_thread_and_reuse_idle_connections():
+    together = threading.Barrier(4, timeout=5)  # breaks unless all four wait at once
+    with server(lambda request: (together.wait(), http("202 Accepted"))[1]) as base:
+        mux = Multiplexer()
+        first = drive([post(base) for _ in range(4)], mux)
+        assert [r.status_code for r in first] == [202] * 4  # type: ignore[attr-defined]
+        assert mux.opened == 4 and transport.idle_connections(base) == 4
+        again = drive([post(base) for _ in range(4)], mux)
+        assert [r.status_code for r in again] == [202] * 4  # type: ignore[attr-defined]
+        assert mux.opened == 4  # the idle ones, none opened
+        mux.close()
+    assert all(b"DD-API-KEY: " + KEY.encode() in seen for seen in server.seen)  # type: ignore[attr-defined]
+
+
+def test_a_silent_server_fails_within_the_calls_deadline():
+    with tcp_server(lambda conn, stop: None) as port:
+        base = f"http://127.0.0.1:{port}"
+        site = {"web_url": base, "api_url": base, "logs_url": base}
+        with override_settings(
+            DATADOG_PARTNER={"EXTRA_SITES": {SITE: site}, "HTTP_TIMEOUT": (0.5, 0.3)}
+        ):
+            started = time.monotonic()
+            (error,) = drive([post(base)])
+    assert isinstance(error, AnswerLostError) and "did not answer in time" in str(error)
+    assert time.monotonic() - started < 2
+    assert KEY not in str(error)
+
+
+def test_a_slow_drip_ends_at_the_calls_deadline():
+    def drip(sock: socket.socket, stop: threading.Event) -> None:
+        read_request(sock)
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n")
+        for _ in range(40):
+            if stop.wait(0.2):
+                return
+            try:
+                sock.sendall(b" ")
+            except OSError:
+                return
+
+    with tcp_server(drip) as port:
+        base = f"http://127.0.0.1:{port}"
+        site = {"web_url": base, "api_url": base, "logs_url": base}
+        with override_settings(
+            DATADOG_PARTNER={"EXTRA_SITES": {SITE: site}, "HTTP_TIMEOUT": (0.5, 0.5)}
+        ):
+            started = time.monotonic()
+            (error,) = drive([post(base)])
+    assert isinstance(error, AnswerLostError) and "did not answer in time" in str(error)
+    assert time.monotonic() - started < 3
+
+
+def test_answers_are_capped_redirects_refused_and_hosts_outside_the_table_refused():
+    huge = http("200 OK", b"x" * 5000)
+    with (
+        server(lambda request: huge) as base,
+        override_settings(
+            DATADOG_PARTNER={
+                "EXTRA_SITES": {SITE: {"web_url": base, "api_url": base, "logs_url": base}},
+                "MAX_RESPONSE_BYTES": 1024,
+            }
+        ),
+    ):
+        (capped,) = drive([post(base)])
+    assert isinstance(capped, AnswerLostError) and "exceeded 1024 bytes" in str(capped)
+    moved = http("302 Found", b"", b"Location: https://elsewhere.example/\r\n")
+    with server(lambda request: moved) as base:
+        (redirect,) = drive([post(base)])
+        assert isinstance(redirect, TransportRefusedError)
+        assert len(server.seen) == 1  # type: ignore[attr-defined]
+    with pytest.raises(TransportRefusedError):
+        post("https://attacker.example")
+
+
+def test_a_closed_port_is_retryable_and_a_hang_up_means_the_answer_was_lost():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    with override_settings(
+        DATADOG_PARTNER={
+            "EXTRA_SITES": {SITE: {"web_url": base, "api_url": base, "logs_url": base}}
+        }
+    ):
+        (refused,) = drive([post(base)])
+    assert isinstance(refused, RetryableError) and not isinstance(refused, AnswerLostError)
+    assert "Could not reach Datadog" in str(refused)
+    with server(lambda request: None) as base:
+        (lost,) = drive([post(base)])
+    assert isinstance(lost, AnswerLostError)
+    assert "closed the connection without answering" in str(lost)
+
+
+def test_tls_is_verified_on_the_non_blocking_handshake(tmp_path: Path, monkeypatch):
+    cert, key = self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+
+    def handle(sock: socket.socket, stop: threading.Event) -> None:
+        try:
+            with context.wrap_socket(sock, server_side=True) as tls:
+                while read_request(tls):
+                    tls.sendall(http("202 Accepted"))
+        except (ssl.SSLError, OSError):
+            return
+
+    with tcp_server(handle) as port:
+        base = f"https://127.0.0.1:{port}"
+        sites = {SITE: {"web_url": base, "api_url": base, "logs_url": base}}
+        with override_settings(DATADOG_PARTNER={"EXTRA_SITES": sites}):
+            (untrusted,) = drive([post(base)])  # certifi's bundle does not know it
+            assert isinstance(untrusted, CertificateRefusedError)
+            monkeypatch.setitem(
+                transport._tls, "context", ssl.create_default_context(cafile=str(cert))
+            )
+            answers = drive([post(base) for _ in range(3)])
+    assert [a.status_code for a in answers] == [202] * 3  # type: ignore[attr-defined]
+
+
+# --- deliveries through the sender -----------------------------------------------------------
+
+
+def target() -> Target:
+    return Target(1, get_site(SITE), KEY)
+
+
+def events(count: int) -> list[tuple[str, transmit.Job]]:
+    return [
+        (SITE, transmit.EventJob(target(), Item(n, "event", {"title": "t", "text": "x"})))
+        for n in range(1, count + 1)
+    ]
+
+
+def fixed(limit: int) -> Sender:
+    """A sender whose limit stays at ``limit``."""
+
+    def unmoved(wall: float, cpu: float, weight: float) -> None:
+        pass
+
+    sender = Sender(16, start=limit)
+    sender._observe_damped = unmoved  # type: ignore[method-assign]
+    return sender
+
+
+def test_a_sender_keeps_its_limit_in_flight_on_one_thread_with_no_more_connections():
+    in_flight = {"now": 0, "most": 0}
+    lock = threading.Lock()
+    connections: list[int] = []
+
+    def handle(sock: socket.socket, stop: threading.Event) -> None:
+        connections.append(1)
+        while read_request(sock):
+            with lock:
+                in_flight["now"] += 1
+                in_flight["most"] = max(in_flight["most"], in_flight["now"])
+            time.sleep(0.05)
+            with lock:
+                in_flight["now"] -= 1
+            sock.sendall(http("202 Accepted"))
+
+    with tcp_server(handle) as port:
+        base = f"http://127.0.0.1:{port}"
+        sites = {SITE: {"web_url": base, "api_url": base, "logs_url": base}}
+        with override_settings(DATADOG_PARTNER={"EXTRA_SITES": sites}), fixed(4) as sender:
+            results = [
+                r for batch in sender.run(events(20), Run(time.monotonic() + 60)) for r in batch
+            ]
+            senders = [t for t in threading.enumerate() if t.name.startswith("ddp-send")]
+    assert senders == []  # every request was made on this thread
+    assert sorted(r.row_ids[0] for r in results) == list(range(1, 21))
+    assert {r.verdict for r in results} == {transmit.DELIVERED}
+    assert in_flight["most"] == 4 and len(connections) == 4
+
+
+def test_answers_that_call_for_more_requests_are_followed_on_a_thread():
+    """A 403 asks validate once; a 413 is shrunk and sent again: both after the first
+    request went out on the multiplexer."""
+
+    def answer(request: bytes) -> bytes:
+        if request.startswith(b"GET /api/v1/validate"):
+            return http("200 OK", b'{"valid": false}')
+        if b'"title":"big"' in request and len(request) > 4000:
+            return http("413 Too Large")
+        if b'"title":"denied"' in request:
+            return http("403 Forbidden")
+        return http("202 Accepted")
+
+    with server(answer), fixed(2) as sender:
+        jobs = [
+            (SITE, transmit.EventJob(target(), Item(1, "event", {"title": "denied", "text": "x"}))),
+            (
+                SITE,
+                transmit.EventJob(target(), Item(2, "event", {"title": "big", "text": "x" * 5000})),
+            ),
+        ]
+        results = {
+            r.row_ids[0]: r for batch in sender.run(jobs, Run(time.monotonic() + 60)) for r in batch
+        }
+        seen = list(server.seen)  # type: ignore[attr-defined]
+    assert results[1].verdict == transmit.REJECTED
+    assert results[2].verdict == transmit.DELIVERED and results[2].new_payload is not None
+    assert sum(r.startswith(b"GET /api/v1/validate") for r in seen) == 1
+    assert len(seen) == 4  # two events, one validate, one shrunk event

@@ -13,8 +13,8 @@ sender measures the throughput of one and of two requests in flight and keeps th
 measuring again now and then. With one, jobs run on the calling thread.
 
 While latency-bound, the first request of each job goes out on one multiplexer driven by
-the calling thread (``inflight``; threads cost more CPU in wake-ups than the requests themselves), and
-only what an answer calls for next runs on a thread. There a request's wall is a lower
+the calling thread (``inflight``; threads cost more CPU in wake-ups than the requests
+themselves), and only what an answer calls for next runs on a thread. There a request's wall is a lower
 bound of its round trip (the thread only sees an answer when it looks), so the round trip
 is the median of the recent ones, CPU and ratio are measured over a round trip's answers,
 and the limit grows by at most one per answer: connections open no faster than requests

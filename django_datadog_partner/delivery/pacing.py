@@ -14,11 +14,12 @@ measuring again now and then. With one, jobs run on the calling thread.
 
 While latency-bound, the first request of each job goes out on one multiplexer driven by
 the calling thread (``inflight``; threads cost more CPU in wake-ups than the requests
-themselves), and only what an answer calls for next runs on a thread. There a request's wall is a lower
-bound of its round trip (the thread only sees an answer when it looks), so the round trip
-is the median of the recent ones, CPU and ratio are measured over a round trip's answers,
-and the limit grows by at most one per answer: connections open no faster than requests
-can use them. While ``requests`` is mocked every job runs on the sender's threads.
+themselves), and only what an answer calls for next runs on a thread. There a request's
+wall is a lower bound of its round trip (the thread only sees an answer when it looks), so
+the round trip is the median of the recent ones, CPU and ratio are measured over a round
+trip's answers, and the limit grows by at most one per answer: connections open no faster
+than requests can use them. While ``requests`` is mocked every job runs on the sender's
+threads.
 
 Jobs come in lanes, one per Datadog site, taken round-robin; while other sites have work,
 one site holds at most half the requests in flight, and a site that failed in this run

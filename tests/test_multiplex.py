@@ -242,9 +242,10 @@ def test_a_sender_keeps_its_limit_in_flight_on_one_thread_with_no_more_connectio
     assert in_flight["most"] == 4 and len(connections) == 4
 
 
-def test_answers_that_call_for_more_requests_are_followed_on_a_thread():
-    """A 403 asks validate once; a 413 is shrunk and sent again: both after the first
-    request went out on the multiplexer."""
+@pytest.mark.parametrize("limit", [2, 4], ids=["threads", "multiplexer"])
+def test_answers_that_call_for_more_requests_are_followed_on_a_thread(limit: int):
+    """A 403 asks validate once; a 413 is shrunk and sent again: on the multiplexer (four
+    in flight), after the first request went out there."""
 
     def answer(request: bytes) -> bytes:
         if request.startswith(b"GET /api/v1/validate"):
@@ -255,7 +256,7 @@ def test_answers_that_call_for_more_requests_are_followed_on_a_thread():
             return http("403 Forbidden")
         return http("202 Accepted")
 
-    with server(answer), fixed(2) as sender:
+    with server(answer), fixed(limit) as sender:
         jobs = [
             (SITE, transmit.EventJob(target(), Item(1, "event", {"title": "denied", "text": "x"}))),
             (
@@ -271,3 +272,80 @@ def test_answers_that_call_for_more_requests_are_followed_on_a_thread():
     assert results[2].verdict == transmit.DELIVERED and results[2].new_payload is not None
     assert sum(r.startswith(b"GET /api/v1/validate") for r in seen) == 1
     assert len(seen) == 4  # two events, one validate, one shrunk event
+
+
+def test_on_the_multiplexer_a_run_past_its_lease_sends_nothing():
+    with override_settings(DATADOG_PARTNER={"EXTRA_SITES": sites_at(9)}), fixed(4) as sender:
+        results = [r for batch in sender.run(events(3), Run(time.monotonic() - 1)) for r in batch]
+    assert [(r.verdict, r.code) for r in results] == [(transmit.RELEASED, "lease_ending")] * 3
+
+
+def test_on_the_multiplexer_refusals_and_hang_ups_are_retried_not_lost():
+    """A closed port fails the connect; a server that hangs up mid-answer loses it: both
+    leave the rows to retry, with the site's fault noted."""
+    with tcp_server(lambda sock, stop: None) as closed:
+        pass  # the port is closed again once the server stops
+
+    def hang_up(sock: socket.socket, stop: threading.Event) -> None:
+        if read_request(sock):
+            sock.sendall(b"HTTP/1.1 202 Accepted\r\nContent-Length: 10\r\n\r\nabc")
+
+    for handler in (None, hang_up):
+        if handler is None:
+            port = closed
+            context = override_settings(DATADOG_PARTNER={"EXTRA_SITES": sites_at(port)})
+            with context, fixed(4) as sender:
+                results = [r for b in sender.run(events(2), Run(time.monotonic() + 30)) for r in b]
+        else:
+            with tcp_server(handler) as port:
+                context = override_settings(DATADOG_PARTNER={"EXTRA_SITES": sites_at(port)})
+                with context, fixed(4) as sender:
+                    results = [
+                        r for b in sender.run(events(2), Run(time.monotonic() + 30)) for r in b
+                    ]
+        assert {r.verdict for r in results} == {transmit.RETRY}, handler
+        assert {r.code for r in results} == {"network"}
+
+
+def sites_at(port: int) -> dict[str, dict[str, str]]:
+    base = f"http://127.0.0.1:{port}"
+    return {SITE: {"web_url": base, "api_url": base, "logs_url": base}}
+
+
+def test_on_the_multiplexer_an_answer_past_the_cap_is_retried_and_redirects_are_dead():
+    def answer(request: bytes) -> bytes:
+        if b'"title":"moved"' in request:
+            return http("302 Found", b"", b"Location: https://elsewhere.example/\r\n")
+        return http("202 Accepted", b"x" * 5000)
+
+    with server(answer) as base:
+        sites = {SITE: {"web_url": base, "api_url": base, "logs_url": base}}
+        limits = {"EXTRA_SITES": sites, "MAX_RESPONSE_BYTES": 1024}
+        with override_settings(DATADOG_PARTNER=limits), fixed(4) as sender:
+            jobs = events(2)
+            jobs.append((SITE, transmit.EventJob(target(), Item(9, "event", {"title": "moved"}))))
+            results = {
+                r.row_ids[0]: r
+                for batch in sender.run(jobs, Run(time.monotonic() + 30))
+                for r in batch
+            }
+    assert {results[1].verdict, results[2].verdict} == {transmit.RETRY}
+    assert results[9].verdict == transmit.DEAD and results[9].code == "transport_refused"
+
+
+@pytest.mark.parametrize("limit", [2, 4], ids=["threads", "multiplexer"])
+def test_a_request_the_transport_refuses_to_frame_is_never_sent(limit: int):
+    """A header with a line break (a corrupted stored key) is refused before any byte
+    goes out, the same on threads and on the multiplexer, and the key is not in the
+    result."""
+    with server(lambda request: http("202 Accepted")) as base:
+        sites = {SITE: {"web_url": base, "api_url": base, "logs_url": base}}
+        with override_settings(DATADOG_PARTNER={"EXTRA_SITES": sites}), fixed(limit) as sender:
+            broken = Target(1, get_site(SITE), "k" * 16 + "\r\nX-Injected: 1")
+            jobs = [(SITE, transmit.EventJob(broken, Item(n, "event", {"title": "t"})))
+                    for n in (1, 2, 3)]  # fmt: skip
+            results = [r for b in sender.run(jobs, Run(time.monotonic() + 30)) for r in b]
+            seen = list(server.seen)  # type: ignore[attr-defined]
+    assert seen == []
+    assert {(r.verdict, r.code) for r in results} == {(transmit.RETRY, "network")}
+    assert all("k" * 16 not in r.detail for r in results)

@@ -8,6 +8,11 @@ coalesced kick after commit. Nothing here looks up connections or talks to the n
 Receivers are connected only for registered models (with a ``dispatch_uid``), so every
 other model keeps Django's no-receiver fast path. ``raw=True`` saves (``loaddata``) send
 nothing; ``QuerySet.update()``, ``bulk_create()`` and raw SQL send no signal at all.
+
+Longer than 400 lines for one concern, what enters the outbox: the registry, the save
+path's receiver and the four ``send_*`` calls share how a destination is resolved
+(``_destination``) and the coalesced kick, so every way in names its owner and connection
+the same way.
 """
 
 from __future__ import annotations

@@ -19,14 +19,24 @@ from bench.tenants import clear, tenant
 class Counts:
     rounds: int
     loopback: int
-    latency: dict[int, int]  # events per latency
+    latency: dict[int, int]  # events per latency, at least
+    round_trips: int  # a latency drain's length at the loopback rate, at least
 
 
-# A latency drain lasts some 20 round trips or more at the loopback rate, so the ramp-up
-# and the last round trip (no request can be answered sooner) weigh as little as in a
-# backlog: 1,500 rows at 200 ms were 3-4 round trips, a third of them the tail.
-QUICK = Counts(rounds=1, loopback=600, latency={50: 1500, 200: 3000})
-FULL = Counts(rounds=5, loopback=3000, latency={50: 6000, 200: 12000})
+# A latency drain lasts some 24 round trips or more at the loopback rate (12 in the quick
+# run: ``round_trips``), so the ramp-up and the last round trip (no request can be answered sooner) weigh
+# as little as in a backlog: 1,500 rows at 200 ms were 3-4 round trips, a third of them
+# the tail. A faster worker gets more rows (``latency_count``).
+QUICK = Counts(rounds=1, loopback=600, latency={50: 1500, 200: 3000}, round_trips=12)
+FULL = Counts(rounds=5, loopback=3000, latency={50: 6000, 200: 12000}, round_trips=24)
+MOST_ROWS = 40_000
+
+
+def latency_count(counts: Counts, latency_ms: int, loopback_rate: float) -> int:
+    """Rows for a drain at ``latency_ms``: as many round trips at ``loopback_rate`` as
+    ``counts`` asks, at least its count of rows, at most ``MOST_ROWS``."""
+    wanted = loopback_rate * latency_ms / 1000 * counts.round_trips
+    return min(MOST_ROWS, max(counts.latency[latency_ms], round(wanted)))
 
 
 @dataclass
@@ -105,16 +115,18 @@ def run(sink: Sink, quick: bool) -> None:
         context=f"worker {spread(worker)}, Session {spread(bare)} events/s",
         sink=True,
     )
-    latency_sweep(sink, counts)
+    latency_sweep(sink, counts, statistics.median(worker))
 
 
-def latency_sweep(sink: Sink, counts: Counts) -> None:
+def latency_sweep(sink: Sink, counts: Counts, loopback_rate: float) -> None:
     goals = {50: 0.85, 200: 0.75}
     runs: dict[int, list[Drained]] = {0: [], 50: [], 200: []}
     order = [0, 50, 200]
     for n in range(counts.rounds):
         for latency in order[n % 3 :] + order[: n % 3]:
-            count = counts.loopback if latency == 0 else counts.latency[latency]
+            count = (
+                counts.loopback if latency == 0 else latency_count(counts, latency, loopback_rate)
+            )
             runs[latency].append(drain_rate(sink, latency, count))
     loopback = [r.rate for r in runs[0]]
     for latency, goal in goals.items():
@@ -129,6 +141,7 @@ def latency_sweep(sink: Sink, counts: Counts) -> None:
             share_met and opened <= most,
             unit="%",
             context=f"{spread([r.rate for r in runs[latency]])} vs {spread(loopback)} events/s "
-            f"on loopback, <= {most} requests in flight, {opened} connections opened",
+            f"on loopback, {latency_count(counts, latency, loopback_rate):,} rows, "
+            f"<= {most} requests in flight, {opened} connections opened",
             sink=True,
         )

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import selectors
 import socket
 import ssl
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProtocolError
@@ -94,6 +96,10 @@ class Multiplexer:
         self._addresses: dict[tuple[str, int], list[tuple[int, tuple[object, ...]]]] = {}
         self._failed: list[tuple[Exchange, BaseException]] = []
         self._ready: list[Exchange] = []  # bytes arrived while starting
+        self._unread: deque[Exchange] = deque()  # found ready, not read yet (``poll``)
+        #: No exchange's wait ends before this (a lower bound, exact after ``_expire``):
+        #: a look at every exchange's limits each poll cost O(in flight) per answer.
+        self._soonest = math.inf
         self._waker, woken = socket.socketpair()  # another thread's wake-up call
         self._waker.setblocking(False)
         woken.setblocking(False)
@@ -141,14 +147,20 @@ class Multiplexer:
         exchange.conn = Connection(exchange.origin, sock)
         self._wait(exchange, selectors.EVENT_WRITE, now + exchange.timeout[0])
 
-    def poll(self, timeout: float) -> tuple[list[Exchange], list[tuple[Exchange, BaseException]]]:
-        """Wait up to ``timeout`` seconds for progress: (exchanges with new bytes, failed)."""
+    def poll(
+        self, timeout: float, most: int | None = None
+    ) -> tuple[list[Exchange], list[tuple[Exchange, BaseException]]]:
+        """Wait up to ``timeout`` seconds for progress: (exchanges with new bytes, failed).
+
+        With ``most``, at most that many answers are read; the other sockets the selector
+        found ready keep their bytes until the next polls (which read them before looking
+        again): a caller that records each poll's answers before the next holds at most
+        ``most`` answers read and not yet recorded, whenever it stops.
+        """
         arrived, self._ready = self._ready, []
-        if not self._failed and not arrived:
-            now = time.monotonic()
-            soonest = min((self._limit(e) for e in self._exchanges), default=now + timeout)
-            wait = max(0.0, min(timeout, soonest - now))
+        if not self._failed and not arrived and not self._unread:
             before = time.monotonic()
+            wait = max(0.0, min(timeout, self._soonest - before))
             ready = self._selector.select(wait)
             seen, self.last_look = self.last_look, time.monotonic()
             if self.last_look - before >= BLOCKED:  # nothing was ready when it began
@@ -159,11 +171,19 @@ class Multiplexer:
                     with contextlib.suppress(BlockingIOError):
                         key.fileobj.recv(4096)  # type: ignore[union-attr]
                     continue
-                if self._step(exchange) and exchange.state == READING:
+                if exchange.state != READING:
+                    self._step(exchange)  # connected, handshaken, sent: maybe now reading
+                if exchange.state == READING:
                     if not exchange.answered_after:
                         exchange.answered_after = max(0.0, seen - exchange.started)
-                    arrived.append(exchange)
-            self._expire(time.monotonic())
+                    self._unread.append(exchange)
+        for _ in range(len(self._unread) if most is None else min(most, len(self._unread))):
+            exchange = self._unread.popleft()
+            if exchange in self._exchanges and self._step(exchange):
+                arrived.append(exchange)
+        now = time.monotonic()
+        if now >= self._soonest:
+            self._expire(now)
         failed, self._failed = self._failed, []
         return [e for e in arrived if e in self._exchanges], failed
 
@@ -201,21 +221,25 @@ class Multiplexer:
     def _wait(self, exchange: Exchange, events: int, until: float) -> None:
         assert exchange.conn is not None
         exchange.wait_until = until
+        self._soonest = min(self._soonest, until, exchange.deadline)
         sock = exchange.conn.sock
-        try:
-            self._selector.modify(sock, events, exchange)
-        except KeyError:
+        if self._selector.get_map().get(sock) is None:  # a KeyError costs the socket's repr
             self._selector.register(sock, events, exchange)
+        else:
+            self._selector.modify(sock, events, exchange)
 
     def _limit(self, exchange: Exchange) -> float:
         return min(exchange.wait_until, exchange.deadline)
 
     def _expire(self, now: float) -> None:
+        """Fail the exchanges whose wait has ended; ``_soonest`` becomes exact again. (Once
+        set, a wait only moves later, except through ``_wait``, which lowers ``_soonest``.)"""
         for exchange in [e for e in self._exchanges if self._limit(e) <= now]:
             if exchange.state in (CONNECTING, HANDSHAKE):
                 self._fail(exchange, ConnectTimeoutError("Connecting timed out (TimeoutError)."))
             else:
                 self._fail(exchange, TimeoutError("The call's deadline has passed."))
+        self._soonest = min((self._limit(e) for e in self._exchanges), default=math.inf)
 
     def _fail(self, exchange: Exchange, error: BaseException) -> None:
         self.settle(exchange, keep=False)

@@ -89,8 +89,16 @@ class SiteBreakers:
         self._failed: dict[str, set[int] | None] = {}
         self._tallies: dict[str, _Tally] = {}
         self._lock = threading.Lock()
-        if enabled() and domains:
-            self._load(domains)
+        self._watched: set[str] = set()
+        self.watch(domains)
+
+    def watch(self, domains: Collection[str]) -> None:
+        """Load the breakers of ``domains`` not watched yet (a batch that grows may reach
+        more sites)."""
+        new = set(domains) - self._watched
+        self._watched |= new
+        if enabled() and new:
+            self._load(new)
 
     def _load(self, domains: Collection[str]) -> None:
         """Open breakers among ``domains``; of those whose cooldown is over, take the probe

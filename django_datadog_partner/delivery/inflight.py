@@ -23,6 +23,10 @@ from ..multiplex import Exchange, Multiplexer
 from . import transmit
 from .transmit import Result, Run
 
+#: Answers read (and then recorded) per look at the sockets: the others stay there, so a
+#: worker killed mid-batch has read at most this many answers it had not yet written.
+ANSWERS_AT_ONCE = 16
+
 
 class Timed(NamedTuple):
     results: list[Result]
@@ -79,7 +83,7 @@ class InFlight:
     def wait(self) -> None:
         """Until at least one job finished (on the queue)."""
         while self.finished.empty():
-            arrived, failed = self.mux.poll(1.0)
+            arrived, failed = self.mux.poll(1.0, most=ANSWERS_AT_ONCE)
             cpu = time.thread_time()
             for exchange in arrived:
                 self._arrived(exchange, cpu)

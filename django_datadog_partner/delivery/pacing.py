@@ -33,7 +33,7 @@ import math
 import statistics
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from queue import SimpleQueue
 
@@ -49,6 +49,8 @@ class Sender:
     REPROBE = 16  # samples before both choices are measured again
     CPU_WINDOW = 32  # completions per measure of the process's CPU per completion
     WALLS = 64  # recent answers whose median wall is the round trip (multiplexer)
+    RATIO_ANSWERS = 16  # answers over which the damped ratio moves (multiplexer)
+    GROWTH = 2  # most the limit grows per answer (multiplexer): tripled per round trip
 
     def __init__(self, maximum: int, start: int | None = None) -> None:
         """``start``: the limit to begin with (a previous run's: the round trip of one
@@ -66,7 +68,6 @@ class Sender:
         self.finished_waiting = 0
         self._process_cpu = 0.0  # the process's CPU per completion, as last measured
         self._measured = False  # whether a whole window measured it
-        self._round_trip = 0.0
         self._pool = ThreadPoolExecutor(max_workers=self.maximum, thread_name_prefix="ddp-send")
 
     def __enter__(self) -> Sender:
@@ -75,16 +76,25 @@ class Sender:
     def __exit__(self, *exc_info: object) -> None:
         self._pool.shutdown(wait=True)
 
-    def run(self, jobs: Iterable[tuple[str, Job]], run: Run) -> Iterator[list[Result]]:
-        """Results of each (lane, job) as it finishes (order not kept)."""
+    def run(
+        self,
+        jobs: Iterable[tuple[str, Job]],
+        run: Run,
+        more: Callable[[], Iterable[tuple[str, Job]]] | None = None,
+    ) -> Iterator[list[Result]]:
+        """Results of each (lane, job) as it finishes (order not kept). While latency-bound,
+        once every job has started, ``more()`` is asked for further jobs (until it has none
+        or the run is too late to start any): they start as the last ones' answers come."""
         self._running_since = time.perf_counter()
         try:
-            yield from self._run(Lanes(jobs, run), run)
+            yield from self._run(Lanes(jobs, run), run, more)
         finally:
             self._busy = self._clock()
             self._running_since = None
 
-    def _run(self, lanes: Lanes, run: Run) -> Iterator[list[Result]]:
+    def _run(
+        self, lanes: Lanes, run: Run, more: Callable[[], Iterable[tuple[str, Job]]] | None
+    ) -> Iterator[list[Result]]:
         # Finished jobs come back through one queue: O(1) per answer, where waiting on
         # every future in flight cost O(in flight) per answer (a core's worth at 50 ms).
         finished: Finished = SimpleQueue()
@@ -108,6 +118,17 @@ class Sender:
                 while active < self.limit and (taken := lanes.take(self.limit)) is not None:
                     self._start(loop, *taken, run, finished)
                     active += 1
+                if not lanes and more is not None and self._latency_bound:
+                    # Every job started: the next ones are claimed now, while these are in
+                    # flight (the answers come a round trip later, in a wave). The claim's
+                    # CPU is left out of the CPU per completion: a few dozen microseconds
+                    # a row, it would count against the few answers of one window.
+                    cpu = time.process_time()
+                    extra = list(more()) if not run.too_late() else []
+                    window = (window[0] + time.process_time() - cpu, window[1])
+                    lanes.extend(extra)
+                    more = more if extra else None
+                    continue
                 if loop is not None:
                     loop.wait()
                 done = [finished.get()]
@@ -134,11 +155,11 @@ class Sender:
                         window = self._measure_process(window, max(self.CPU_WINDOW, self.limit))
                         walls.append(wall)
                         before = self.limit
-                        weight = 1 / max(5, self.limit)
+                        weight = 1 / max(5, min(self.limit, self.RATIO_ANSWERS))
                         self._observe_damped(
                             statistics.median(walls), max(cpu, self._process_cpu), weight
                         )
-                        self.limit = min(self.limit, before + 1)
+                        self.limit = min(self.limit, before + self.GROWTH)
                     self.finished_waiting = -left
                     yield results
         finally:
@@ -181,11 +202,6 @@ class Sender:
             return self._busy
         return self._busy + time.perf_counter() - self._running_since
 
-    @property
-    def round_trip(self) -> float:
-        """Seconds a request takes, damped as the ratio is (0 before the first)."""
-        return self._round_trip
-
     def _observe(self, wall: float, cpu: float) -> None:
         self._observe_damped(wall, cpu, 0.2)
 
@@ -193,7 +209,6 @@ class Sender:
         """Move the limit by one answer's ``wall`` and ``cpu``, weighing it ``weight``."""
         ratio = wall / max(cpu, 1e-5)
         self._ratio = ratio if self._ratio is None else (1 - weight) * self._ratio + weight * ratio
-        self._round_trip = (1 - weight) * self._round_trip + weight * wall
         self._latency_bound = math.ceil(self.DAMPING * self._ratio) >= 3
         if self._latency_bound or self.maximum == 1:
             self.limit = max(1, min(self.maximum, math.ceil(self._ratio)))
@@ -233,9 +248,12 @@ class Lanes:
     def __init__(self, jobs: Iterable[tuple[str, Job]], run: Run) -> None:
         self._run = run
         self._pending: dict[str, deque[Job]] = {}
+        self._busy: Counter[str] = Counter()
+        self.extend(jobs)
+
+    def extend(self, jobs: Iterable[tuple[str, Job]]) -> None:
         for lane, job in jobs:
             self._pending.setdefault(lane, deque()).append(job)
-        self._busy: Counter[str] = Counter()
 
     def __bool__(self) -> bool:
         return bool(self._pending)

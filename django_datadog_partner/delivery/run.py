@@ -42,8 +42,11 @@ CLAIMED_FIELDS = ("kind", "owner_content_type", "owner_object_id", "connection",
                   "lease_until", "lease_token")  # fmt: skip
 
 
-def claim(limit: int, *, run_started: datetime | None = None) -> tuple[str, list[OutboxEvent]]:
-    """Lease up to ``limit`` due rows to a new token; returns (token, rows).
+def claim(
+    limit: int, *, run_started: datetime | None = None, token: str | None = None
+) -> tuple[str, list[OutboxEvent]]:
+    """Lease up to ``limit`` due rows to ``token`` (a new one by default); returns (token,
+    rows).
 
     With ``run_started``, rows retried since then are left alone: one attempt per row per
     run, even when full jitter made the retry due at once (the next run takes it). When the
@@ -51,7 +54,7 @@ def claim(limit: int, *, run_started: datetime | None = None) -> tuple[str, list
     claimed too, so their requests fill Datadog's limits whatever ``limit`` is.
     """
     now = timezone.now()
-    token = uuid.uuid4().hex
+    token = token or uuid.uuid4().hex
     rows = _lease(token, _due(now, run_started), limit, now)
     if not rows:
         return token, []
@@ -160,8 +163,20 @@ def drain(
             if on_full_claim is not None and len(rows) >= size:
                 on_full_claim()
                 on_full_claim = None
+
+            def top_up(token: str) -> list[OutboxEvent]:
+                nonlocal on_full_claim
+                if time_budget is not None and time.monotonic() - started > time_budget:
+                    return []
+                size = claim_size(sender)
+                rows = claim(size, run_started=run_started, token=token)[1]
+                if on_full_claim is not None and len(rows) >= size:
+                    on_full_claim()
+                    on_full_claim = None
+                return rows
+
             released = summary.counts.get("released", 0)
-            deliver(token, rows, summary, claimed_at=claimed_at, sender=sender)
+            deliver(token, rows, summary, claimed_at=claimed_at, sender=sender, more=top_up)
             if progress is not None:
                 progress(summary)
             if summary.counts.get("released", 0) > released:
@@ -199,6 +214,7 @@ def deliver(
     *,
     claimed_at: float | None = None,
     sender: Sender | None = None,
+    more: Callable[[str], list[OutboxEvent]] | None = None,
 ) -> None:
     """Route, check and send one claimed batch, then record every outcome.
 
@@ -207,38 +223,63 @@ def deliver(
     its rows' lease every quarter of ``LEASE_SECONDS`` while it works on them), so a run
     that cannot renew releases rows instead of racing the run that takes them over.
     Outcomes are written as the answers come (``Recorder.flush_rows``), not once per
-    batch: a worker killed mid-batch re-sends only the requests it had in flight.
+    batch: a worker killed mid-batch re-sends only the requests it had in flight. While
+    latency-bound, once every job has started, ``more(token)`` claims more rows to the
+    same token and they join the batch: the next claim's requests go out while this
+    one's last round trip is in flight, not after it.
     """
     claimed_at = claimed_at or time.monotonic()
-    lease_end = claimed_at + app_settings.LEASE_SECONDS
     recorder = Recorder(token, summary)
-    rows = routing.prepare(token, rows, recorder)
-    connections = Connection.objects.in_bulk({row.connection_id for row in rows})
-    recorder.connections = connections
-    sendable = _sendable(rows, connections, recorder)
-    targets = {}
-    for conn_id, conn_rows in sendable.items():
-        target = _target(connections[conn_id], conn_rows, recorder)
-        if target is not None:
-            targets[conn_id] = target
-    breakers = SiteBreakers({target.site.domain for target in targets.values()}, recorder.now)
-    run = transmit.Run(lease_end - sum(app_settings.HTTP_TIMEOUT), breakers)
-    jobs: list[tuple[str, transmit.Job]] = []
-    lease = sending.Lease(token, claimed_at, run)
-    for conn_id, target in targets.items():
-        domain = target.site.domain
-        to_send, to_hold = breakers.admit(domain, conn_id, sendable[conn_id])
-        if to_hold:
-            recorder.postpone(list(to_hold), breakers.held[domain], "breaker_open")
-        jobs.extend((domain, job) for job in _jobs(target, list(to_send)))
-        lease.outstanding.update(row.pk for row in to_send)
+    breakers = SiteBreakers((), recorder.now)
+    run = transmit.Run(claimed_at + app_settings.LEASE_SECONDS - sum(app_settings.HTTP_TIMEOUT),
+                       breakers)  # fmt: skip
+    batch = Batch(token, recorder, breakers, sending.Lease(token, claimed_at, run))
+    jobs = batch.add(rows)
+    refill = (lambda: batch.add(more(token))) if more is not None else None
     if sender is None:
         with Sender(concurrency()) as own:
-            sending.send(jobs, run, own, rows, lease, recorder)
+            sending.send(jobs, run, own, batch.rows, batch.lease, recorder, refill)
     else:
-        sending.send(jobs, run, sender, rows, lease, recorder)
+        sending.send(jobs, run, sender, batch.rows, batch.lease, recorder, refill)
     recorder.flush()
     breakers.save()
+
+
+class Batch:
+    """The rows one delivery run holds under its token, and the jobs that send them."""
+
+    def __init__(
+        self, token: str, recorder: Recorder, breakers: SiteBreakers, lease: sending.Lease
+    ) -> None:
+        self.token, self.recorder, self.breakers, self.lease = token, recorder, breakers, lease
+        self.rows: dict[int, OutboxEvent] = {}  # the rows sent, by id, until answered
+
+    def add(self, rows: list[OutboxEvent]) -> list[tuple[str, transmit.Job]]:
+        """Route ``rows``, record those not to send now, and return the others' jobs."""
+        if not rows:
+            return []
+        recorder = self.recorder
+        rows = routing.prepare(self.token, rows, recorder)
+        connections = Connection.objects.in_bulk({row.connection_id for row in rows})
+        recorder.connections.update(connections)
+        sendable = _sendable(rows, connections, recorder)
+        targets = {}
+        for conn_id, conn_rows in sendable.items():
+            target = _target(connections[conn_id], conn_rows, recorder)
+            if target is not None:
+                targets[conn_id] = target
+        breakers = self.breakers
+        breakers.watch({target.site.domain for target in targets.values()})
+        jobs: list[tuple[str, transmit.Job]] = []
+        for conn_id, target in targets.items():
+            domain = target.site.domain
+            to_send, to_hold = breakers.admit(domain, conn_id, sendable[conn_id])
+            if to_hold:
+                recorder.postpone(list(to_hold), breakers.held[domain], "breaker_open")
+            jobs.extend((domain, job) for job in _jobs(target, list(to_send)))
+            self.rows.update((row.pk, row) for row in to_send)
+            self.lease.outstanding.update(row.pk for row in to_send)
+        return jobs
 
 
 def concurrency() -> int:

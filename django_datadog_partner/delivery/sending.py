@@ -2,19 +2,20 @@
 the answers come, its lease kept while they are in flight.
 
 Outcomes are written every ``FLUSH_EVERY`` answers or ``FLUSH_AFTER`` seconds, and while
-the run is latency-bound also whenever no other answer is waiting, once a sixteenth of a
-round trip has passed since the last write (the database write is cheap next to a round
-trip, not next to each small burst of answers): a worker killed mid-batch re-sends only
-the requests it had in flight and at most those few answers. (Waiting for a moment with
-no answer queued alone left hundreds unwritten once answers came faster than one at a
-time: 333 re-sent against 198 in flight after a SIGKILL in the bench.) The lease is
-renewed every quarter of ``LEASE_SECONDS``, so a killed worker's rows come back within
-``LEASE_SECONDS`` of its last renewal, however long its batch would have taken.
+the run is latency-bound also at the end of every burst of answers (those the sender read
+in one look at its sockets), before it reads more or starts more requests: a worker killed
+mid-batch re-sends the requests it had in flight and at most the one burst it was
+recording. (A write every sixteenth of a round trip left some 15 answers read and not
+written at a SIGKILL in the bench; bursts keep the writes few, since answers that arrive
+during a write wait in the sockets for the next burst.) The lease is renewed every
+quarter of ``LEASE_SECONDS``, so a killed worker's rows come back within ``LEASE_SECONDS``
+of its last renewal, however long its batch would have taken.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.utils import timezone
@@ -23,6 +24,7 @@ from .. import outbox
 from ..conf import app_settings
 from ..models import OutboxEvent
 from . import transmit
+from .inflight import ANSWERS_AT_ONCE
 from .outcomes import Recorder
 from .pacing import Sender
 
@@ -60,36 +62,30 @@ class Lease:
             self.run.send_by = now + app_settings.LEASE_SECONDS - sum(app_settings.HTTP_TIMEOUT)
 
 
-#: While CPU-bound, outcomes are written at least every this many answers or seconds
-#: (while latency-bound, whenever no other answer is waiting and this share of a round
-#: trip has passed since the last write: answers come in small bursts, a write for each
-#: cost more CPU than the requests, and a kill leaves at most that share of a round
-#: trip's answers unwritten).
-FLUSH_EVERY, FLUSH_AFTER, FLUSH_SHARE = 16, 0.01, 1 / 16
+#: While CPU-bound, outcomes are written at least every this many answers or seconds.
+FLUSH_EVERY, FLUSH_AFTER = ANSWERS_AT_ONCE, 0.01
 
 
 def send(
     jobs: list[tuple[str, transmit.Job]],
     run: transmit.Run,
     sender: Sender,
-    rows: list[OutboxEvent],
+    rows: dict[int, OutboxEvent],
     lease: Lease,
     recorder: Recorder,
+    more: Callable[[], list[tuple[str, transmit.Job]]] | None = None,
 ) -> None:
-    by_id = {row.pk: row for row in rows}
+    """Send ``jobs`` (and ``more()``'s, see ``Sender.run``) and record each answer on its
+    rows (``rows``, by id: an answered row leaves it)."""
     answers, since = 0, time.monotonic()
-    for results in sender.run(jobs, run):
+    for results in sender.run(jobs, run, more):
         for result in results:
-            recorder.record(result, [by_id[i] for i in result.row_ids], recorder.connections)
+            answered = [rows.pop(i) for i in result.row_ids]
+            recorder.record(result, answered, recorder.connections)
             lease.answered(result.row_ids)
         answers += 1
-        elapsed = time.monotonic() - since
-        due = answers >= FLUSH_EVERY or elapsed >= FLUSH_AFTER
-        if due or (
-            sender.latency_bound
-            and not sender.finished_waiting
-            and elapsed >= sender.round_trip * FLUSH_SHARE
-        ):
+        due = answers >= FLUSH_EVERY or time.monotonic() - since >= FLUSH_AFTER
+        if due or (sender.latency_bound and not sender.finished_waiting):
             recorder.flush_rows()
             lease.unwritten.clear()
             answers, since = 0, time.monotonic()

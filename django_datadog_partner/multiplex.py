@@ -171,12 +171,14 @@ class Multiplexer:
                     with contextlib.suppress(BlockingIOError):
                         key.fileobj.recv(4096)  # type: ignore[union-attr]
                     continue
-                if exchange.state != READING:
-                    self._step(exchange)  # connected, handshaken, sent: maybe now reading
-                if exchange.state == READING:
-                    if not exchange.answered_after:
-                        exchange.answered_after = max(0.0, seen - exchange.started)
+                if exchange.state == READING:  # its bytes are read below, or later
                     self._unread.append(exchange)
+                elif not (self._step(exchange) and exchange.state == READING):
+                    continue  # connected, handshaken or sent: no answer yet
+                else:
+                    arrived.append(exchange)  # sent, and its answer read at once
+                if not exchange.answered_after:
+                    exchange.answered_after = max(0.0, seen - exchange.started)
         for _ in range(len(self._unread) if most is None else min(most, len(self._unread))):
             exchange = self._unread.popleft()
             if exchange in self._exchanges and self._step(exchange):

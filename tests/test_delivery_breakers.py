@@ -270,3 +270,19 @@ def test_in_an_outage_each_connection_fails_once_then_waits(intake, breaker_sett
     delivery.drain()
     assert sent_to(intake, EU) == 4  # both wait for the cooldown now
     assert SiteBreaker.objects.get(domain=EU).failing_connections == [one.pk, two.pk]
+
+
+def test_a_batch_that_reaches_another_site_loads_that_sites_breaker_once(
+    breaker_settings, django_assert_num_queries
+):
+    """A batch topped up with rows of a site it had not sent to yet holds them as that
+    site's open breaker says, and a site already watched costs no more queries."""
+    now = timezone.now()
+    SiteBreaker.objects.create(domain=EU, failures=3, open_until=now + timedelta(seconds=30))
+    breakers = breaker.SiteBreakers({US}, now)
+    assert breakers.admit(EU, 7, [1, 2]) == ([1, 2], ())  # not watched: not known to be open
+    breakers.watch({US, EU})
+    assert breakers.held == {EU: now + timedelta(seconds=30)}
+    assert breakers.admit(EU, 8, [3, 4]) == ([3], [4])
+    with django_assert_num_queries(0):
+        breakers.watch({US, EU})

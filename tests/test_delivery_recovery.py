@@ -13,6 +13,7 @@ from django.utils import timezone
 from django_datadog_partner import tasks, tracking
 from django_datadog_partner.conf import app_settings
 from django_datadog_partner.delivery import kick, sending, transmit
+from django_datadog_partner.delivery import run as run_module
 from django_datadog_partner.delivery.run import claim, drain
 from django_datadog_partner.models import OutboxEvent
 from tests.outbox_support import statuses
@@ -184,3 +185,41 @@ def test_expired_leases_are_claimed_again(org, conn):
     assert claim(10)[1] == []
     OutboxEvent.objects.update(lease_until=timezone.now() - timedelta(seconds=1))
     assert len(claim(10)[1]) == 1
+
+
+def test_a_latency_bound_run_tops_its_batch_up_under_the_same_token(
+    org, conn, intake, partner_settings, monkeypatch
+):
+    """More rows join the batch as its last jobs start (not after its last round trip):
+    one delivery, every claim to one token, every row delivered once."""
+    partner_settings(DELIVERY_BATCH_SIZE=20)
+    for n in range(120):
+        tracking.send_event(conn, title=f"e{n}", text="x")
+
+    def slow(arrival):
+        time.sleep(0.05)  # a long round trip next to the CPU a request costs
+        return 202
+
+    intake.respond = slow
+    claims: list[tuple[str, int]] = []
+    delivers: list[str] = []
+    real_claim, real_deliver = run_module.claim, run_module.deliver
+
+    def claim_spy(limit, **kwargs):
+        token, rows = real_claim(limit, **kwargs)
+        claims.append((token, len(rows)))
+        return token, rows
+
+    def deliver_spy(token, *args, **kwargs):
+        delivers.append(token)
+        real_deliver(token, *args, **kwargs)
+
+    monkeypatch.setattr(run_module, "claim", claim_spy)
+    monkeypatch.setattr(run_module, "deliver", deliver_spy)
+    monkeypatch.setitem(run_module._learned, "limit", 3)  # the last run found it latency-bound
+    drain()
+    assert set(statuses().values()) == {"delivered"}
+    assert sorted(intake.delivered_ids()) == sorted(statuses())
+    assert len(delivers) == 1
+    assert len([n for _, n in claims if n]) >= 2
+    assert {token for token, n in claims if n} == set(delivers)

@@ -349,3 +349,52 @@ def test_a_request_the_transport_refuses_to_frame_is_never_sent(limit: int):
     assert seen == []
     assert {(r.verdict, r.code) for r in results} == {(transmit.RETRY, "network")}
     assert all("k" * 16 not in r.detail for r in results)
+
+
+def test_a_poll_reads_at_most_the_answers_asked_for_and_leaves_the_others_in_their_sockets():
+    with server(lambda request: http("202 Accepted")) as base:
+        mux = Multiplexer()
+        calls = [post(base) for _ in range(4)]
+        for call in calls:
+            mux.start(call.exchange)
+        while not all(call.exchange.state == "reading" for call in calls):
+            mux.poll(0.1, most=0)  # connected and sent; nothing read
+        time.sleep(0.2)  # every answer is in its socket
+        first, _ = mux.poll(0.5, most=1)
+        unread = [call.exchange for call in calls if call.exchange not in first]
+        assert len(first) == 1 and len(unread) == 3
+        for exchange in unread:
+            assert exchange.conn is not None and not exchange.conn.buffer
+            assert exchange.conn.sock.recv(1, socket.MSG_PEEK) == b"H"  # still the kernel's
+        rest = [exchange for _ in range(3) for exchange in mux.poll(0.5, most=1)[0]]
+        assert sorted(map(id, rest)) == sorted(map(id, unread))
+        assert {call.answer()[0].status_code for call in calls} == {202}  # type: ignore[index]
+        mux.close()
+
+
+def test_a_latency_bound_sender_asks_for_more_jobs_once_every_job_has_started():
+    asked: list[int] = []  # results yielded when more() was called
+    results: list[transmit.Result] = []
+
+    def more() -> list[tuple[str, transmit.Job]]:
+        asked.append(len(results))
+        return events(8)[4:] if len(asked) == 1 else []
+
+    with server(lambda request: http("202 Accepted")), fixed(4) as sender:
+        for batch in sender.run(events(4), Run(time.monotonic() + 60), more):
+            results.extend(batch)
+    assert sorted(r.row_ids[0] for r in results) == list(range(1, 9))
+    assert asked[0] == 0  # the four first requests were still in flight
+    assert len(asked) == 2  # asked again once the extra jobs had started: none, so it stops
+
+
+def test_a_sender_that_is_not_latency_bound_never_asks_for_more():
+    asked: list[int] = []
+
+    def more() -> list[tuple[str, transmit.Job]]:
+        asked.append(1)
+        return events(2)
+
+    with server(lambda request: http("202 Accepted")), Sender(16) as sender:
+        results = [r for b in sender.run(events(3), Run(time.monotonic() + 60), more) for r in b]
+    assert len(results) == 3 and asked == []

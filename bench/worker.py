@@ -24,9 +24,9 @@ class Counts:
 
 
 # A latency drain lasts some 24 round trips or more at the loopback rate (12 in the quick
-# run: ``round_trips``), so the ramp-up and the last round trip (no request can be answered sooner) weigh
-# as little as in a backlog: 1,500 rows at 200 ms were 3-4 round trips, a third of them
-# the tail. A faster worker gets more rows (``latency_count``).
+# run: ``round_trips``), so the ramp-up and the last round trip (no request can be answered
+# sooner) weigh as little as in a backlog: 1,500 rows at 200 ms were 3-4 round trips, a
+# third of them the tail. A faster worker gets more rows (``latency_count``).
 QUICK = Counts(rounds=1, loopback=600, latency={50: 1500, 200: 3000}, round_trips=12)
 FULL = Counts(rounds=5, loopback=3000, latency={50: 6000, 200: 12000}, round_trips=24)
 MOST_ROWS = 40_000

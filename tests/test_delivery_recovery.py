@@ -223,3 +223,27 @@ def test_a_latency_bound_run_tops_its_batch_up_under_the_same_token(
     assert len(delivers) == 1
     assert len([n for _, n in claims if n]) >= 2
     assert {token for token, n in claims if n} == set(delivers)
+
+
+def test_a_rate_limit_met_early_in_a_topped_up_batch_holds_the_rows_that_join_it(
+    org, conn, intake, partner_settings, monkeypatch
+):
+    """What a batch learned (here a 429's pause of the key) is written before more rows
+    join it, so they wait with the others instead of being sent into the rate limit."""
+    partner_settings(DELIVERY_BATCH_SIZE=20)
+    for n in range(120):
+        tracking.send_event(conn, title=f"e{n}", text="x")
+
+    def limited(arrival):
+        time.sleep(0.05)
+        return 429, {"X-RateLimit-Reset": "60"}, '{"errors": ["slow down"]}'
+
+    intake.respond = limited
+    monkeypatch.setitem(run_module._learned, "limit", 3)  # claims 16 x 3 rows at first
+    drain()
+    assert len(intake.arrivals) == 48  # the first claim's; none of the other 72
+    conn.refresh_from_db()
+    assert conn.paused_until is not None
+    pending = OutboxEvent.objects.filter(status="pending")
+    assert pending.count() == 120
+    assert not pending.filter(next_attempt_at__lt=conn.paused_until).exists()

@@ -177,10 +177,13 @@ class SiteBreakers:
                     failed.add(connection_id)
 
     def save(self) -> None:
-        """An answer closes a site's breaker; failures count toward opening it."""
+        """An answer closes a site's breaker; failures count toward opening it. What is
+        saved is not counted again by a later call (a batch that grows saves as it goes)."""
+        with self._lock:
+            tallies, self._tallies = self._tallies, {}
         if not enabled():
             return
-        for domain, tally in self._tallies.items():
+        for domain, tally in tallies.items():
             if tally.reset:
                 close(domain, self.now)
             if tally.faults:

@@ -220,8 +220,9 @@ class Recorder:
     # --- writing ------------------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Write everything collected: the rows' outcomes, then what concerns connections
-        (rejected keys, rate-limit pauses, alarms, last success, health checks)."""
+        """Write everything collected so far: the rows' outcomes, then what concerns
+        connections (rejected keys, rate-limit pauses, alarms, last success, health
+        checks), so rows claimed after it see the connections as they now are."""
         self.flush_rows()
         self._flush_connections()
 
@@ -251,15 +252,19 @@ class Recorder:
             signal.send(sender=OutboxEvent, **kwargs)
 
     def _flush_connections(self) -> None:
-        for conn in self._rejected.values():
+        rejected, pauses, alarms = self._rejected, self._pauses, self._alarms
+        succeeded, forbidden = self._succeeded - {0}, self._forbidden - {0}
+        self._rejected, self._pauses, self._alarms = {}, {}, {}
+        self._succeeded, self._forbidden = set(), set()
+        for conn in rejected.values():
             mark_broken(
                 conn, ConnectionStatus.API_KEY_REJECTED, API_KEY_REJECTED_REASON, "http_403"
             )
             outbox.park_pending_for_connection(conn, "api_key_rejected", self.now)
-        for conn_id, (fingerprint, until) in self._pauses.items():
+        for conn_id, (fingerprint, until) in pauses.items():
             pause_key(fingerprint, conn_id, until)
-        for code, message in self._alarms.items():
+        for code, message in alarms.items():
             raise_alarm(code, message)
-        touch_success(self._succeeded - {0})
-        if self._forbidden - {0}:
-            kick.enqueue_health_checks(sorted(self._forbidden - {0}))
+        touch_success(succeeded)
+        if forbidden:
+            kick.enqueue_health_checks(sorted(forbidden))

@@ -16,10 +16,12 @@ While latency-bound, the first request of each job goes out on one multiplexer d
 the calling thread (``inflight``; threads cost more CPU in wake-ups than the requests
 themselves), and only what an answer calls for next runs on a thread. There a request's
 wall is a lower bound of its round trip (the thread only sees an answer when it looks), so
-the round trip is the median of the recent ones, CPU and ratio are measured over a round
-trip's answers, and the limit grows by at most one per answer: connections open no faster
-than requests can use them. While ``requests`` is mocked every job runs on the sender's
-threads.
+the round trip is the median of the recent ones, the CPU is measured over a round trip's
+answers, the ratio damped over ``RATIO_ANSWERS`` answers, and the limit grows by at most
+``GROWTH`` per answer: connections open no faster than requests can use them. Once every
+job has started, the run is asked for more (``more``): the next claim's jobs start during
+the last round trip, not after it. While ``requests`` is mocked every job runs on the
+sender's threads.
 
 Jobs come in lanes, one per Datadog site, taken round-robin; while other sites have work,
 one site holds at most half the requests in flight, and a site that failed in this run
@@ -145,9 +147,9 @@ class Sender:
                         window = self._measure_process(window, self.CPU_WINDOW)
                         self._observe(wall, max(cpu, self._process_cpu))
                     else:
-                        # Hundreds of answers per round trip, in bursts: CPU and ratio are
-                        # measured over a round trip's answers, not over the last few; the
-                        # limit grows by one per answer at most (doubled per round trip),
+                        # Hundreds of answers per round trip, in bursts: the CPU is measured
+                        # over a round trip's answers, not over the last few; the limit
+                        # grows by two per answer at most (tripled per round trip),
                         # so connections open no faster than requests can use them.
                         # A request's wall is a lower bound (the last look that found no
                         # answer yet): low while the thread was busy elsewhere, high while

@@ -241,6 +241,7 @@ def run(label: str, sink: Sink, quick: bool) -> None:
         f"<= {killed.in_flight} (requests in flight at the kill)",
         killed.causes,
     )
+    _beyond_in_flight(where, killed)
     lost = after_broker_loss(sink, counts)
     _report(
         f"recovery after broker loss ({where})",
@@ -249,6 +250,27 @@ def run(label: str, sink: Sink, quick: bool) -> None:
         f"{-lost.in_flight} queued tasks deleted with the queue",
     )
     _duplicates(f"recovery after broker loss duplicates ({where})", lost, 0, "0")
+
+
+def _beyond_in_flight(where: str, killed: Outcome) -> None:
+    """The duplicates that were not in flight: answers a worker had read and not yet
+    written when it was killed. A worker reads at most ``ANSWERS_AT_ONCE`` answers before
+    it writes their outcomes, so this is at most that many per worker (whatever the
+    moment of the kill: only a kill between two groups of answers leaves none)."""
+    from django.conf import settings
+
+    from django_datadog_partner.delivery.inflight import ANSWERS_AT_ONCE
+
+    if killed.seconds is None:
+        return
+    bound = ANSWERS_AT_ONCE * settings.Q_CLUSTER["workers"]
+    beyond = max(0, killed.duplicates - killed.in_flight)
+    figure(
+        f"recovery after SIGKILL duplicates not in flight ({where})",
+        [beyond],
+        f"<= {bound} ({ANSWERS_AT_ONCE} read and not yet written per worker, by design)",
+        beyond <= bound,
+    )
 
 
 def _report(name: str, outcome: Outcome, counts: Counts, context: str) -> None:

@@ -4,9 +4,12 @@ as a share of its own loopback rate (measured in the same round, order rotated).
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
 
@@ -43,7 +46,36 @@ def latency_count(counts: Counts, latency_ms: int, loopback_rate: float) -> int:
 class Drained:
     rate: float
     opened: int  # connections the sink saw opened during the run
-    most_in_flight: int
+    most_in_flight: int  # requests the worker had in flight at once
+    most_at_sink: int  # requests the sink held unanswered at once
+
+
+@contextlib.contextmanager
+def counting_in_flight() -> Iterator[list[int]]:
+    """The most requests the worker had in flight at once (``[most]``, once the block
+    ends): jobs started and not finished, counted in the worker, since the sink stops
+    counting a request once it wrote the answer, which the worker may not have read yet
+    (it reads 16 answers per look)."""
+    from django_datadog_partner.delivery import pacing
+
+    start, run = pacing.Sender._start, pacing.Sender.run
+    now, most = [0], [0]
+
+    def counted_start(sender: Any, *args: Any) -> None:
+        now[0] += 1
+        most[0] = max(most[0], now[0])
+        start(sender, *args)
+
+    def counted_run(sender: Any, *args: Any) -> Iterator[Any]:
+        for results in run(sender, *args):
+            now[0] = max(0, now[0] - 1)  # jobs run inline (one at a time) were not counted
+            yield results
+
+    pacing.Sender._start, pacing.Sender.run = counted_start, counted_run  # type: ignore[method-assign]
+    try:
+        yield most
+    finally:
+        pacing.Sender._start, pacing.Sender.run = start, run  # type: ignore[method-assign]
 
 
 def queue_events(latency_ms: int, count: int) -> None:
@@ -61,13 +93,14 @@ def drain_rate(sink: Sink, latency_ms: int, count: int) -> Drained:
     clear()
     queue_events(latency_ms, count)
     sink.reset()
-    start = time.perf_counter()
-    summary = drain()
-    rate = count / (time.perf_counter() - start)
+    with counting_in_flight() as most:
+        start = time.perf_counter()
+        summary = drain()
+        rate = count / (time.perf_counter() - start)
     assert summary.counts.get("delivered") == count, summary
     stats = sink.stats()
     # Less the connection of the ``/_stats`` call itself, opened to read these counts.
-    return Drained(rate, stats["connections"] - 1, stats["max_in_flight"])
+    return Drained(rate, stats["connections"] - 1, most[0], stats["max_in_flight"])
 
 
 def bare_rate(count: int) -> float:
@@ -133,6 +166,7 @@ def latency_sweep(sink: Sink, counts: Counts, loopback_rate: float) -> None:
         shares = [r.rate / base * 100 for r, base in zip(runs[latency], loopback, strict=True)]
         opened = max(r.opened for r in runs[latency])
         most = max(r.most_in_flight for r in runs[latency])
+        at_sink = max(r.most_at_sink for r in runs[latency])
         share_met = statistics.median(shares) >= goal * 100
         figure(
             f"worker at {latency} ms, % of its loopback rate",
@@ -142,6 +176,7 @@ def latency_sweep(sink: Sink, counts: Counts, loopback_rate: float) -> None:
             unit="%",
             context=f"{spread([r.rate for r in runs[latency]])} vs {spread(loopback)} events/s "
             f"on loopback, {latency_count(counts, latency, loopback_rate):,} rows, "
-            f"<= {most} requests in flight, {opened} connections opened",
+            f"<= {most} requests in flight ({at_sink} at the sink), {opened} connections "
+            "opened",
             sink=True,
         )

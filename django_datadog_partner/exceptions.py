@@ -123,6 +123,8 @@ def _status(response: requests.Response | None) -> int | None:
 
 def datadog_error_messages(response: requests.Response) -> list[str]:
     """Error strings from both RFC 6749 bodies and Datadog's ``{"errors": [...]}`` shape."""
+    if b"error" not in (response.content or b""):  # both keys say it: most are not parsed
+        return []
     try:
         body = safejson.loads(response.content)
     except ValueError:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import F, Q
+from django.db.models import Q
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -232,10 +232,10 @@ class Recorder:
         if self._rewritten:
             outbox.update_each(self.token, self._rewritten, ["payload"], release=False)
         for (status, code, detail, attempted), rows in self._final.items():
-            changes: dict[str, Any] = {"attempts": F("attempts") + 1} if attempted else {}
-            outbox.held(self.token, [row.pk for row in rows]).update(
-                status=status, finished_at=self.now, last_error_code=code, last_error=detail,
-                lease_until=None, lease_token="", **changes,
+            ids = [row.pk for row in rows]
+            outbox.finish_held(
+                self.token, ids, status=status, at=self.now, code=code, detail=detail,
+                attempted=attempted,
             )  # fmt: skip
         if self._retry:
             outbox.update_each(self.token, self._retry, RETRY_FIELDS)

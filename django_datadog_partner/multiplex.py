@@ -152,10 +152,11 @@ class Multiplexer:
     ) -> tuple[list[Exchange], list[tuple[Exchange, BaseException]]]:
         """Wait up to ``timeout`` seconds for progress: (exchanges with new bytes, failed).
 
-        With ``most``, at most that many answers are read; the other sockets the selector
-        found ready keep their bytes until the next polls (which read them before looking
-        again): a caller that records each poll's answers before the next holds at most
-        ``most`` answers read and not yet recorded, whenever it stops.
+        With ``most``, at most that many ready sockets are read (and those whose answer
+        came as their request was sent, at once on a fast server); the other ones keep
+        their bytes until the next polls, which read them before looking again: a caller
+        that records each poll's answers before the next holds about ``most`` answers
+        read and not yet recorded, whenever it stops.
         """
         arrived, self._ready = self._ready, []
         if not self._failed and not arrived and not self._unread:

@@ -199,12 +199,16 @@ class Connection:
         return cls(origin, sock)
 
     def alive(self) -> bool:
-        """An idle connection is usable while nothing (data, a hang-up) is waiting on it."""
+        """An idle connection is usable while nothing (data, a hang-up) is waiting on it.
+        (``poll``, not ``select``: ``select`` refuses a descriptor past 1,023, and a pool
+        of 1,024 connections has them, which were then closed instead of reused.)"""
         try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
+            poller = select.poll()
+            poller.register(self.sock, select.POLLIN)
+            waiting = poller.poll(0)
         except (OSError, ValueError):
             return False
-        return not readable and not self.buffer
+        return not waiting and not self.buffer
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

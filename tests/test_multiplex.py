@@ -5,6 +5,8 @@ reused before one is opened, and deliveries whose jobs go out on it."""
 
 from __future__ import annotations
 
+import os
+import resource
 import socket
 import ssl
 import threading
@@ -352,13 +354,16 @@ def test_a_request_the_transport_refuses_to_frame_is_never_sent(limit: int):
 
 
 def test_a_poll_reads_at_most_the_answers_asked_for_and_leaves_the_others_in_their_sockets():
-    with server(lambda request: http("202 Accepted")) as base:
+    answer = threading.Event()  # the server answers once every request was sent
+
+    with server(lambda request: (answer.wait(5), http("202 Accepted"))[1]) as base:
         mux = Multiplexer()
         calls = [post(base) for _ in range(4)]
         for call in calls:
             mux.start(call.exchange)
         while not all(call.exchange.state == "reading" for call in calls):
-            mux.poll(0.1, most=0)  # connected and sent; nothing read
+            assert mux.poll(0.1, most=0)[0] == []  # connected and sent; nothing to read
+        answer.set()
         time.sleep(0.2)  # every answer is in its socket
         first, _ = mux.poll(0.5, most=1)
         unread = [call.exchange for call in calls if call.exchange not in first]
@@ -398,3 +403,25 @@ def test_a_sender_that_is_not_latency_bound_never_asks_for_more():
     with server(lambda request: http("202 Accepted")), Sender(16) as sender:
         results = [r for b in sender.run(events(3), Run(time.monotonic() + 60), more) for r in b]
     assert len(results) == 3 and asked == []
+
+
+def test_an_idle_connection_whose_descriptor_is_past_1023_is_reused():
+    """``select`` refuses such a descriptor; a pool of 1,024 connections has them."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if max(soft, hard) < 1600:
+        pytest.skip("descriptors past 1,023 need RLIMIT_NOFILE above 1,600")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1600), hard))
+    try:
+        with server(lambda request: http("202 Accepted")) as base:
+            mux = Multiplexer()
+            drive([post(base)], mux)
+            (conn,) = transport.origin_of(base).idle
+            high = os.dup2(conn.sock.fileno(), 1500)
+            conn.sock.close()
+            conn.sock = socket.socket(fileno=high)
+            assert conn.alive()
+            (again,) = drive([post(base)], mux)
+            assert again.status_code == 202 and mux.opened == 1  # type: ignore[attr-defined]
+            mux.close()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -68,7 +68,8 @@ class Sender:
         self._running_since: float | None = None
         #: Results already finished and about to be yielded (0: the caller would wait).
         self.finished_waiting = 0
-        self._process_cpu = 0.0  # the process's CPU per completion, as last measured
+        self._process_cpu = 0.0  # the process's CPU per request, as last measured
+        self._starts = 0  # jobs started (on a thread or the multiplexer), ever
         self._measured = False  # whether a whole window measured it
         self._pool = ThreadPoolExecutor(max_workers=self.maximum, thread_name_prefix="ddp-send")
 
@@ -102,7 +103,8 @@ class Sender:
         finished: Finished = SimpleQueue()
         loop = InFlight(run, self._pool, finished) if not transport.requests_patched() else None
         active = 0
-        window = (time.process_time(), 0)  # (process CPU at its start, completions since)
+        # (process CPU at its start, completions since, starts before it)
+        window = (time.process_time(), 0, self._starts)
         walls: deque[float] = deque(maxlen=self.WALLS)
         try:
             while lanes or active:
@@ -120,6 +122,7 @@ class Sender:
                 while active < self.limit and (taken := lanes.take(self.limit)) is not None:
                     self._start(loop, *taken, run, finished)
                     active += 1
+                    self._starts += 1
                 if not lanes and more is not None and self._latency_bound:
                     # Every job started: the next ones are claimed now, while these are in
                     # flight (the answers come a round trip later, in a wave). The claim's
@@ -127,7 +130,7 @@ class Sender:
                     # a row, it would count against the few answers of one window.
                     cpu = time.process_time()
                     extra = list(more()) if not run.too_late() else []
-                    window = (window[0] + time.process_time() - cpu, window[1])
+                    window = (window[0] + time.process_time() - cpu, *window[1:])
                     lanes.extend(extra)
                     more = more if extra else None
                     continue
@@ -180,16 +183,21 @@ class Sender:
         else:
             loop.submit(lane, job)
 
-    def _measure_process(self, window: tuple[float, int], size: int) -> tuple[float, int]:
-        started, completions = window[0], window[1] + 1
+    def _measure_process(self, window: tuple[float, int, int], size: int) -> tuple[float, int, int]:
+        """The process's CPU per request over the last ``size`` completions. A request is
+        started once and answered once, and while the limit grows more start than end:
+        the CPU is divided by the mean of the two counts, or the starts made for the
+        growth would be charged to the few answers and slow it down."""
+        started, completions, starts = window[0], window[1] + 1, window[2]
+        requests = (completions + self._starts - starts) / 2
         if completions < size:
             if not self._measured:  # until a window is whole, the average so far
-                self._process_cpu = (time.process_time() - started) / completions
-            return started, completions
+                self._process_cpu = (time.process_time() - started) / max(requests, 1)
+            return started, completions, starts
         self._measured = True
         now = time.process_time()
-        self._process_cpu = (now - started) / completions
-        return now, 0
+        self._process_cpu = (now - started) / max(requests, 1)
+        return now, 0, self._starts
 
     @property
     def latency_bound(self) -> bool:

@@ -247,3 +247,36 @@ def test_a_rate_limit_met_early_in_a_topped_up_batch_holds_the_rows_that_join_it
     pending = OutboxEvent.objects.filter(status="pending")
     assert pending.count() == 120
     assert not pending.filter(next_attempt_at__lt=conn.paused_until).exists()
+
+
+def test_a_batch_topped_up_long_after_its_start_dates_a_rate_limit_pause_from_now(
+    org, conn, intake, partner_settings, monkeypatch
+):
+    """A batch that grows can send for minutes: what it records for rows that joined it (a
+    429's pause of the key) counts from the time of the answer, not from the batch's start,
+    or the pause would already be over for every other worker."""
+    partner_settings(DELIVERY_BATCH_SIZE=20, LEASE_SECONDS=3600)  # the leases outlast the jump
+    for n in range(120):
+        tracking.send_event(conn, title=f"e{n}", text="x")
+    real_now = timezone.now
+    later = timedelta(0)
+    monkeypatch.setattr(timezone, "now", lambda: real_now() + later)
+
+    def respond(arrival):
+        nonlocal later
+        time.sleep(0.05)
+        if len(intake.arrivals) <= 48:  # the first claim's: then ten minutes go by
+            later = timedelta(minutes=10)
+            return 202
+        return 429, {"X-RateLimit-Reset": "60"}, '{"errors": ["slow down"]}'
+
+    intake.respond = respond
+    monkeypatch.setitem(run_module._learned, "limit", 3)  # claims 16 x 3 rows at first
+    drain()
+    assert len(intake.arrivals) > 48  # rows joined the batch and met the rate limit
+    conn.refresh_from_db()
+    assert conn.paused_until is not None
+    assert conn.paused_until > timezone.now() + timedelta(seconds=30)
+    retried = OutboxEvent.objects.filter(status="pending", attempts__gt=0)
+    assert retried.exists()
+    assert not retried.filter(next_attempt_at__lt=timezone.now() + timedelta(seconds=30)).exists()

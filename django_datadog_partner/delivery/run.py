@@ -235,7 +235,7 @@ def deliver(
                        breakers)  # fmt: skip
     batch = Batch(token, recorder, breakers, sending.Lease(token, claimed_at, run))
     jobs = batch.add(rows)
-    refill = (lambda: batch.add(more(token), joining=True)) if more is not None else None
+    refill = (lambda: batch.grow(more)) if more is not None else None
     if sender is None:
         with Sender(concurrency()) as own:
             sending.send(jobs, run, own, batch.rows, batch.lease, recorder, refill)
@@ -254,15 +254,19 @@ class Batch:
         self.token, self.recorder, self.breakers, self.lease = token, recorder, breakers, lease
         self.rows: dict[int, OutboxEvent] = {}  # the rows sent, by id, until answered
 
-    def add(
-        self, rows: list[OutboxEvent], *, joining: bool = False
-    ) -> list[tuple[str, transmit.Job]]:
-        """Route ``rows``, record those not to send now, and return the others' jobs. With
-        ``joining`` (rows that join a batch already sending), what the batch learned so far
-        is written first: a rejected key, a rate-limit pause, a breaker's count."""
-        if joining:
-            self.recorder.flush()
-            self.breakers.save()
+    def grow(self, more: Callable[[str], list[OutboxEvent]]) -> list[tuple[str, transmit.Job]]:
+        """The jobs of the rows ``more(token)`` claims to join the batch. What the batch
+        learned so far is written first (a rejected key, a rate-limit pause, a breaker's
+        count), so the claim and the rows see it; then the batch's clock is read again: a
+        batch that grows can send for minutes, and a pause, a backoff or a breaker's
+        cooldown counted from its start would be over before it begins."""
+        self.recorder.flush()
+        self.breakers.save()
+        self.recorder.now = self.breakers.now = timezone.now()
+        return self.add(more(self.token))
+
+    def add(self, rows: list[OutboxEvent]) -> list[tuple[str, transmit.Job]]:
+        """Route ``rows``, record those not to send now, and return the others' jobs."""
         if not rows:
             return []
         recorder = self.recorder

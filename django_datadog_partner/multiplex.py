@@ -184,6 +184,8 @@ class Multiplexer:
             exchange = self._unread.popleft()
             if exchange in self._exchanges and self._step(exchange):
                 arrived.append(exchange)
+            if exchange in self._exchanges:  # waits again (``_expire`` left it out)
+                self._soonest = min(self._soonest, self._limit(exchange))
         now = time.monotonic()
         if now >= self._soonest:
             self._expire(now)
@@ -236,13 +238,18 @@ class Multiplexer:
 
     def _expire(self, now: float) -> None:
         """Fail the exchanges whose wait has ended; ``_soonest`` becomes exact again. (Once
-        set, a wait only moves later, except through ``_wait``, which lowers ``_soonest``.)"""
-        for exchange in [e for e in self._exchanges if self._limit(e) <= now]:
+        set, a wait only moves later, except through ``_wait``, which lowers ``_soonest``.)
+        Those in ``_unread`` are left out: their bytes came while they waited, and they are
+        read (and wait again) at the next polls."""
+        unread = set(self._unread)
+        waiting = [e for e in self._exchanges if e not in unread]
+        for exchange in [e for e in waiting if self._limit(e) <= now]:
             if exchange.state in (CONNECTING, HANDSHAKE):
                 self._fail(exchange, ConnectTimeoutError("Connecting timed out (TimeoutError)."))
             else:
                 self._fail(exchange, TimeoutError("The call's deadline has passed."))
-        self._soonest = min((self._limit(e) for e in self._exchanges), default=math.inf)
+        self._soonest = min((self._limit(e) for e in waiting if e in self._exchanges),
+                            default=math.inf)  # fmt: skip
 
     def _fail(self, exchange: Exchange, error: BaseException) -> None:
         self.settle(exchange, keep=False)

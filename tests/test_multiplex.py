@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import resource
+import select
 import socket
 import ssl
 import threading
@@ -28,7 +29,7 @@ from django_datadog_partner.exceptions import (
     RetryableError,
     TransportRefusedError,
 )
-from django_datadog_partner.multiplex import Multiplexer
+from django_datadog_partner.multiplex import Exchange, Multiplexer
 from django_datadog_partner.regions import get_site
 from tests.loopback import tcp_server
 from tests.test_client_tls import self_signed
@@ -425,3 +426,43 @@ def test_an_idle_connection_whose_descriptor_is_past_1023_is_reused():
             mux.close()
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_an_answer_left_in_its_socket_by_a_poll_is_not_failed_as_a_timeout_meanwhile():
+    """Bytes that came within the read timeout, left for a later poll (``most``), are read
+    then: the wait for them ended when they came, not when the poll gets to them."""
+    answer = threading.Event()  # the server answers once every request was sent
+    reply = http("202 Accepted")
+    with server(lambda request: (answer.wait(5), reply)[1], timeouts=(5.0, 0.3)) as base:
+        mux = Multiplexer()
+        calls = [post(base) for _ in range(3)]
+        for call in calls:
+            mux.start(call.exchange)
+        while not all(call.exchange.state == "reading" for call in calls):
+            assert mux.poll(0.1, most=0) == ([], [])
+        answer.set()
+        for call in calls:  # every answer is in its socket, within the read timeout
+            assert call.exchange.conn is not None
+            sock = call.exchange.conn.sock
+            assert select.select([sock], [], [], 5)[0] == [sock]
+            assert sock.recv(1, socket.MSG_PEEK) == b"H"
+        statuses: list[int] = []
+
+        def answered(arrived: list[Exchange]) -> None:
+            for exchange in arrived:
+                assert isinstance(exchange.tag, Call)
+                got = exchange.tag.answer()
+                assert got is not None
+                mux.settle(exchange, keep=got[1])
+                statuses.append(got[0].status_code)
+
+        arrived, failed = mux.poll(0.5, most=1)
+        assert len(arrived) == 1 and failed == []
+        answered(arrived)
+        time.sleep(0.6)  # past the read timeout of the two left in their sockets
+        for _ in range(2):
+            arrived, failed = mux.poll(0.5, most=1)
+            assert failed == []
+            answered(arrived)
+        assert statuses == [202] * 3
+        mux.close()

@@ -286,3 +286,32 @@ def test_a_batch_that_reaches_another_site_loads_that_sites_breaker_once(
     assert breakers.admit(EU, 8, [3, 4]) == ([3], [4])
     with django_assert_num_queries(0):
         breakers.watch({US, EU})
+
+
+def test_a_grown_batch_sees_a_breaker_whose_cooldown_ended_as_the_database_says(breaker_settings):
+    """A batch that grows past a site's cooldown looks at that site's breaker again: closed
+    by another run meanwhile, its rows are sent, not held until a time already past."""
+    now = timezone.now()
+    SiteBreaker.objects.create(
+        domain=EU, failures=3, open_until=now + timedelta(seconds=30), failing_connections=[7]
+    )
+    breakers = breaker.SiteBreakers({EU}, now)
+    assert breakers.admit(EU, 7, [1, 2]) == ((), [1, 2])  # open: connection 7 failed there
+    breaker.close(EU, now)  # another run's probe was answered
+    breakers.now = now + timedelta(seconds=90)  # the batch grew past the cooldown
+    breakers.watch({EU})
+    assert breakers.held == {}
+    assert breakers.admit(EU, 7, [3, 4]) == ([3, 4], ())
+    assert not breakers.tripped(EU, 7)
+
+
+def test_a_grown_batch_takes_the_probe_of_a_breaker_whose_cooldown_ended(breaker_settings):
+    now = timezone.now()
+    SiteBreaker.objects.create(
+        domain=EU, failures=3, open_until=now + timedelta(seconds=30), failing_connections=[7]
+    )
+    breakers = breaker.SiteBreakers({EU}, now)
+    breakers.now = now + timedelta(seconds=90)  # the cooldown is over: one probe
+    breakers.watch({EU})
+    assert breakers.held == {EU: breakers.now + timedelta(seconds=60)}
+    assert breakers.admit(EU, 7, [3, 4]) == ([3], [4])

@@ -94,8 +94,16 @@ class SiteBreakers:
 
     def watch(self, domains: Collection[str]) -> None:
         """Load the breakers of ``domains`` not watched yet (a batch that grows may reach
-        more sites)."""
-        new = set(domains) - self._watched
+        more sites), and again those of sites held until a time now past (a batch that
+        grows past a cooldown: the breaker may have closed, or its probe is due)."""
+        over = {domain for domain, until in self.held.items() if until <= self.now}
+        with self._lock:
+            for domain in over:
+                del self.held[domain]
+                self._probing.discard(domain)
+                self._failed.pop(domain, None)
+                self._faults.pop(domain, None)
+        new = (set(domains) - self._watched) | over
         self._watched |= new
         if enabled() and new:
             self._load(new)

@@ -332,6 +332,28 @@ def test_a_site_that_keeps_failing_trips_its_breaker_and_the_rest_is_held(
 # --- One validate per connection, and only that connection waits for it ---------------------
 
 
+def test_a_connection_whose_key_changed_during_the_run_has_its_new_key_validated(
+    mocked_http: responses.RequestsMock,
+) -> None:
+    """A run outlives its first claim (rows join it): a connection's key may be replaced
+    meanwhile, and the old key's refusal must not mark the new one refused."""
+    valid = {KEY_A: False, KEY_B: True}
+
+    def validate(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        return (
+            (200, {}, '{"valid": true}')
+            if valid[request.headers["DD-API-KEY"]]
+            else (403, {}, '{"errors": ["Forbidden"]}')
+        )
+
+    mocked_http.add_callback("GET", VALIDATE_URL, callback=validate)
+    shared = run()
+    assert shared.is_rejected(target(1, KEY_A)) is True
+    assert shared.is_rejected(target(1, KEY_B)) is False  # the new key, asked for itself
+    assert shared.is_rejected(target(1, KEY_A)) is True
+    assert len([c for c in mocked_http.calls if c.request.url == VALIDATE_URL]) == 2
+
+
 def test_a_slow_validate_for_one_connection_never_stalls_another(
     mocked_http: responses.RequestsMock,
 ) -> None:

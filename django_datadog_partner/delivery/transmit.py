@@ -24,6 +24,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from .. import packing, payloads
 from ..client import Call, DatadogClient, Verdict, classify
+from ..crypto import fingerprint
 from ..exceptions import (
     DatadogPartnerError,
     TransportRefusedError,
@@ -112,28 +113,30 @@ class Result:
 class Run:
     """What the sends of one claimed batch share: the time after which no request may
     start (the batch's lease would end before the answer), the sites' breakers, and
-    ``GET /api/v1/validate`` made at most once per connection."""
+    ``GET /api/v1/validate`` made at most once per connection and key (rows that join the
+    batch later may carry a connection's new key)."""
 
     def __init__(self, send_by: float, breakers: SiteBreakers | None = None) -> None:
         self.send_by = send_by
         self.breakers = breakers if breakers is not None else SiteBreakers((), timezone.now())
         self._lock = threading.Lock()
         self._key_locks: dict[int, threading.Lock] = {}
-        self._known: dict[int, bool | None] = {}
+        self._known: dict[tuple[int, str], bool | None] = {}  # by (connection, key's fingerprint)
 
     def too_late(self) -> bool:
         return time.monotonic() >= self.send_by
 
     def is_rejected(self, target: Target) -> bool | None:
-        """Whether Datadog refuses the connection's key, asked once per connection. Only
-        that connection's lock is held across the request: other threads keep sending."""
+        """Whether Datadog refuses the connection's key, asked once per connection and key.
+        Only that connection's lock is held across the request: other threads keep sending."""
+        known = (target.connection_id, fingerprint(target.api_key))
         with self._lock:
             key_lock = self._key_locks.setdefault(target.connection_id, threading.Lock())
         with key_lock:
-            if target.connection_id not in self._known:
+            if known not in self._known:
                 valid = DatadogClient(target.site).validate_api_key(target.api_key)
-                self._known[target.connection_id] = None if valid is None else not valid
-            return self._known[target.connection_id]
+                self._known[known] = None if valid is None else not valid
+            return self._known[known]
 
 
 @dataclass(frozen=True)

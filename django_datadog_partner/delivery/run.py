@@ -261,6 +261,7 @@ class Batch:
         batch that grows can send for minutes, and a pause, a backoff or a breaker's
         cooldown counted from its start would be over before it begins."""
         self.recorder.flush()
+        self.lease.unwritten.clear()
         self.breakers.save()
         self.recorder.now = self.breakers.now = timezone.now()
         return self.add(more(self.token))

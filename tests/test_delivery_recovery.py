@@ -197,7 +197,7 @@ def test_a_latency_bound_run_tops_its_batch_up_under_the_same_token(
         tracking.send_event(conn, title=f"e{n}", text="x")
 
     def slow(arrival):
-        time.sleep(0.05)  # a long round trip next to the CPU a request costs
+        time.sleep(0.1)  # a long round trip next to the CPU a request costs (even loaded)
         return 202
 
     intake.respond = slow

@@ -5,7 +5,10 @@ PostgreSQL; ``SKIP LOCKED`` where the database has it), so overlapping runs neve
 row and a killed worker's rows come back when the lease ends. HTTP happens on one
 multiplexer driven by the calling thread (``transmit`` jobs, paced by ``pacing``, made by
 ``inflight``); the outcomes are written by the calling thread (``outcomes.Recorder``), only
-on rows still holding this run's lease.
+on rows still holding this run's lease. While the round trip dominates, a batch (``Batch``)
+grows: more rows are claimed to its lease as its last requests start, so no round trip is
+spent waiting between two claims. (Over 300 lines: claiming, the batch and the drain loop
+share the lease, the clock and the sender, and split apart they would pass all three.)
 """
 
 from __future__ import annotations

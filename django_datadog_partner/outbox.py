@@ -272,20 +272,16 @@ def finish_held(
         return 0
     db = connections[router.db_for_write(OutboxEvent)]
     quote = db.ops.quote_name
-    field = OutboxEvent._meta.get_field("finished_at")
-    attempts = f", {quote('attempts')} = {quote('attempts')} + 1" if attempted else ""
-    sql = (
-        f"UPDATE {quote(OutboxEvent._meta.db_table)} SET {quote('status')} = %s, "  # noqa: S608
-        f"{quote('finished_at')} = %s, {quote('last_error_code')} = %s, "
-        f"{quote('last_error')} = %s, {quote('lease_until')} = NULL, "
-        f"{quote('lease_token')} = ''{attempts} WHERE {quote('id')} IN "
-        f"({', '.join(['%s'] * len(ids))}) AND {quote('lease_token')} = %s "
-        f"AND {quote('status')} = %s"
-    )  # names come from the model, quoted; values are parameters
-    params = [status, field.get_db_prep_save(at, db), code, detail, *ids, token,
-              OutboxStatus.PENDING.value]  # fmt: skip
+    assignments = [f"{quote(name)} = %s" for name in ("status", "finished_at", "last_error_code",
+                                                      "last_error")]  # fmt: skip
+    if attempted:
+        assignments.append(f"{quote('attempts')} = {quote('attempts')} + 1")
+    finished_at = OutboxEvent._meta.get_field("finished_at").get_db_prep_save(at, db)
     with db.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(
+            _update_held(db, assignments, len(ids)),
+            [status, finished_at, code, detail, *ids, token, OutboxStatus.PENDING.value],
+        )
         return cursor.rowcount
 
 
@@ -298,22 +294,33 @@ def update_each(
     if not rows:
         return
     db = connections[router.db_for_write(OutboxEvent)]
-    quote = db.ops.quote_name
     columns: list[Any] = [OutboxEvent._meta.get_field(name) for name in fields]
-    assignments = [f"{quote(column.column)} = %s" for column in columns]
-    if release:
-        assignments += [f"{quote('lease_until')} = NULL", f"{quote('lease_token')} = ''"]
-    sql = (
-        f"UPDATE {quote(OutboxEvent._meta.db_table)} SET {', '.join(assignments)} "  # noqa: S608
-        f"WHERE {quote('id')} = %s AND {quote('lease_token')} = %s AND {quote('status')} = %s"
-    )  # names come from the model, quoted; values are parameters
+    assignments = [f"{db.ops.quote_name(column.column)} = %s" for column in columns]
     params = [
         [column.get_db_prep_save(getattr(row, column.attname), db) for column in columns]
         + [row.pk, token, OutboxStatus.PENDING.value]
         for row in rows
     ]
     with db.cursor() as cursor:
-        cursor.executemany(sql, params)
+        cursor.executemany(_update_held(db, assignments, 1, release=release), params)
+
+
+def _update_held(db: Any, assignments: list[str], ids: int, *, release: bool = True) -> str:
+    """``UPDATE`` of the outbox rows among ``ids`` ids (parameters after the assignments')
+    still pending and leased to a token (the last two parameters), releasing the lease
+    unless told not to: ``held()``'s condition, written once for the hand-built writes."""
+    quote = db.ops.quote_name
+    if release:
+        assignments = [
+            *assignments,
+            f"{quote('lease_until')} = NULL",
+            f"{quote('lease_token')} = ''",
+        ]
+    return (
+        f"UPDATE {quote(OutboxEvent._meta.db_table)} SET {', '.join(assignments)} "  # noqa: S608
+        f"WHERE {quote('id')} IN ({', '.join(['%s'] * ids)}) AND {quote('lease_token')} = %s "
+        f"AND {quote('status')} = %s"
+    )  # names come from the model, quoted; values are parameters
 
 
 # --- Rows of one connection or site ----------------------------------------------------

@@ -2,14 +2,13 @@
 the answers come, its lease kept while they are in flight.
 
 Outcomes are written every ``FLUSH_EVERY`` answers or ``FLUSH_AFTER`` seconds, and while
-the run is latency-bound also at the end of every burst of answers (those the sender read
-in one look at its sockets), before it reads more or starts more requests: a worker killed
-mid-batch re-sends the requests it had in flight and at most the one burst it was
-recording. (A write every sixteenth of a round trip left some 15 answers read and not
-written at a SIGKILL in the bench; bursts keep the writes few, since answers that arrive
-during a write wait in the sockets for the next burst.) The lease is renewed every
-quarter of ``LEASE_SECONDS``, so a killed worker's rows come back within ``LEASE_SECONDS``
-of its last renewal, however long its batch would have taken.
+the run is latency-bound also after each look at the sockets, which reads at most
+``ANSWERS_AT_ONCE`` answers (the others wait in their sockets): a worker killed mid-batch
+re-sends the requests it had in flight and at most that many answers it had read and not
+written. (A write every sixteenth of a round trip, after a look that read every ready
+socket, left some 15-60 answers read and not written at a SIGKILL in the bench.) The lease
+is renewed every quarter of ``LEASE_SECONDS``, so a killed worker's rows come back within
+``LEASE_SECONDS`` of its last renewal, however long its batch would have taken.
 """
 
 from __future__ import annotations

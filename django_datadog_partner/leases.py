@@ -7,20 +7,25 @@ Python. Here PostgreSQL and SQLite (3.35+) do it in one statement: the due ids a
 rows still pending and lease-free are leased, and their claimed columns come back, turned
 into instances with the fields' own converters (on PostgreSQL, times as epoch microseconds:
 ``_returned``) and without ``Model.__init__`` (the other columns stay deferred, as with
-``.only()``). Other databases keep the three statements.
+``.only()``), a column at a time. The due rows' SQL is compiled once (``Due``) and payloads
+are decoded without ``json.loads``' whitespace scans: with both, the Python around the
+statement takes under half what it did. Other databases keep the three statements.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, router, transaction
-from django.db.models import QuerySet
+from django.db.models import JSONField, QuerySet
 from django.db.models.base import ModelState
 
 from .models import OutboxEvent
@@ -34,9 +39,24 @@ def one_statement(db: Any) -> bool:
     return db.vendor == "sqlite" and db.Database.sqlite_version_info >= (3, 35)
 
 
+@dataclass(frozen=True)
+class Due:
+    """The due rows ``build(now, since)`` selects, in the order to take them. A claim's
+    candidates come in this form so their SQL is compiled once per database, limit and
+    shape (with ``since`` or without), and only the times change from claim to claim:
+    building and compiling the queryset cost a tenth of a 200-row claim."""
+
+    build: Callable[[datetime, datetime | None], QuerySet[OutboxEvent]]
+    now: datetime
+    since: datetime | None = None
+
+    def queryset(self) -> QuerySet[OutboxEvent]:
+        return self.build(self.now, self.since)
+
+
 def lease(
     token: str,
-    candidates: QuerySet[OutboxEvent],
+    candidates: QuerySet[OutboxEvent] | Due,
     limit: int,
     now: datetime,
     until: datetime,
@@ -46,14 +66,17 @@ def lease(
     ``token`` until ``until``; the rows this claim got, by id, with ``fields`` loaded."""
     db = connections[router.db_for_write(OutboxEvent)]
     if not one_statement(db):
-        return _three_statements(token, candidates, limit, now, until, fields)
+        chosen = candidates.queryset() if isinstance(candidates, Due) else candidates
+        return _three_statements(token, chosen, limit, now, until, fields)
     meta = OutboxEvent._meta
     quote = db.ops.quote_name
     # The lease's own values are known: not read back (each timestamp costs a conversion).
     known = {"lease_until": until, "lease_token": token}
     columns: list[Any] = [meta.pk, *(meta.get_field(name) for name in fields if name not in known)]
-    picked = candidates.values("pk")[:limit].query
-    inner, inner_params = picked.get_compiler(using=db.alias).as_sql()
+    if isinstance(candidates, Due):
+        inner, inner_params = _picked(db.alias, candidates, limit)
+    else:
+        inner, inner_params = _compile(db, candidates, limit)
     if db.features.has_select_for_update_skip_locked:
         inner += " FOR UPDATE SKIP LOCKED"
     guard, guard_params = _guard(db.alias), (field_now(db, now), *NOT_PENDING)
@@ -75,6 +98,43 @@ def lease(
     return sorted(rows, key=lambda row: row.pk)
 
 
+def _compile(db: Any, candidates: QuerySet[OutboxEvent], limit: int) -> tuple[str, list[Any]]:
+    sql, params = candidates.values("pk")[:limit].query.get_compiler(using=db.alias).as_sql()
+    return sql, list(params)
+
+
+def _picked(alias: str, due: Due, limit: int) -> tuple[str, list[Any]]:
+    """The SQL picking ``limit`` of ``due``'s rows, and its parameters for ``due``'s times."""
+    db = connections[alias]
+    sql, slots = _template(alias, due.build, limit, due.since is not None)
+    times = {NOW: field_now(db, due.now), SINCE: due.since and field_now(db, due.since)}
+    return sql, [times[slot] if type(slot) is _Slot else slot for slot in slots]
+
+
+class _Slot(str):
+    """Where a compiled template takes one of the claim's times."""
+
+
+NOW, SINCE = _Slot("now"), _Slot("since")
+
+
+@functools.lru_cache(maxsize=32)
+def _template(alias: str, build: Any, limit: int, with_since: bool) -> tuple[str, tuple[Any, ...]]:
+    """``build``'s SQL for ``limit`` rows, compiled with two sets of stand-in times: the
+    parameters that follow the times become slots, the others are taken as they are."""
+    db = connections[alias]
+    compiled = []
+    for now, since in ((PROBE, PROBE + ONE_DAY), (PROBE + 2 * ONE_DAY, PROBE + 3 * ONE_DAY)):
+        queryset = build(now, since if with_since else None)
+        sql, params = _compile(db, queryset, limit)
+        stand_ins = {field_now(db, now): NOW, field_now(db, since): SINCE}
+        compiled.append((sql, [stand_ins.get(value, value) for value in params]))
+    (sql, slots), (again, slots_again) = compiled
+    if sql != again or slots != slots_again:
+        raise ImproperlyConfigured("The outbox's due rows do not compile to one statement.")
+    return sql, tuple(slots)
+
+
 def field_now(db: Any, now: datetime) -> Any:
     return OutboxEvent._meta.get_field("lease_until").get_db_prep_value(now, db)
 
@@ -92,6 +152,7 @@ def _guard(alias: str) -> str:
 
 
 PROBE = datetime(2000, 1, 1, tzinfo=UTC)
+ONE_DAY = timedelta(days=1)
 
 
 def _free(now: datetime) -> QuerySet[OutboxEvent]:
@@ -128,8 +189,29 @@ def _returned(db: Any, columns: list[Any]) -> tuple[list[str], dict[str, Any]]:
         if epoch and column.get_internal_type() == "DateTimeField":
             name = f"(EXTRACT(EPOCH FROM {name}) * 1000000)::bigint"
             loaders[column.attname] = [_from_epoch]
+        elif isinstance(column, JSONField) and column.decoder is None:
+            loaders[column.attname] = [_json_loader(column)]
         returned.append(name)
     return returned, loaders
+
+
+_decoder = json.JSONDecoder()
+
+
+def _json_loader(field: JSONField[Any]) -> Any:
+    """``field.from_db_value`` without ``json.loads``' two whitespace scans around the
+    document (the database's text has none): a third of decoding a payload. Anything else
+    still goes through the field's own converter."""
+
+    def from_json(value: Any, expression: Any, db: Any) -> Any:
+        if type(value) is str:
+            with contextlib.suppress(ValueError):
+                decoded, end = _decoder.raw_decode(value)
+                if end == len(value):
+                    return decoded
+        return field.from_db_value(value, expression, db)
+
+    return from_json
 
 
 def _instances(
@@ -141,28 +223,26 @@ def _instances(
     """Model instances from rows of ``columns`` (values converted as the ORM would, or by
     ``loaders`` where given: only the columns that have converters go through them, the
     others are taken as fetched)."""
+    if not found:
+        return []
     attnames = [column.attname for column in columns]
-    converted = []
-    for column in columns:
+    # Converted a column at a time: one comprehension per converter, not a call per value.
+    by_column = [list(values) for values in zip(*found, strict=True)]
+    for n, column in enumerate(columns):
         col = column.get_col(OutboxEvent._meta.db_table)
         functions = (loaders or {}).get(column.attname) or [
             *db.ops.get_db_converters(col),
             *column.get_db_converters(db),
         ]
-        if functions:
-            converted.append((column.attname, col, functions))
+        for function in functions:
+            by_column[n] = [function(value, col, db) for value in by_column[n]]
     rows = []
     alias = db.alias
-    for values in found:
+    for values in zip(*by_column, strict=True):
         row = OutboxEvent.__new__(OutboxEvent)
         state = ModelState()
         state.adding, state.db = False, alias
         data: dict[str, Any] = dict(zip(attnames, values, strict=True))
-        for attname, col, functions in converted:
-            value = data[attname]
-            for function in functions:
-                value = function(value, col, db)
-            data[attname] = value
         data["_state"] = state
         row.__dict__.update(data)
         rows.append(row)

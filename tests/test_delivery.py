@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 import requests
 import responses
-from django.db import transaction
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection, transaction
 from django.utils import timezone
 
-from django_datadog_partner import delivery, payloads, signals, tracking
+from django_datadog_partner import delivery, leases, payloads, signals, tracking
 from django_datadog_partner.models import (
     Alarm,
     ConnectionStatus,
@@ -283,6 +284,56 @@ def test_a_claimed_row_holds_the_values_the_orm_reads_back(org, conn):
             if name in ("event_time", "next_attempt_at"):
                 assert claimed.utcoffset() == timedelta(0) and claimed.tzinfo == read.tzinfo
     assert sorted(row.event_time for row in rows) == [when.replace(microsecond=0), when]
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        '{"a": [1, 2.5, null], "b": "\\u00e9"}',
+        ' {"a": 1} ',
+        '"text"',
+        '{"a": 1} and more',
+        "not json",
+        "",
+        None,
+    ],
+)
+def test_a_claimed_payload_decodes_as_the_json_field_would(stored):
+    field: Any = OutboxEvent._meta.get_field("payload")
+    expected = field.from_db_value(stored, None, connection)
+    decoded = leases._json_loader(field)(stored, None, connection)
+    assert (decoded, type(decoded)) == (expected, type(expected))
+
+
+def test_a_claim_through_its_compiled_due_rows_leases_what_the_queryset_would(org, conn):
+    """The compiled template of the due rows takes each claim's own times: rows retried
+    since the run started are left alone, rows due later are not taken."""
+    from django_datadog_partner.delivery.run import _due
+
+    for n in range(6):
+        tracking.send_event(org, title=str(n), text="x")
+    now = timezone.now()
+    ids = sorted(OutboxEvent.objects.values_list("pk", flat=True))
+    OutboxEvent.objects.filter(pk=ids[0]).update(attempts=1, next_attempt_at=now)  # retried
+    OutboxEvent.objects.filter(pk=ids[1]).update(next_attempt_at=now + timedelta(hours=1))
+    until = now + timedelta(minutes=2)
+    for token, since in (("before", now - timedelta(seconds=5)), ("after", now + timedelta(1))):
+        expected = sorted(_due(now, since).values_list("pk", flat=True))
+        rows = leases.lease(token, leases.Due(_due, now, since), 10, now, until, ["kind"])
+        assert [row.pk for row in rows] == expected
+        OutboxEvent.objects.update(lease_until=None, lease_token="")
+    assert expected == [ids[0], *ids[2:]]  # retried before the second run started: taken
+    rows = leases.lease("later", leases.Due(_due, now + timedelta(hours=2)), 10, now, until, [])
+    assert sorted(row.pk for row in rows) == ids  # no run start: the retried row too
+
+
+def test_due_rows_whose_sql_depends_on_the_time_are_refused(org, conn):
+    def by_day(now, since):
+        return OutboxEvent.objects.filter(attempts__lte=now.day)
+
+    now = timezone.now()
+    with pytest.raises(ImproperlyConfigured, match="one statement"):
+        leases.lease("t", leases.Due(by_day, now), 3, now, now, [])
 
 
 def test_a_run_whose_lease_was_taken_over_records_nothing(org, conn, intake):

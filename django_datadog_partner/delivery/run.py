@@ -58,7 +58,7 @@ def claim(
     """
     now = timezone.now()
     token = token or uuid.uuid4().hex
-    rows = _lease(token, _due(now, run_started), limit, now)
+    rows = _lease(token, leases.Due(_due, now, run_started), limit, now)
     if not rows:
         return token, []
     return token, rows + _fill_batches(token, rows, now, run_started)
@@ -102,7 +102,7 @@ def _due(now: datetime, run_started: datetime | None) -> QuerySet[OutboxEvent]:
 
 
 def _lease(
-    token: str, candidates: QuerySet[OutboxEvent], limit: int, now: datetime
+    token: str, candidates: QuerySet[OutboxEvent] | leases.Due, limit: int, now: datetime
 ) -> list[OutboxEvent]:
     """Lease up to ``limit`` of ``candidates`` to ``token``; the rows this run got, by id.
 

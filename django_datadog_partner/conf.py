@@ -226,7 +226,7 @@ class PartnerSettings:
     def DELIVERY_CONCURRENCY(self) -> int:
         """Most requests in flight per delivery task (bounded by the HTTP pool size); a task
         uses as many as the round trip needs (Little's law, ``delivery/pacing.py``)."""
-        return max(1, int(self._get("DELIVERY_CONCURRENCY", 1024)))
+        return max(1, int(self._get("DELIVERY_CONCURRENCY", 2048)))
 
     @property
     def DELIVERY_BATCH_SIZE(self) -> int:

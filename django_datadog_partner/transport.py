@@ -47,7 +47,10 @@ from requests.utils import get_encoding_from_headers
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProtocolError
 
 #: Idle connections kept alive per origin (the most requests a delivery run has in flight).
-POOL_SIZE = 1024
+POOL_SIZE = 2048
+#: Descriptors left for everything else a worker opens (database, broker, logs, pipes): at
+#: least this many, and at least an eighth of the limit.
+RESERVED_DESCRIPTORS = 64
 #: Longest status or header line, most header lines, longest chunk-size line of an answer.
 MAX_LINE, MAX_HEADERS = 65536, 100
 READ_SIZE = 65536
@@ -124,7 +127,10 @@ class Origin:
         return None
 
     def checkin(self, conn: Connection) -> None:
-        if len(self.idle) < POOL_SIZE:
+        """Keep ``conn`` alive, unless this origin keeps ``POOL_SIZE`` already or every
+        origin together keeps their half of ``socket_budget()``."""
+        kept = sum(len(origin.idle) for origin in list(_origins.values()))
+        if len(self.idle) < POOL_SIZE and kept < socket_budget() // 2:
             self.idle.append(conn)
         else:
             conn.close()
@@ -136,6 +142,21 @@ def origin_of(origin: str) -> Origin:
         with _lock:
             found = _origins.setdefault(origin, Origin(origin))
     return found
+
+
+def socket_budget() -> int:
+    """Sockets this process may hold to Datadog: its descriptor limit (the soft
+    ``RLIMIT_NOFILE``, often 1,024 under systemd) less a reserve. Past the limit every new
+    connection fails (``EMFILE``), which would read as a site that does not answer. Half
+    of it is for requests in flight, half for idle connections kept alive."""
+    try:
+        import resource
+    except ImportError:  # not a Unix: no such limit to keep under
+        return 2 * POOL_SIZE
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 2 * POOL_SIZE
+    return max(2, soft - max(RESERVED_DESCRIPTORS, soft // 8))
 
 
 def idle_connections(origin: str) -> int:
@@ -201,7 +222,7 @@ class Connection:
     def alive(self) -> bool:
         """An idle connection is usable while nothing (data, a hang-up) is waiting on it.
         (``poll``, not ``select``: ``select`` refuses a descriptor past 1,023, and a pool
-        of 1,024 connections has them, which were then closed instead of reused.)"""
+        of 2,048 connections has them, which were then closed instead of reused.)"""
         try:
             poller = select.poll()
             poller.register(self.sock, select.POLLIN)

@@ -469,3 +469,75 @@ def test_an_answer_left_in_its_socket_by_a_poll_is_not_failed_as_a_timeout_meanw
             answered(arrived)
         assert statuses == [202] * 3
         mux.close()
+
+
+def limit_descriptors(monkeypatch: pytest.MonkeyPatch, soft: int) -> None:
+    """The process reads ``soft`` as its descriptor limit (the real one is unchanged)."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (soft, hard))
+
+
+def test_a_run_keeps_its_requests_in_flight_within_half_the_descriptor_limit(monkeypatch):
+    from django_datadog_partner.delivery.run import concurrency
+
+    limit_descriptors(monkeypatch, 1024)  # systemd's usual soft limit
+    assert transport.socket_budget() == 896 and concurrency() == 448
+    limit_descriptors(monkeypatch, resource.RLIM_INFINITY)
+    assert concurrency() == 2048  # DELIVERY_CONCURRENCY's default, the pool's size
+    with override_settings(DATADOG_PARTNER={"DELIVERY_CONCURRENCY": 10}):
+        assert concurrency() == 10
+
+
+def test_idle_connections_kept_alive_stay_within_the_other_half(monkeypatch):
+    limit_descriptors(monkeypatch, 68)  # a budget of 4: 2 in flight, 2 kept idle
+    with server(lambda request: http("202 Accepted")) as base:
+        mux = Multiplexer()
+        drive([post(base) for _ in range(4)], mux)
+        assert mux.opened == 4 and transport.idle_connections(base) == 2
+        mux.close()
+
+
+LOW_LIMIT_WORKER = """
+import resource, sys, time
+import django
+django.setup()
+from django.test import override_settings
+from django_datadog_partner.delivery import transmit
+from django_datadog_partner.delivery.pacing import Sender
+from django_datadog_partner.delivery.run import concurrency
+from tests.test_multiplex import SITE, events
+
+resource.setrlimit(resource.RLIMIT_NOFILE, (160, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+base = sys.argv[1]
+sites = {SITE: {"web_url": base, "api_url": base, "logs_url": base}}
+with override_settings(DATADOG_PARTNER={"EXTRA_SITES": sites}):
+    limit = concurrency()
+    with Sender(limit, start=limit) as sender:
+        run = transmit.Run(time.monotonic() + 60)
+        results = [r for batch in sender.run(events(300), run) for r in batch]
+print(limit, sorted({r.verdict for r in results}), len(results))
+"""
+
+
+def test_a_worker_under_a_low_descriptor_limit_sends_every_request():
+    """Under a limit of 160 descriptors, a run that kept the default 2,048 requests in
+    flight opened sockets until ``EMFILE``, and each request past it failed as a site
+    that does not answer (a retry, and a count towards the site's breaker)."""
+    import subprocess
+    import sys
+
+    def answer_late(request: bytes) -> bytes:
+        time.sleep(0.05)
+        return http("202 Accepted")
+
+    with server(answer_late) as base:
+        done = subprocess.run(
+            [sys.executable, "-c", LOW_LIMIT_WORKER, base],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[-2] == "48 ['delivered'] 300"

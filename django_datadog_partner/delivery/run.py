@@ -31,7 +31,7 @@ from ..exceptions import CredentialsUnreadableError, InvalidSiteError
 from ..models import Connection, ConnectionStatus, OutboxEvent, OutboxKind, OutboxStatus
 from ..regions import get_site
 from ..status import mark_broken, reveal
-from ..transport import POOL_SIZE
+from ..transport import POOL_SIZE, socket_budget
 from . import routing, sending, transmit
 from .breaker import SiteBreakers
 from .outcomes import Recorder, Summary, max_age
@@ -298,8 +298,9 @@ class Batch:
 
 
 def concurrency() -> int:
-    """Most requests a run keeps in flight (``DELIVERY_CONCURRENCY``, at most the pool)."""
-    return min(app_settings.DELIVERY_CONCURRENCY, POOL_SIZE)
+    """Most requests a run keeps in flight: ``DELIVERY_CONCURRENCY``, at most the pool and
+    the half of the process's socket budget that is for requests in flight."""
+    return max(1, min(app_settings.DELIVERY_CONCURRENCY, POOL_SIZE, socket_budget() // 2))
 
 
 def _sendable(

@@ -102,6 +102,11 @@ class RetryableError(DatadogPartnerError):
     """A timeout, a reset connection or a 5xx: try again later, change nothing."""
 
 
+class OutOfDescriptorsError(RetryableError):
+    """This process could not open a connection: it has no file descriptor left (its
+    ``RLIMIT_NOFILE``, or the system's). Nothing was sent, and Datadog is not at fault."""
+
+
 class AnswerLostError(RetryableError):
     """The request was sent but its answer did not arrive whole (a read timeout, a reset
     after sending, a 2xx body cut off): Datadog may have acted on it."""

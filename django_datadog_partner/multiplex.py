@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProtocolError
 
-from .transport import READ_SIZE, Connection, Origin, tls_context
+from .transport import READ_SIZE, Connection, Origin, out_of_descriptors, tls_context
 
 
 class Incomplete(Exception):
@@ -141,7 +141,7 @@ class Multiplexer:
         try:
             sock = self._connect(exchange.origin)
         except OSError as exc:
-            self._fail(exchange, _unreachable(exc))
+            self._fail(exchange, out_of_descriptors(exc) or _unreachable(exc))
             return
         self.opened += 1
         exchange.conn = Connection(exchange.origin, sock)

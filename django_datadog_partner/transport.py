@@ -24,6 +24,7 @@ framing (both directions), which cannot be split without splitting the connectio
 from __future__ import annotations
 
 import contextlib
+import errno
 import json as jsonlib
 import os
 import re
@@ -45,6 +46,8 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProtocolError
+
+from .exceptions import OutOfDescriptorsError
 
 #: Idle connections kept alive per origin (the most requests a delivery run has in flight).
 POOL_SIZE = 2048
@@ -159,6 +162,17 @@ def socket_budget() -> int:
     return max(2, soft - max(RESERVED_DESCRIPTORS, soft // 8))
 
 
+def out_of_descriptors(exc: OSError) -> OutOfDescriptorsError | None:
+    """The package's error when ``exc`` says no descriptor was left for a socket."""
+    if exc.errno not in (errno.EMFILE, errno.ENFILE):
+        return None
+    return OutOfDescriptorsError(
+        "This worker process has no file descriptor left for a connection to Datadog "
+        "(its RLIMIT_NOFILE): nothing was sent. Raise the limit (LimitNOFILE for the "
+        "qcluster service) or lower DELIVERY_CONCURRENCY."
+    )
+
+
 def idle_connections(origin: str) -> int:
     """Connections kept alive to ``origin`` right now (tests, diagnostics)."""
     found = _origins.get(origin)
@@ -206,7 +220,8 @@ class Connection:
         except TimeoutError as exc:
             raise ConnectTimeoutError(f"Connecting timed out ({type(exc).__name__}).") from exc
         except OSError as exc:
-            raise NewConnectionError(None, f"Could not connect ({type(exc).__name__}).") from exc  # type: ignore[arg-type]
+            unopened = f"Could not connect ({type(exc).__name__})."
+            raise out_of_descriptors(exc) or NewConnectionError(None, unopened) from exc  # type: ignore[arg-type]
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if origin.tls:
             try:

@@ -4,6 +4,7 @@ through ``requests``."""
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
@@ -18,6 +19,7 @@ from django_datadog_partner import __version__, transport
 from django_datadog_partner.client import DatadogClient, classify
 from django_datadog_partner.exceptions import (
     AnswerLostError,
+    OutOfDescriptorsError,
     RetryableError,
     TransportRefusedError,
     describe_response,
@@ -107,6 +109,17 @@ def test_a_post_arrives_with_our_user_agent_and_body_over_one_kept_alive_connect
     assert body == b'{"a":1}'
     assert transport.idle_connections(base) == 1  # one connection, reused
     assert describe_response(response).startswith("HTTP 202 from 127.0.0.1")
+
+
+def test_a_process_out_of_descriptors_is_told_so_and_sends_nothing(monkeypatch):
+    def no_descriptor_left(*args: object, **kwargs: object) -> socket.socket:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    with server(lambda request: http("202 Accepted")) as base:
+        monkeypatch.setattr(transport.socket, "create_connection", no_descriptor_left)
+        with pytest.raises(OutOfDescriptorsError, match="RLIMIT_NOFILE"):
+            DatadogClient(SITE).request("POST", f"{base}/api/v1/events", data=b"{}")
+        assert server.seen == []  # type: ignore[attr-defined]
 
 
 def test_json_form_and_params_are_encoded_as_requests_would():

@@ -510,12 +510,21 @@ from tests.test_multiplex import SITE, events
 resource.setrlimit(resource.RLIMIT_NOFILE, (160, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 base = sys.argv[1]
 sites = {SITE: {"web_url": base, "api_url": base, "logs_url": base}}
+hogged = []
+if sys.argv[2] == "hog":  # something else in the process took all but 10 descriptors
+    try:
+        while True:
+            hogged.append(open("/dev/null"))
+    except OSError:
+        for _ in range(10):
+            hogged.pop().close()
 with override_settings(DATADOG_PARTNER={"EXTRA_SITES": sites}):
     limit = concurrency()
     with Sender(limit, start=limit) as sender:
         run = transmit.Run(time.monotonic() + 60)
         results = [r for batch in sender.run(events(300), run) for r in batch]
 print(limit, sorted({r.verdict for r in results}), len(results))
+print(sorted({r.code for r in results}), any(r.site_fault for r in results))
 """
 
 
@@ -532,7 +541,7 @@ def test_a_worker_under_a_low_descriptor_limit_sends_every_request():
 
     with server(answer_late) as base:
         done = subprocess.run(
-            [sys.executable, "-c", LOW_LIMIT_WORKER, base],
+            [sys.executable, "-c", LOW_LIMIT_WORKER, base, "-"],
             capture_output=True,
             text=True,
             timeout=120,
@@ -540,4 +549,25 @@ def test_a_worker_under_a_low_descriptor_limit_sends_every_request():
             cwd=Path(__file__).resolve().parent.parent,
         )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split("\n")[-2] == "48 ['delivered'] 300"
+    assert done.stdout.split("\n")[-3] == "48 ['delivered'] 300"
+
+
+def test_a_worker_out_of_descriptors_retries_without_blaming_the_site():
+    """Descriptors taken by something else in the process: each request that finds none
+    is retried later with a message that says so, not counted as the site failing."""
+    import subprocess
+    import sys
+
+    with server(lambda request: http("202 Accepted")) as base:
+        done = subprocess.run(
+            [sys.executable, "-c", LOW_LIMIT_WORKER, base, "hog"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+    assert done.returncode == 0, done.stderr[-2000:]
+    verdicts, codes = done.stdout.split("\n")[-3:-1]
+    assert verdicts == "48 ['delivered', 'retry'] 300"
+    assert codes == "['http_202', 'no_descriptors'] False"  # no fault counted towards the breaker

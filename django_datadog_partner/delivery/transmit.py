@@ -27,6 +27,7 @@ from ..client import Call, DatadogClient, Verdict, classify
 from ..crypto import fingerprint
 from ..exceptions import (
     DatadogPartnerError,
+    OutOfDescriptorsError,
     TransportRefusedError,
     datadog_error_messages,
     describe_response,
@@ -191,7 +192,9 @@ class Attempt:
         site's breaker."""
         if isinstance(error, TransportRefusedError):
             return Result(self.ids, DEAD, "transport_refused", str(error), alarm=True)
-        if error is not None:
+        if isinstance(error, OutOfDescriptorsError):  # this process's limit, not the site
+            result = Result(self.ids, RETRY, "no_descriptors", str(error))
+        elif error is not None:
             result = Result(self.ids, RETRY, "network", str(error))
         else:
             assert response is not None

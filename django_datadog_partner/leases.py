@@ -39,6 +39,11 @@ def one_statement(db: Any) -> bool:
     return db.vendor == "sqlite" and db.Database.sqlite_version_info >= (3, 35)
 
 
+#: Stand-in times for statements compiled once (their parameters are checked or replaced).
+PROBE = datetime(2000, 1, 1, tzinfo=UTC)
+ONE_DAY = timedelta(days=1)
+
+
 @dataclass(frozen=True)
 class Due:
     """The due rows ``build(now, since)`` selects, in the order to take them. A claim's
@@ -106,9 +111,11 @@ def _compile(db: Any, candidates: QuerySet[OutboxEvent], limit: int) -> tuple[st
 def _picked(alias: str, due: Due, limit: int) -> tuple[str, list[Any]]:
     """The SQL picking ``limit`` of ``due``'s rows, and its parameters for ``due``'s times."""
     db = connections[alias]
-    sql, slots = _template(alias, due.build, limit, due.since is not None)
+    sql, slots = _template(alias, due.build, due.since is not None)
     times = {NOW: field_now(db, due.now), SINCE: due.since and field_now(db, due.since)}
-    return sql, [times[slot] if type(slot) is _Slot else slot for slot in slots]
+    return sql.replace(_ANY_LIMIT, f" LIMIT {int(limit)}"), [
+        times[slot] if type(slot) is _Slot else slot for slot in slots
+    ]
 
 
 class _Slot(str):
@@ -116,21 +123,30 @@ class _Slot(str):
 
 
 NOW, SINCE = _Slot("now"), _Slot("since")
+#: The limit a template is compiled with, replaced by each claim's own (a latency-bound
+#: run's limit moves with every answer: one template per limit would rarely be reused).
+_ANY_LIMIT = " LIMIT 987654321"
+#: Stand-in (now, since) pairs: the second pair's gap differs from the first's, so no
+#: parameter derived from one time can pass for the other in both compilations.
+_STAND_INS = ((PROBE, PROBE + ONE_DAY), (PROBE + 10 * ONE_DAY, PROBE + 13 * ONE_DAY))
 
 
 @functools.lru_cache(maxsize=32)
-def _template(alias: str, build: Any, limit: int, with_since: bool) -> tuple[str, tuple[Any, ...]]:
-    """``build``'s SQL for ``limit`` rows, compiled with two sets of stand-in times: the
-    parameters that follow the times become slots, the others are taken as they are."""
+def _template(alias: str, build: Any, with_since: bool) -> tuple[str, tuple[Any, ...]]:
+    """``build``'s SQL, compiled with two sets of stand-in times: the parameters equal to
+    the times become slots, the others are taken as they are, and both compilations must
+    agree (else the SQL depends on the times in a way the slots cannot carry)."""
     db = connections[alias]
     compiled = []
-    for now, since in ((PROBE, PROBE + ONE_DAY), (PROBE + 2 * ONE_DAY, PROBE + 3 * ONE_DAY)):
+    for now, since in _STAND_INS:
         queryset = build(now, since if with_since else None)
-        sql, params = _compile(db, queryset, limit)
-        stand_ins = {field_now(db, now): NOW, field_now(db, since): SINCE}
+        sql, params = _compile(db, queryset, int(_ANY_LIMIT.split()[-1]))
+        stand_ins = {field_now(db, now): NOW}
+        if with_since:
+            stand_ins[field_now(db, since)] = SINCE
         compiled.append((sql, [stand_ins.get(value, value) for value in params]))
     (sql, slots), (again, slots_again) = compiled
-    if sql != again or slots != slots_again:
+    if sql != again or slots != slots_again or sql.count(_ANY_LIMIT) != 1:
         raise ImproperlyConfigured("The outbox's due rows do not compile to one statement.")
     return sql, tuple(slots)
 
@@ -149,10 +165,6 @@ def _guard(alias: str) -> str:
     if tuple(params) != (field_now(db, PROBE), *NOT_PENDING):
         raise ImproperlyConfigured(f"The outbox lease guard's parameters changed: {params!r}")
     return sql
-
-
-PROBE = datetime(2000, 1, 1, tzinfo=UTC)
-ONE_DAY = timedelta(days=1)
 
 
 def _free(now: datetime) -> QuerySet[OutboxEvent]:

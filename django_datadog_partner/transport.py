@@ -163,9 +163,17 @@ def socket_budget() -> int:
 
 
 def out_of_descriptors(exc: OSError) -> OutOfDescriptorsError | None:
-    """The package's error when ``exc`` says no descriptor was left for a socket."""
+    """The package's error when connecting failed for want of a descriptor: ``exc`` says
+    so, or a socket cannot be made right now (a name lookup that found none answers with
+    another error, such as ``EBUSY``)."""
     if exc.errno not in (errno.EMFILE, errno.ENFILE):
-        return None
+        try:
+            socket.socket().close()
+        except OSError as probe:
+            if probe.errno not in (errno.EMFILE, errno.ENFILE):
+                return None
+        else:
+            return None
     return OutOfDescriptorsError(
         "This worker process has no file descriptor left for a connection to Datadog "
         "(its RLIMIT_NOFILE): nothing was sent. Raise the limit (LimitNOFILE for the "

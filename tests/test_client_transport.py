@@ -5,6 +5,8 @@ through ``requests``."""
 from __future__ import annotations
 
 import errno
+import os
+import resource
 import socket
 import threading
 import time
@@ -120,6 +122,30 @@ def test_a_process_out_of_descriptors_is_told_so_and_sends_nothing(monkeypatch):
         with pytest.raises(OutOfDescriptorsError, match="RLIMIT_NOFILE"):
             DatadogClient(SITE).request("POST", f"{base}/api/v1/events", data=b"{}")
         assert server.seen == []  # type: ignore[attr-defined]
+
+
+def test_a_name_lookup_that_finds_no_descriptor_is_told_so(monkeypatch):
+    """Looking a name up needs descriptors too; with none left glibc answers ``EBUSY``,
+    which would have read as a site that does not answer."""
+
+    def lookup_failed(*args: object, **kwargs: object) -> socket.socket:
+        raise OSError(errno.EBUSY, "Device or resource busy")
+
+    with server(lambda request: http("202 Accepted")) as base:
+        monkeypatch.setattr(transport.socket, "create_connection", lookup_failed)
+        client = DatadogClient(SITE)
+        with pytest.raises(RetryableError) as not_exhausted:
+            client.request("POST", f"{base}/api/v1/events", data=b"{}")
+        assert not isinstance(not_exhausted.value, OutOfDescriptorsError)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        lowest_free = os.dup(0)
+        os.close(lowest_free)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))  # none left
+        try:
+            with pytest.raises(OutOfDescriptorsError):
+                client.request("POST", f"{base}/api/v1/events", data=b"{}")
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_json_form_and_params_are_encoded_as_requests_would():

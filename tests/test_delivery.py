@@ -327,13 +327,36 @@ def test_a_claim_through_its_compiled_due_rows_leases_what_the_queryset_would(or
     assert sorted(row.pk for row in rows) == ids  # no run start: the retried row too
 
 
-def test_due_rows_whose_sql_depends_on_the_time_are_refused(org, conn):
-    def by_day(now, since):
-        return OutboxEvent.objects.filter(attempts__lte=now.day)
+def test_compiled_due_rows_take_the_same_parameters_as_their_queryset():
+    """Each claim's times and limit are its own, whatever the template was compiled with."""
+    from django_datadog_partner.delivery.run import _due
 
     now = timezone.now()
+    for since in (None, now - timedelta(seconds=30), now):
+        for limit in (200, 3217):
+            picked = leases._picked(connection.alias, leases.Due(_due, now, since), limit)
+            assert picked == leases._compile(connection, _due(now, since), limit)
+
+
+def _by_day(now, since):
+    return OutboxEvent.objects.filter(attempts__lte=now.day)
+
+
+def _tomorrow(now, since):
+    return OutboxEvent.objects.filter(next_attempt_at__lte=now + timedelta(days=1))
+
+
+def _before_since(now, since):
+    return OutboxEvent.objects.filter(next_attempt_at__gt=since - timedelta(days=1))
+
+
+@pytest.mark.parametrize("build", [_by_day, _tomorrow, _before_since])
+def test_due_rows_whose_sql_depends_on_the_time_are_refused(build):
+    """A parameter derived from a time (a day later, a day earlier) is neither slot: such
+    rows are refused rather than given the wrong time."""
+    now = timezone.now()
     with pytest.raises(ImproperlyConfigured, match="one statement"):
-        leases.lease("t", leases.Due(by_day, now), 3, now, now, [])
+        leases._picked(connection.alias, leases.Due(build, now, now), 3)
 
 
 def test_a_run_whose_lease_was_taken_over_records_nothing(org, conn, intake):
@@ -344,6 +367,29 @@ def test_a_run_whose_lease_was_taken_over_records_nothing(org, conn, intake):
     delivery.deliver(token, rows, delivery.Summary())  # the slow first worker finishes
     row = OutboxEvent.objects.get()
     assert row.status == "delivered" and row.attempts == 1 and len(intake.arrivals) == 2
+
+
+def test_rows_that_find_no_descriptor_wait_without_spending_an_attempt(
+    org, conn, intake, monkeypatch, caplog
+):
+    from django_datadog_partner.delivery import transmit
+    from django_datadog_partner.exceptions import OutOfDescriptorsError
+    from django_datadog_partner.models import SiteBreaker
+
+    def no_descriptor(*args, **kwargs):
+        raise OutOfDescriptorsError("This worker process has no file descriptor left.")
+
+    monkeypatch.setattr(transmit.DatadogClient, "request", no_descriptor)
+    for n in range(3):
+        tracking.send_event(conn, title=f"e{n}", text="x")
+    started = timezone.now()
+    assert str(delivery.drain()) == "no_descriptors: 3"
+    rows = OutboxEvent.objects.all()
+    assert {(row.status, row.attempts) for row in rows} == {("pending", 0)}
+    assert all(row.next_attempt_at > started for row in rows)
+    assert not SiteBreaker.objects.filter(failures__gt=0).exists()
+    said = [r.getMessage() for r in caplog.records if "descriptor" in r.getMessage()]
+    assert said == ["This worker process has no file descriptor left."]
 
 
 def test_no_request_starts_when_the_lease_would_end_first(org, conn, intake, partner_settings):

@@ -410,7 +410,7 @@ def test_a_sender_that_is_not_latency_bound_never_asks_for_more():
 
 
 def test_an_idle_connection_whose_descriptor_is_past_1023_is_reused():
-    """``select`` refuses such a descriptor; a pool of 1,024 connections has them."""
+    """``select`` refuses such a descriptor; a pool of 2,048 connections has them."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if max(soft, hard) < 1600:
         pytest.skip("descriptors past 1,023 need RLIMIT_NOFILE above 1,600")
@@ -489,12 +489,27 @@ def test_a_run_keeps_its_requests_in_flight_within_half_the_descriptor_limit(mon
 
 
 def test_idle_connections_kept_alive_stay_within_the_other_half(monkeypatch):
+    """The half is for every origin together: one that filled it leaves another none."""
     limit_descriptors(monkeypatch, 68)  # a budget of 4: 2 in flight, 2 kept idle
-    with server(lambda request: http("202 Accepted")) as base:
+    with (
+        server(lambda request: http("202 Accepted")) as base,
+        tcp_server(answering_202) as other_port,
+    ):
+        other = f"http://127.0.0.1:{other_port}"
         mux = Multiplexer()
         drive([post(base) for _ in range(4)], mux)
         assert mux.opened == 4 and transport.idle_connections(base) == 2
+        sites = {"other.test": {"web_url": other, "api_url": other, "logs_url": other}}
+        with override_settings(DATADOG_PARTNER={"EXTRA_SITES": sites}):
+            drive([post(other) for _ in range(2)], mux)
+        assert transport.idle_connections(other) == 0
+        assert transport.idle_connections(base) == 2
         mux.close()
+
+
+def answering_202(sock: socket.socket, stop: threading.Event) -> None:
+    while read_request(sock):
+        sock.sendall(http("202 Accepted"))
 
 
 LOW_LIMIT_WORKER = """
@@ -554,7 +569,7 @@ def test_a_worker_under_a_low_descriptor_limit_sends_every_request():
 
 def test_a_worker_out_of_descriptors_retries_without_blaming_the_site():
     """Descriptors taken by something else in the process: each request that finds none
-    is retried later with a message that says so, not counted as the site failing."""
+    waits (no attempt spent on our own limit), not counted as the site failing."""
     import subprocess
     import sys
 
@@ -569,5 +584,5 @@ def test_a_worker_out_of_descriptors_retries_without_blaming_the_site():
         )
     assert done.returncode == 0, done.stderr[-2000:]
     verdicts, codes = done.stdout.split("\n")[-3:-1]
-    assert verdicts == "48 ['delivered', 'retry'] 300"
+    assert verdicts == "48 ['delivered', 'held'] 300"
     assert codes == "['http_202', 'no_descriptors'] False"  # no fault counted towards the breaker

@@ -166,8 +166,12 @@ class Recorder:
                     "or a configuration error on our side, not the customer's."
                 )
         elif result.verdict == transmit.HELD:
+            # Not attempted: an open breaker, or this process out of descriptors (said
+            # once per batch; each row would otherwise spend an attempt on our limit).
+            if result.code == "no_descriptors" and not self.summary.counts.get(result.code):
+                logger.warning("%s", result.detail)
             cooldown = timedelta(seconds=app_settings.BREAKER_COOLDOWN)
-            self.postpone(rows, self.now + cooldown, "breaker_open")
+            self.postpone(rows, self.now + cooldown, result.code)
         elif result.verdict == transmit.RELEASED:
             self._released.extend(rows)
             self.summary.add("released", len(rows))

@@ -65,7 +65,7 @@ RETRY = "retry"
 DEAD = "dead"
 REJECTED = "rejected"  # Datadog refuses the API key: park the connection's rows
 RELEASED = "released"  # not sent: the lease is nearly over; the rows are due again at once
-HELD = "held"  # not sent: the site's breaker tripped during this run; the rows wait
+HELD = "held"  # not sent: the site's breaker tripped, or no descriptor was left; rows wait
 
 
 @dataclass(frozen=True)
@@ -193,7 +193,7 @@ class Attempt:
         if isinstance(error, TransportRefusedError):
             return Result(self.ids, DEAD, "transport_refused", str(error), alarm=True)
         if isinstance(error, OutOfDescriptorsError):  # this process's limit, not the site
-            result = Result(self.ids, RETRY, "no_descriptors", str(error))
+            result = Result(self.ids, HELD, "no_descriptors", str(error))
         elif error is not None:
             result = Result(self.ids, RETRY, "network", str(error))
         else:

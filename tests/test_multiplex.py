@@ -12,6 +12,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -543,39 +544,15 @@ print(sorted({r.code for r in results}), any(r.site_fault for r in results))
 """
 
 
-def test_a_worker_under_a_low_descriptor_limit_sends_every_request():
-    """Under a limit of 160 descriptors, a run that kept the default 2,048 requests in
-    flight opened sockets until ``EMFILE``, and each request past it failed as a site
-    that does not answer (a retry, and a count towards the site's breaker)."""
+def low_limit_worker(answer: Callable[[bytes], bytes], mode: str) -> tuple[str, str]:
+    """What ``LOW_LIMIT_WORKER`` printed (its verdicts, its codes) after sending 300
+    requests to a loopback site answering ``answer``, in a process of its own."""
     import subprocess
     import sys
 
-    def answer_late(request: bytes) -> bytes:
-        time.sleep(0.05)
-        return http("202 Accepted")
-
-    with server(answer_late) as base:
+    with server(answer) as base:
         done = subprocess.run(
-            [sys.executable, "-c", LOW_LIMIT_WORKER, base, "-"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
-            cwd=Path(__file__).resolve().parent.parent,
-        )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split("\n")[-3] == "48 ['delivered'] 300"
-
-
-def test_a_worker_out_of_descriptors_retries_without_blaming_the_site():
-    """Descriptors taken by something else in the process: each request that finds none
-    waits (no attempt spent on our own limit), not counted as the site failing."""
-    import subprocess
-    import sys
-
-    with server(lambda request: http("202 Accepted")) as base:
-        done = subprocess.run(
-            [sys.executable, "-c", LOW_LIMIT_WORKER, base, "hog"],
+            [sys.executable, "-c", LOW_LIMIT_WORKER, base, mode],
             capture_output=True,
             text=True,
             timeout=120,
@@ -584,5 +561,25 @@ def test_a_worker_out_of_descriptors_retries_without_blaming_the_site():
         )
     assert done.returncode == 0, done.stderr[-2000:]
     verdicts, codes = done.stdout.split("\n")[-3:-1]
+    return verdicts, codes
+
+
+def test_a_worker_under_a_low_descriptor_limit_sends_every_request():
+    """Under a limit of 160 descriptors, a run that kept the default 2,048 requests in
+    flight opened sockets until ``EMFILE``, and each request past it failed as a site
+    that does not answer (a retry, and a count towards the site's breaker)."""
+
+    def answer_late(request: bytes) -> bytes:
+        time.sleep(0.05)
+        return http("202 Accepted")
+
+    verdicts, _ = low_limit_worker(answer_late, "-")
+    assert verdicts == "48 ['delivered'] 300"
+
+
+def test_a_worker_out_of_descriptors_waits_without_blaming_the_site():
+    """Descriptors taken by something else in the process: each request that finds none
+    waits (no attempt spent on our own limit), not counted as the site failing."""
+    verdicts, codes = low_limit_worker(lambda request: http("202 Accepted"), "hog")
     assert verdicts == "48 ['delivered', 'held'] 300"
     assert codes == "['http_202', 'no_descriptors'] False"  # no fault counted towards the breaker

@@ -39,9 +39,14 @@ def one_statement(db: Any) -> bool:
     return db.vendor == "sqlite" and db.Database.sqlite_version_info >= (3, 35)
 
 
-#: Stand-in times for statements compiled once (their parameters are checked or replaced).
-PROBE = datetime(2000, 1, 1, tzinfo=UTC)
 ONE_DAY = timedelta(days=1)
+
+
+def probe() -> datetime:
+    """A stand-in time for statements compiled once (their parameters are checked or
+    replaced): aware or naive as the project's times are (``USE_TZ``)."""
+    stand_in = datetime(2000, 1, 1, tzinfo=UTC)
+    return stand_in if settings.USE_TZ else stand_in.replace(tzinfo=None)
 
 
 @dataclass(frozen=True)
@@ -126,9 +131,9 @@ NOW, SINCE = _Slot("now"), _Slot("since")
 #: The limit a template is compiled with, replaced by each claim's own (a latency-bound
 #: run's limit moves with every answer: one template per limit would rarely be reused).
 _ANY_LIMIT = " LIMIT 987654321"
-#: Stand-in (now, since) pairs: the second pair's gap differs from the first's, so no
-#: parameter derived from one time can pass for the other in both compilations.
-_STAND_INS = ((PROBE, PROBE + ONE_DAY), (PROBE + 10 * ONE_DAY, PROBE + 13 * ONE_DAY))
+#: Stand-in (now, since) pairs, in days after ``probe()``: the second pair's gap differs
+#: from the first's, so no parameter derived from one time passes for the other in both.
+_STAND_INS = ((0, 1), (10, 13))
 
 
 @functools.lru_cache(maxsize=32)
@@ -138,7 +143,8 @@ def _template(alias: str, build: Any, with_since: bool) -> tuple[str, tuple[Any,
     agree (else the SQL depends on the times in a way the slots cannot carry)."""
     db = connections[alias]
     compiled = []
-    for now, since in _STAND_INS:
+    for now_day, since_day in _STAND_INS:
+        now, since = probe() + now_day * ONE_DAY, probe() + since_day * ONE_DAY
         queryset = build(now, since if with_since else None)
         sql, params = _compile(db, queryset, int(_ANY_LIMIT.split()[-1]))
         stand_ins = {field_now(db, now): NOW}
@@ -161,8 +167,8 @@ def _guard(alias: str) -> str:
     WHERE of that queryset, compiled once per database: ~0.2 ms a claim otherwise); its
     parameters are ``now`` and ``NOT_PENDING`` (checked when it is compiled)."""
     db = connections[alias]
-    sql, params = _where(db, _free(PROBE))
-    if tuple(params) != (field_now(db, PROBE), *NOT_PENDING):
+    sql, params = _where(db, _free(probe()))
+    if tuple(params) != (field_now(db, probe()), *NOT_PENDING):
         raise ImproperlyConfigured(f"The outbox lease guard's parameters changed: {params!r}")
     return sql
 

@@ -392,6 +392,15 @@ def test_rows_that_find_no_descriptor_wait_without_spending_an_attempt(
     assert said == ["This worker process has no file descriptor left."]
 
 
+def test_a_project_with_naive_times_delivers(org, conn, intake, settings):
+    """``USE_TZ = False``: the statements compiled once took aware stand-in times, which
+    SQLite refuses then, so no claim could run."""
+    settings.USE_TZ = False
+    for n in range(3):
+        tracking.send_event(conn, title=f"e{n}", text="x")
+    assert str(delivery.drain()) == "delivered: 3"
+
+
 def test_no_request_starts_when_the_lease_would_end_first(org, conn, intake, partner_settings):
     partner_settings(LEASE_SECONDS=5)
     tracking.send_event(org, title="t", text="x")

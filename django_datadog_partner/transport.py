@@ -17,8 +17,10 @@ decompressed a bounded piece at a time), header injection refused. Failures rais
 origin's idle list only after an answer was read whole; one found readable while idle (the
 server hung up) is dropped before use. While a mock patches ``requests``' transport
 (``requests_patched()``) the seam sends through ``requests`` instead, so ``responses`` and
-the test kit keep answering. The module is longer than most: its one concern is HTTP/1.1
-framing (both directions), which cannot be split without splitting the connection.
+the test kit keep answering. Sockets stay within the process's descriptor limit
+(``socket_budget``): half for requests in flight, half for the idle lists of every origin.
+The module is longer than most: its one concern is HTTP/1.1 framing (both directions) and
+the connections it runs on, which cannot be split without splitting the connection.
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ from requests.utils import get_encoding_from_headers
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProtocolError
 
 from .exceptions import OutOfDescriptorsError
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - not a Unix
+    resource = None  # type: ignore[assignment]
 
 #: Idle connections kept alive per origin (the most requests a delivery run has in flight).
 POOL_SIZE = 2048
@@ -132,8 +139,7 @@ class Origin:
     def checkin(self, conn: Connection) -> None:
         """Keep ``conn`` alive, unless this origin keeps ``POOL_SIZE`` already or every
         origin together keeps their half of ``socket_budget()``."""
-        kept = sum(len(origin.idle) for origin in list(_origins.values()))
-        if len(self.idle) < POOL_SIZE and kept < socket_budget() // 2:
+        if len(self.idle) < POOL_SIZE and _idle_total() < socket_budget() // 2:
             self.idle.append(conn)
         else:
             conn.close()
@@ -147,14 +153,16 @@ def origin_of(origin: str) -> Origin:
     return found
 
 
+def _idle_total() -> int:
+    return sum(len(origin.idle) for origin in list(_origins.values()))
+
+
 def socket_budget() -> int:
     """Sockets this process may hold to Datadog: its descriptor limit (the soft
     ``RLIMIT_NOFILE``, often 1,024 under systemd) less a reserve. Past the limit every new
     connection fails (``EMFILE``), which would read as a site that does not answer. Half
     of it is for requests in flight, half for idle connections kept alive."""
-    try:
-        import resource
-    except ImportError:  # not a Unix: no such limit to keep under
+    if resource is None:  # not a Unix: no such limit to keep under
         return 2 * POOL_SIZE
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:

@@ -167,7 +167,8 @@ class Recorder:
                 )
         elif result.verdict == transmit.HELD:
             # Not attempted: an open breaker, or this process out of descriptors (said
-            # once per batch; each row would otherwise spend an attempt on our limit).
+            # once per run, whose summary counts them; an attempt each would be spent on
+            # our own limit).
             if result.code == "no_descriptors" and not self.summary.counts.get(result.code):
                 logger.warning("%s", result.detail)
             cooldown = timedelta(seconds=app_settings.BREAKER_COOLDOWN)

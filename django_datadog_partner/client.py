@@ -44,6 +44,7 @@ from django.views.decorators.debug import sensitive_variables
 from . import __version__, multiplex, safejson, transport
 from .conf import app_settings
 from .deadline import DeadlineAdapter, deadline_of_call
+from .descriptors import POOL_SIZE
 from .exceptions import (
     AnswerLostError,
     CertificateRefusedError,
@@ -54,7 +55,6 @@ from .exceptions import (
     UnreadableAnswerError,
 )
 from .regions import Site, allowed_origins, get_site
-from .transport import POOL_SIZE
 
 USER_AGENT = f"django-datadog-partner/{__version__}"
 VALIDATE_PATH = "/api/v1/validate"

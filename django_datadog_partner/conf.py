@@ -225,7 +225,7 @@ class PartnerSettings:
     @property
     def DELIVERY_CONCURRENCY(self) -> int:
         """Most requests in flight per delivery task (bounded by the HTTP pool size and by
-        half the process's socket budget, ``transport.socket_budget``); a task uses as many
+        half the process's socket budget, ``descriptors.socket_budget``); a task uses as many
         as the round trip needs (Little's law, ``delivery/pacing.py``)."""
         return max(1, int(self._get("DELIVERY_CONCURRENCY", 2048)))
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProtocolError
 
-from .transport import READ_SIZE, Connection, Origin, out_of_descriptors, tls_context
+from .descriptors import out_of_descriptors
+from .transport import READ_SIZE, Connection, Origin, tls_context
 
 
 class Incomplete(Exception):

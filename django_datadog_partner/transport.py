@@ -17,16 +17,14 @@ decompressed a bounded piece at a time), header injection refused. Failures rais
 origin's idle list only after an answer was read whole; one found readable while idle (the
 server hung up) is dropped before use. While a mock patches ``requests``' transport
 (``requests_patched()``) the seam sends through ``requests`` instead, so ``responses`` and
-the test kit keep answering. Sockets stay within the process's descriptor limit
-(``socket_budget``): half for requests in flight, half for the idle lists of every origin.
-The module is longer than most: its one concern is HTTP/1.1 framing (both directions) and
-the connections it runs on, which cannot be split without splitting the connection.
+the test kit keep answering. Idle lists stay within half the process's socket budget
+(``descriptors``). The module is longer than most: its one concern is HTTP/1.1 framing
+(both directions), which cannot be split without splitting the connection.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import json as jsonlib
 import os
 import re
@@ -49,18 +47,8 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProtocolError
 
-from .exceptions import OutOfDescriptorsError
+from .descriptors import POOL_SIZE, out_of_descriptors, socket_budget
 
-try:
-    import resource
-except ImportError:  # pragma: no cover - not a Unix
-    resource = None  # type: ignore[assignment]
-
-#: Idle connections kept alive per origin (the most requests a delivery run has in flight).
-POOL_SIZE = 2048
-#: Descriptors left for everything else a worker opens (database, broker, logs, pipes): at
-#: least this many, and at least an eighth of the limit.
-RESERVED_DESCRIPTORS = 64
 #: Longest status or header line, most header lines, longest chunk-size line of an answer.
 MAX_LINE, MAX_HEADERS = 65536, 100
 READ_SIZE = 65536
@@ -155,38 +143,6 @@ def origin_of(origin: str) -> Origin:
 
 def _idle_total() -> int:
     return sum(len(origin.idle) for origin in list(_origins.values()))
-
-
-def socket_budget() -> int:
-    """Sockets this process may hold to Datadog: its descriptor limit (the soft
-    ``RLIMIT_NOFILE``, often 1,024 under systemd) less a reserve. Past the limit every new
-    connection fails (``EMFILE``), which would read as a site that does not answer. Half
-    of it is for requests in flight, half for idle connections kept alive."""
-    if resource is None:  # not a Unix: no such limit to keep under
-        return 2 * POOL_SIZE
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return 2 * POOL_SIZE
-    return max(2, soft - max(RESERVED_DESCRIPTORS, soft // 8))
-
-
-def out_of_descriptors(exc: OSError) -> OutOfDescriptorsError | None:
-    """The package's error when connecting failed for want of a descriptor: ``exc`` says
-    so, or a socket cannot be made right now (a name lookup that found none answers with
-    another error, such as ``EBUSY``)."""
-    if exc.errno not in (errno.EMFILE, errno.ENFILE):
-        try:
-            socket.socket().close()
-        except OSError as probe:
-            if probe.errno not in (errno.EMFILE, errno.ENFILE):
-                return None
-        else:
-            return None
-    return OutOfDescriptorsError(
-        "This worker process has no file descriptor left for a connection to Datadog "
-        "(its RLIMIT_NOFILE): nothing was sent. Raise the limit (LimitNOFILE for the "
-        "qcluster service) or lower DELIVERY_CONCURRENCY."
-    )
 
 
 def idle_connections(origin: str) -> int:

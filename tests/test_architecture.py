@@ -31,6 +31,7 @@ LAYERS = {
         "signals",
         "error_reports",
         "deadline",
+        "descriptors",
         "transport",
         "multiplex",
     ),

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
-from django_datadog_partner import transport
+from django_datadog_partner import descriptors, transport
 from django_datadog_partner.client import Call
 from django_datadog_partner.delivery import transmit
 from django_datadog_partner.delivery.pacing import Sender
@@ -482,7 +482,7 @@ def test_a_run_keeps_its_requests_in_flight_within_half_the_descriptor_limit(mon
     from django_datadog_partner.delivery.run import concurrency
 
     limit_descriptors(monkeypatch, 1024)  # systemd's usual soft limit
-    assert transport.socket_budget() == 896 and concurrency() == 448
+    assert descriptors.socket_budget() == 896 and concurrency() == 448
     limit_descriptors(monkeypatch, resource.RLIM_INFINITY)
     assert concurrency() == 2048  # DELIVERY_CONCURRENCY's default, the pool's size
     with override_settings(DATADOG_PARTNER={"DELIVERY_CONCURRENCY": 10}):

@@ -27,11 +27,11 @@ from django.views.decorators.debug import sensitive_variables
 from .. import leases, outbox, packing, payloads
 from ..alarms import raise_alarm
 from ..conf import app_settings
+from ..descriptors import POOL_SIZE, socket_budget
 from ..exceptions import CredentialsUnreadableError, InvalidSiteError
 from ..models import Connection, ConnectionStatus, OutboxEvent, OutboxKind, OutboxStatus
 from ..regions import get_site
 from ..status import mark_broken, reveal
-from ..transport import POOL_SIZE, socket_budget
 from . import routing, sending, transmit
 from .breaker import SiteBreakers
 from .outcomes import Recorder, Summary, max_age

@@ -92,7 +92,7 @@ class Multiplexer:
     whole) and those that failed, with the exception the blocking path would raise."""
 
     def __init__(self) -> None:
-        self._selector = selectors.DefaultSelector()
+        self._selector, self._waker = _selector_and_waker()
         self._exchanges: set[Exchange] = set()
         self._addresses: dict[tuple[str, int], list[tuple[int, tuple[object, ...]]]] = {}
         self._failed: list[tuple[Exchange, BaseException]] = []
@@ -101,10 +101,6 @@ class Multiplexer:
         #: No exchange's wait ends before this (a lower bound, exact after ``_expire``):
         #: a look at every exchange's limits each poll cost O(in flight) per answer.
         self._soonest = math.inf
-        self._waker, woken = socket.socketpair()  # another thread's wake-up call
-        self._waker.setblocking(False)
-        woken.setblocking(False)
-        self._selector.register(woken, selectors.EVENT_READ, None)
         #: Connections this multiplexer opened (the others were idle ones reused).
         self.opened = 0
         #: When the selector last said which sockets were ready: bytes found at the next
@@ -342,6 +338,27 @@ class Multiplexer:
         if arrived:
             exchange.wait_until = time.monotonic() + exchange.timeout[1]
         return arrived
+
+
+def _selector_and_waker() -> tuple[selectors.BaseSelector, socket.socket]:
+    """A selector, and the writing end of the wake-up pair it watches (another thread's
+    way to end a poll). Both take descriptors: when the process has none left, this is
+    ``OutOfDescriptorsError`` and nothing stays open."""
+    selector = None
+    try:
+        selector = selectors.DefaultSelector()
+        waker, woken = socket.socketpair()
+    except OSError as exc:
+        if selector is not None:
+            selector.close()
+        error = out_of_descriptors(exc)
+        if error is None:
+            raise
+        raise error from exc
+    waker.setblocking(False)
+    woken.setblocking(False)
+    selector.register(woken, selectors.EVENT_READ, None)
+    return selector, waker
 
 
 def _unreachable(exc: BaseException) -> NewConnectionError:

@@ -152,17 +152,25 @@ def idle_connections(origin: str) -> int:
 
 
 def reset() -> None:
-    """Drop kept-alive connections (tests, and after a fork)."""
+    """Close the kept-alive connections (tests)."""
     with _lock:
-        origins = list(_origins.values())
-        _origins.clear()
+        _close_idle()
+
+
+def _close_idle() -> None:
+    origins = list(_origins.values())
+    _origins.clear()
     for origin in origins:
         while origin.idle:
             origin.idle.pop().close()
 
 
-def _forget_after_fork() -> None:  # the parent's sockets are not the child's to use
-    _origins.clear()
+def _forget_after_fork() -> None:
+    """The parent's connections are not the child's to use: the child closes its copies
+    of their descriptors (the parent's stay open), which it would otherwise hold uncounted
+    until the collector found them (a connection and its origin refer to each other). No
+    lock: a thread of the parent may have held it at the fork."""
+    _close_idle()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)

@@ -113,6 +113,28 @@ def test_a_post_arrives_with_our_user_agent_and_body_over_one_kept_alive_connect
     assert describe_response(response).startswith("HTTP 202 from 127.0.0.1")
 
 
+def test_a_forked_child_closes_its_copies_of_the_parents_idle_connections():
+    """They are not the child's to use, and it does not count them: left to the collector
+    (each connection and its origin refer to each other), they took descriptors the
+    child's budget gives to its own sockets."""
+    with server(lambda request: http("202 Accepted")) as base:
+        DatadogClient(SITE).request("POST", f"{base}/api/v1/events", data=b"{}")
+        [kept] = transport.origin_of(base).idle
+        descriptor = kept.sock.fileno()
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child reports through its exit status
+            try:
+                os.fstat(descriptor)
+            except OSError:
+                os._exit(0)
+            os._exit(1)
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0  # closed in the child
+        assert kept.alive() and transport.idle_connections(base) == 1  # open in the parent
+        DatadogClient(SITE).request("POST", f"{base}/api/v1/events", data=b"{}")
+        assert len(server.seen) == 2  # type: ignore[attr-defined]
+
+
 def test_a_process_out_of_descriptors_is_told_so_and_sends_nothing(monkeypatch):
     def no_descriptor_left(*args: object, **kwargs: object) -> socket.socket:
         raise OSError(errno.EMFILE, "Too many open files")

@@ -5,6 +5,7 @@ reused before one is opened, and deliveries whose jobs go out on it."""
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
 import select
@@ -27,6 +28,7 @@ from django_datadog_partner.exceptions import (
     AnswerLostError,
     CertificateRefusedError,
     DatadogPartnerError,
+    OutOfDescriptorsError,
     RetryableError,
     TransportRefusedError,
 )
@@ -527,15 +529,15 @@ resource.setrlimit(resource.RLIMIT_NOFILE, (160, resource.getrlimit(resource.RLI
 base = sys.argv[1]
 sites = {SITE: {"web_url": base, "api_url": base, "logs_url": base}}
 hogged = []
-if sys.argv[2] == "hog":  # something else in the process took all but 10 descriptors
-    try:
-        while True:
-            hogged.append(open("/dev/null"))
-    except OSError:
-        for _ in range(10):
-            hogged.pop().close()
 with override_settings(DATADOG_PARTNER={"EXTRA_SITES": sites}):
     limit = concurrency()
+    if sys.argv[2] != "-":  # something else in the process took all but ``argv[2]`` of them
+        try:
+            while True:
+                hogged.append(open("/dev/null"))
+        except OSError:
+            for _ in range(int(sys.argv[2])):
+                hogged.pop().close()
     with Sender(limit, start=limit) as sender:
         run = transmit.Run(time.monotonic() + 60)
         results = [r for batch in sender.run(events(300), run) for r in batch]
@@ -580,6 +582,25 @@ def test_a_worker_under_a_low_descriptor_limit_sends_every_request():
 def test_a_worker_out_of_descriptors_waits_without_blaming_the_site():
     """Descriptors taken by something else in the process: each request that finds none
     waits (no attempt spent on our own limit), not counted as the site failing."""
-    verdicts, codes = low_limit_worker(lambda request: http("202 Accepted"), "hog")
+    verdicts, codes = low_limit_worker(lambda request: http("202 Accepted"), "10")
     assert verdicts == "48 ['delivered', 'held'] 300"
     assert codes == "['http_202', 'no_descriptors'] False"  # no fault counted towards the breaker
+
+
+def test_a_worker_with_no_descriptor_for_its_multiplexer_holds_every_request():
+    """The multiplexer needs descriptors of its own (a selector, a wake-up pair): without
+    them the run raised out of the batch, whose rows then waited for their lease to end."""
+    verdicts, codes = low_limit_worker(lambda request: http("202 Accepted"), "0")
+    assert verdicts == "48 ['held'] 300"
+    assert codes == "['no_descriptors'] False"
+
+
+def test_a_multiplexer_without_descriptors_says_so_and_leaves_nothing_open(monkeypatch):
+    def no_pair() -> tuple[socket.socket, socket.socket]:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(socket, "socketpair", no_pair)
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(OutOfDescriptorsError, match="RLIMIT_NOFILE"):
+        Multiplexer()
+    assert len(os.listdir("/proc/self/fd")) == before  # the selector made first is closed

@@ -40,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from queue import SimpleQueue
 
 from .. import transport
+from ..exceptions import OutOfDescriptorsError
 from .inflight import Finished, InFlight, reported, timed
 from .transmit import LOOP_JOBS, Job, Result, Run
 
@@ -101,7 +102,7 @@ class Sender:
         # Finished jobs come back through one queue: O(1) per answer, where waiting on
         # every future in flight cost O(in flight) per answer (a core's worth at 50 ms).
         finished: Finished = SimpleQueue()
-        loop = InFlight(run, self._pool, finished) if not transport.requests_patched() else None
+        loop = self._multiplexed(run, finished)
         active = 0
         # (process CPU at its start, completions since, starts before it)
         window = (time.process_time(), 0, self._starts)
@@ -170,6 +171,18 @@ class Sender:
         finally:
             if loop is not None:
                 loop.close()
+
+    def _multiplexed(self, run: Run, finished: Finished) -> InFlight | None:
+        """The multiplexer's loop, or None: every request then goes to a thread. So it
+        goes while ``responses`` patches the transport, and when the process has no
+        descriptor for a multiplexer (each request finds none either and is held, not
+        failed: ``no_descriptors``)."""
+        if transport.requests_patched():
+            return None
+        try:
+            return InFlight(run, self._pool, finished)
+        except OutOfDescriptorsError:
+            return None
 
     def _start(
         self, loop: InFlight | None, lane: str, job: Job, run: Run, finished: Finished

@@ -305,6 +305,31 @@ def test_a_claimed_payload_decodes_as_the_json_field_would(stored):
     assert (decoded, type(decoded)) == (expected, type(expected))
 
 
+@pytest.mark.parametrize("use_tz", [True, False])
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "2026-12-02 01:02:03.664600",
+        "2026-12-02 01:02:03",
+        "2026-12-02 01:02:03.664600+02:00",
+        "2026-12-02T01:02:03",
+        None,
+    ],
+)
+def test_a_claimed_time_stored_as_text_reads_as_djangos_converters_would(stored, use_tz, settings):
+    if connection.vendor != "sqlite":
+        pytest.skip("times are text on SQLite only")
+    settings.USE_TZ = use_tz
+    field: Any = OutboxEvent._meta.get_field("event_time")
+    col = field.get_col(OutboxEvent._meta.db_table)
+    expected = stored
+    for converter in [*connection.ops.get_db_converters(col), *field.get_db_converters(connection)]:
+        expected = converter(expected, col, connection)
+    read = leases._text_loader(connection, field)(stored, col, connection)
+    assert (read, type(read)) == (expected, type(expected))
+    assert getattr(read, "tzinfo", None) == getattr(expected, "tzinfo", None)
+
+
 def test_a_claim_through_its_compiled_due_rows_leases_what_the_queryset_would(org, conn):
     """The compiled template of the due rows takes each claim's own times: rows retried
     since the run started are left alone, rows due later are not taken."""

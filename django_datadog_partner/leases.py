@@ -187,7 +187,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _from_epoch(value: Any, expression: Any, db: Any) -> datetime | None:
-    return None if value is None else EPOCH + timedelta(microseconds=value)
+    return None if value is None else EPOCH + timedelta(0, 0, value)  # positional: faster
 
 
 def _returned(db: Any, columns: list[Any]) -> tuple[list[str], dict[str, Any]]:
@@ -221,20 +221,19 @@ def _returned(db: Any, columns: list[Any]) -> tuple[list[str], dict[str, Any]]:
 
 def _text_loader(db: Any, column: Any) -> Any:
     """A time stored as SQLite text, as Django's converters would give it (aware UTC with
-    ``USE_TZ``, else naive): text with an offset, or not in ISO form, goes through them."""
-    aware = settings.USE_TZ
+    ``USE_TZ``, else as stored). Django stores UTC times without an offset: one is added
+    to the text (parsing it costs a tenth of ``replace(tzinfo=...)``); text that then
+    does not parse (it had an offset, or is not in ISO form) goes through the converters."""
+    offset = "+00:00" if settings.USE_TZ else ""
     col = column.get_col(OutboxEvent._meta.db_table)
     converters = [*db.ops.get_db_converters(col), *column.get_db_converters(db)]
 
     def from_text(value: Any, expression: Any, db: Any) -> Any:
         if type(value) is str:
             try:  # not ``contextlib.suppress``: it costs as much as the parse
-                parsed = datetime.fromisoformat(value)
+                return datetime.fromisoformat(value + offset)
             except ValueError:
                 pass
-            else:
-                if parsed.tzinfo is None:
-                    return parsed.replace(tzinfo=UTC) if aware else parsed
         for converter in converters:
             value = converter(value, expression, db)
         return value

@@ -2,12 +2,13 @@
 
 A claim used to be three statements (the due ids, the conditional UPDATE that leases them,
 the leased rows read back) and the ORM's model instances; at 200 rows most of its time was
-Python. Here PostgreSQL and SQLite (3.35+) do it in one statement: the due ids are picked
-(``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so concurrent claims skip each other's rows), the
-rows still pending and lease-free are leased, and their claimed columns come back, turned
-into instances with the fields' own converters (on PostgreSQL, times as epoch microseconds:
-``_returned``) and without ``Model.__init__`` (the other columns stay deferred, as with
-``.only()``), a column at a time. The due rows' SQL is compiled once (``Due``) and payloads
+Python. Here PostgreSQL and SQLite (3.35+) do it in one statement: the due rows are picked
+(on PostgreSQL with ``FOR UPDATE SKIP LOCKED``, so concurrent claims skip each other's
+rows, and by tuple id, ``ctid``), the rows still pending and lease-free are leased, and
+their claimed columns come back, turned into instances with the fields' own converters
+(times as epoch microseconds on PostgreSQL, as text on SQLite: ``_returned``) and without
+``Model.__init__`` (the other columns stay deferred, as with ``.only()``), a column at a
+time. The due rows' SQL is compiled once (``Due``) and payloads
 are decoded without ``json.loads``' whitespace scans: with both, the Python around the
 statement takes under half what it did. Other databases keep the three statements.
 """
@@ -26,6 +27,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, router, transaction
 from django.db.models import JSONField, QuerySet
 from django.db.models.base import ModelState
+from django.db.models.expressions import RawSQL
 
 from .models import OutboxEvent
 from .outbox import NOT_PENDING, held, lease_free
@@ -93,7 +95,7 @@ def lease(
     returned, loaders = _returned(db, columns)
     sql = (
         f"UPDATE {table} SET {quote('lease_until')} = %s, {quote('lease_token')} = %s "  # noqa: S608
-        f"WHERE {quote('id')} IN ({inner}) AND {guard} RETURNING {', '.join(returned)}"
+        f"WHERE {_picked_rows(db, inner)} AND {guard} RETURNING {', '.join(returned)}"
     )  # names come from the model, quoted; values are parameters
     field = meta.get_field("lease_until")
     params = [field.get_db_prep_save(until, db), token, *inner_params, *guard_params]
@@ -108,8 +110,27 @@ def lease(
 
 
 def _compile(db: Any, candidates: QuerySet[OutboxEvent], limit: int) -> tuple[str, list[Any]]:
-    sql, params = candidates.values("pk")[:limit].query.get_compiler(using=db.alias).as_sql()
+    """The SQL selecting the first ``limit`` of ``candidates``: their ids, or on
+    PostgreSQL where each lies (``ctid``, read under the row lock the claim takes)."""
+    picked: QuerySet[Any, Any]
+    if db.vendor == "postgresql":
+        table = db.ops.quote_name(OutboxEvent._meta.db_table)  # the model's, quoted
+        picked = candidates.annotate(tid=RawSQL(f"{table}.ctid", ())).values("tid")  # noqa: S611
+    else:
+        picked = candidates.values("pk")
+    sql, params = picked[:limit].query.get_compiler(using=db.alias).as_sql()
     return sql, list(params)
+
+
+def _picked_rows(db: Any, inner: str) -> str:
+    """The outer UPDATE's rows: those ``inner`` picked. On PostgreSQL by where they lie,
+    a TID scan instead of a look-up in the primary key's index per row (a quarter of the
+    statement's execution for 200 rows). A row updated by another transaction between
+    this statement's snapshot and its lock now lies elsewhere: it is not leased this time
+    (still pending, it is due for the next claim)."""
+    if db.vendor == "postgresql":
+        return f"ctid = ANY(ARRAY({inner}))"
+    return f"{db.ops.quote_name('id')} IN ({inner})"
 
 
 def _picked(alias: str, due: Due, limit: int) -> tuple[str, list[Any]]:

@@ -28,6 +28,7 @@ from django.db import connections, router, transaction
 from django.db.models import JSONField, QuerySet
 from django.db.models.base import ModelState
 from django.db.models.expressions import RawSQL
+from django.utils.dateparse import parse_datetime
 
 from .models import OutboxEvent
 from .outbox import NOT_PENDING, held, lease_free
@@ -113,7 +114,7 @@ def _compile(db: Any, candidates: QuerySet[OutboxEvent], limit: int) -> tuple[st
     """The SQL selecting the first ``limit`` of ``candidates``: their ids, or on
     PostgreSQL where each lies (``ctid``, read under the row lock the claim takes)."""
     picked: QuerySet[Any, Any]
-    if db.vendor == "postgresql":
+    if _by_tuple_id(db.alias):
         table = db.ops.quote_name(OutboxEvent._meta.db_table)  # the model's, quoted
         picked = candidates.annotate(tid=RawSQL(f"{table}.ctid", ())).values("tid")  # noqa: S611
     else:
@@ -128,9 +129,34 @@ def _picked_rows(db: Any, inner: str) -> str:
     statement's execution for 200 rows). A row updated by another transaction between
     this statement's snapshot and its lock now lies elsewhere: it is not leased this time
     (still pending, it is due for the next claim)."""
-    if db.vendor == "postgresql":
+    if _by_tuple_id(db.alias):
         return f"ctid = ANY(ARRAY({inner}))"
     return f"{db.ops.quote_name('id')} IN ({inner})"
+
+
+def forget() -> None:
+    """Forget what is looked up and compiled once per process (tests that change the
+    outbox's table)."""
+    _by_tuple_id.cache_clear()
+    _template.cache_clear()
+
+
+@functools.lru_cache(maxsize=8)
+def _by_tuple_id(alias: str) -> bool:
+    """Whether claims on ``alias`` find their rows by tuple id: on PostgreSQL, when the
+    outbox is one plain table. Each partition of a partitioned table (or child of an
+    inherited one) numbers its tuples from the start, so there a tuple id names a row in
+    each. Looked up once per process."""
+    db = connections[alias]
+    if db.vendor != "postgresql":
+        return False
+    with db.cursor() as cursor:
+        cursor.execute(
+            "SELECT relkind = 'r' AND NOT relhassubclass FROM pg_class WHERE oid = to_regclass(%s)",
+            [db.ops.quote_name(OutboxEvent._meta.db_table)],
+        )
+        found = cursor.fetchone()
+    return bool(found and found[0])
 
 
 def _picked(alias: str, due: Due, limit: int) -> tuple[str, list[Any]]:
@@ -241,20 +267,23 @@ def _returned(db: Any, columns: list[Any]) -> tuple[list[str], dict[str, Any]]:
 
 
 def _text_loader(db: Any, column: Any) -> Any:
-    """A time stored as SQLite text, as Django's converters would give it (aware UTC with
-    ``USE_TZ``, else as stored). Django stores UTC times without an offset: one is added
-    to the text (parsing it costs a tenth of ``replace(tzinfo=...)``); text that then
-    does not parse (it had an offset, or is not in ISO form) goes through the converters."""
+    """A time stored as SQLite text, as Django gives it: ``sqlite3``'s parser for the
+    declared type, then the backend's time zone check. Django stores UTC times as
+    ``YYYY-MM-DD HH:MM:SS[.ffffff]``: that text gets its offset appended and parsed
+    once (a tenth of ``replace(tzinfo=...)``); anything else (another shape, an offset,
+    a date alone, text that is no time) takes Django's own path."""
     offset = "+00:00" if settings.USE_TZ else ""
     col = column.get_col(OutboxEvent._meta.db_table)
     converters = [*db.ops.get_db_converters(col), *column.get_db_converters(db)]
 
     def from_text(value: Any, expression: Any, db: Any) -> Any:
         if type(value) is str:
-            try:  # not ``contextlib.suppress``: it costs as much as the parse
-                return datetime.fromisoformat(value + offset)
-            except ValueError:
-                pass
+            if len(value) in (19, 26) and value[10] == " " and value[4] == "-":
+                try:  # not ``contextlib.suppress``: it costs as much as the parse
+                    return datetime.fromisoformat(value + offset)
+                except ValueError:
+                    pass
+            value = parse_datetime(value)  # what ``sqlite3`` does by the declared type
         for converter in converters:
             value = converter(value, expression, db)
         return value

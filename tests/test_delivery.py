@@ -309,25 +309,32 @@ def test_a_claimed_payload_decodes_as_the_json_field_would(stored):
 @pytest.mark.parametrize(
     "stored",
     [
-        "2026-12-02 01:02:03.664600",
-        "2026-12-02 01:02:03",
-        "2026-12-02 01:02:03.664600+02:00",
-        "2026-12-02T01:02:03",
-        None,
+        "'2026-12-02 01:02:03.664600'",
+        "'2026-12-02 01:02:03'",
+        "'2026-12-02 01:02:03.664600+02:00'",
+        "'2026-12-02T01:02:03'",
+        "'2026-12-02'",
+        "'20261202'",
+        "date('now')",
+        "''",
+        "'garbage'",
+        "1764637323",
     ],
 )
-def test_a_claimed_time_stored_as_text_reads_as_djangos_converters_would(stored, use_tz, settings):
+def test_a_claimed_time_reads_as_the_orm_reads_what_is_stored(stored, use_tz, org, settings):
+    """Whatever a data migration or raw SQL left in the column: on SQLite a claimed time
+    is parsed from its text, and must come out as Django's converters give it."""
     if connection.vendor != "sqlite":
-        pytest.skip("times are text on SQLite only")
+        pytest.skip("only SQLite keeps a time as text, whatever it is")
     settings.USE_TZ = use_tz
-    field: Any = OutboxEvent._meta.get_field("event_time")
-    col = field.get_col(OutboxEvent._meta.db_table)
-    expected = stored
-    for converter in [*connection.ops.get_db_converters(col), *field.get_db_converters(connection)]:
-        expected = converter(expected, col, connection)
-    read = leases._text_loader(connection, field)(stored, col, connection)
-    assert (read, type(read)) == (expected, type(expected))
-    assert getattr(read, "tzinfo", None) == getattr(expected, "tzinfo", None)
+    tracking.send_event(org, title="t", text="x")
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE datadog_partner_outboxevent SET event_time = {stored}")
+    read = OutboxEvent.objects.get().event_time
+    now = timezone.now()
+    [row] = leases.lease("t", OutboxEvent.objects.all(), 1, now, now, ["event_time"])
+    assert (row.event_time, type(row.event_time)) == (read, type(read))
+    assert getattr(row.event_time, "tzinfo", None) == getattr(read, "tzinfo", None)
 
 
 def test_a_claim_through_its_compiled_due_rows_leases_what_the_queryset_would(org, conn):
@@ -541,6 +548,49 @@ def test_failures_never_leak_the_api_key(org, intake, canaries, debug_logs):
 
     target = transmit.Target(conn.pk, conn.domain, canaries["api_key"])  # type: ignore[arg-type]
     canaries.assert_absent(repr(target) + str(target), "Target repr")
+
+
+@pytest.fixture
+def partitioned_outbox():
+    """The outbox as a table partitioned by ``created_at`` (as a purge by DETACH/DROP
+    would have it), in the test's transaction: every partition numbers its tuples from
+    the start. Claims look at the table once per process: forgotten around it."""
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE datadog_partner_outboxevent RENAME TO plain_outbox")
+        cursor.execute(
+            "CREATE TABLE datadog_partner_outboxevent (LIKE plain_outbox INCLUDING DEFAULTS)"
+            f" PARTITION BY RANGE ({quote('created_at')})"
+        )
+        for name, bounds in (
+            ("old", "(MINVALUE) TO ('2000-01-01')"),
+            ("new", "('2000-01-01') TO (MAXVALUE)"),
+        ):
+            cursor.execute(
+                f"CREATE TABLE outbox_{name} PARTITION OF datadog_partner_outboxevent"
+                f" FOR VALUES FROM {bounds}"
+            )
+        cursor.execute("INSERT INTO datadog_partner_outboxevent SELECT * FROM plain_outbox")
+    leases.forget()
+    yield
+    leases.forget()
+
+
+def test_a_claim_on_a_partitioned_outbox_leases_only_the_rows_it_picked(org, request):
+    """A tuple id names a row in each partition: matched by it alone, a claim of one row
+    leased a row of the other partition too, one still in its backoff."""
+    if connection.vendor != "postgresql":
+        pytest.skip("partitions are PostgreSQL's")
+    for title in ("due", "in backoff"):
+        tracking.send_event(org, title=title, text="x")
+    due, later = OutboxEvent.objects.order_by("pk")
+    now = timezone.now()
+    OutboxEvent.objects.filter(pk=due.pk).update(created_at=now - timedelta(days=365 * 40))
+    OutboxEvent.objects.filter(pk=later.pk).update(next_attempt_at=now + timedelta(hours=1))
+    request.getfixturevalue("partitioned_outbox")
+    _, rows = delivery.claim(1)
+    assert [row.pk for row in rows] == [due.pk]
+    assert OutboxEvent.objects.get(pk=later.pk).lease_token == ""
 
 
 @pytest.mark.django_db(transaction=True)

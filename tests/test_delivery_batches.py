@@ -133,7 +133,10 @@ def test_the_claim_tops_up_batched_kinds_within_a_bounded_window(org):
     due_in_order("event", 300, 50)
     with CaptureQueriesContext(connection) as queries:
         _, rows = delivery.claim(200)
-    statements = [q["sql"] for q in queries if "SAVEPOINT" not in q["sql"]]
+    # Not counted: savepoints, and the look at the outbox's table, once per process.
+    statements = [
+        q["sql"] for q in queries if not {"SAVEPOINT", "pg_class"} & set(q["sql"].split())
+    ]
     # Events only: no top-up, only the claim's own statements (one UPDATE ... RETURNING
     # where the database has it, else select, lease, read back).
     assert len(rows) == 200 and len(statements) == (1 if leases.one_statement(connection) else 3)

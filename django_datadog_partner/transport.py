@@ -168,8 +168,11 @@ def _close_idle() -> None:
 def _forget_after_fork() -> None:
     """The parent's connections are not the child's to use: the child closes its copies
     of their descriptors (the parent's stay open), which it would otherwise hold uncounted
-    until the collector found them (a connection and its origin refer to each other). No
-    lock: a thread of the parent may have held it at the fork."""
+    until the collector found them (a connection and its origin refer to each other). The
+    lock is made anew: a thread of the parent may have held it at the fork, and the child
+    has no such thread to release it."""
+    global _lock
+    _lock = threading.Lock()
     _close_idle()
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import resource
+import signal
 import socket
 import threading
 import time
@@ -133,6 +134,32 @@ def test_a_forked_child_closes_its_copies_of_the_parents_idle_connections():
         assert kept.alive() and transport.idle_connections(base) == 1  # open in the parent
         DatadogClient(SITE).request("POST", f"{base}/api/v1/events", data=b"{}")
         assert len(server.seen) == 2  # type: ignore[attr-defined]
+
+
+def test_a_child_forked_while_a_parent_thread_held_the_transport_lock_can_connect():
+    """A fork while another thread made an origin left the child's copy of the lock
+    held, by a thread the child does not have: its first request waited forever."""
+    holding, release = threading.Event(), threading.Event()
+
+    def making_an_origin() -> None:
+        with transport._lock:
+            holding.set()
+            release.wait()
+
+    thread = threading.Thread(target=making_an_origin)
+    thread.start()
+    holding.wait()
+    try:
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child reports through its exit status
+            signal.alarm(5)  # killed by SIGALRM if it waits for the lock
+            transport.origin_of("http://127.0.0.1:9")
+            os._exit(0)
+    finally:
+        release.set()
+        thread.join()
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_a_process_out_of_descriptors_is_told_so_and_sends_nothing(monkeypatch):

@@ -23,6 +23,7 @@ import ssl
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProtocolError
 
@@ -344,20 +345,23 @@ def _selector_and_waker() -> tuple[selectors.BaseSelector, socket.socket]:
     """A selector, and the writing end of the wake-up pair it watches (another thread's
     way to end a poll). Both take descriptors: when the process has none left, this is
     ``OutOfDescriptorsError`` and nothing stays open."""
-    selector = None
+    opened: list[Any] = []
     try:
         selector = selectors.DefaultSelector()
-        waker, woken = socket.socketpair()
+        opened.append(selector)
+        pair = socket.socketpair()
+        opened += pair
+        waker, woken = pair
+        waker.setblocking(False)
+        woken.setblocking(False)
+        selector.register(woken, selectors.EVENT_READ, None)
     except OSError as exc:
-        if selector is not None:
-            selector.close()
+        for each in opened:
+            each.close()
         error = out_of_descriptors(exc)
         if error is None:
             raise
         raise error from exc
-    waker.setblocking(False)
-    woken.setblocking(False)
-    selector.register(woken, selectors.EVENT_READ, None)
     return selector, waker
 
 

@@ -9,6 +9,7 @@ import errno
 import os
 import resource
 import select
+import selectors
 import socket
 import ssl
 import threading
@@ -604,3 +605,14 @@ def test_a_multiplexer_without_descriptors_says_so_and_leaves_nothing_open(monke
     with pytest.raises(OutOfDescriptorsError, match="RLIMIT_NOFILE"):
         Multiplexer()
     assert len(os.listdir("/proc/self/fd")) == before  # the selector made first is closed
+
+
+def test_a_multiplexer_whose_wake_up_call_cannot_be_watched_leaves_nothing_open(monkeypatch):
+    def refuse(*args: object, **kwargs: object) -> None:  # epoll's max_user_watches
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(selectors.DefaultSelector, "register", refuse)
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(OSError, match="No space"):
+        Multiplexer()
+    assert len(os.listdir("/proc/self/fd")) == before

@@ -111,8 +111,8 @@ def lease(
 
 
 def _compile(db: Any, candidates: QuerySet[OutboxEvent], limit: int) -> tuple[str, list[Any]]:
-    """The SQL selecting the first ``limit`` of ``candidates``: their ids, or on
-    PostgreSQL where each lies (``ctid``, read under the row lock the claim takes)."""
+    """The SQL selecting the first ``limit`` of ``candidates``: their ids, or where each
+    lies (``ctid``, read under the row lock the claim takes: ``_by_tuple_id``)."""
     picked: QuerySet[Any, Any]
     if _by_tuple_id(db.alias):
         table = db.ops.quote_name(OutboxEvent._meta.db_table)  # the model's, quoted
@@ -124,11 +124,11 @@ def _compile(db: Any, candidates: QuerySet[OutboxEvent], limit: int) -> tuple[st
 
 
 def _picked_rows(db: Any, inner: str) -> str:
-    """The outer UPDATE's rows: those ``inner`` picked. On PostgreSQL by where they lie,
-    a TID scan instead of a look-up in the primary key's index per row (a quarter of the
-    statement's execution for 200 rows). A row updated by another transaction between
-    this statement's snapshot and its lock now lies elsewhere: it is not leased this time
-    (still pending, it is due for the next claim)."""
+    """The outer UPDATE's rows: those ``inner`` picked. On a plain PostgreSQL table by
+    where they lie, a TID scan instead of a look-up in the primary key's index per row
+    (a quarter of the statement's execution for 200 rows). A row updated by another
+    transaction between this statement's snapshot and its lock now lies elsewhere: it is
+    not leased this time (still pending, it is due for the next claim)."""
     if _by_tuple_id(db.alias):
         return f"ctid = ANY(ARRAY({inner}))"
     return f"{db.ops.quote_name('id')} IN ({inner})"

@@ -4,13 +4,13 @@ A claim used to be three statements (the due ids, the conditional UPDATE that le
 the leased rows read back) and the ORM's model instances; at 200 rows most of its time was
 Python. Here PostgreSQL and SQLite (3.35+) do it in one statement: the due rows are picked
 (on PostgreSQL with ``FOR UPDATE SKIP LOCKED``, so concurrent claims skip each other's
-rows, and by tuple id, ``ctid``), the rows still pending and lease-free are leased, and
-their claimed columns come back, turned into instances with the fields' own converters
-(times as epoch microseconds on PostgreSQL, as text on SQLite: ``_returned``) and without
-``Model.__init__`` (the other columns stay deferred, as with ``.only()``), a column at a
-time. The due rows' SQL is compiled once (``Due``) and payloads
-are decoded without ``json.loads``' whitespace scans: with both, the Python around the
-statement takes under half what it did. Other databases keep the three statements.
+rows, and on a plain table by tuple id, ``ctid``), the rows still pending and lease-free
+are leased, and their claimed columns come back, turned into instances with the fields'
+own converters (times as epoch microseconds on PostgreSQL, as text on SQLite:
+``_returned``) and without ``Model.__init__`` (the other columns stay deferred, as with
+``.only()``), a column at a time. The due rows' SQL is compiled once (``Due``) and
+payloads are decoded without ``json.loads``' whitespace scans: with both, the Python around
+the statement takes under half what it did. Other databases keep the three statements.
 """
 
 from __future__ import annotations
@@ -273,8 +273,7 @@ def _text_loader(db: Any, column: Any) -> Any:
     once (a tenth of ``replace(tzinfo=...)``); anything else (another shape, an offset,
     a date alone, text that is no time) takes Django's own path."""
     offset = "+00:00" if settings.USE_TZ else ""
-    col = column.get_col(OutboxEvent._meta.db_table)
-    converters = [*db.ops.get_db_converters(col), *column.get_db_converters(db)]
+    converters = _orm_converters(db, column)
 
     def from_text(value: Any, expression: Any, db: Any) -> Any:
         if type(value) is str:
@@ -289,6 +288,13 @@ def _text_loader(db: Any, column: Any) -> Any:
         return value
 
     return from_text
+
+
+def _orm_converters(db: Any, column: Any) -> list[Any]:
+    """What the ORM converts ``column``'s fetched values with: the backend's, then the
+    field's own."""
+    col = column.get_col(OutboxEvent._meta.db_table)
+    return [*db.ops.get_db_converters(col), *column.get_db_converters(db)]
 
 
 _decoder = json.JSONDecoder()
@@ -329,10 +335,7 @@ def _instances(
     by_column = [list(values) for values in zip(*found, strict=True)]
     for n, column in enumerate(columns):
         col = column.get_col(OutboxEvent._meta.db_table)
-        functions = (loaders or {}).get(column.attname) or [
-            *db.ops.get_db_converters(col),
-            *column.get_db_converters(db),
-        ]
+        functions = (loaders or {}).get(column.attname) or _orm_converters(db, column)
         for function in functions:
             by_column[n] = [function(value, col, db) for value in by_column[n]]
     rows = []
